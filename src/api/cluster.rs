@@ -1,0 +1,99 @@
+//! `laneq.v1.Cluster`: init, membership changes, leader transfer, status.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::error::node_status;
+use crate::proto::v1::cluster_server::Cluster;
+use crate::proto::v1::*;
+use crate::raft::RaftNode;
+
+pub struct ClusterApi {
+    pub(super) node: Arc<RaftNode>,
+}
+
+fn members(node: &RaftNode) -> Vec<Member> {
+    node.status()
+        .members
+        .into_iter()
+        .map(|(id, addr, voter)| Member {
+            id,
+            addr,
+            kind: if voter { "voter" } else { "learner" }.to_string(),
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterApi {
+    async fn init(&self, _req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        let initialized_now = self.node.init().await.map_err(node_status)?;
+        Ok(Response::new(InitResponse {
+            initialized_now,
+            members: members(&self.node),
+        }))
+    }
+
+    async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        let req = req.into_inner();
+        if req.id == 0 {
+            return Err(Status::invalid_argument("id: must be 1 or more"));
+        }
+        if req.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "addr: {:?} is not a host:port address",
+                req.addr
+            )));
+        }
+        if self.node.status().members.iter().any(|(id, _, _)| *id == req.id) {
+            return Err(Status::already_exists(format!("id: node {} is already a member", req.id)));
+        }
+        self.node.add_node(req.id, req.addr).await.map_err(node_status)?;
+        Ok(Response::new(AddNodeResponse {
+            members: members(&self.node),
+        }))
+    }
+
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.node.remove_node(req.into_inner().id).await.map_err(node_status)?;
+        Ok(Response::new(RemoveNodeResponse {
+            members: members(&self.node),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let to = req.into_inner().id;
+        self.node.transfer_leader(to).await.map_err(node_status)?;
+        Ok(Response::new(TransferLeaderResponse { leader_id: to }))
+    }
+
+    async fn membership(&self, _req: Request<MembershipRequest>) -> Result<Response<MembershipResponse>, Status> {
+        Ok(Response::new(MembershipResponse {
+            leader_id: self.node.status().leader_id,
+            members: members(&self.node),
+        }))
+    }
+
+    async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatusResponse>, Status> {
+        let s = self.node.status();
+        Ok(Response::new(NodeStatusResponse {
+            id: s.id,
+            addr: s.addr,
+            role: s.role.to_string(),
+            term: s.term,
+            leader_id: s.leader_id,
+            last_log_index: s.last_log_index,
+            applied_index: s.applied_index,
+            committed_index: s.committed_index,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+            digest: s.digest,
+            members: members(&self.node),
+            cluster: self.node.cluster.clone(),
+        }))
+    }
+}

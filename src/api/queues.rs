@@ -1,0 +1,68 @@
+//! `laneq.v1.Queues`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::error::{model_status, node_status};
+use super::{convert, read_barrier};
+use crate::model::{Op, Reply, Write};
+use crate::proto::v1::queues_server::Queues;
+use crate::proto::v1::*;
+use crate::raft::RaftNode;
+
+pub struct QueuesApi {
+    pub(super) node: Arc<RaftNode>,
+}
+
+/// The idempotency key of a request, or an error naming the field.
+pub(super) fn idempotency_key(meta: Option<WriteMeta>) -> Result<String, Status> {
+    let key = meta.map(|m| m.idempotency_key).unwrap_or_default();
+    if key.is_empty() {
+        return Err(Status::invalid_argument(
+            "meta.idempotency_key: every write needs one, so that a retry is applied once",
+        ));
+    }
+    Ok(key)
+}
+
+#[tonic::async_trait]
+impl Queues for QueuesApi {
+    async fn create_queue(&self, req: Request<CreateQueueRequest>) -> Result<Response<CreateQueueResponse>, Status> {
+        let req = req.into_inner();
+        let write = Write {
+            idempotency_key: idempotency_key(req.meta)?,
+            op: Op::CreateQueue { name: req.name.clone() },
+        };
+        crate::model::validate_write(&write).map_err(model_status)?;
+        let response = self.node.write(write).await.map_err(node_status)?;
+        match response.result.map_err(model_status)? {
+            Reply::QueueCreated { name } => {
+                let state = self.node.sm().state();
+                let queue = state.queue(&name).map(|q| convert::queue(&state, q));
+                Ok(Response::new(CreateQueueResponse { queue }))
+            }
+            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn get_queue(&self, req: Request<GetQueueRequest>) -> Result<Response<GetQueueResponse>, Status> {
+        let req = req.into_inner();
+        crate::model::validate::name("name", &req.name).map_err(model_status)?;
+        read_barrier(&self.node, req.consistency).await?;
+        let state = self.node.sm().state();
+        let queue = state
+            .queue(&req.name)
+            .ok_or_else(|| Status::not_found(format!("name: no queue named {:?}", req.name)))?;
+        Ok(Response::new(GetQueueResponse {
+            queue: Some(convert::queue(&state, queue)),
+        }))
+    }
+
+    async fn list_queues(&self, req: Request<ListQueuesRequest>) -> Result<Response<ListQueuesResponse>, Status> {
+        read_barrier(&self.node, req.into_inner().consistency).await?;
+        let state = self.node.sm().state();
+        let queues = state.queues().map(|q| convert::queue(&state, q)).collect();
+        Ok(Response::new(ListQueuesResponse { queues }))
+    }
+}

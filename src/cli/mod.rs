@@ -1,0 +1,206 @@
+//! The `laneq` command line: clap commands over the client library, plus
+//! `laneq node`. Output is a table for people or JSON (`-o json`) for programs.
+
+mod cluster;
+mod output;
+mod queue;
+mod task;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::{parse_endpoints, Client, ClientError, ReadConsistency, DEFAULT_ENDPOINTS};
+pub use output::Output;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "laneq",
+    version,
+    about = "laneq: a Raft-replicated, highly available queue store for ML job scheduling",
+    long_about = "laneq keeps queues of ML jobs (tasks) replicated on a small cluster of nodes.\n\
+                  Run `laneq node` on each machine, then use the other commands from anywhere:\n\
+                  they find the leader by themselves.\n\n\
+                  Quick start: scripts/cluster up; laneq queue create gpu; \
+                  laneq task submit --queue gpu -- python train.py"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Nodes to talk to, comma-separated host:port. Any node will do; give
+    /// several so that a dead one is skipped.
+    #[arg(long, global = true, env = "LANEQ_ENDPOINTS", default_value = DEFAULT_ENDPOINTS)]
+    pub endpoints: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Read consistency: `linearizable` sees every acknowledged write;
+    /// `stale` answers from the contacted node's state at once.
+    #[arg(long, global = true, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    pub consistency: ConsistencyArg,
+    /// Give up after this many seconds, retries included.
+    #[arg(long, global = true, default_value_t = 15)]
+    pub timeout: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ConsistencyArg {
+    Linearizable,
+    Stale,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a laneq node in the foreground (until SIGTERM or Ctrl-C).
+    Node(NodeArgs),
+    /// Cluster membership and health.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+    /// Create, list and inspect queues.
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
+    /// Submit and inspect tasks.
+    #[command(subcommand)]
+    Task(task::TaskCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The node's TOML config (see cluster/local/node1.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override the config's node id.
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Override the config's gRPC listen address.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Override the config's data dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Initialise the cluster from the config's peers if it is not yet
+    /// (safe to repeat: an initialised cluster is left alone).
+    #[arg(long)]
+    pub init: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LANEQ_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A command's failure: what to print and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match e.code() {
+            tonic::Code::InvalidArgument => 2,
+            tonic::Code::NotFound => 3,
+            tonic::Code::AlreadyExists => 4,
+            tonic::Code::Unavailable => 5,
+            _ => 1,
+        };
+        Failure {
+            message: e.to_string(),
+            code,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, code: 1 }
+    }
+}
+
+impl GlobalArgs {
+    pub fn client(&self) -> Result<Client, Failure> {
+        let eps = parse_endpoints(&self.endpoints).map_err(|m| Failure { message: m, code: 2 })?;
+        Ok(Client::with_deadline(&eps, Duration::from_secs(self.timeout.max(1))))
+    }
+
+    pub fn consistency(&self) -> ReadConsistency {
+        match self.consistency {
+            ConsistencyArg::Linearizable => ReadConsistency::Linearizable,
+            ConsistencyArg::Stale => ReadConsistency::Stale,
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Entry point of the `laneq` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime");
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Node(args) => {
+            init_logging(args.log_format, "info,openraft=warn");
+            run_node(args).await
+        }
+        Command::Cluster(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            cluster::run(&cli.global, cmd).await
+        }
+        Command::Queue(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            queue::run(&cli.global, cmd).await
+        }
+        Command::Task(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            task::run(&cli.global, cmd).await
+        }
+    }
+}
+
+async fn run_node(args: NodeArgs) -> Result<(), Failure> {
+    let mut config = crate::config::NodeConfig::load(&args.config)?;
+    if let Some(id) = args.id {
+        config.id = id;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    crate::node::run(config, args.init).await.map_err(Failure::from)
+}

@@ -1,0 +1,237 @@
+//! The client library shared by the CLI, the tests, the worker agent and the
+//! benchmarks. It knows a list of endpoints, finds the leader by itself,
+//! retries with backoff on a leader change or an unreachable node until a
+//! deadline, and puts an idempotency key on every write so that a retried
+//! write is applied once.
+
+mod retry;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::proto::v1::cluster_client::ClusterClient;
+use crate::proto::v1::queues_client::QueuesClient;
+use crate::proto::v1::tasks_client::TasksClient;
+use crate::proto::v1::*;
+
+pub use retry::ClientError;
+
+/// The local 3-node cluster of `scripts/cluster up`.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
+/// How long one call may take, retries included, unless set otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Known endpoints; a leader hint may add one.
+    endpoints: Mutex<Vec<(String, Channel)>>,
+    /// Index of the endpoint tried first: the last one that answered.
+    preferred: AtomicUsize,
+    deadline: Duration,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadConsistency {
+    #[default]
+    Linearizable,
+    Stale,
+}
+
+impl ReadConsistency {
+    fn proto(self) -> i32 {
+        match self {
+            ReadConsistency::Linearizable => Consistency::Linearizable as i32,
+            ReadConsistency::Stale => Consistency::Stale as i32,
+        }
+    }
+}
+
+/// A fresh idempotency key for one logical write.
+pub fn new_idempotency_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Splits a comma-separated endpoint list, checking each is host:port.
+pub fn parse_endpoints(list: &str) -> Result<Vec<String>, String> {
+    let eps: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_start_matches("http://").to_string())
+        .collect();
+    if eps.is_empty() {
+        return Err("endpoints: give at least one host:port".into());
+    }
+    for ep in &eps {
+        let ok = ep
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            return Err(format!("endpoints: {ep:?} is not host:port"));
+        }
+    }
+    Ok(eps)
+}
+
+impl Client {
+    pub fn new(endpoints: &[String]) -> Self {
+        Self::with_deadline(endpoints, DEFAULT_DEADLINE)
+    }
+
+    pub fn with_deadline(endpoints: &[String], deadline: Duration) -> Self {
+        let endpoints = endpoints
+            .iter()
+            .map(|e| (e.clone(), crate::raft::endpoint_channel(e)))
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                endpoints: Mutex::new(endpoints),
+                preferred: AtomicUsize::new(0),
+                deadline,
+            }),
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner
+            .endpoints
+            .lock()
+            .expect("endpoints poisoned")
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    // --- queues ---
+
+    pub async fn create_queue(&self, name: &str) -> Result<Queue, ClientError> {
+        let meta = Some(WriteMeta {
+            idempotency_key: new_idempotency_key(),
+        });
+        let req = CreateQueueRequest {
+            meta,
+            name: name.to_string(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { QueuesClient::new(ch).create_queue(req).await }
+            })
+            .await?;
+        resp.queue.ok_or_else(|| ClientError::Protocol("create_queue: no queue in reply".into()))
+    }
+
+    pub async fn get_queue(&self, name: &str, c: ReadConsistency) -> Result<Queue, ClientError> {
+        let req = GetQueueRequest {
+            name: name.to_string(),
+            consistency: c.proto(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { QueuesClient::new(ch).get_queue(req).await }
+            })
+            .await?;
+        resp.queue.ok_or_else(|| ClientError::Protocol("get_queue: no queue in reply".into()))
+    }
+
+    pub async fn list_queues(&self, c: ReadConsistency) -> Result<Vec<Queue>, ClientError> {
+        let req = ListQueuesRequest { consistency: c.proto() };
+        let resp = self
+            .call(|ch| async move { QueuesClient::new(ch).list_queues(req).await })
+            .await?;
+        Ok(resp.queues)
+    }
+
+    // --- tasks ---
+
+    /// Submits a task. `idempotency_key` defaults to a fresh key; pass your
+    /// own to make retries across processes safe.
+    pub async fn submit_task(
+        &self,
+        queue: &str,
+        command: Vec<String>,
+        payload: Vec<u8>,
+        idempotency_key: Option<String>,
+    ) -> Result<SubmitTaskResponse, ClientError> {
+        let req = SubmitTaskRequest {
+            meta: Some(WriteMeta {
+                idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
+            }),
+            queue: queue.to_string(),
+            command,
+            payload,
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { TasksClient::new(ch).submit_task(req).await }
+        })
+        .await
+    }
+
+    pub async fn get_task(&self, id: u64, c: ReadConsistency) -> Result<Task, ClientError> {
+        let req = GetTaskRequest {
+            id,
+            consistency: c.proto(),
+        };
+        let resp = self
+            .call(|ch| async move { TasksClient::new(ch).get_task(req).await })
+            .await?;
+        resp.task.ok_or_else(|| ClientError::Protocol("get_task: no task in reply".into()))
+    }
+
+    // --- cluster ---
+
+    pub async fn init(&self) -> Result<InitResponse, ClientError> {
+        self.call(|ch| async move { ClusterClient::new(ch).init(InitRequest {}).await })
+            .await
+    }
+
+    pub async fn add_node(&self, id: u64, addr: &str) -> Result<AddNodeResponse, ClientError> {
+        let req = AddNodeRequest {
+            id,
+            addr: addr.to_string(),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { ClusterClient::new(ch).add_node(req).await }
+        })
+        .await
+    }
+
+    pub async fn remove_node(&self, id: u64) -> Result<RemoveNodeResponse, ClientError> {
+        self.call(|ch| async move { ClusterClient::new(ch).remove_node(RemoveNodeRequest { id }).await })
+            .await
+    }
+
+    pub async fn transfer_leader(&self, id: u64) -> Result<TransferLeaderResponse, ClientError> {
+        self.call(|ch| async move { ClusterClient::new(ch).transfer_leader(TransferLeaderRequest { id }).await })
+            .await
+    }
+
+    pub async fn membership(&self) -> Result<MembershipResponse, ClientError> {
+        self.call(|ch| async move { ClusterClient::new(ch).membership(MembershipRequest {}).await })
+            .await
+    }
+
+    /// Asks one node, and only that node, for its own status (no retries).
+    pub async fn node_status(addr: &str, timeout: Duration) -> Result<NodeStatusResponse, ClientError> {
+        let mut req = tonic::Request::new(NodeStatusRequest {});
+        req.set_timeout(timeout);
+        let ch = crate::raft::endpoint_channel(addr);
+        let mut c = ClusterClient::new(ch);
+        match tokio::time::timeout(timeout, c.node_status(req)).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(ClientError::Status(s)),
+            Err(_) => Err(ClientError::Unavailable(format!("{addr}: no answer within {timeout:?}"))),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The node's config file (TOML) and its checks. Flags override the file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::RaftTimings;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id: unique in the cluster, never reused.
+    pub id: u64,
+    /// The cluster's name; a data dir remembers it and refuses another.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// gRPC address for peers and clients alike.
+    pub listen: String,
+    /// Where the node keeps its RocksDB and snapshots.
+    pub data_dir: PathBuf,
+    /// Every voter of the initial cluster, this node included.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub raft: RaftTimings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub id: u64,
+    pub addr: String,
+}
+
+fn default_cluster() -> String {
+    "laneq".to_string()
+}
+
+impl NodeConfig {
+    /// Reads and parses a config file; errors name the file and the problem.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {} is not valid: {e}", path.display()))
+    }
+
+    /// Checks the settings that parsing cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("id: must be 1 or more".into());
+        }
+        crate::model::validate::name("cluster", &self.cluster).map_err(|e| e.to_string())?;
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("listen: {:?} is not a host:port address: {e}", self.listen))?;
+        let mut seen = BTreeMap::new();
+        for p in &self.peers {
+            p.addr
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("peers: address {:?} of node {} is not host:port: {e}", p.addr, p.id))?;
+            if p.id == 0 {
+                return Err("peers: node ids must be 1 or more".into());
+            }
+            if seen.insert(p.id, &p.addr).is_some() {
+                return Err(format!("peers: node {} is listed twice", p.id));
+            }
+        }
+        if !self.peers.is_empty() && !seen.contains_key(&self.id) {
+            return Err(format!("peers: this node ({}) must be in its own peer list", self.id));
+        }
+        let t = &self.raft;
+        if t.heartbeat_interval_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_interval_ms {
+            return Err("raft: election_timeout_min_ms must be above heartbeat_interval_ms (> 0)".into());
+        }
+        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            return Err("raft: election_timeout_max_ms must be above election_timeout_min_ms".into());
+        }
+        if t.snapshot_logs_since_last == 0 {
+            return Err("raft: snapshot_logs_since_last must be 1 or more".into());
+        }
+        Ok(())
+    }
+
+    pub fn peer_map(&self) -> BTreeMap<u64, String> {
+        let mut peers: BTreeMap<u64, String> = self.peers.iter().map(|p| (p.id, p.addr.clone())).collect();
+        peers.entry(self.id).or_insert_with(|| self.listen.clone());
+        peers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, String> {
+        let c: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    const OK: &str = r#"
+id = 1
+listen = "127.0.0.1:7101"
+data_dir = "d"
+[[peers]]
+id = 1
+addr = "127.0.0.1:7101"
+[[peers]]
+id = 2
+addr = "127.0.0.1:7102"
+"#;
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let c = parse(OK).unwrap();
+        assert_eq!(c.cluster, "laneq");
+        assert_eq!(c.raft.heartbeat_interval_ms, 100);
+        assert_eq!(c.peer_map().len(), 2);
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let e = parse("id = 1\nlisten = \"nope\"\ndata_dir = \"d\"").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+        let e = parse(&OK.replace("id = 1\nlisten", "id = 3\nlisten")).unwrap_err();
+        assert!(e.contains("own peer list"), "{e}");
+        let e = parse(&format!("{OK}\nbogus = 1")).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse("listen = \"127.0.0.1:1\"\ndata_dir = \"d\"").unwrap_err();
+        assert!(e.contains("id"), "{e}");
+        let e = parse(&format!("{OK}\n[raft]\nelection_timeout_min_ms = 50")).unwrap_err();
+        assert!(e.contains("election_timeout_min_ms"), "{e}");
+    }
+}

@@ -1,0 +1,286 @@
+//! The replicated state and its apply. Pure: see the module docs of `model`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::limits::*;
+use super::{
+    validate_write, Command, IdempotencyRecord, ModelError, Op, Queue, Reply, Response, Task,
+    TaskState,
+};
+
+/// The name of the queue that always exists.
+pub const DEFAULT_QUEUE: &str = "default";
+/// The name of the pool that always exists.
+pub const DEFAULT_POOL: &str = "default";
+
+/// A record that an apply changed, so that storage can persist exactly those.
+/// A key whose record no longer exists in the state is a deletion.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    /// The scalar fields of [`State`] (clock, id counter).
+    Meta,
+    Queue(String),
+    Task(u64),
+    Idempotency(String),
+}
+
+/// Scalar fields persisted under [`Key::Meta`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetaRecord {
+    pub clock_ms: u64,
+    pub next_task_id: u64,
+}
+
+/// The whole replicated state. Every replica holds the same value at the same
+/// log index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// The latest stamped time applied: never goes backwards, even when a new
+    /// leader's clock is behind the old one's.
+    clock_ms: u64,
+    next_task_id: u64,
+    queues: BTreeMap<String, Queue>,
+    tasks: BTreeMap<u64, Task>,
+    idempotency: BTreeMap<String, IdempotencyRecord>,
+    /// Derived: queued task ids per queue, by (rank, id).
+    pending: BTreeMap<String, BTreeSet<(u64, u64)>>,
+    /// Derived: idempotency keys by first use, for expiry.
+    idempotency_by_time: BTreeSet<(u64, String)>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl State {
+    /// The state before any command: the default queue in the default pool.
+    pub fn new() -> Self {
+        let mut state = Self {
+            clock_ms: 0,
+            next_task_id: 1,
+            queues: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            idempotency: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            idempotency_by_time: BTreeSet::new(),
+        };
+        state.insert_queue(Queue {
+            name: DEFAULT_QUEUE.to_string(),
+            pool: DEFAULT_POOL.to_string(),
+            created_ms: 0,
+            updated_ms: 0,
+            version: 1,
+        });
+        state
+    }
+
+    pub fn meta(&self) -> MetaRecord {
+        MetaRecord {
+            clock_ms: self.clock_ms,
+            next_task_id: self.next_task_id,
+        }
+    }
+
+    pub fn queue(&self, name: &str) -> Option<&Queue> {
+        self.queues.get(name)
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = &Queue> {
+        self.queues.values()
+    }
+
+    pub fn task(&self, id: u64) -> Option<&Task> {
+        self.tasks.get(&id)
+    }
+
+    pub fn idempotency(&self, key: &str) -> Option<&IdempotencyRecord> {
+        self.idempotency.get(key)
+    }
+
+    /// Number of queued tasks in a queue.
+    pub fn queued(&self, queue: &str) -> usize {
+        self.pending.get(queue).map_or(0, BTreeSet::len)
+    }
+
+    /// The task that would be handed out next from a queue.
+    pub fn next_task(&self, queue: &str) -> Option<u64> {
+        self.pending.get(queue)?.first().map(|&(_, id)| id)
+    }
+
+    /// 0-based position of a queued task in its queue.
+    pub fn position(&self, task: &Task) -> Option<usize> {
+        if task.state != TaskState::Queued {
+            return None;
+        }
+        let set = self.pending.get(&task.queue)?;
+        Some(set.range(..(task.rank, task.id)).count())
+    }
+
+    // --- loading from storage: records in any order, then derived indexes ---
+
+    pub fn load_meta(&mut self, meta: MetaRecord) {
+        self.clock_ms = meta.clock_ms;
+        self.next_task_id = meta.next_task_id;
+    }
+
+    pub fn load_queue(&mut self, queue: Queue) {
+        self.insert_queue(queue);
+    }
+
+    pub fn load_task(&mut self, task: Task) {
+        self.insert_task(task);
+    }
+
+    pub fn load_idempotency(&mut self, record: IdempotencyRecord) {
+        self.insert_idempotency(record);
+    }
+
+    /// Applies one stamped command. Returns its response and appends to
+    /// `changed` every key whose record must be persisted.
+    pub fn apply(&mut self, cmd: &Command, changed: &mut Vec<Key>) -> Response {
+        self.clock_ms = self.clock_ms.max(cmd.stamp.now_ms);
+        changed.push(Key::Meta);
+        self.expire_idempotency(changed);
+
+        let key = &cmd.write.idempotency_key;
+        if let Some(seen) = self.idempotency.get(key) {
+            return Response {
+                result: seen.result.clone(),
+                replayed: true,
+            };
+        }
+        let result = validate_write(&cmd.write).and_then(|()| self.apply_op(&cmd.write, changed));
+        // A malformed key cannot be remembered; every other outcome is, so a
+        // retry answers the same even when the first attempt was refused.
+        if crate::model::validate::idempotency_key(key).is_ok() {
+            self.insert_idempotency(IdempotencyRecord {
+                key: key.clone(),
+                first_ms: self.clock_ms,
+                result: result.clone(),
+            });
+            changed.push(Key::Idempotency(key.clone()));
+        }
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        Response {
+            result,
+            replayed: false,
+        }
+    }
+
+    fn apply_op(&mut self, write: &super::Write, changed: &mut Vec<Key>) -> Result<Reply, ModelError> {
+        match &write.op {
+            Op::CreateQueue { name } => {
+                if self.queues.contains_key(name) {
+                    return Err(ModelError::exists("name", format!("queue {name:?} already exists")));
+                }
+                if self.queues.len() >= QUEUES_MAX {
+                    return Err(ModelError::exhausted(
+                        "name",
+                        format!("the store holds {QUEUES_MAX} queues, the limit"),
+                    ));
+                }
+                self.insert_queue(Queue {
+                    name: name.clone(),
+                    pool: super::state::DEFAULT_POOL.to_string(),
+                    created_ms: self.clock_ms,
+                    updated_ms: self.clock_ms,
+                    version: 1,
+                });
+                changed.push(Key::Queue(name.clone()));
+                Ok(Reply::QueueCreated { name: name.clone() })
+            }
+            Op::SubmitTask {
+                queue,
+                command,
+                payload,
+            } => {
+                let Some(q) = self.queues.get_mut(queue) else {
+                    return Err(ModelError::not_found("queue", format!("no queue named {queue:?}")));
+                };
+                q.updated_ms = self.clock_ms;
+                q.version += 1;
+                changed.push(Key::Queue(queue.clone()));
+                let id = self.next_task_id;
+                self.next_task_id += 1;
+                self.insert_task(Task {
+                    id,
+                    queue: queue.clone(),
+                    state: TaskState::Queued,
+                    command: command.clone(),
+                    payload: payload.clone(),
+                    created_ms: self.clock_ms,
+                    idempotency_key: write.idempotency_key.clone(),
+                    rank: id,
+                });
+                changed.push(Key::Task(id));
+                Ok(Reply::TaskSubmitted { id })
+            }
+        }
+    }
+
+    fn insert_queue(&mut self, queue: Queue) {
+        self.pending.entry(queue.name.clone()).or_default();
+        self.queues.insert(queue.name.clone(), queue);
+    }
+
+    fn insert_task(&mut self, task: Task) {
+        if task.state == TaskState::Queued {
+            self.pending
+                .entry(task.queue.clone())
+                .or_default()
+                .insert((task.rank, task.id));
+        }
+        self.next_task_id = self.next_task_id.max(task.id + 1);
+        self.tasks.insert(task.id, task);
+    }
+
+    fn insert_idempotency(&mut self, record: IdempotencyRecord) {
+        self.idempotency_by_time
+            .insert((record.first_ms, record.key.clone()));
+        self.idempotency.insert(record.key.clone(), record);
+    }
+
+    /// Forgets keys older than the retention, a bounded number per apply.
+    fn expire_idempotency(&mut self, changed: &mut Vec<Key>) {
+        let horizon = self.clock_ms.saturating_sub(IDEMPOTENCY_RETENTION_MS);
+        for _ in 0..IDEMPOTENCY_PRUNE_PER_APPLY {
+            let Some((first_ms, key)) = self.idempotency_by_time.first().cloned() else {
+                break;
+            };
+            if first_ms >= horizon {
+                break;
+            }
+            self.idempotency_by_time.pop_first();
+            self.idempotency.remove(&key);
+            changed.push(Key::Idempotency(key));
+        }
+    }
+
+    /// Checks the invariants that must hold after every apply. Panics on a
+    /// violation: a diverged state machine must stop, not serve.
+    pub fn check_invariants(&self) {
+        assert!(self.queues.contains_key(DEFAULT_QUEUE), "the default queue must exist");
+        let mut queued = 0;
+        for (name, set) in &self.pending {
+            assert!(self.queues.contains_key(name), "pending list of unknown queue {name}");
+            for &(rank, id) in set {
+                let task = self.tasks.get(&id).expect("pending task must exist");
+                assert_eq!((task.rank, &task.queue), (rank, name), "pending index out of date");
+                assert_eq!(task.state, TaskState::Queued);
+                queued += 1;
+            }
+        }
+        let queued_tasks = self.tasks.values().filter(|t| t.state == TaskState::Queued).count();
+        assert_eq!(queued, queued_tasks, "every queued task is in exactly one queue");
+        if let Some((&max_id, _)) = self.tasks.last_key_value() {
+            assert!(self.next_task_id > max_id, "task ids only grow");
+        }
+        assert_eq!(self.idempotency.len(), self.idempotency_by_time.len());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! The `laneq node` process: checks the config and the data dir, opens
+//! storage, starts Raft, serves gRPC for peers and clients on one port, and
+//! shuts down gracefully on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+
+use crate::api;
+use crate::config::NodeConfig;
+use crate::proto::raft::raft_peer_server::RaftPeerServer;
+use crate::raft::{PeerService, RaftNode};
+use crate::store::{Identity, Store};
+
+/// Most concurrent gRPC streams per connection.
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Runs a node until SIGTERM/SIGINT. `init` initialises the cluster from the
+/// peer list once the node serves (a no-op on an initialised cluster).
+pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
+    config.validate()?;
+    let listen: SocketAddr = config.listen.parse().map_err(|e| format!("listen: {e}"))?;
+    Identity::new(config.id, &config.cluster)
+        .claim(&config.data_dir)
+        .map_err(|e| e.to_string())?;
+    let store = Store::open(&config.data_dir)
+        .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let node = RaftNode::start(
+        config.id,
+        config.listen.clone(),
+        config.cluster.clone(),
+        store.clone(),
+        config.peer_map(),
+        &config.raft,
+    )
+    .await?;
+    tracing::info!(id = config.id, %listen, data_dir = %config.data_dir.display(), "node started");
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = serve(node.clone(), listener, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(server);
+    if init {
+        tokio::spawn(init_when_ready(node.clone()));
+    }
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new requests, finishing those in flight");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
+    }
+    node.shutdown().await;
+    store.sync().map_err(|e| format!("final flush: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves the peer protocol and the public API on one listener.
+pub async fn serve(
+    node: Arc<RaftNode>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let limit = crate::raft::PEER_MESSAGE_MAX_BYTES;
+    Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .add_service(
+            RaftPeerServer::new(PeerService::new(node.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(api::cluster_server(node.clone()))
+        .add_service(api::queues_server(node.clone()))
+        .add_service(api::tasks_server(node))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+async fn init_when_ready(node: Arc<RaftNode>) {
+    for _ in 0..100 {
+        match node.init().await {
+            Ok(true) => return tracing::info!("cluster initialised"),
+            Ok(false) => return tracing::info!("cluster already initialised"),
+            Err(e) => tracing::warn!(error = %e, "init failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,207 @@
+//! The client side of the peer protocol: openraft's `RaftNetworkV2` over one
+//! reused tonic channel per peer. Channels connect lazily, every call honours
+//! openraft's RPC deadline, and a peer that cannot be reached is reported as
+//! `Unreachable` so that openraft backs off.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Snapshot, SnapshotData, TypeConfig, Vote};
+use crate::proto::raft::raft_peer_client::RaftPeerClient;
+use crate::proto::raft::{RaftBlob, SnapshotChunk};
+use crate::store::codec::{decode, encode};
+
+/// Largest gRPC message between peers (append batches, snapshot chunks).
+pub const PEER_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Size of one snapshot chunk on the wire.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Time allowed to send a snapshot, per MiB, on top of the RPC deadline.
+const SNAPSHOT_MS_PER_MIB: u64 = 200;
+
+/// Makes and caches one lazily connected channel per peer address.
+#[derive(Clone, Default)]
+pub struct PeerNetwork {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerNetwork {
+    /// The shared channel to `addr`. Connecting happens on first use.
+    pub fn channel(&self, addr: &str) -> Channel {
+        let mut map = self.channels.lock().expect("channel map poisoned");
+        if let Some(c) = map.get(addr) {
+            return c.clone();
+        }
+        let channel = endpoint(addr).connect_lazy();
+        map.insert(addr.to_string(), channel.clone());
+        channel
+    }
+
+    pub fn client(&self, addr: &str) -> RaftPeerClient<Channel> {
+        RaftPeerClient::new(self.channel(addr))
+            .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES)
+    }
+}
+
+/// A gRPC endpoint for a `host:port` address with laneq's transport settings.
+pub fn endpoint(addr: &str) -> Endpoint {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|_| Endpoint::from_static("http://invalid.address.invalid:1"))
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        PeerClient {
+            target,
+            client: self.client(&node.addr),
+        }
+    }
+}
+
+pub struct PeerClient {
+    target: u64,
+    client: RaftPeerClient<Channel>,
+}
+
+fn status_to_rpc(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            RPCError::Unreachable(Unreachable::new(&openraft::AnyError::error(format!(
+                "node {target}: {}",
+                s.message()
+            ))))
+        }
+        _ => RPCError::Network(NetworkError::new(&openraft::AnyError::error(format!(
+            "node {target}: {s}"
+        )))),
+    }
+}
+
+fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.set_timeout(timeout);
+    req
+}
+
+impl PeerClient {
+    /// Sends one encoded request and decodes the remote `Result`.
+    async fn call<Req, Resp, F, Fut>(&mut self, req: &Req, option: &RPCOption, f: F) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(RaftPeerClient<Channel>, tonic::Request<RaftBlob>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftBlob>, tonic::Status>>,
+    {
+        let blob = RaftBlob { data: encode(req) };
+        let reply = f(self.client.clone(), request(blob, option.hard_ttl()))
+            .await
+            .map_err(|s| status_to_rpc(self.target, s))?;
+        let result: Result<Resp, RaftError<TypeConfig>> =
+            decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.append_entries(r).await })
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await }).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await }).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |mut c, r| async move { c.transfer_leader(r).await })
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let header = encode(&(vote, snapshot.meta));
+        let blob = snapshot.snapshot.into_inner();
+        let mib = (blob.len() / (1024 * 1024)) as u64 + 1;
+        let timeout = option.hard_ttl() + Duration::from_millis(SNAPSHOT_MS_PER_MIB * mib);
+        let mut chunks: Vec<SnapshotChunk> = blob
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .map(|c| SnapshotChunk {
+                header: vec![],
+                data: c.to_vec(),
+                done: false,
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(SnapshotChunk::default());
+        }
+        chunks[0].header = header;
+        chunks.last_mut().expect("at least one chunk").done = true;
+        let mut client = self.client.clone();
+        let target = self.target;
+        let send = async move {
+            let reply = client
+                .install_snapshot(request(tokio_stream::iter(chunks), timeout))
+                .await
+                .map_err(|s| status_to_rpc(target, s))?;
+            let result: Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>> =
+                decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+        };
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = send => res.map_err(StreamingError::from),
+        }
+    }
+}
+
+/// A lazily connected channel to `addr`, for clients.
+pub fn endpoint_channel(addr: &str) -> Channel {
+    endpoint(addr).connect_lazy()
+}

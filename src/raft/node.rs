@@ -1,0 +1,402 @@
+//! [`RaftNode`]: one laneq replica. It owns the openraft handle and gives the
+//! API layer laneq-typed operations: stamped writes (forwarded to the leader
+//! when this node follows), linearizable read barriers, status and membership
+//! changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::errors::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use rand::Rng;
+
+use super::{LogStore, PeerNetwork, Raft, SmShared, StateMachine};
+use crate::model::{Command, Response, Stamp, Write};
+use crate::proto::raft::ForwardRequest;
+use crate::store::codec::{decode, encode};
+use crate::store::Store;
+
+/// How long a forwarded write or a read barrier may take before the caller is
+/// told to retry.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a follower waits for its apply to reach a read index.
+const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Raft timings, from the node's config file.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTimings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_logs_since_last: u64,
+    /// Entries kept in the log behind a snapshot, for followers that lag a little.
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 1000,
+        }
+    }
+}
+
+impl RaftTimings {
+    fn to_config(&self, cluster: &str) -> Result<Config, String> {
+        let config = Config {
+            cluster_name: cluster.to_string(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            replication_lag_threshold: self.snapshot_logs_since_last.max(1) * 2,
+            purge_batch_size: 256,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        };
+        config.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// Why a node could not carry out a request. Domain refusals are not here:
+/// they are inside [`Response`].
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// This node does not lead; the hint says who does, when known.
+    #[error("node {node} is not the leader{}", leader_hint(.leader))]
+    NotLeader {
+        node: u64,
+        leader: Option<(u64, String)>,
+    },
+    /// The request cannot be served now (no leader, leader lost, timeout).
+    /// A write in this state may or may not have been applied: retry it with
+    /// the same idempotency key.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The node is shutting down or its storage failed.
+    #[error("node stopped: {0}")]
+    Fatal(String),
+}
+
+fn leader_hint(leader: &Option<(u64, String)>) -> String {
+    match leader {
+        Some((id, addr)) => format!("; the leader is node {id} at {addr}"),
+        None => "; no leader is known yet".to_string(),
+    }
+}
+
+/// This node's own view of itself.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub addr: String,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub committed_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    pub digest: String,
+    /// (id, addr, voter?)
+    pub members: Vec<(u64, String, bool)>,
+}
+
+pub struct RaftNode {
+    pub id: u64,
+    pub addr: String,
+    pub cluster: String,
+    raft: Raft,
+    sm: Arc<SmShared>,
+    network: PeerNetwork,
+    /// The peers from the config: the membership `init` creates.
+    peers: BTreeMap<u64, String>,
+}
+
+impl RaftNode {
+    /// Opens storage and starts Raft. The node does not campaign until it is
+    /// part of an initialised membership.
+    pub async fn start(
+        id: u64,
+        addr: String,
+        cluster: String,
+        store: Store,
+        peers: BTreeMap<u64, String>,
+        timings: &RaftTimings,
+    ) -> Result<Arc<Self>, String> {
+        let config = Arc::new(timings.to_config(&cluster)?);
+        let sm = StateMachine::open(store.clone()).map_err(|e| format!("open state machine: {e}"))?;
+        let shared = sm.shared();
+        let network = PeerNetwork::default();
+        let log = LogStore::new(store);
+        let raft = Raft::new(id, config, network.clone(), log, sm)
+            .await
+            .map_err(|e| format!("start raft: {e}"))?;
+        Ok(Arc::new(Self {
+            id,
+            addr,
+            cluster,
+            raft,
+            sm: shared,
+            network,
+            peers,
+        }))
+    }
+
+    pub fn sm(&self) -> &SmShared {
+        &self.sm
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn network(&self) -> &PeerNetwork {
+        &self.network
+    }
+
+    /// The current leader and its address, as this node knows them.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some((id, addr))
+    }
+
+    fn not_leader(&self) -> NodeError {
+        NodeError::NotLeader {
+            node: self.id,
+            leader: self.leader().filter(|(id, _)| *id != self.id),
+        }
+    }
+
+    /// Applies a client write through Raft. On a follower it is forwarded to
+    /// the leader, once; the caller retries on `NotLeader`/`Unavailable`.
+    pub async fn write(&self, write: Write) -> Result<Response, NodeError> {
+        crate::model::validate_write(&write).map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        match self.write_as_leader(write.clone()).await {
+            Err(NodeError::NotLeader { leader: Some((_, addr)), .. }) if !addr.is_empty() => {
+                self.forward(&addr, write).await
+            }
+            other => other,
+        }
+    }
+
+    /// Stamps and proposes a write if this node leads.
+    pub async fn write_as_leader(&self, write: Write) -> Result<Response, NodeError> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let stamp = Stamp {
+            now_ms,
+            seed: rand::rng().random(),
+        };
+        match self.raft.client_write(Command { stamp, write }).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => Err(self.write_error(e)),
+        }
+    }
+
+    fn write_error(&self, e: RaftError<super::TypeConfig, ClientWriteError<super::TypeConfig>>) -> NodeError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => self.not_leader(),
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => NodeError::Unavailable(
+                "leadership changed while the write was in flight; its outcome is unknown: \
+                 retry with the same idempotency key"
+                    .into(),
+            ),
+            RaftError::APIError(e) => NodeError::FailedPrecondition(e.to_string()),
+            RaftError::Fatal(e) => NodeError::Fatal(e.to_string()),
+        }
+    }
+
+    async fn forward(&self, leader_addr: &str, write: Write) -> Result<Response, NodeError> {
+        let mut req = tonic::Request::new(ForwardRequest { write: encode(&write) });
+        req.set_timeout(FORWARD_TIMEOUT);
+        let reply = self
+            .network
+            .client(leader_addr)
+            .forward(req)
+            .await
+            .map_err(|s| NodeError::Unavailable(format!("forwarding to the leader at {leader_addr}: {}", s.message())))?
+            .into_inner();
+        if reply.not_leader {
+            let leader = (reply.leader_id != 0).then(|| (reply.leader_id, reply.leader_addr));
+            return Err(NodeError::NotLeader { node: self.id, leader });
+        }
+        decode(&reply.response).map_err(|e| NodeError::Unavailable(format!("bad reply from the leader: {e}")))
+    }
+
+    /// Returns once this node's state machine reflects every write committed
+    /// before the call (a linearizable read barrier).
+    pub async fn linearize(&self) -> Result<(), NodeError> {
+        let index = if self.raft.is_leader() {
+            self.read_index().await?
+        } else {
+            let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) else {
+                return Err(NodeError::Unavailable("no leader is known yet; retry shortly".into()));
+            };
+            let mut req = tonic::Request::new(crate::proto::raft::ReadIndexRequest {});
+            req.set_timeout(FORWARD_TIMEOUT);
+            let reply = self
+                .network
+                .client(&addr)
+                .read_index(req)
+                .await
+                .map_err(|s| NodeError::Unavailable(format!("read index from the leader at {addr}: {}", s.message())))?;
+            reply.into_inner().index
+        };
+        self.sm
+            .wait_applied(index, READ_APPLY_TIMEOUT)
+            .await
+            .map_err(|()| NodeError::Unavailable(format!("this node has not applied up to {index} yet")))
+    }
+
+    /// On the leader: the index a linearizable read must wait for, after
+    /// confirming leadership with a quorum.
+    pub async fn read_index(&self) -> Result<u64, NodeError> {
+        let linearizer = self
+            .raft
+            .get_read_linearizer(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| match e.forward_to_leader() {
+                Some(_) => self.not_leader(),
+                None => NodeError::Unavailable(e.to_string()),
+            })?;
+        Ok(linearizer.read_log_id().index())
+    }
+
+    /// Creates the cluster from the configured peers. Returns false when it
+    /// was already initialised (nothing changes: initialising twice with the
+    /// same peers cannot split the cluster).
+    pub async fn init(&self) -> Result<bool, NodeError> {
+        let members: BTreeMap<u64, BasicNode> = self
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        if !members.contains_key(&self.id) {
+            return Err(NodeError::InvalidArgument(format!(
+                "node {} is not in its own peer list; fix `peers` in its config",
+                self.id
+            )));
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(RaftError::APIError(e)) => Err(NodeError::InvalidArgument(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(NodeError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Adds a node as a learner, waits for it to catch up, then makes it a voter.
+    pub async fn add_node(&self, id: u64, addr: String) -> Result<(), NodeError> {
+        if !self.raft.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    pub async fn remove_node(&self, id: u64) -> Result<(), NodeError> {
+        if !self.raft.is_leader() {
+            return Err(self.not_leader());
+        }
+        let status = self.status();
+        if !status.members.iter().any(|(m, _, _)| *m == id) {
+            return Err(NodeError::InvalidArgument(format!("node {id} is not a member")));
+        }
+        let voter = status.members.iter().any(|(m, _, v)| *m == id && *v);
+        let change = if voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), NodeError> {
+        if !self.raft.is_leader() {
+            return Err(self.not_leader());
+        }
+        if !self.status().members.iter().any(|(m, _, voter)| *m == to && *voter) {
+            return Err(NodeError::InvalidArgument(format!("node {to} is not a voter")));
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| NodeError::Fatal(e.to_string()))
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Learner => "learner",
+            ServerState::Candidate => "candidate",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone(), voters.contains(id)))
+            .collect();
+        let applied = self.sm.applied();
+        let index = |l: &Option<super::LogId>| l.as_ref().map_or(0, |l| l.index());
+        NodeStatus {
+            id: self.id,
+            addr: self.addr.clone(),
+            role,
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: applied.index,
+            committed_index: index(&m.local_committed),
+            snapshot_index: index(&m.snapshot),
+            purged_index: index(&m.purged),
+            digest: applied.digest_hex(),
+            members,
+        }
+    }
+
+    /// Stops Raft: no more appends or applies after this returns.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

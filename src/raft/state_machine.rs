@@ -1,0 +1,304 @@
+//! openraft's `RaftStateMachine` over [`Store`] and the pure [`State`].
+//!
+//! Apply runs the model in memory, then writes every changed record together
+//! with last-applied, membership and the digest in one atomic batch. The
+//! digest is a running BLAKE3 hash over (index, command, outcome) of every
+//! applied entry, so two replicas with the same digest at the same index
+//! applied the same entries with the same outcomes.
+
+use std::io;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use tokio::sync::watch;
+
+use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::model::{Key, Response, State};
+use crate::store::codec::{decode, encode};
+use crate::store::{SmBatch, SnapshotReader, Store};
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const DIGEST: &str = "digest";
+const SNAPSHOT_DIR: &str = "snapshot";
+const SNAPSHOT_FILE: &str = "current";
+
+/// Where apply has got to: the last applied index and the digest there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub index: u64,
+    pub digest: [u8; 32],
+}
+
+impl Applied {
+    pub fn digest_hex(&self) -> String {
+        self.digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The part of the state machine that the API reads: the model and the
+/// applied position. Shared between apply and the gRPC services.
+pub struct SmShared {
+    state: RwLock<State>,
+    applied: watch::Sender<Applied>,
+}
+
+impl SmShared {
+    /// Read access to the model as of the last apply.
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().expect("state lock poisoned")
+    }
+
+    pub fn applied(&self) -> Applied {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the local state machine has applied `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ()> {
+        let mut rx = self.applied.subscribe();
+        let wait = async move { rx.wait_for(|a| a.index >= index).await.map(|_| ()) };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+pub struct StateMachine {
+    store: Store,
+    shared: Arc<SmShared>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl StateMachine {
+    /// Loads the state machine from its tables.
+    pub fn open(store: Store) -> io::Result<Self> {
+        let state = store.sm_load()?;
+        let last_applied: Option<LogId> = meta(&store, APPLIED)?.flatten();
+        let membership: StoredMembership = meta(&store, MEMBERSHIP)?.unwrap_or_default();
+        let digest = store
+            .sm_meta_get(DIGEST)?
+            .map(|d| d.try_into().map_err(|_| crate::store::codec::invalid("digest is not 32 bytes")))
+            .transpose()?
+            .unwrap_or([0; 32]);
+        let applied = Applied {
+            index: last_applied.as_ref().map_or(0, |l| l.index()),
+            digest,
+        };
+        Ok(Self {
+            store,
+            shared: Arc::new(SmShared {
+                state: RwLock::new(state),
+                applied: watch::Sender::new(applied),
+            }),
+            last_applied,
+            membership,
+        })
+    }
+
+    pub fn shared(&self) -> Arc<SmShared> {
+        self.shared.clone()
+    }
+
+    fn snapshot_path(&self) -> std::path::PathBuf {
+        self.store.dir().join(SNAPSHOT_DIR).join(SNAPSHOT_FILE)
+    }
+}
+
+fn meta<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> io::Result<Option<T>> {
+    store.sm_meta_get(key)?.map(|b| decode(&b)).transpose()
+}
+
+/// The next digest: a hash over the previous one and this entry's content.
+fn chain(prev: &[u8; 32], index: u64, parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(prev);
+    h.update(&index.to_le_bytes());
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((self.last_applied.clone(), self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let items: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut applied = self.shared.applied();
+        let mut changed: Vec<Key> = Vec::new();
+        let mut replies = Vec::with_capacity(items.len());
+        let mut batch = SmBatch::default();
+        {
+            let mut state = self.shared.state.write().expect("state lock poisoned");
+            for (entry, responder) in items {
+                let log_id = entry.log_id();
+                let response = match &entry.payload {
+                    EntryPayload::Blank => {
+                        applied.digest = chain(&applied.digest, log_id.index(), &[b"blank"]);
+                        Response::none()
+                    }
+                    EntryPayload::Normal(cmd) => {
+                        let response = state.apply(cmd, &mut changed);
+                        applied.digest =
+                            chain(&applied.digest, log_id.index(), &[&encode(cmd), &encode(&response)]);
+                        response
+                    }
+                    EntryPayload::Membership(m) => {
+                        self.membership = StoredMembership::new(Some(log_id.clone()), m.clone());
+                        applied.digest = chain(&applied.digest, log_id.index(), &[&encode(m)]);
+                        Response::none()
+                    }
+                };
+                applied.index = log_id.index();
+                self.last_applied = Some(log_id);
+                replies.push((responder, response));
+            }
+            changed.sort();
+            changed.dedup();
+            for key in &changed {
+                batch.record(&state, key);
+            }
+        }
+        batch.meta(APPLIED, encode(&self.last_applied));
+        batch.meta(MEMBERSHIP, encode(&self.membership));
+        batch.meta(DIGEST, applied.digest.to_vec());
+        self.store.sm_commit(batch)?;
+        self.shared.applied.send_replace(applied);
+        for (responder, response) in replies {
+            if let Some(r) = responder {
+                r.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+            path: self.snapshot_path(),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+        let blob = snapshot.into_inner();
+        let store = self.store.clone();
+        let path = self.snapshot_path();
+        let expected = meta.clone();
+        let (state, digest) = tokio::task::spawn_blocking(move || -> io::Result<(State, Vec<u8>)> {
+            let reader = SnapshotReader::parse(&blob)?;
+            let header: SnapshotMeta = decode(reader.header())?;
+            if header != expected {
+                return Err(crate::store::codec::invalid(format!(
+                    "snapshot header {header:?} does not match the meta it was sent with {expected:?}"
+                )));
+            }
+            let state = store.sm_import(&reader)?;
+            save_snapshot_file(&path, &blob)?;
+            let digest = store.sm_meta_get(DIGEST)?.unwrap_or_else(|| vec![0; 32]);
+            Ok((state, digest))
+        })
+        .await
+        .map_err(io::Error::other)??;
+
+        self.last_applied = meta.last_log_id.clone();
+        self.membership = meta.last_membership.clone();
+        *self.shared.state.write().expect("state lock poisoned") = state;
+        let digest: [u8; 32] = digest
+            .try_into()
+            .map_err(|_| crate::store::codec::invalid("digest is not 32 bytes"))?;
+        self.shared.applied.send_replace(Applied {
+            index: self.last_applied.as_ref().map_or(0, |l| l.index()),
+            digest,
+        });
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let path = self.snapshot_path();
+        let blob = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta: SnapshotMeta = decode(SnapshotReader::parse(&blob)?.header())?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: std::io::Cursor::new(blob),
+        }))
+    }
+}
+
+/// Writes the blob to a temp file, fsyncs it and renames it into place.
+fn save_snapshot_file(path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
+    let dir = path.parent().expect("snapshot path has a parent");
+    std::fs::create_dir_all(dir)?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{n}"));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(blob)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Builds a snapshot from one consistent RocksDB view while apply goes on.
+pub struct SnapshotBuilder {
+    store: Store,
+    path: std::path::PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let store = self.store.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
+            let mut meta_out = None;
+            let blob = store.sm_export(|table| {
+                let last_log_id: Option<LogId> = table.get(APPLIED).map(|b| decode(b)).transpose()?.flatten();
+                let last_membership: StoredMembership =
+                    table.get(MEMBERSHIP).map(|b| decode(b)).transpose()?.unwrap_or_default();
+                let meta = SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                };
+                let header = encode(&meta);
+                meta_out = Some(meta);
+                Ok(header)
+            })?;
+            save_snapshot_file(&path, &blob)?;
+            let meta = meta_out.expect("header callback ran");
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes = blob.len(), "built snapshot");
+            Ok(Snapshot {
+                meta,
+                snapshot: std::io::Cursor::new(blob),
+            })
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}

@@ -1,0 +1,65 @@
+//! Versioned encoding of every persisted record and every log entry:
+//! one format byte, then bincode (serde, standard config).
+//!
+//! A reader refuses a format it does not know with a clear error instead of
+//! misreading it, so a rolling upgrade can add format 2 next to format 1.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io;
+
+/// The only record format this release writes.
+pub const FORMAT_V1: u8 = 1;
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail");
+    out
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    let Some((&format, body)) = bytes.split_first() else {
+        return Err(invalid("empty record"));
+    };
+    if format != FORMAT_V1 {
+        return Err(invalid(format!(
+            "record format {format} is not known to this laneq (it reads format {FORMAT_V1}); \
+             upgrade laneq"
+        )));
+    }
+    let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| invalid(format!("corrupt record: {e}")))?;
+    if used != body.len() {
+        return Err(invalid(format!(
+            "corrupt record: {} trailing bytes",
+            body.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+pub fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refuse_unknown_formats() {
+        let v = (7u64, "x".to_string(), vec![1u8, 2]);
+        let bytes = encode(&v);
+        assert_eq!(bytes[0], FORMAT_V1);
+        assert_eq!(decode::<(u64, String, Vec<u8>)>(&bytes).unwrap(), v);
+        let mut future = bytes.clone();
+        future[0] = 2;
+        let err = decode::<(u64, String, Vec<u8>)>(&future).unwrap_err();
+        assert!(err.to_string().contains("format 2"), "{err}");
+        assert!(decode::<u64>(&[]).is_err());
+        let mut trailing = encode(&1u64);
+        trailing.push(0);
+        assert!(decode::<u64>(&trailing).is_err());
+    }
+}

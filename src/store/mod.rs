@@ -1,0 +1,197 @@
+//! RocksDB storage: the Raft log, Raft's own metadata, and the state machine
+//! in column families.
+//!
+//! **Architecture Invariant:** this module knows RocksDB and the model's
+//! records, never openraft. Raft types arrive as opaque encoded bytes; the
+//! adapters in `src/raft` give them meaning. Any RocksDB error is returned as
+//! `io::Error` and is fatal to the node: it stops rather than run half-working.
+
+pub mod codec;
+mod flusher;
+mod identity;
+mod snapshot;
+mod state;
+
+pub use flusher::Flusher;
+pub use identity::Identity;
+pub use snapshot::{SnapshotReader, SnapshotWriter};
+pub use state::{SmBatch, Table};
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Log entries by big-endian index.
+pub(crate) const CF_LOG: &str = "log";
+/// Raft's metadata: vote, last purged id, committed id.
+pub(crate) const CF_RAFT: &str = "raft_meta";
+
+fn all_cfs() -> Vec<&'static str> {
+    let mut cfs = vec![CF_LOG, CF_RAFT];
+    cfs.extend(Table::ALL.iter().map(|t| t.cf()));
+    cfs
+}
+
+/// One RocksDB instance holding the log and the state machine. They share a
+/// write-ahead log, so one fsync makes both durable up to that point.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    dir: PathBuf,
+}
+
+pub(crate) fn io_err(e: rocksdb::Error) -> io::Error {
+    io::Error::other(format!("rocksdb: {e}"))
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir/db`.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(4);
+        opts.set_max_total_wal_size(256 << 20);
+        let cfs = all_cfs().into_iter().map(|name| {
+            let mut o = Options::default();
+            if name != CF_LOG {
+                o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            }
+            ColumnFamilyDescriptor::new(name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs).map_err(io_err)?;
+        Ok(Self {
+            db: Arc::new(db),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// Makes every write so far durable (fsync of the write-ahead log).
+    pub fn sync(&self) -> io::Result<()> {
+        self.db.flush_wal(true).map_err(io_err)
+    }
+
+    // --- Raft metadata ---
+
+    pub fn raft_meta_get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(CF_RAFT), key).map_err(io_err)
+    }
+
+    /// Writes a Raft metadata value; with `durable` it is fsynced before return.
+    pub fn raft_meta_put(&self, key: &str, value: &[u8], durable: bool) -> io::Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(durable);
+        self.db
+            .put_cf_opt(self.cf(CF_RAFT), key, value, &wo)
+            .map_err(io_err)
+    }
+
+    // --- the log ---
+
+    /// Writes entries so that they are readable at once. Durability comes from
+    /// a later [`Store::sync`] (see [`Flusher`]).
+    pub fn log_append(&self, entries: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        let mut batch = WriteBatch::default();
+        let cf = self.cf(CF_LOG);
+        for (index, bytes) in entries {
+            batch.put_cf(cf, index.to_be_bytes(), bytes);
+        }
+        self.db.write(batch).map_err(io_err)
+    }
+
+    /// Entries with `start <= index < end`, in order.
+    pub fn log_range(&self, start: u64, end: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let from = start.to_be_bytes();
+        let iter = self
+            .db
+            .iterator_cf(self.cf(CF_LOG), IteratorMode::From(&from, Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(io_err)?;
+            let index = index_of(&k)?;
+            if index >= end {
+                break;
+            }
+            out.push((index, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The entry with the highest index.
+    pub fn log_last(&self) -> io::Result<Option<(u64, Vec<u8>)>> {
+        match self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::End).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(io_err)?;
+                Ok(Some((index_of(&k)?, v.to_vec())))
+            }
+        }
+    }
+
+    /// Deletes every entry with `index >= from`.
+    pub fn log_truncate_from(&self, from: u64) -> io::Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(CF_LOG), from.to_be_bytes(), u64::MAX.to_be_bytes());
+        batch.delete_cf(self.cf(CF_LOG), u64::MAX.to_be_bytes());
+        self.db.write_opt(batch, &wo).map_err(io_err)
+    }
+
+    /// Records the new purge point and deletes every entry with
+    /// `index <= upto`, in one atomic batch, so no hole can appear.
+    pub fn log_purge(&self, upto: u64, purged_key: &str, purged: &[u8]) -> io::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_RAFT), purged_key, purged);
+        batch.delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), (upto + 1).to_be_bytes());
+        self.db.write(batch).map_err(io_err)
+    }
+}
+
+fn index_of(key: &[u8]) -> io::Result<u64> {
+    let arr: [u8; 8] = key
+        .try_into()
+        .map_err(|_| codec::invalid("log key is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_append_range_truncate_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let entries: Vec<_> = (1..=10u64).map(|i| (i, vec![i as u8])).collect();
+        s.log_append(&entries).unwrap();
+        assert_eq!(s.log_range(3, 6).unwrap().len(), 3);
+        assert_eq!(s.log_last().unwrap().unwrap().0, 10);
+        s.log_truncate_from(8).unwrap();
+        assert_eq!(s.log_last().unwrap().unwrap().0, 7);
+        s.log_purge(4, "purged", b"4").unwrap();
+        assert_eq!(s.log_range(0, 100).unwrap().first().unwrap().0, 5);
+        assert_eq!(s.raft_meta_get("purged").unwrap().unwrap(), b"4");
+        s.sync().unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.log_range(0, 100).unwrap().len(), 3);
+    }
+}

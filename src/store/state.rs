@@ -1,0 +1,186 @@
+//! The state machine's tables: one column family per record kind, plus a meta
+//! table for the scalars (the model's counters, and Raft's last-applied,
+//! membership and digest as opaque bytes).
+//!
+//! Data and meta change together in one atomic `WriteBatch`
+//! ([`Store::sm_commit`]), so a restarted node never sees data without the
+//! applied index that produced it, or the reverse.
+
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
+use std::collections::BTreeMap;
+use std::io;
+
+use super::codec::{decode, encode};
+use super::snapshot::{SnapshotReader, SnapshotWriter};
+use super::{io_err, Store};
+use crate::model::MetaRecord;
+use crate::model::{Key, State};
+
+/// The meta key under which the model's scalar fields live.
+const MODEL_META: &[u8] = b"model";
+/// An end key above every key of every table (names and keys are at most a
+/// few hundred bytes of UTF-8, which never contains 0xFF).
+const KEY_CEILING: [u8; 512] = [0xFF; 512];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Meta,
+    Queues,
+    Tasks,
+    Idempotency,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [Table::Meta, Table::Queues, Table::Tasks, Table::Idempotency];
+
+    pub(crate) fn cf(self) -> &'static str {
+        match self {
+            Table::Meta => "sm_meta",
+            Table::Queues => "sm_queues",
+            Table::Tasks => "sm_tasks",
+            Table::Idempotency => "sm_idempotency",
+        }
+    }
+
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Table::Meta => 1,
+            Table::Queues => 2,
+            Table::Tasks => 3,
+            Table::Idempotency => 4,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> io::Result<Self> {
+        Table::ALL
+            .into_iter()
+            .find(|t| t.tag() == tag)
+            .ok_or_else(|| super::codec::invalid(format!("unknown table tag {tag}")))
+    }
+}
+
+/// The changes of one or more applied entries, written atomically.
+#[derive(Default)]
+pub struct SmBatch {
+    puts: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl SmBatch {
+    /// Persists the current value of `key` in `state` (or its deletion).
+    pub fn record(&mut self, state: &State, key: &Key) {
+        let (table, k, v) = match key {
+            Key::Meta => (Table::Meta, MODEL_META.to_vec(), Some(encode(&state.meta()))),
+            Key::Queue(name) => (
+                Table::Queues,
+                name.as_bytes().to_vec(),
+                state.queue(name).map(encode),
+            ),
+            Key::Task(id) => (
+                Table::Tasks,
+                id.to_be_bytes().to_vec(),
+                state.task(*id).map(encode),
+            ),
+            Key::Idempotency(key) => (
+                Table::Idempotency,
+                key.as_bytes().to_vec(),
+                state.idempotency(key).map(encode),
+            ),
+        };
+        self.puts.push((table, k, v));
+    }
+
+    /// Sets an opaque meta value (Raft's last-applied, membership, digest).
+    pub fn meta(&mut self, name: &str, value: Vec<u8>) {
+        self.puts.push((Table::Meta, name.as_bytes().to_vec(), Some(value)));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty()
+    }
+}
+
+impl Store {
+    /// Writes a batch of state machine changes atomically.
+    pub fn sm_commit(&self, batch: SmBatch) -> io::Result<()> {
+        let mut wb = WriteBatch::default();
+        for (table, k, v) in batch.puts {
+            let cf = self.cf(table.cf());
+            match v {
+                Some(v) => wb.put_cf(cf, k, v),
+                None => wb.delete_cf(cf, k),
+            }
+        }
+        self.db().write(wb).map_err(io_err)
+    }
+
+    /// An opaque meta value written with [`SmBatch::meta`].
+    pub fn sm_meta_get(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        self.db()
+            .get_cf(self.cf(Table::Meta.cf()), name.as_bytes())
+            .map_err(io_err)
+    }
+
+    /// Loads the whole model from its tables.
+    pub fn sm_load(&self) -> io::Result<State> {
+        let mut state = State::new();
+        let db = self.db();
+        if let Some(bytes) = self.sm_meta_get("model")? {
+            state.load_meta(decode::<MetaRecord>(&bytes)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Queues.cf()), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            state.load_queue(decode(&v)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Tasks.cf()), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            state.load_task(decode(&v)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Idempotency.cf()), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            state.load_idempotency(decode(&v)?);
+        }
+        state.check_invariants();
+        Ok(state)
+    }
+
+    /// Writes every state machine record, read from one consistent RocksDB
+    /// snapshot, into a snapshot blob. Apply may go on meanwhile. `header`
+    /// gets the meta table as of that snapshot and returns the blob's header.
+    pub fn sm_export(
+        &self,
+        header: impl FnOnce(&BTreeMap<String, Vec<u8>>) -> io::Result<Vec<u8>>,
+    ) -> io::Result<Vec<u8>> {
+        let db = self.db();
+        let snap = db.snapshot();
+        let mut meta = BTreeMap::new();
+        for item in snap.iterator_cf(self.cf(Table::Meta.cf()), IteratorMode::Start) {
+            let (k, v) = item.map_err(io_err)?;
+            meta.insert(String::from_utf8_lossy(&k).into_owned(), v.to_vec());
+        }
+        let mut w = SnapshotWriter::new(&header(&meta)?);
+        for table in Table::ALL {
+            for item in snap.iterator_cf(self.cf(table.cf()), IteratorMode::Start) {
+                let (k, v) = item.map_err(io_err)?;
+                w.record(table, &k, &v);
+            }
+        }
+        Ok(w.finish())
+    }
+
+    /// Replaces every state machine table with the records of a snapshot, in
+    /// one synced batch, and returns the loaded model.
+    pub fn sm_import(&self, snapshot: &SnapshotReader<'_>) -> io::Result<State> {
+        let mut wb = WriteBatch::default();
+        for table in Table::ALL {
+            wb.delete_range_cf(self.cf(table.cf()), &b""[..], &KEY_CEILING[..]);
+        }
+        for record in snapshot.records() {
+            let (table, k, v) = record?;
+            wb.put_cf(self.cf(table.cf()), k, v);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db().write_opt(wb, &wo).map_err(io_err)?;
+        self.sm_load()
+    }
+}
