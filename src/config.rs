@@ -41,7 +41,8 @@ fn default_cluster() -> String {
 impl NodeConfig {
     /// Reads and parses a config file; errors name the file and the problem.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("config {} is not valid: {e}", path.display()))
     }
 
@@ -56,9 +57,12 @@ impl NodeConfig {
             .map_err(|e| format!("listen: {:?} is not a host:port address: {e}", self.listen))?;
         let mut seen = BTreeMap::new();
         for p in &self.peers {
-            p.addr
-                .parse::<SocketAddr>()
-                .map_err(|e| format!("peers: address {:?} of node {} is not host:port: {e}", p.addr, p.id))?;
+            p.addr.parse::<SocketAddr>().map_err(|e| {
+                format!(
+                    "peers: address {:?} of node {} is not host:port: {e}",
+                    p.addr, p.id
+                )
+            })?;
             if p.id == 0 {
                 return Err("peers: node ids must be 1 or more".into());
             }
@@ -67,14 +71,21 @@ impl NodeConfig {
             }
         }
         if !self.peers.is_empty() && !seen.contains_key(&self.id) {
-            return Err(format!("peers: this node ({}) must be in its own peer list", self.id));
+            return Err(format!(
+                "peers: this node ({}) must be in its own peer list",
+                self.id
+            ));
         }
         let t = &self.raft;
         if t.heartbeat_interval_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_interval_ms {
-            return Err("raft: election_timeout_min_ms must be above heartbeat_interval_ms (> 0)".into());
+            return Err(
+                "raft: election_timeout_min_ms must be above heartbeat_interval_ms (> 0)".into(),
+            );
         }
         if t.election_timeout_max_ms <= t.election_timeout_min_ms {
-            return Err("raft: election_timeout_max_ms must be above election_timeout_min_ms".into());
+            return Err(
+                "raft: election_timeout_max_ms must be above election_timeout_min_ms".into(),
+            );
         }
         if t.snapshot_logs_since_last == 0 {
             return Err("raft: snapshot_logs_since_last must be 1 or more".into());
@@ -83,7 +94,8 @@ impl NodeConfig {
     }
 
     pub fn peer_map(&self) -> BTreeMap<u64, String> {
-        let mut peers: BTreeMap<u64, String> = self.peers.iter().map(|p| (p.id, p.addr.clone())).collect();
+        let mut peers: BTreeMap<u64, String> =
+            self.peers.iter().map(|p| (p.id, p.addr.clone())).collect();
         peers.entry(self.id).or_insert_with(|| self.listen.clone());
         peers
     }

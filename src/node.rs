@@ -26,8 +26,12 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     Identity::new(config.id, &config.cluster)
         .claim(&config.data_dir)
         .map_err(|e| e.to_string())?;
-    let store = Store::open(&config.data_dir)
-        .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot open the store in {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -51,8 +55,14 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
         tokio::spawn(init_when_ready(node.clone()));
     }
 
-    wait_for_signal().await;
-    tracing::info!("shutting down: no new requests, finishing those in flight");
+    let fatal = tokio::select! {
+        () = wait_for_signal() => None,
+        e = node.fatal() => Some(e),
+    };
+    match &fatal {
+        None => tracing::info!("shutting down: no new requests, finishing those in flight"),
+        Some(e) => tracing::error!(error = %e, "raft stopped on a fatal error; the node exits"),
+    }
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Ok(()))) => {}
@@ -61,6 +71,9 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
         Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
     }
     node.shutdown().await;
+    if let Some(e) = fatal {
+        return Err(format!("raft stopped on a fatal error: {e}"));
+    }
     store.sync().map_err(|e| format!("final flush: {e}"))?;
     tracing::info!("stopped");
     Ok(())

@@ -29,13 +29,28 @@ fn members(node: &RaftNode) -> Vec<Member> {
 impl Cluster for ClusterApi {
     async fn init(&self, _req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let initialized_now = self.node.init().await.map_err(node_status)?;
+        let members = if initialized_now {
+            let peers = self.node.configured_peers().iter();
+            peers
+                .map(|(id, addr)| Member {
+                    id: *id,
+                    addr: addr.clone(),
+                    kind: "voter".into(),
+                })
+                .collect()
+        } else {
+            members(&self.node)
+        };
         Ok(Response::new(InitResponse {
             initialized_now,
-            members: members(&self.node),
+            members,
         }))
     }
 
-    async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+    async fn add_node(
+        &self,
+        req: Request<AddNodeRequest>,
+    ) -> Result<Response<AddNodeResponse>, Status> {
         let req = req.into_inner();
         if req.id == 0 {
             return Err(Status::invalid_argument("id: must be 1 or more"));
@@ -46,17 +61,35 @@ impl Cluster for ClusterApi {
                 req.addr
             )));
         }
-        if self.node.status().members.iter().any(|(id, _, _)| *id == req.id) {
-            return Err(Status::already_exists(format!("id: node {} is already a member", req.id)));
+        if self
+            .node
+            .status()
+            .members
+            .iter()
+            .any(|(id, _, _)| *id == req.id)
+        {
+            return Err(Status::already_exists(format!(
+                "id: node {} is already a member",
+                req.id
+            )));
         }
-        self.node.add_node(req.id, req.addr).await.map_err(node_status)?;
+        self.node
+            .add_node(req.id, req.addr)
+            .await
+            .map_err(node_status)?;
         Ok(Response::new(AddNodeResponse {
             members: members(&self.node),
         }))
     }
 
-    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
-        self.node.remove_node(req.into_inner().id).await.map_err(node_status)?;
+    async fn remove_node(
+        &self,
+        req: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.node
+            .remove_node(req.into_inner().id)
+            .await
+            .map_err(node_status)?;
         Ok(Response::new(RemoveNodeResponse {
             members: members(&self.node),
         }))
@@ -71,14 +104,20 @@ impl Cluster for ClusterApi {
         Ok(Response::new(TransferLeaderResponse { leader_id: to }))
     }
 
-    async fn membership(&self, _req: Request<MembershipRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn membership(
+        &self,
+        _req: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         Ok(Response::new(MembershipResponse {
             leader_id: self.node.status().leader_id,
             members: members(&self.node),
         }))
     }
 
-    async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatusResponse>, Status> {
+    async fn node_status(
+        &self,
+        _req: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatusResponse>, Status> {
         let s = self.node.status();
         Ok(Response::new(NodeStatusResponse {
             id: s.id,

@@ -28,11 +28,16 @@ pub(super) fn idempotency_key(meta: Option<WriteMeta>) -> Result<String, Status>
 
 #[tonic::async_trait]
 impl Queues for QueuesApi {
-    async fn create_queue(&self, req: Request<CreateQueueRequest>) -> Result<Response<CreateQueueResponse>, Status> {
+    async fn create_queue(
+        &self,
+        req: Request<CreateQueueRequest>,
+    ) -> Result<Response<CreateQueueResponse>, Status> {
         let req = req.into_inner();
         let write = Write {
             idempotency_key: idempotency_key(req.meta)?,
-            op: Op::CreateQueue { name: req.name.clone() },
+            op: Op::CreateQueue {
+                name: req.name.clone(),
+            },
         };
         crate::model::validate_write(&write).map_err(model_status)?;
         let response = self.node.write(write).await.map_err(node_status)?;
@@ -46,7 +51,10 @@ impl Queues for QueuesApi {
         }
     }
 
-    async fn get_queue(&self, req: Request<GetQueueRequest>) -> Result<Response<GetQueueResponse>, Status> {
+    async fn get_queue(
+        &self,
+        req: Request<GetQueueRequest>,
+    ) -> Result<Response<GetQueueResponse>, Status> {
         let req = req.into_inner();
         crate::model::validate::name("name", &req.name).map_err(model_status)?;
         read_barrier(&self.node, req.consistency).await?;
@@ -59,7 +67,10 @@ impl Queues for QueuesApi {
         }))
     }
 
-    async fn list_queues(&self, req: Request<ListQueuesRequest>) -> Result<Response<ListQueuesResponse>, Status> {
+    async fn list_queues(
+        &self,
+        req: Request<ListQueuesRequest>,
+    ) -> Result<Response<ListQueuesResponse>, Status> {
         read_barrier(&self.node, req.into_inner().consistency).await?;
         let state = self.node.sm().state();
         let queues = state.queues().map(|q| convert::queue(&state, q)).collect();

@@ -18,7 +18,10 @@ pub struct TasksApi {
 
 #[tonic::async_trait]
 impl Tasks for TasksApi {
-    async fn submit_task(&self, req: Request<SubmitTaskRequest>) -> Result<Response<SubmitTaskResponse>, Status> {
+    async fn submit_task(
+        &self,
+        req: Request<SubmitTaskRequest>,
+    ) -> Result<Response<SubmitTaskResponse>, Status> {
         let req = req.into_inner();
         let write = Write {
             idempotency_key: idempotency_key(req.meta)?,
@@ -32,14 +35,20 @@ impl Tasks for TasksApi {
         let response = self.node.write(write).await.map_err(node_status)?;
         let replayed = response.replayed;
         match response.result.map_err(model_status)? {
-            Reply::TaskSubmitted { id } => Ok(Response::new(SubmitTaskResponse { id, created: !replayed })),
+            Reply::TaskSubmitted { id } => Ok(Response::new(SubmitTaskResponse {
+                id,
+                created: !replayed,
+            })),
             other => Err(Status::failed_precondition(format!(
                 "meta.idempotency_key: already used for another kind of write ({other:?})"
             ))),
         }
     }
 
-    async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<GetTaskResponse>, Status> {
+    async fn get_task(
+        &self,
+        req: Request<GetTaskRequest>,
+    ) -> Result<Response<GetTaskResponse>, Status> {
         let req = req.into_inner();
         read_barrier(&self.node, req.consistency).await?;
         let state = self.node.sm().state();

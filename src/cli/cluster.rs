@@ -49,7 +49,11 @@ pub async fn run(g: &GlobalArgs, cmd: ClusterCmd) -> Result<(), Failure> {
                 })),
                 Output::Table if r.initialized_now => println!(
                     "initialised the cluster with nodes {}",
-                    r.members.iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(", ")
+                    r.members
+                        .iter()
+                        .map(|m| m.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Output::Table => println!("the cluster was already initialised; nothing changed"),
             }
@@ -105,7 +109,10 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
             .collect();
     }
     let probes = members.iter().map(|m| async move {
-        (m.clone(), Client::node_status(&m.addr, Duration::from_secs(2)).await)
+        (
+            m.clone(),
+            Client::node_status(&m.addr, Duration::from_secs(2)).await,
+        )
     });
     let results = futures::future::join_all(probes).await;
     let leader_id = results
@@ -118,7 +125,14 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
     let mut rows = vec![];
     for (m, r) in &results {
         let (id, role, term, last, applied, digest) = match r {
-            Ok(s) => (s.id, s.role.clone(), s.term, s.last_log_index, s.applied_index, s.digest.clone()),
+            Ok(s) => (
+                s.id,
+                s.role.clone(),
+                s.term,
+                s.last_log_index,
+                s.applied_index,
+                s.digest.clone(),
+            ),
             Err(_) => (m.id, "unreachable".to_string(), 0, 0, 0, String::new()),
         };
         rows_json.push(json!({
@@ -140,11 +154,17 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
         Output::Table => {
             println!(
                 "leader: {}",
-                leader_id.map_or("none (election in progress or cluster not initialised)".into(), |l| format!(
-                    "node {l}"
-                ))
+                leader_id.map_or(
+                    "none (election in progress or cluster not initialised)".into(),
+                    |l| format!("node {l}")
+                )
             );
-            output::table(&["id", "addr", "role", "term", "last log", "applied", "digest"], &rows);
+            output::table(
+                &[
+                    "id", "addr", "role", "term", "last log", "applied", "digest",
+                ],
+                &rows,
+            );
         }
     }
     Ok(())

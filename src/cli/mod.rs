@@ -131,8 +131,14 @@ impl From<String> for Failure {
 
 impl GlobalArgs {
     pub fn client(&self) -> Result<Client, Failure> {
-        let eps = parse_endpoints(&self.endpoints).map_err(|m| Failure { message: m, code: 2 })?;
-        Ok(Client::with_deadline(&eps, Duration::from_secs(self.timeout.max(1))))
+        let eps = parse_endpoints(&self.endpoints).map_err(|m| Failure {
+            message: m,
+            code: 2,
+        })?;
+        Ok(Client::with_deadline(
+            &eps,
+            Duration::from_secs(self.timeout.max(1)),
+        ))
     }
 
     pub fn consistency(&self) -> ReadConsistency {
@@ -146,7 +152,9 @@ impl GlobalArgs {
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -202,5 +210,7 @@ async fn run_node(args: NodeArgs) -> Result<(), Failure> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
-    crate::node::run(config, args.init).await.map_err(Failure::from)
+    crate::node::run(config, args.init)
+        .await
+        .map_err(Failure::from)
 }

@@ -40,7 +40,10 @@ pub fn fields(pairs: &[(&str, String)]) {
 }
 
 pub fn json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
 }
 
 /// Milliseconds since the epoch as a readable UTC time.

@@ -48,7 +48,9 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
         QueueCmd::List => {
             let queues = client.list_queues(g.consistency()).await?;
             match g.output {
-                Output::Json => output::json(&json!(queues.iter().map(queue_json).collect::<Vec<_>>())),
+                Output::Json => {
+                    output::json(&json!(queues.iter().map(queue_json).collect::<Vec<_>>()))
+                }
                 Output::Table => {
                     let rows: Vec<Vec<String>> = queues
                         .iter()
@@ -74,7 +76,10 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                     ("name", q.name.clone()),
                     ("pool", q.pool.clone()),
                     ("queued", q.queued.to_string()),
-                    ("next task", q.next_task_id.map_or("-".into(), |id| id.to_string())),
+                    (
+                        "next task",
+                        q.next_task_id.map_or("-".into(), |id| id.to_string()),
+                    ),
                     ("created", output::time(q.created_ms)),
                     ("updated", output::time(q.updated_ms)),
                 ]),

@@ -126,7 +126,8 @@ impl Client {
                 async move { QueuesClient::new(ch).create_queue(req).await }
             })
             .await?;
-        resp.queue.ok_or_else(|| ClientError::Protocol("create_queue: no queue in reply".into()))
+        resp.queue
+            .ok_or_else(|| ClientError::Protocol("create_queue: no queue in reply".into()))
     }
 
     pub async fn get_queue(&self, name: &str, c: ReadConsistency) -> Result<Queue, ClientError> {
@@ -140,11 +141,14 @@ impl Client {
                 async move { QueuesClient::new(ch).get_queue(req).await }
             })
             .await?;
-        resp.queue.ok_or_else(|| ClientError::Protocol("get_queue: no queue in reply".into()))
+        resp.queue
+            .ok_or_else(|| ClientError::Protocol("get_queue: no queue in reply".into()))
     }
 
     pub async fn list_queues(&self, c: ReadConsistency) -> Result<Vec<Queue>, ClientError> {
-        let req = ListQueuesRequest { consistency: c.proto() };
+        let req = ListQueuesRequest {
+            consistency: c.proto(),
+        };
         let resp = self
             .call(|ch| async move { QueuesClient::new(ch).list_queues(req).await })
             .await?;
@@ -185,7 +189,8 @@ impl Client {
         let resp = self
             .call(|ch| async move { TasksClient::new(ch).get_task(req).await })
             .await?;
-        resp.task.ok_or_else(|| ClientError::Protocol("get_task: no task in reply".into()))
+        resp.task
+            .ok_or_else(|| ClientError::Protocol("get_task: no task in reply".into()))
     }
 
     // --- cluster ---
@@ -208,22 +213,37 @@ impl Client {
     }
 
     pub async fn remove_node(&self, id: u64) -> Result<RemoveNodeResponse, ClientError> {
-        self.call(|ch| async move { ClusterClient::new(ch).remove_node(RemoveNodeRequest { id }).await })
-            .await
+        self.call(|ch| async move {
+            ClusterClient::new(ch)
+                .remove_node(RemoveNodeRequest { id })
+                .await
+        })
+        .await
     }
 
     pub async fn transfer_leader(&self, id: u64) -> Result<TransferLeaderResponse, ClientError> {
-        self.call(|ch| async move { ClusterClient::new(ch).transfer_leader(TransferLeaderRequest { id }).await })
-            .await
+        self.call(|ch| async move {
+            ClusterClient::new(ch)
+                .transfer_leader(TransferLeaderRequest { id })
+                .await
+        })
+        .await
     }
 
     pub async fn membership(&self) -> Result<MembershipResponse, ClientError> {
-        self.call(|ch| async move { ClusterClient::new(ch).membership(MembershipRequest {}).await })
-            .await
+        self.call(|ch| async move {
+            ClusterClient::new(ch)
+                .membership(MembershipRequest {})
+                .await
+        })
+        .await
     }
 
     /// Asks one node, and only that node, for its own status (no retries).
-    pub async fn node_status(addr: &str, timeout: Duration) -> Result<NodeStatusResponse, ClientError> {
+    pub async fn node_status(
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<NodeStatusResponse, ClientError> {
         let mut req = tonic::Request::new(NodeStatusRequest {});
         req.set_timeout(timeout);
         let ch = crate::raft::endpoint_channel(addr);
@@ -231,7 +251,9 @@ impl Client {
         match tokio::time::timeout(timeout, c.node_status(req)).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => Err(ClientError::Status(s)),
-            Err(_) => Err(ClientError::Unavailable(format!("{addr}: no answer within {timeout:?}"))),
+            Err(_) => Err(ClientError::Unavailable(format!(
+                "{addr}: no answer within {timeout:?}"
+            ))),
         }
     }
 }

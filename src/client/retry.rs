@@ -40,8 +40,10 @@ impl ClientError {
 
 /// Whether a status means "try again, maybe elsewhere".
 fn retryable(s: &Status) -> bool {
-    matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted)
-        || (s.code() == Code::Unknown && s.message().contains("transport"))
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted
+    ) || (s.code() == Code::Unknown && s.message().contains("transport"))
 }
 
 impl Client {
@@ -91,7 +93,11 @@ impl Client {
     }
 
     fn len(&self) -> usize {
-        self.inner.endpoints.lock().expect("endpoints poisoned").len()
+        self.inner
+            .endpoints
+            .lock()
+            .expect("endpoints poisoned")
+            .len()
     }
 
     fn pick(&self) -> (usize, String, Channel) {
@@ -102,10 +108,12 @@ impl Client {
 
     fn advance(&self, from: usize) {
         let n = self.len();
-        let _ = self
-            .inner
-            .preferred
-            .compare_exchange(from, (from + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.inner.preferred.compare_exchange(
+            from,
+            (from + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Makes `addr` the endpoint tried next, adding it when unknown.
@@ -125,5 +133,8 @@ impl Client {
 fn leader_hint(s: &Status) -> Option<String> {
     let md = s.metadata();
     md.get(LEADER_ID_HEADER)?;
-    md.get(LEADER_ADDR_HEADER)?.to_str().ok().map(str::to_string)
+    md.get(LEADER_ADDR_HEADER)?
+        .to_str()
+        .ok()
+        .map(str::to_string)
 }

@@ -68,8 +68,12 @@ impl std::fmt::Display for Command {
 pub enum Reply {
     /// Entries that carry no client command (blank, membership).
     None,
-    QueueCreated { name: String },
-    TaskSubmitted { id: u64 },
+    QueueCreated {
+        name: String,
+    },
+    TaskSubmitted {
+        id: u64,
+    },
 }
 
 /// The outcome of applying one log entry, as the proposer sees it.

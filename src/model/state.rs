@@ -170,11 +170,18 @@ impl State {
         }
     }
 
-    fn apply_op(&mut self, write: &super::Write, changed: &mut Vec<Key>) -> Result<Reply, ModelError> {
+    fn apply_op(
+        &mut self,
+        write: &super::Write,
+        changed: &mut Vec<Key>,
+    ) -> Result<Reply, ModelError> {
         match &write.op {
             Op::CreateQueue { name } => {
                 if self.queues.contains_key(name) {
-                    return Err(ModelError::exists("name", format!("queue {name:?} already exists")));
+                    return Err(ModelError::exists(
+                        "name",
+                        format!("queue {name:?} already exists"),
+                    ));
                 }
                 if self.queues.len() >= QUEUES_MAX {
                     return Err(ModelError::exhausted(
@@ -198,7 +205,10 @@ impl State {
                 payload,
             } => {
                 let Some(q) = self.queues.get_mut(queue) else {
-                    return Err(ModelError::not_found("queue", format!("no queue named {queue:?}")));
+                    return Err(ModelError::not_found(
+                        "queue",
+                        format!("no queue named {queue:?}"),
+                    ));
                 };
                 q.updated_ms = self.clock_ms;
                 q.version += 1;
@@ -262,19 +272,36 @@ impl State {
     /// Checks the invariants that must hold after every apply. Panics on a
     /// violation: a diverged state machine must stop, not serve.
     pub fn check_invariants(&self) {
-        assert!(self.queues.contains_key(DEFAULT_QUEUE), "the default queue must exist");
+        assert!(
+            self.queues.contains_key(DEFAULT_QUEUE),
+            "the default queue must exist"
+        );
         let mut queued = 0;
         for (name, set) in &self.pending {
-            assert!(self.queues.contains_key(name), "pending list of unknown queue {name}");
+            assert!(
+                self.queues.contains_key(name),
+                "pending list of unknown queue {name}"
+            );
             for &(rank, id) in set {
                 let task = self.tasks.get(&id).expect("pending task must exist");
-                assert_eq!((task.rank, &task.queue), (rank, name), "pending index out of date");
+                assert_eq!(
+                    (task.rank, &task.queue),
+                    (rank, name),
+                    "pending index out of date"
+                );
                 assert_eq!(task.state, TaskState::Queued);
                 queued += 1;
             }
         }
-        let queued_tasks = self.tasks.values().filter(|t| t.state == TaskState::Queued).count();
-        assert_eq!(queued, queued_tasks, "every queued task is in exactly one queue");
+        let queued_tasks = self
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Queued)
+            .count();
+        assert_eq!(
+            queued, queued_tasks,
+            "every queued task is in exactly one queue"
+        );
         if let Some((&max_id, _)) = self.tasks.last_key_value() {
             assert!(self.next_task_id > max_id, "task ids only grow");
         }

@@ -50,7 +50,10 @@ pub fn idempotency_key(value: &str) -> Result<(), ModelError> {
         ));
     }
     if value.chars().any(|c| c.is_control()) {
-        return Err(ModelError::invalid(field, "must not contain control characters"));
+        return Err(ModelError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -65,11 +68,17 @@ pub fn command(args: &[String]) -> Result<(), ModelError> {
     if args.len() > COMMAND_MAX_ARGS {
         return Err(ModelError::invalid(
             "command",
-            format!("has {} arguments; the limit is {COMMAND_MAX_ARGS}", args.len()),
+            format!(
+                "has {} arguments; the limit is {COMMAND_MAX_ARGS}",
+                args.len()
+            ),
         ));
     }
     if args[0].is_empty() {
-        return Err(ModelError::invalid("command[0]", "the program must not be empty"));
+        return Err(ModelError::invalid(
+            "command[0]",
+            "the program must not be empty",
+        ));
     }
     let total: usize = args.iter().map(String::len).sum();
     if total > COMMAND_MAX_BYTES {
@@ -131,7 +140,10 @@ mod tests {
         assert!(command(&["echo".into(), "hi".into()]).is_ok());
         let many: Vec<String> = (0..=COMMAND_MAX_ARGS).map(|i| i.to_string()).collect();
         assert!(command(&many).is_err());
-        assert!(command(&["a\0b".into()]).unwrap_err().to_string().starts_with("command[0]"));
+        assert!(command(&["a\0b".into()])
+            .unwrap_err()
+            .to_string()
+            .starts_with("command[0]"));
         assert!(payload(&vec![0; PAYLOAD_MAX_BYTES]).is_ok());
         assert!(payload(&vec![0; PAYLOAD_MAX_BYTES + 1]).is_err());
     }

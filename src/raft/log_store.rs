@@ -97,21 +97,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.store.raft_meta_put(COMMITTED, &encode(&committed), false)
+        self.store
+            .raft_meta_put(COMMITTED, &encode(&committed), false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.index(), encode(&e))).collect();
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.index(), encode(&e)))
+            .collect();
         self.store.log_append(&encoded)?;
-        self.flusher.after_sync(move |result| callback.io_completed(result));
+        self.flusher
+            .after_sync(move |result| callback.io_completed(result));
         Ok(())
     }
 
@@ -121,6 +130,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        self.store.log_purge(log_id.index(), PURGED, &encode(&log_id))
+        self.store
+            .log_purge(log_id.index(), PURGED, &encode(&log_id))
     }
 }

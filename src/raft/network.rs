@@ -8,7 +8,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::errors::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::errors::{
+    NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
@@ -105,7 +107,12 @@ fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 
 impl PeerClient {
     /// Sends one encoded request and decodes the remote `Result`.
-    async fn call<Req, Resp, F, Fut>(&mut self, req: &Req, option: &RPCOption, f: F) -> Result<Resp, RPCError<TypeConfig>>
+    async fn call<Req, Resp, F, Fut>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        f: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -116,8 +123,8 @@ impl PeerClient {
         let reply = f(self.client.clone(), request(blob, option.hard_ttl()))
             .await
             .map_err(|s| status_to_rpc(self.target, s))?;
-        let result: Result<Resp, RaftError<TypeConfig>> =
-            decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<TypeConfig>> = decode(&reply.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 }
@@ -130,8 +137,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.append_entries(r).await })
-            .await
+        self.call(&rpc, &option, |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
     }
 
     async fn vote(
@@ -139,7 +148,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await }).await
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
+            .await
     }
 
     async fn pre_vote(
@@ -147,7 +157,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await }).await
+        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
+            .await
     }
 
     async fn transfer_leader(
@@ -155,8 +166,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, r| async move { c.transfer_leader(r).await })
-            .await
+        self.call(&req, &option, |mut c, r| async move {
+            c.transfer_leader(r).await
+        })
+        .await
     }
 
     async fn full_snapshot(
@@ -191,7 +204,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 .await
                 .map_err(|s| status_to_rpc(target, s))?;
             let result: Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>> =
-                decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                decode(&reply.into_inner().data)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
         };
         tokio::select! {

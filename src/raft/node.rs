@@ -60,7 +60,7 @@ impl RaftTimings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             replication_lag_threshold: self.snapshot_logs_since_last.max(1) * 2,
-            purge_batch_size: 256,
+            purge_batch_size: self.snapshot_logs_since_last.clamp(1, 256),
             enable_pre_vote: Some(true),
             ..Default::default()
         };
@@ -140,7 +140,8 @@ impl RaftNode {
         timings: &RaftTimings,
     ) -> Result<Arc<Self>, String> {
         let config = Arc::new(timings.to_config(&cluster)?);
-        let sm = StateMachine::open(store.clone()).map_err(|e| format!("open state machine: {e}"))?;
+        let sm =
+            StateMachine::open(store.clone()).map_err(|e| format!("open state machine: {e}"))?;
         let shared = sm.shared();
         let network = PeerNetwork::default();
         let log = LogStore::new(store);
@@ -193,11 +194,13 @@ impl RaftNode {
     /// Applies a client write through Raft. On a follower it is forwarded to
     /// the leader, once; the caller retries on `NotLeader`/`Unavailable`.
     pub async fn write(&self, write: Write) -> Result<Response, NodeError> {
-        crate::model::validate_write(&write).map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        crate::model::validate_write(&write)
+            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
         match self.write_as_leader(write.clone()).await {
-            Err(NodeError::NotLeader { leader: Some((_, addr)), .. }) if !addr.is_empty() => {
-                self.forward(&addr, write).await
-            }
+            Err(NodeError::NotLeader {
+                leader: Some((_, addr)),
+                ..
+            }) if !addr.is_empty() => self.forward(&addr, write).await,
             other => other,
         }
     }
@@ -217,7 +220,10 @@ impl RaftNode {
         }
     }
 
-    fn write_error(&self, e: RaftError<super::TypeConfig, ClientWriteError<super::TypeConfig>>) -> NodeError {
+    fn write_error(
+        &self,
+        e: RaftError<super::TypeConfig, ClientWriteError<super::TypeConfig>>,
+    ) -> NodeError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => self.not_leader(),
             RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => NodeError::Unavailable(
@@ -231,20 +237,31 @@ impl RaftNode {
     }
 
     async fn forward(&self, leader_addr: &str, write: Write) -> Result<Response, NodeError> {
-        let mut req = tonic::Request::new(ForwardRequest { write: encode(&write) });
+        let mut req = tonic::Request::new(ForwardRequest {
+            write: encode(&write),
+        });
         req.set_timeout(FORWARD_TIMEOUT);
         let reply = self
             .network
             .client(leader_addr)
             .forward(req)
             .await
-            .map_err(|s| NodeError::Unavailable(format!("forwarding to the leader at {leader_addr}: {}", s.message())))?
+            .map_err(|s| {
+                NodeError::Unavailable(format!(
+                    "forwarding to the leader at {leader_addr}: {}",
+                    s.message()
+                ))
+            })?
             .into_inner();
         if reply.not_leader {
             let leader = (reply.leader_id != 0).then(|| (reply.leader_id, reply.leader_addr));
-            return Err(NodeError::NotLeader { node: self.id, leader });
+            return Err(NodeError::NotLeader {
+                node: self.id,
+                leader,
+            });
         }
-        decode(&reply.response).map_err(|e| NodeError::Unavailable(format!("bad reply from the leader: {e}")))
+        decode(&reply.response)
+            .map_err(|e| NodeError::Unavailable(format!("bad reply from the leader: {e}")))
     }
 
     /// Returns once this node's state machine reflects every write committed
@@ -254,7 +271,9 @@ impl RaftNode {
             self.read_index().await?
         } else {
             let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) else {
-                return Err(NodeError::Unavailable("no leader is known yet; retry shortly".into()));
+                return Err(NodeError::Unavailable(
+                    "no leader is known yet; retry shortly".into(),
+                ));
             };
             let mut req = tonic::Request::new(crate::proto::raft::ReadIndexRequest {});
             req.set_timeout(FORWARD_TIMEOUT);
@@ -263,13 +282,20 @@ impl RaftNode {
                 .client(&addr)
                 .read_index(req)
                 .await
-                .map_err(|s| NodeError::Unavailable(format!("read index from the leader at {addr}: {}", s.message())))?;
+                .map_err(|s| {
+                    NodeError::Unavailable(format!(
+                        "read index from the leader at {addr}: {}",
+                        s.message()
+                    ))
+                })?;
             reply.into_inner().index
         };
         self.sm
             .wait_applied(index, READ_APPLY_TIMEOUT)
             .await
-            .map_err(|()| NodeError::Unavailable(format!("this node has not applied up to {index} yet")))
+            .map_err(|()| {
+                NodeError::Unavailable(format!("this node has not applied up to {index} yet"))
+            })
     }
 
     /// On the leader: the index a linearizable read must wait for, after
@@ -309,6 +335,11 @@ impl RaftNode {
         }
     }
 
+    /// The peers of the config: the voters that `init` creates.
+    pub fn configured_peers(&self) -> &BTreeMap<u64, String> {
+        &self.peers
+    }
+
     /// Adds a node as a learner, waits for it to catch up, then makes it a voter.
     pub async fn add_node(&self, id: u64, addr: String) -> Result<(), NodeError> {
         if !self.raft.is_leader() {
@@ -331,7 +362,9 @@ impl RaftNode {
         }
         let status = self.status();
         if !status.members.iter().any(|(m, _, _)| *m == id) {
-            return Err(NodeError::InvalidArgument(format!("node {id} is not a member")));
+            return Err(NodeError::InvalidArgument(format!(
+                "node {id} is not a member"
+            )));
         }
         let voter = status.members.iter().any(|(m, _, v)| *m == id && *v);
         let change = if voter {
@@ -350,8 +383,15 @@ impl RaftNode {
         if !self.raft.is_leader() {
             return Err(self.not_leader());
         }
-        if !self.status().members.iter().any(|(m, _, voter)| *m == to && *voter) {
-            return Err(NodeError::InvalidArgument(format!("node {to} is not a voter")));
+        if !self
+            .status()
+            .members
+            .iter()
+            .any(|(m, _, voter)| *m == to && *voter)
+        {
+            return Err(NodeError::InvalidArgument(format!(
+                "node {to} is not a voter"
+            )));
         }
         self.raft
             .trigger()
@@ -390,6 +430,20 @@ impl RaftNode {
             purged_index: index(&m.purged),
             digest: applied.digest_hex(),
             members,
+        }
+    }
+
+    /// Resolves when Raft has stopped on a fatal error (a storage failure, a
+    /// panic in apply): the node must exit rather than serve half-working.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Err(e) = &rx.borrow_watched().running_state {
+                return e.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "raft stopped".to_string();
+            }
         }
     }
 

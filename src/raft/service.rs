@@ -32,7 +32,9 @@ fn bad(e: std::io::Error) -> Status {
 }
 
 fn blob<T: Serialize>(value: &T) -> Response<RaftBlob> {
-    Response::new(RaftBlob { data: encode(value) })
+    Response::new(RaftBlob {
+        data: encode(value),
+    })
 }
 
 #[tonic::async_trait]
@@ -55,10 +57,15 @@ impl RaftPeer for PeerService {
     async fn transfer_leader(&self, req: Request<RaftBlob>) -> Result<Response<RaftBlob>, Status> {
         let rpc = decode(&req.into_inner().data).map_err(bad)?;
         let result = self.node.raft().handle_transfer_leader(rpc).await;
-        Ok(blob(&result.map_err(openraft::errors::RaftError::<super::TypeConfig>::Fatal)))
+        Ok(blob(&result.map_err(
+            openraft::errors::RaftError::<super::TypeConfig>::Fatal,
+        )))
     }
 
-    async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftBlob>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftBlob>, Status> {
         let mut stream = req.into_inner();
         let mut header: Option<(Vote, SnapshotMeta)> = None;
         let mut data = Vec::new();
@@ -69,7 +76,9 @@ impl RaftPeer for PeerService {
                 header = Some(decode(&chunk.header).map_err(bad)?);
             }
             if data.len() + chunk.data.len() > SNAPSHOT_MAX_BYTES {
-                return Err(Status::resource_exhausted("snapshot larger than this node accepts"));
+                return Err(Status::resource_exhausted(
+                    "snapshot larger than this node accepts",
+                ));
             }
             data.extend_from_slice(&chunk.data);
             if chunk.done {
@@ -88,10 +97,15 @@ impl RaftPeer for PeerService {
             snapshot: std::io::Cursor::new(data),
         };
         let result = self.node.raft().install_full_snapshot(vote, snapshot).await;
-        Ok(blob(&result.map_err(openraft::errors::RaftError::<super::TypeConfig>::Fatal)))
+        Ok(blob(&result.map_err(
+            openraft::errors::RaftError::<super::TypeConfig>::Fatal,
+        )))
     }
 
-    async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
+    async fn forward(
+        &self,
+        req: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
         let write = decode(&req.into_inner().write).map_err(bad)?;
         match self.node.write_as_leader(write).await {
             Ok(response) => Ok(Response::new(ForwardResponse {
@@ -111,7 +125,10 @@ impl RaftPeer for PeerService {
         }
     }
 
-    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        _req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
         let index = self
             .node
             .read_index()

@@ -36,7 +36,11 @@ pub struct Applied {
 
 impl Applied {
     pub fn digest_hex(&self) -> String {
-        self.digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        self.digest
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -79,13 +83,9 @@ impl StateMachine {
     /// Loads the state machine from its tables.
     pub fn open(store: Store) -> io::Result<Self> {
         let state = store.sm_load()?;
-        let last_applied: Option<LogId> = meta(&store, APPLIED)?.flatten();
-        let membership: StoredMembership = meta(&store, MEMBERSHIP)?.unwrap_or_default();
-        let digest = store
-            .sm_meta_get(DIGEST)?
-            .map(|d| d.try_into().map_err(|_| crate::store::codec::invalid("digest is not 32 bytes")))
-            .transpose()?
-            .unwrap_or([0; 32]);
+        let last_applied: Option<LogId> = read_meta(&store, APPLIED)?.flatten();
+        let membership: StoredMembership = read_meta(&store, MEMBERSHIP)?.unwrap_or_default();
+        let digest: [u8; 32] = read_meta(&store, DIGEST)?.unwrap_or([0; 32]);
         let applied = Applied {
             index: last_applied.as_ref().map_or(0, |l| l.index()),
             digest,
@@ -110,7 +110,7 @@ impl StateMachine {
     }
 }
 
-fn meta<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> io::Result<Option<T>> {
+fn read_meta<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> io::Result<Option<T>> {
     store.sm_meta_get(key)?.map(|b| decode(&b)).transpose()
 }
 
@@ -136,7 +136,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
     where
-        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>>
+            + Unpin
+            + OptionalSend,
     {
         let items: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
         if items.is_empty() {
@@ -157,8 +159,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     EntryPayload::Normal(cmd) => {
                         let response = state.apply(cmd, &mut changed);
-                        applied.digest =
-                            chain(&applied.digest, log_id.index(), &[&encode(cmd), &encode(&response)]);
+                        applied.digest = chain(
+                            &applied.digest,
+                            log_id.index(),
+                            &[&encode(cmd), &encode(&response)],
+                        );
                         response
                     }
                     EntryPayload::Membership(m) => {
@@ -179,7 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         batch.meta(APPLIED, encode(&self.last_applied));
         batch.meta(MEMBERSHIP, encode(&self.membership));
-        batch.meta(DIGEST, applied.digest.to_vec());
+        batch.meta(DIGEST, encode(&applied.digest));
         self.store.sm_commit(batch)?;
         self.shared.applied.send_replace(applied);
         for (responder, response) in replies {
@@ -197,12 +202,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
         let blob = snapshot.into_inner();
         let store = self.store.clone();
         let path = self.snapshot_path();
         let expected = meta.clone();
-        let (state, digest) = tokio::task::spawn_blocking(move || -> io::Result<(State, Vec<u8>)> {
+        let (state, digest) = tokio::task::spawn_blocking(move || -> io::Result<(State, [u8; 32])> {
             let reader = SnapshotReader::parse(&blob)?;
             let header: SnapshotMeta = decode(reader.header())?;
             if header != expected {
@@ -212,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             let state = store.sm_import(&reader)?;
             save_snapshot_file(&path, &blob)?;
-            let digest = store.sm_meta_get(DIGEST)?.unwrap_or_else(|| vec![0; 32]);
+            let digest: [u8; 32] = read_meta(&store, DIGEST)?.unwrap_or([0; 32]);
             Ok((state, digest))
         })
         .await
@@ -221,9 +230,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = meta.last_log_id.clone();
         self.membership = meta.last_membership.clone();
         *self.shared.state.write().expect("state lock poisoned") = state;
-        let digest: [u8; 32] = digest
-            .try_into()
-            .map_err(|_| crate::store::codec::invalid("digest is not 32 bytes"))?;
         self.shared.applied.send_replace(Applied {
             index: self.last_applied.as_ref().map_or(0, |l| l.index()),
             digest,
@@ -279,9 +285,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
             let mut meta_out = None;
             let blob = store.sm_export(|table| {
-                let last_log_id: Option<LogId> = table.get(APPLIED).map(|b| decode(b)).transpose()?.flatten();
-                let last_membership: StoredMembership =
-                    table.get(MEMBERSHIP).map(|b| decode(b)).transpose()?.unwrap_or_default();
+                let last_log_id: Option<LogId> =
+                    table.get(APPLIED).map(|b| decode(b)).transpose()?.flatten();
+                let last_membership: StoredMembership = table
+                    .get(MEMBERSHIP)
+                    .map(|b| decode(b))
+                    .transpose()?
+                    .unwrap_or_default();
                 let meta = SnapshotMeta {
                     last_log_id,
                     last_membership,

@@ -93,7 +93,10 @@ mod tests {
         Identity::new(1, "local").claim(dir.path()).unwrap();
         Identity::new(1, "local").claim(dir.path()).unwrap();
         let e = Identity::new(2, "local").claim(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("belongs to node 1, not node 2"), "{e}");
+        assert!(
+            e.to_string().contains("belongs to node 1, not node 2"),
+            "{e}"
+        );
         let e = Identity::new(1, "prod").claim(dir.path()).unwrap_err();
         assert!(e.to_string().contains("cluster \"local\""), "{e}");
     }

@@ -17,7 +17,9 @@ pub use identity::Identity;
 pub use snapshot::{SnapshotReader, SnapshotWriter};
 pub use state::{SmBatch, Table};
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,7 +79,9 @@ impl Store {
     }
 
     pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     /// Makes every write so far durable (fsync of the write-ahead log).
@@ -120,9 +124,10 @@ impl Store {
             return Ok(out);
         }
         let from = start.to_be_bytes();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(CF_LOG), IteratorMode::From(&from, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.cf(CF_LOG),
+            IteratorMode::From(&from, Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item.map_err(io_err)?;
             let index = index_of(&k)?;
@@ -136,7 +141,11 @@ impl Store {
 
     /// The entry with the highest index.
     pub fn log_last(&self) -> io::Result<Option<(u64, Vec<u8>)>> {
-        match self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::End).next() {
+        match self
+            .db
+            .iterator_cf(self.cf(CF_LOG), IteratorMode::End)
+            .next()
+        {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item.map_err(io_err)?;
@@ -160,7 +169,11 @@ impl Store {
     pub fn log_purge(&self, upto: u64, purged_key: &str, purged: &[u8]) -> io::Result<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_RAFT), purged_key, purged);
-        batch.delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), (upto + 1).to_be_bytes());
+        batch.delete_range_cf(
+            self.cf(CF_LOG),
+            0u64.to_be_bytes(),
+            (upto + 1).to_be_bytes(),
+        );
         self.db.write(batch).map_err(io_err)
     }
 }

@@ -59,9 +59,13 @@ impl<'a> SnapshotReader<'a> {
         }
         let (content, sum) = blob.split_at(blob.len() - CHECKSUM_LEN);
         if blake3::hash(content).as_bytes() != sum {
-            return Err(invalid("snapshot checksum mismatch: the snapshot is corrupt"));
+            return Err(invalid(
+                "snapshot checksum mismatch: the snapshot is corrupt",
+            ));
         }
-        let mut cur = Cursor { rest: &content[MAGIC.len()..] };
+        let mut cur = Cursor {
+            rest: &content[MAGIC.len()..],
+        };
         let header = cur.bytes()?;
         Ok(Self {
             header,
@@ -125,7 +129,10 @@ mod tests {
         let records: Vec<_> = r.records().collect::<io::Result<_>>().unwrap();
         assert_eq!(
             records,
-            vec![(Table::Tasks, &b"k1"[..], &b"v1"[..]), (Table::Queues, &b""[..], &b"v2"[..])]
+            vec![
+                (Table::Tasks, &b"k1"[..], &b"v1"[..]),
+                (Table::Queues, &b""[..], &b"v2"[..])
+            ]
         );
         let mut bad = blob.clone();
         bad[14] ^= 1;

@@ -69,7 +69,11 @@ impl SmBatch {
     /// Persists the current value of `key` in `state` (or its deletion).
     pub fn record(&mut self, state: &State, key: &Key) {
         let (table, k, v) = match key {
-            Key::Meta => (Table::Meta, MODEL_META.to_vec(), Some(encode(&state.meta()))),
+            Key::Meta => (
+                Table::Meta,
+                MODEL_META.to_vec(),
+                Some(encode(&state.meta())),
+            ),
             Key::Queue(name) => (
                 Table::Queues,
                 name.as_bytes().to_vec(),
@@ -91,7 +95,8 @@ impl SmBatch {
 
     /// Sets an opaque meta value (Raft's last-applied, membership, digest).
     pub fn meta(&mut self, name: &str, value: Vec<u8>) {
-        self.puts.push((Table::Meta, name.as_bytes().to_vec(), Some(value)));
+        self.puts
+            .push((Table::Meta, name.as_bytes().to_vec(), Some(value)));
     }
 
     pub fn is_empty(&self) -> bool {

@@ -34,7 +34,10 @@ fn the_default_queue_exists_from_the_start() {
 fn submit_assigns_monotonic_ids_in_queue_order() {
     let mut s = State::new();
     let mut changed = vec![];
-    let r = s.apply(&cmd(10, "q", Op::CreateQueue { name: "gpu".into() }), &mut changed);
+    let r = s.apply(
+        &cmd(10, "q", Op::CreateQueue { name: "gpu".into() }),
+        &mut changed,
+    );
     assert_eq!(r.result, Ok(Reply::QueueCreated { name: "gpu".into() }));
     for i in 0..3 {
         let r = s.apply(&cmd(11 + i, &format!("k{i}"), submit("gpu")), &mut changed);
@@ -68,9 +71,27 @@ fn refusals_name_the_field_and_change_nothing_but_the_key() {
     assert_eq!(e.kind, ErrorKind::NotFound);
     assert_eq!(e.field.as_deref(), Some("queue"));
     assert_eq!(s.tasks.len(), 0);
-    let r = s.apply(&cmd(2, "b", Op::CreateQueue { name: "default".into() }), &mut changed);
+    let r = s.apply(
+        &cmd(
+            2,
+            "b",
+            Op::CreateQueue {
+                name: "default".into(),
+            },
+        ),
+        &mut changed,
+    );
     assert_eq!(r.result.unwrap_err().kind, ErrorKind::AlreadyExists);
-    let r = s.apply(&cmd(3, "c", Op::CreateQueue { name: "bad name".into() }), &mut changed);
+    let r = s.apply(
+        &cmd(
+            3,
+            "c",
+            Op::CreateQueue {
+                name: "bad name".into(),
+            },
+        ),
+        &mut changed,
+    );
     assert_eq!(r.result.unwrap_err().kind, ErrorKind::InvalidArgument);
     assert_eq!(s.queues().count(), 1);
 }

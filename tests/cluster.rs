@@ -1,0 +1,228 @@
+//! Three (and four) real `laneq node` processes on loopback: replication,
+//! forwarding, linearizable reads, failover, catch-up by log and by
+//! snapshot, membership changes and whole-cluster restarts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Timings};
+use laneq::client::ReadConsistency;
+
+fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
+    c.nodes.keys().copied().filter(|&id| id != leader).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_follower_is_read_linearizably_on_the_other_follower() {
+    let c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let f = followers(&c, leader);
+    let (writer, reader) = (c.client_for(f[0]), c.client_for(f[1]));
+    writer.create_queue("q").await.unwrap();
+    for i in 0..20 {
+        let r = writer
+            .submit_task("q", vec!["echo".into(), i.to_string()], vec![], None)
+            .await
+            .unwrap();
+        // The very next linearizable read on the other follower sees it.
+        let t = reader
+            .get_task(r.id, ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(t.command[1], i.to_string());
+        let q = reader
+            .get_queue("q", ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(q.queued, i + 1);
+    }
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_leader_kill_writes_go_on_and_the_node_catches_up_on_restart() {
+    let mut c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let client = c.client();
+    let mut ids = c.submit_many(&client, "default", 20).await;
+
+    c.kill(leader);
+    let killed_at = Instant::now();
+    let r = client
+        .submit_task("default", vec!["echo".into(), "after".into()], vec![], None)
+        .await
+        .unwrap();
+    println!(
+        "leader kill to first acknowledged write: {:?}",
+        killed_at.elapsed()
+    );
+    ids.push(r.id);
+    let rest: Vec<u64> = followers(&c, leader);
+    let new_leader = c.wait_leader(&rest).await;
+    assert_ne!(new_leader, leader);
+    ids.extend(c.submit_many(&client, "default", 20).await);
+
+    c.start_node(leader);
+    let index = c.status(new_leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+    c.assert_has_tasks(leader, &ids).await;
+    let q = c
+        .client_for(leader)
+        .get_queue("default", ReadConsistency::Stale)
+        .await
+        .unwrap();
+    assert_eq!(q.queued, ids.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_more_than_the_snapshot_threshold_catches_up_by_snapshot() {
+    let timings = Timings {
+        snapshot_logs_since_last: 20,
+        max_in_snapshot_log_to_keep: 0,
+        ..Timings::default()
+    };
+    let mut c = Cluster::start(3, timings);
+    let leader = c.init(1).await;
+    let lagger = followers(&c, leader)[0];
+    c.kill(lagger);
+    let client = c.client();
+    let ids = c.submit_many(&client, "default", 120).await;
+
+    // The leader has snapshotted and purged past everything the lagger has.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.status(leader).await.unwrap();
+        if s.purged_index > 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader never purged its log: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    c.start_node(lagger);
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+    assert!(
+        c.log_text(lagger).contains("installed snapshot"),
+        "node {lagger} caught up without a snapshot"
+    );
+    c.assert_has_tasks(lagger, &ids).await;
+    // And it keeps following by log afterwards.
+    let more = c.submit_many(&client, "default", 5).await;
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+    c.assert_has_tasks(lagger, &more).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_joins_and_a_node_is_removed() {
+    let mut c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let client = c.client();
+    let ids = c.submit_many(&client, "default", 10).await;
+
+    let addr4 = format!("127.0.0.1:{}", common::free_port());
+    c.add_config(4, addr4.clone(), &[(4, addr4.clone())]);
+    c.start_node(4);
+    let r = client.add_node(4, &addr4).await.unwrap();
+    assert!(
+        r.members.iter().any(|m| m.id == 4 && m.kind == "voter"),
+        "{r:?}"
+    );
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3, 4], index).await;
+    c.assert_has_tasks(4, &ids).await;
+
+    let gone = followers(&c, leader)[0];
+    let r = client.remove_node(gone).await.unwrap();
+    assert_eq!(r.members.len(), 3, "{r:?}");
+    assert!(!r.members.iter().any(|m| m.id == gone));
+    c.kill(gone);
+    let remaining: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|&id| id != gone).collect();
+    let more = c.submit_many(&c.client(), "default", 5).await;
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&remaining, index).await;
+    c.assert_has_tasks(4, &more).await;
+    let m = client.membership().await.unwrap();
+    assert_eq!(m.members.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_the_whole_cluster_keeps_every_acknowledged_write() {
+    let mut c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let client = c.client();
+    client.create_queue("keep").await.unwrap();
+    let ids = c.submit_many(&client, "keep", 50).await;
+    for id in [1, 2, 3] {
+        c.kill(id);
+    }
+    for id in [1, 2, 3] {
+        c.start_node(id);
+    }
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let client = c.client();
+    for &id in &ids {
+        let t = client
+            .get_task(id, ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(t.queue, "keep");
+    }
+    let q = client
+        .get_queue("keep", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(q.queued, 50);
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly_and_it_rejoins() {
+    let mut c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let client = c.client();
+    let ids = c.submit_many(&client, "default", 5).await;
+    let status = c.terminate(leader);
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    assert!(c.log_text(leader).contains("stopped"));
+    let more = c.submit_many(&client, "default", 5).await;
+    c.start_node(leader);
+    let rest = followers(&c, leader);
+    let new_leader = c.wait_leader(&rest).await;
+    let index = c.status(new_leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+    c.assert_has_tasks(leader, &ids).await;
+    c.assert_has_tasks(leader, &more).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_submit_with_the_same_key_creates_one_task() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let client = c.client();
+    let a = client
+        .submit_task("default", vec!["x".into()], vec![], Some("retry-1".into()))
+        .await
+        .unwrap();
+    // The retry lands on another node: the outcome is the first one.
+    let b = c
+        .client_for(3)
+        .submit_task("default", vec!["x".into()], vec![], Some("retry-1".into()))
+        .await
+        .unwrap();
+    assert!(a.created);
+    assert!(!b.created);
+    assert_eq!(a.id, b.id);
+    let q = client
+        .get_queue("default", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(q.queued, 1);
+}

@@ -1,0 +1,322 @@
+//! A harness that runs real `laneq node` processes on ephemeral loopback
+//! ports, each with its own data dir, and talks to them with the client
+//! library. Every process it starts is killed when the harness is dropped.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use laneq::client::{Client, ReadConsistency};
+use laneq::proto::v1::NodeStatusResponse;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_laneq");
+
+/// Raft settings for a test cluster.
+#[derive(Clone, Debug)]
+pub struct Timings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_logs_since_last: u64,
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 1000,
+        }
+    }
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, NodeProc>,
+    pub timings: Timings,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    /// Writes configs for nodes `1..=n` (all of them peers) and starts them.
+    pub fn start(n: u64, timings: Timings) -> Self {
+        let mut c = Self::configure(n, timings);
+        let ids: Vec<u64> = c.nodes.keys().copied().collect();
+        for id in ids {
+            c.start_node(id);
+        }
+        c
+    }
+
+    /// Writes configs for nodes `1..=n` without starting anything.
+    pub fn configure(n: u64, timings: Timings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster {
+            dir,
+            nodes: BTreeMap::new(),
+            timings,
+        };
+        let addrs: Vec<(u64, String)> = (1..=n)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        for (id, addr) in &addrs {
+            c.add_config(*id, addr.clone(), &addrs);
+        }
+        c
+    }
+
+    /// Writes the config of one more node whose peer list is `peers`.
+    pub fn add_config(&mut self, id: u64, addr: String, peers: &[(u64, String)]) {
+        let t = &self.timings;
+        let data_dir = self.dir.path().join(format!("node{id}"));
+        let mut text = format!(
+            "id = {id}\ncluster = \"test\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
+            data_dir.display()
+        );
+        for (pid, paddr) in peers {
+            text += &format!("\n[[peers]]\nid = {pid}\naddr = \"{paddr}\"\n");
+        }
+        text += &format!(
+            "\n[raft]\nheartbeat_interval_ms = {}\nelection_timeout_min_ms = {}\nelection_timeout_max_ms = {}\n\
+             snapshot_logs_since_last = {}\nmax_in_snapshot_log_to_keep = {}\n",
+            t.heartbeat_interval_ms,
+            t.election_timeout_min_ms,
+            t.election_timeout_max_ms,
+            t.snapshot_logs_since_last,
+            t.max_in_snapshot_log_to_keep
+        );
+        let config = self.dir.path().join(format!("node{id}.toml"));
+        fs::write(&config, text).unwrap();
+        self.nodes.insert(
+            id,
+            NodeProc {
+                id,
+                addr,
+                config,
+                data_dir,
+                log: self.dir.path().join(format!("node{id}.log")),
+                child: None,
+            },
+        );
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        assert!(node.child.is_none(), "node {id} is already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(&node.config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        node.child = Some(child);
+    }
+
+    /// SIGKILL: the node gets no chance to flush anything.
+    pub fn kill(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        if let Some(mut child) = node.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self, id: u64) -> ExitStatus {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let mut child = node.child.take().expect("node is running");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self, id: u64) -> bool {
+        let node = self.nodes.get_mut(&id).unwrap();
+        match node.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.nodes[&id].addr.clone()
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.values().map(|n| n.addr.clone()).collect()
+    }
+
+    /// A client that knows every node.
+    pub fn client(&self) -> Client {
+        Client::with_deadline(&self.endpoints(), Duration::from_secs(20))
+    }
+
+    /// A client that talks to one node only.
+    pub fn client_for(&self, id: u64) -> Client {
+        Client::with_deadline(&[self.addr(id)], Duration::from_secs(20))
+    }
+
+    pub fn log_text(&self, id: u64) -> String {
+        fs::read_to_string(&self.nodes[&id].log).unwrap_or_default()
+    }
+
+    pub async fn status(&self, id: u64) -> Option<NodeStatusResponse> {
+        Client::node_status(&self.addr(id), Duration::from_secs(2))
+            .await
+            .ok()
+    }
+
+    /// Initialises through `via` and waits for a leader.
+    pub async fn init(&self, via: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.client_for(via).init().await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "init failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        self.wait_leader(&self.nodes.keys().copied().collect::<Vec<_>>())
+            .await
+    }
+
+    /// Waits until one of `among` leads and all reachable ones agree on it.
+    pub async fn wait_leader(&self, among: &[u64]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut leaders = vec![];
+            for &id in among {
+                if let Some(s) = self.status(id).await {
+                    if s.role == "leader" {
+                        leaders.push(s.id);
+                    }
+                }
+            }
+            if leaders.len() == 1 {
+                return leaders[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no single leader among {among:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every node of `ids` reports the same applied index (at
+    /// least `min_index`) and the same digest; returns them.
+    pub async fn wait_converged(&self, ids: &[u64], min_index: u64) -> (u64, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut seen = vec![];
+            for &id in ids {
+                seen.push(self.status(id).await.map(|s| (s.applied_index, s.digest)));
+            }
+            if let Some(Some(first)) = seen.first() {
+                if first.0 >= min_index && seen.iter().all(|s| s.as_ref() == Some(first)) {
+                    return first.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes {ids:?} did not converge: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Submits `n` tasks to `queue` and returns their ids, in order.
+    pub async fn submit_many(&self, client: &Client, queue: &str, n: usize) -> Vec<u64> {
+        let mut ids = vec![];
+        for i in 0..n {
+            let r = client
+                .submit_task(queue, vec!["echo".into(), i.to_string()], vec![], None)
+                .await
+                .unwrap();
+            ids.push(r.id);
+        }
+        ids
+    }
+
+    /// Checks through a stale read on `id` that every task in `ids` is there.
+    pub async fn assert_has_tasks(&self, id: u64, ids: &[u64]) {
+        let client = self.client_for(id);
+        for &task in ids {
+            let t = client.get_task(task, ReadConsistency::Stale).await;
+            assert!(t.is_ok(), "node {id} lacks task {task}: {:?}", t.err());
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for node in self.nodes.values() {
+                let text = fs::read_to_string(&node.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                eprintln!("--- last lines of node {} ---", node.id);
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
