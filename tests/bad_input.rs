@@ -200,7 +200,7 @@ async fn an_unreachable_node_is_skipped_and_an_all_dead_list_fails_in_time() {
     assert_eq!(r.id, 1);
     assert_eq!(c.status(leader).await.unwrap().role, "leader");
 
-    let only_dead = Client::with_deadline(&[dead.clone()], Duration::from_secs(2));
+    let only_dead = Client::with_deadline(std::slice::from_ref(&dead), Duration::from_secs(2));
     let start = Instant::now();
     let e = only_dead
         .list_queues(ReadConsistency::Stale)

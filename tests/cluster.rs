@@ -226,3 +226,46 @@ async fn a_retried_submit_with_the_same_key_creates_one_task() {
         .unwrap();
     assert_eq!(q.queued, 1);
 }
+
+/// Kills the leader five times in a row; every acknowledged write survives
+/// and the time from each kill to the next acknowledged write is printed
+/// (`cargo test -- --nocapture` shows it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_leader_kills_lose_no_acknowledged_write() {
+    let mut c = Cluster::start(3, Timings::default());
+    let mut leader = c.init(1).await;
+    let client = c.client();
+    let mut ids = c.submit_many(&client, "default", 5).await;
+    let mut failovers = vec![];
+    for round in 0..5 {
+        c.kill(leader);
+        let killed_at = Instant::now();
+        let r = client
+            .submit_task(
+                "default",
+                vec!["round".into(), round.to_string()],
+                vec![],
+                None,
+            )
+            .await
+            .unwrap();
+        failovers.push(killed_at.elapsed());
+        ids.push(r.id);
+        let rest = followers(&c, leader);
+        let new_leader = c.wait_leader(&rest).await;
+        c.start_node(leader);
+        let index = c.status(new_leader).await.unwrap().applied_index;
+        c.wait_converged(&[1, 2, 3], index).await;
+        leader = new_leader;
+    }
+    failovers.sort();
+    println!("leader kill to first acknowledged write, 5 kills, sorted: {failovers:?}");
+    for id in [1, 2, 3] {
+        c.assert_has_tasks(id, &ids).await;
+    }
+    let q = client
+        .get_queue("default", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(q.queued, ids.len() as u64);
+}

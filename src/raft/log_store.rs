@@ -79,7 +79,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
         };
         Ok(LogState {
-            last_log_id: last.or_else(|| last_purged_log_id.clone()),
+            last_log_id: last.or(last_purged_log_id),
             last_purged_log_id,
         })
     }

@@ -254,7 +254,7 @@ impl RaftNode {
             })?
             .into_inner();
         if reply.not_leader {
-            let leader = (reply.leader_id != 0).then(|| (reply.leader_id, reply.leader_addr));
+            let leader = (reply.leader_id != 0).then_some((reply.leader_id, reply.leader_addr));
             return Err(NodeError::NotLeader {
                 node: self.id,
                 leader,

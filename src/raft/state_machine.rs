@@ -131,7 +131,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.last_applied.clone(), self.membership.clone()))
+        Ok((self.last_applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
@@ -167,7 +167,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         response
                     }
                     EntryPayload::Membership(m) => {
-                        self.membership = StoredMembership::new(Some(log_id.clone()), m.clone());
+                        self.membership = StoredMembership::new(Some(log_id), m.clone());
                         applied.digest = chain(&applied.digest, log_id.index(), &[&encode(m)]);
                         Response::none()
                     }
@@ -227,7 +227,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(io::Error::other)??;
 
-        self.last_applied = meta.last_log_id.clone();
+        self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         *self.shared.state.write().expect("state lock poisoned") = state;
         self.shared.applied.send_replace(Applied {
