@@ -21,6 +21,10 @@ use crate::store::Store;
 /// How long a forwarded write or a read barrier may take before the caller is
 /// told to retry.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for a reachable leader during an election.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How often a waiting write tries again when the leader does not change.
+const LEADER_POLL: Duration = Duration::from_millis(50);
 /// How long a follower waits for its apply to reach a read index.
 const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -192,17 +196,50 @@ impl RaftNode {
     }
 
     /// Applies a client write through Raft. On a follower it is forwarded to
-    /// the leader, once; the caller retries on `NotLeader`/`Unavailable`.
+    /// the leader. While no leader is reachable (an election is under way) it
+    /// waits for the next leader, up to [`LEADER_WAIT`]; the caller retries
+    /// after that. Retrying is safe: the idempotency key applies a write once.
     pub async fn write(&self, write: Write) -> Result<Response, NodeError> {
         crate::model::validate_write(&write)
             .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
-        match self.write_as_leader(write.clone()).await {
-            Err(NodeError::NotLeader {
-                leader: Some((_, addr)),
-                ..
-            }) if !addr.is_empty() => self.forward(&addr, write).await,
-            other => other,
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let known = self.leader().map(|(id, _)| id);
+            let result = match self.write_as_leader(write.clone()).await {
+                Err(NodeError::NotLeader {
+                    leader: Some((_, addr)),
+                    ..
+                }) if !addr.is_empty() => self.forward(&addr, write.clone()).await,
+                other => other,
+            };
+            let retry = matches!(
+                &result,
+                Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_))
+            );
+            if !retry || tokio::time::Instant::now() >= deadline {
+                return result;
+            }
+            self.wait_leader_change(known, deadline).await;
         }
+    }
+
+    /// Waits until this node sees a leader other than `old`, or a short poll
+    /// interval (a leader we could not reach may be back), or `deadline`.
+    async fn wait_leader_change(&self, old: Option<u64>, deadline: tokio::time::Instant) {
+        let mut rx = self.raft.metrics();
+        let changed = async {
+            loop {
+                let now = rx.borrow_watched().current_leader;
+                if now.is_some() && now != old {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let poll = deadline.min(tokio::time::Instant::now() + LEADER_POLL);
+        let _ = tokio::time::timeout_at(poll, changed).await;
     }
 
     /// Stamps and proposes a write if this node leads.
