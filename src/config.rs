@@ -127,7 +127,7 @@ addr = "127.0.0.1:7102"
     fn a_good_config_parses_with_defaults() {
         let c = parse(OK).unwrap();
         assert_eq!(c.cluster, "laneq");
-        assert_eq!(c.raft.heartbeat_interval_ms, 100);
+        assert_eq!(c.raft.heartbeat_interval_ms, 50);
         assert_eq!(c.peer_map().len(), 2);
     }
 
