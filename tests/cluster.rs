@@ -134,6 +134,11 @@ async fn a_fourth_node_joins_and_a_node_is_removed() {
         r.members.iter().any(|m| m.id == 4 && m.kind == "voter"),
         "{r:?}"
     );
+    // A retry of the same add is a no-op; the id at another address is refused.
+    let again = client.add_node(4, &addr4).await.unwrap();
+    assert_eq!(again.members.len(), 4);
+    let e = client.add_node(4, "127.0.0.1:1").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
     let index = c.status(leader).await.unwrap().applied_index;
     c.wait_converged(&[1, 2, 3, 4], index).await;
     c.assert_has_tasks(4, &ids).await;

@@ -61,17 +61,22 @@ impl Cluster for ClusterApi {
                 req.addr
             )));
         }
-        if self
-            .node
-            .status()
-            .members
-            .iter()
-            .any(|(id, _, _)| *id == req.id)
-        {
-            return Err(Status::already_exists(format!(
-                "id: node {} is already a member",
-                req.id
-            )));
+        // A retried add-node (the first attempt may outlast the client's
+        // patience while the learner catches up) finishes the job instead of
+        // failing; the same id at another address is refused.
+        let status = self.node.status();
+        if let Some((_, addr, voter)) = status.members.iter().find(|(id, _, _)| *id == req.id) {
+            if *addr != req.addr {
+                return Err(Status::already_exists(format!(
+                    "id: node {} is already a member, at {addr}; node ids are never reused",
+                    req.id
+                )));
+            }
+            if *voter {
+                return Ok(Response::new(AddNodeResponse {
+                    members: members(&self.node),
+                }));
+            }
         }
         self.node
             .add_node(req.id, req.addr)

@@ -205,7 +205,7 @@ impl Client {
             id,
             addr: addr.to_string(),
         };
-        self.call(|ch| {
+        self.call_long(|ch| {
             let req = req.clone();
             async move { ClusterClient::new(ch).add_node(req).await }
         })

@@ -54,6 +54,24 @@ impl Client {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.call_with(ATTEMPT_TIMEOUT, f).await
+    }
+
+    /// Like [`Client::call`], for operations whose one attempt may take long
+    /// (a learner catching up): each attempt may use the whole deadline.
+    pub(super) async fn call_long<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_with(self.inner.deadline, f).await
+    }
+
+    async fn call_with<T, F, Fut>(&self, attempt_timeout: Duration, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         let start = Instant::now();
         let mut backoff = BACKOFF_START;
         let mut last_error;
@@ -61,7 +79,7 @@ impl Client {
         loop {
             let (index, addr, channel) = self.pick();
             let left = self.inner.deadline.saturating_sub(start.elapsed());
-            let attempt = tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), f(channel)).await;
+            let attempt = tokio::time::timeout(left.min(attempt_timeout), f(channel)).await;
             match attempt {
                 Ok(Ok(resp)) => {
                     self.inner.preferred.store(index, Ordering::Relaxed);
@@ -76,7 +94,7 @@ impl Client {
                 }
                 Ok(Err(status)) => return Err(ClientError::Status(status)),
                 Err(_) => {
-                    last_error = format!("{addr}: no answer within {ATTEMPT_TIMEOUT:?}");
+                    last_error = format!("{addr}: no answer within {attempt_timeout:?}");
                     self.advance(index);
                 }
             }
