@@ -274,3 +274,40 @@ async fn repeated_leader_kills_lose_no_acknowledged_write() {
         .unwrap();
     assert_eq!(q.queued, ids.len() as u64);
 }
+
+/// Tasks at the payload limit replicate, survive a snapshot and read back
+/// whole from a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_at_the_limit_replicate_and_read_back_whole() {
+    let timings = Timings {
+        snapshot_logs_since_last: 10,
+        max_in_snapshot_log_to_keep: 0,
+        ..Timings::default()
+    };
+    let c = Cluster::start(3, timings);
+    let leader = c.init(1).await;
+    let client = c.client();
+    let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut ids = vec![];
+    for i in 0..12 {
+        let r = client
+            .submit_task(
+                "default",
+                vec!["big".into(), i.to_string()],
+                payload.clone(),
+                None,
+            )
+            .await
+            .unwrap();
+        ids.push(r.id);
+    }
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+    let follower = followers(&c, leader)[0];
+    let t = c
+        .client_for(follower)
+        .get_task(ids[11], ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(t.payload, payload);
+}

@@ -26,8 +26,12 @@ use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::{RaftBlob, SnapshotChunk};
 use crate::store::codec::{decode, encode};
 
-/// Largest gRPC message between peers (append batches, snapshot chunks).
-pub const PEER_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Largest gRPC message between peers. An append batch holds at most
+/// [`MAX_PAYLOAD_ENTRIES`] entries of at most ~1.1 MiB each (a task's payload
+/// and command at their limits), so a batch always fits.
+pub const PEER_MESSAGE_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// Most entries in one append RPC.
+pub const MAX_PAYLOAD_ENTRIES: u64 = 128;
 /// Size of one snapshot chunk on the wire.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Time allowed to send a snapshot, per MiB, on top of the RPC deadline.

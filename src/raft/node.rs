@@ -65,6 +65,7 @@ impl RaftTimings {
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             replication_lag_threshold: self.snapshot_logs_since_last.max(1) * 2,
             purge_batch_size: self.snapshot_logs_since_last.clamp(1, 256),
+            max_payload_entries: super::network::MAX_PAYLOAD_ENTRIES,
             enable_pre_vote: Some(true),
             ..Default::default()
         };
