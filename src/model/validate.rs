@@ -8,18 +8,7 @@ use super::limits::*;
 /// Names (queues, pools, projects, runs): 1 to 63 bytes of ASCII letters,
 /// digits, `-`, `_` and `.`, starting with a letter or digit.
 pub fn name(field: &str, value: &str) -> Result<(), ModelError> {
-    if value.is_empty() {
-        return Err(ModelError::invalid(field, "must not be empty"));
-    }
-    if value.len() > NAME_MAX_BYTES {
-        return Err(ModelError::invalid(
-            field,
-            format!(
-                "is {} bytes long; the limit is {NAME_MAX_BYTES}",
-                value.len()
-            ),
-        ));
-    }
+    non_empty_within(field, value, NAME_MAX_BYTES)?;
     for (i, c) in value.chars().enumerate() {
         let ok = c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '-' | '_' | '.'));
         if !ok {
@@ -35,20 +24,23 @@ pub fn name(field: &str, value: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
-pub fn idempotency_key(value: &str) -> Result<(), ModelError> {
-    let field = "idempotency_key";
+/// A string of 1 to `max` bytes.
+fn non_empty_within(field: &str, value: &str, max: usize) -> Result<(), ModelError> {
     if value.is_empty() {
         return Err(ModelError::invalid(field, "must not be empty"));
     }
-    if value.len() > IDEMPOTENCY_KEY_MAX_BYTES {
+    if value.len() > max {
         return Err(ModelError::invalid(
             field,
-            format!(
-                "is {} bytes long; the limit is {IDEMPOTENCY_KEY_MAX_BYTES}",
-                value.len()
-            ),
+            format!("is {} bytes long; the limit is {max}", value.len()),
         ));
     }
+    Ok(())
+}
+
+pub fn idempotency_key(value: &str) -> Result<(), ModelError> {
+    let field = "idempotency_key";
+    non_empty_within(field, value, IDEMPOTENCY_KEY_MAX_BYTES)?;
     if value.chars().any(|c| c.is_control()) {
         return Err(ModelError::invalid(
             field,
