@@ -311,3 +311,41 @@ async fn payloads_at_the_limit_replicate_and_read_back_whole() {
         .unwrap();
     assert_eq!(t.payload, payload);
 }
+
+/// Initialising again, through any node or with `--init` on every start,
+/// never splits the cluster or loses data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialising_again_never_splits_the_cluster() {
+    let mut c = Cluster::configure(3, Timings::default());
+    for id in [1, 2, 3] {
+        c.start_node_with(id, &["--init"]);
+    }
+    let ids = [1, 2, 3];
+    let leader = c.wait_leader(&ids).await;
+    let client = c.client();
+    let tasks = c.submit_many(&client, "default", 5).await;
+    let term = c.status(leader).await.unwrap().term;
+    for id in ids {
+        let r = c.client_for(id).init().await.unwrap();
+        assert!(!r.initialized_now, "node {id} initialised again");
+        assert_eq!(r.members.len(), 3);
+    }
+    assert_eq!(c.wait_leader(&ids).await, leader);
+    assert_eq!(c.status(leader).await.unwrap().term, term);
+
+    // Restart everything, again with --init: same cluster, same data.
+    for id in ids {
+        c.kill(id);
+    }
+    for id in ids {
+        c.start_node_with(id, &["--init"]);
+    }
+    let leader = c.wait_leader(&ids).await;
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&ids, index).await;
+    for id in ids {
+        c.assert_has_tasks(id, &tasks).await;
+    }
+    let m = client.membership().await.unwrap();
+    assert_eq!(m.members.len(), 3);
+}

@@ -126,6 +126,11 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64) {
+        self.start_node_with(id, &[]);
+    }
+
+    /// Starts a node with extra `laneq node` flags.
+    pub fn start_node_with(&mut self, id: u64, flags: &[&str]) {
         let node = self.nodes.get_mut(&id).unwrap();
         assert!(node.child.is_none(), "node {id} is already running");
         let log = fs::OpenOptions::new()
@@ -136,6 +141,7 @@ impl Cluster {
         let child = Command::new(BIN)
             .args(["node", "--config"])
             .arg(&node.config)
+            .args(flags)
             .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
