@@ -31,6 +31,7 @@ async fn a_write_through_a_follower_is_read_linearizably_on_the_other_follower()
             .await
             .unwrap();
         assert_eq!(t.command[1], i.to_string());
+        assert_eq!(t.position, Some(i + 1), "positions count from 1");
         let q = reader
             .get_queue("q", ReadConsistency::Linearizable)
             .await

@@ -24,6 +24,6 @@ pub fn task(state: &State, t: &Task) -> v1::Task {
         payload: t.payload.clone(),
         created_ms: t.created_ms,
         idempotency_key: t.idempotency_key.clone(),
-        position: state.position(t).map(|p| p as u64),
+        position: state.position(t).map(|p| p as u64 + 1),
     }
 }
