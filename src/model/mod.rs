@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod limits;
+pub mod order;
 mod state;
 pub mod validate;
 
