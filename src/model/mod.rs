@@ -148,8 +148,8 @@ pub struct Task {
     pub payload: Vec<u8>,
     pub created_ms: u64,
     pub idempotency_key: String,
-    /// Order within the queue: lower runs first.
-    pub rank: u64,
+    /// Order within the queue: lower runs first (see [`order::QueueOrder`]).
+    pub rank: u128,
 }
 
 /// What an idempotency key remembers: when it was first used and the outcome.

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::order::{QueueOrder, Reranked};
+
 use super::limits::*;
 use super::{
     validate_write, Command, IdempotencyRecord, ModelError, Op, Queue, Reply, Response, Task,
@@ -42,8 +44,8 @@ pub struct State {
     queues: BTreeMap<String, Queue>,
     tasks: BTreeMap<u64, Task>,
     idempotency: BTreeMap<String, IdempotencyRecord>,
-    /// Derived: queued task ids per queue, by (rank, id).
-    pending: BTreeMap<String, BTreeSet<(u64, u64)>>,
+    /// Derived: the queued tasks of each queue, in order (O(log n) positions).
+    pending: BTreeMap<String, QueueOrder>,
     /// Derived: idempotency keys by first use, for expiry.
     idempotency_by_time: BTreeSet<(u64, String)>,
 }
@@ -101,12 +103,12 @@ impl State {
 
     /// Number of queued tasks in a queue.
     pub fn queued(&self, queue: &str) -> usize {
-        self.pending.get(queue).map_or(0, BTreeSet::len)
+        self.pending.get(queue).map_or(0, QueueOrder::len)
     }
 
     /// The task that would be handed out next from a queue.
     pub fn next_task(&self, queue: &str) -> Option<u64> {
-        self.pending.get(queue)?.first().map(|&(_, id)| id)
+        self.pending.get(queue)?.first()
     }
 
     /// 0-based position of a queued task in its queue.
@@ -114,8 +116,7 @@ impl State {
         if task.state != TaskState::Queued {
             return None;
         }
-        let set = self.pending.get(&task.queue)?;
-        Some(set.range(..(task.rank, task.id)).count())
+        self.pending.get(&task.queue)?.position(task.id)
     }
 
     // --- loading from storage: records in any order, then derived indexes ---
@@ -215,17 +216,21 @@ impl State {
                 changed.push(Key::Queue(queue.clone()));
                 let id = self.next_task_id;
                 self.next_task_id += 1;
-                self.insert_task(Task {
+                self.tasks.insert(
                     id,
-                    queue: queue.clone(),
-                    state: TaskState::Queued,
-                    command: command.clone(),
-                    payload: payload.clone(),
-                    created_ms: self.clock_ms,
-                    idempotency_key: write.idempotency_key.clone(),
-                    rank: id,
-                });
-                changed.push(Key::Task(id));
+                    Task {
+                        id,
+                        queue: queue.clone(),
+                        state: TaskState::Queued,
+                        command: command.clone(),
+                        payload: payload.clone(),
+                        created_ms: self.clock_ms,
+                        idempotency_key: write.idempotency_key.clone(),
+                        rank: 0,
+                    },
+                );
+                let reranked = self.pending.entry(queue.clone()).or_default().push_back(id);
+                self.rerank(reranked, changed);
                 Ok(Reply::TaskSubmitted { id })
             }
         }
@@ -236,12 +241,23 @@ impl State {
         self.queues.insert(queue.name.clone(), queue);
     }
 
+    /// Records the ranks a queue change assigned, so they are persisted.
+    fn rerank(&mut self, reranked: Reranked, changed: &mut Vec<Key>) {
+        for (id, rank) in reranked {
+            self.tasks
+                .get_mut(&id)
+                .expect("a reranked task exists")
+                .rank = rank;
+            changed.push(Key::Task(id));
+        }
+    }
+
     fn insert_task(&mut self, task: Task) {
         if task.state == TaskState::Queued {
             self.pending
                 .entry(task.queue.clone())
                 .or_default()
-                .insert((task.rank, task.id));
+                .insert_with_rank(task.id, task.rank);
         }
         self.next_task_id = self.next_task_id.max(task.id + 1);
         self.tasks.insert(task.id, task);
@@ -277,12 +293,13 @@ impl State {
             "the default queue must exist"
         );
         let mut queued = 0;
-        for (name, set) in &self.pending {
+        for (name, order) in &self.pending {
             assert!(
                 self.queues.contains_key(name),
                 "pending list of unknown queue {name}"
             );
-            for &(rank, id) in set {
+            order.check_invariants();
+            for (id, rank) in order.iter() {
                 let task = self.tasks.get(&id).expect("pending task must exist");
                 assert_eq!(
                     (task.rank, &task.queue),
