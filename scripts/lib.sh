@@ -50,10 +50,18 @@ have_libclang() {
     if [[ -n "${LIBCLANG_PATH:-}" ]] && compgen -G "${LIBCLANG_PATH}/libclang*.so*" >/dev/null; then
         return 0
     fi
-    if have ldconfig && ldconfig -p 2>/dev/null | grep -q 'libclang'; then
+    # On Debian, ask dpkg: a fresh machine already has libclang-cpp14, whose
+    # file names look like libclang's but which bindgen cannot use, and
+    # bindgen also needs the clang headers that libclang-dev brings.
+    if have dpkg-query; then
+        dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q 'install ok installed'
+        return
+    fi
+    # Elsewhere: libclang.so or libclang-NN.so, never libclang-cpp.
+    if have ldconfig && ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so'; then
         return 0
     fi
-    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null
+    compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null
 }
 
 have_cxx() {
