@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/raft.proto",
         "proto/laneq/v1/common.proto",
         "proto/laneq/v1/cluster.proto",
+        "proto/laneq/v1/pool.proto",
         "proto/laneq/v1/queue.proto",
         "proto/laneq/v1/task.proto",
     ];

@@ -96,6 +96,7 @@ pub async fn serve(
                 .max_encoding_message_size(limit),
         )
         .add_service(api::cluster_server(node.clone()))
+        .add_service(api::pools_server(node.clone()))
         .add_service(api::queues_server(node.clone()))
         .add_service(api::tasks_server(node))
         .serve_with_incoming_shutdown(incoming, shutdown)

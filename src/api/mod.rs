@@ -7,12 +7,14 @@
 mod cluster;
 mod convert;
 mod error;
+mod pools;
 mod queues;
 mod tasks;
 
 use std::sync::Arc;
 
 use crate::proto::v1::cluster_server::ClusterServer;
+use crate::proto::v1::pools_server::PoolsServer;
 use crate::proto::v1::queues_server::QueuesServer;
 use crate::proto::v1::tasks_server::TasksServer;
 use crate::raft::RaftNode;
@@ -24,6 +26,10 @@ pub const CLIENT_MESSAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 pub fn cluster_server(node: Arc<RaftNode>) -> ClusterServer<cluster::ClusterApi> {
     ClusterServer::new(cluster::ClusterApi { node })
+}
+
+pub fn pools_server(node: Arc<RaftNode>) -> PoolsServer<pools::PoolsApi> {
+    PoolsServer::new(pools::PoolsApi { node })
 }
 
 pub fn queues_server(node: Arc<RaftNode>) -> QueuesServer<queues::QueuesApi> {

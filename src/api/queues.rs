@@ -37,6 +37,11 @@ impl Queues for QueuesApi {
             idempotency_key: idempotency_key(req.meta)?,
             op: Op::CreateQueue {
                 name: req.name.clone(),
+                pool: if req.pool.is_empty() {
+                    crate::model::DEFAULT_POOL.to_string()
+                } else {
+                    req.pool
+                },
             },
         };
         crate::model::validate_write(&write).map_err(model_status)?;

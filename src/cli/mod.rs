@@ -3,6 +3,7 @@
 
 mod cluster;
 mod output;
+mod pool;
 mod queue;
 mod task;
 
@@ -64,6 +65,9 @@ pub enum Command {
     /// Cluster membership and health.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// Pools (isolation boundaries) and their clusters.
+    #[command(subcommand)]
+    Pool(pool::PoolCmd),
     /// Create, list and inspect queues.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
@@ -187,6 +191,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(cmd) => {
             init_logging(LogFormat::Text, "warn");
             cluster::run(&cli.global, cmd).await
+        }
+        Command::Pool(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            pool::run(&cli.global, cmd).await
         }
         Command::Queue(cmd) => {
             init_logging(LogFormat::Text, "warn");

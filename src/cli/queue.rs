@@ -13,6 +13,9 @@ pub enum QueueCmd {
     Create {
         /// 1-63 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit.
         name: String,
+        /// The pool the queue belongs to (fixed for good).
+        #[arg(long, default_value = "default")]
+        pool: String,
     },
     /// List every queue with its counts.
     List,
@@ -38,8 +41,8 @@ pub fn queue_json(q: &Queue) -> serde_json::Value {
 pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
     let client = g.client()?;
     match cmd {
-        QueueCmd::Create { name } => {
-            let q = client.create_queue(&name).await?;
+        QueueCmd::Create { name, pool } => {
+            let q = client.create_queue_in(&name, Some(&pool)).await?;
             match g.output {
                 Output::Json => output::json(&queue_json(&q)),
                 Output::Table => println!("created queue {}", q.name),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::proto::v1::cluster_client::ClusterClient;
+use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::tasks_client::TasksClient;
 use crate::proto::v1::*;
@@ -52,6 +53,12 @@ impl ReadConsistency {
             ReadConsistency::Stale => Consistency::Stale as i32,
         }
     }
+}
+
+fn new_write_meta() -> Option<WriteMeta> {
+    Some(WriteMeta {
+        idempotency_key: new_idempotency_key(),
+    })
 }
 
 /// A fresh idempotency key for one logical write.
@@ -112,13 +119,16 @@ impl Client {
 
     // --- queues ---
 
-    pub async fn create_queue(&self, name: &str) -> Result<Queue, ClientError> {
-        let meta = Some(WriteMeta {
-            idempotency_key: new_idempotency_key(),
-        });
+    /// Creates a queue in `pool` (None: the `default` pool).
+    pub async fn create_queue_in(
+        &self,
+        name: &str,
+        pool: Option<&str>,
+    ) -> Result<Queue, ClientError> {
         let req = CreateQueueRequest {
-            meta,
+            meta: new_write_meta(),
             name: name.to_string(),
+            pool: pool.unwrap_or_default().to_string(),
         };
         let resp = self
             .call(|ch| {
@@ -128,6 +138,11 @@ impl Client {
             .await?;
         resp.queue
             .ok_or_else(|| ClientError::Protocol("create_queue: no queue in reply".into()))
+    }
+
+    /// Creates a queue in the `default` pool.
+    pub async fn create_queue(&self, name: &str) -> Result<Queue, ClientError> {
+        self.create_queue_in(name, None).await
     }
 
     pub async fn get_queue(&self, name: &str, c: ReadConsistency) -> Result<Queue, ClientError> {
@@ -153,6 +168,85 @@ impl Client {
             .call(|ch| async move { QueuesClient::new(ch).list_queues(req).await })
             .await?;
         Ok(resp.queues)
+    }
+
+    // --- pools ---
+
+    pub async fn create_pool(&self, name: &str, clusters: &[String]) -> Result<Pool, ClientError> {
+        let req = CreatePoolRequest {
+            meta: new_write_meta(),
+            name: name.to_string(),
+            clusters: clusters.to_vec(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { PoolsClient::new(ch).create_pool(req).await }
+            })
+            .await?;
+        resp.pool
+            .ok_or_else(|| ClientError::Protocol("create_pool: no pool in reply".into()))
+    }
+
+    pub async fn get_pool(&self, name: &str, c: ReadConsistency) -> Result<Pool, ClientError> {
+        let req = GetPoolRequest {
+            name: name.to_string(),
+            consistency: c.proto(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { PoolsClient::new(ch).get_pool(req).await }
+            })
+            .await?;
+        resp.pool
+            .ok_or_else(|| ClientError::Protocol("get_pool: no pool in reply".into()))
+    }
+
+    pub async fn list_pools(&self, c: ReadConsistency) -> Result<Vec<Pool>, ClientError> {
+        let req = ListPoolsRequest {
+            consistency: c.proto(),
+        };
+        let resp = self
+            .call(|ch| async move { PoolsClient::new(ch).list_pools(req).await })
+            .await?;
+        Ok(resp.pools)
+    }
+
+    /// Adds (`add` true) or removes a cluster of a pool.
+    pub async fn change_cluster(
+        &self,
+        pool: &str,
+        cluster: &str,
+        add: bool,
+    ) -> Result<Pool, ClientError> {
+        let (meta, pool, cluster) = (new_write_meta(), pool.to_string(), cluster.to_string());
+        let resp = if add {
+            let req = AddClusterRequest {
+                meta,
+                pool,
+                cluster,
+            };
+            self.call(|ch| {
+                let req = req.clone();
+                async move { PoolsClient::new(ch).add_cluster(req).await }
+            })
+            .await?
+            .pool
+        } else {
+            let req = RemoveClusterRequest {
+                meta,
+                pool,
+                cluster,
+            };
+            self.call(|ch| {
+                let req = req.clone();
+                async move { PoolsClient::new(ch).remove_cluster(req).await }
+            })
+            .await?
+            .pool
+        };
+        resp.ok_or_else(|| ClientError::Protocol("change_cluster: no pool in reply".into()))
     }
 
     // --- tasks ---

@@ -18,3 +18,7 @@ pub const IDEMPOTENCY_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 pub const IDEMPOTENCY_PRUNE_PER_APPLY: usize = 256;
 /// Most queues in the store.
 pub const QUEUES_MAX: usize = 100_000;
+/// Most pools in the store.
+pub const POOLS_MAX: usize = 1_000;
+/// Most clusters in one pool.
+pub const CLUSTERS_PER_POOL_MAX: usize = 1_000;

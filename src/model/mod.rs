@@ -13,6 +13,7 @@ mod state;
 pub mod validate;
 
 pub use error::{ErrorKind, ModelError};
+use limits::CLUSTERS_PER_POOL_MAX;
 pub use state::{Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_QUEUE};
 
 use serde::{Deserialize, Serialize};
@@ -35,16 +36,31 @@ pub struct Write {
     pub op: Op,
 }
 
-/// The operations a client can ask for.
+/// The operations a client can ask for. New variants go at the end: the
+/// variant's index is part of the log's encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     CreateQueue {
         name: String,
+        /// The pool the queue belongs to, for good.
+        pool: String,
     },
     SubmitTask {
         queue: String,
         command: Vec<String>,
         payload: Vec<u8>,
+    },
+    CreatePool {
+        name: String,
+        clusters: Vec<String>,
+    },
+    AddCluster {
+        pool: String,
+        cluster: String,
+    },
+    RemoveCluster {
+        pool: String,
+        cluster: String,
     },
 }
 
@@ -58,8 +74,13 @@ pub struct Command {
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.write.op {
-            Op::CreateQueue { name } => write!(f, "create-queue {name}"),
+            Op::CreateQueue { name, pool } => write!(f, "create-queue {name} in {pool}"),
             Op::SubmitTask { queue, .. } => write!(f, "submit-task {queue}"),
+            Op::CreatePool { name, .. } => write!(f, "create-pool {name}"),
+            Op::AddCluster { pool, cluster } => write!(f, "add-cluster {cluster} to {pool}"),
+            Op::RemoveCluster { pool, cluster } => {
+                write!(f, "remove-cluster {cluster} from {pool}")
+            }
         }
     }
 }
@@ -74,6 +95,10 @@ pub enum Reply {
     },
     TaskSubmitted {
         id: u64,
+    },
+    /// A pool was created or its clusters changed.
+    Pool {
+        name: String,
     },
 }
 
@@ -100,7 +125,30 @@ impl Response {
 pub fn validate_write(write: &Write) -> Result<(), ModelError> {
     validate::idempotency_key(&write.idempotency_key)?;
     match &write.op {
-        Op::CreateQueue { name } => validate::name("name", name),
+        Op::CreateQueue { name, pool } => {
+            validate::name("name", name)?;
+            validate::name("pool", pool)
+        }
+        Op::CreatePool { name, clusters } => {
+            validate::name("name", name)?;
+            if clusters.len() > CLUSTERS_PER_POOL_MAX {
+                return Err(ModelError::invalid(
+                    "clusters",
+                    format!(
+                        "{} clusters; a pool holds at most {CLUSTERS_PER_POOL_MAX}",
+                        clusters.len()
+                    ),
+                ));
+            }
+            clusters
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, c)| validate::name(&format!("clusters[{i}]"), c))
+        }
+        Op::AddCluster { pool, cluster } | Op::RemoveCluster { pool, cluster } => {
+            validate::name("pool", pool)?;
+            validate::name("cluster", cluster)
+        }
         Op::SubmitTask {
             queue,
             command,
@@ -125,6 +173,19 @@ impl TaskState {
             TaskState::Queued => "queued",
         }
     }
+}
+
+/// An isolation boundary (a cluster pool): it holds clusters, and work never
+/// crosses pools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    /// Execution targets in this pool (Kubernetes clusters, racks, ...).
+    pub clusters: std::collections::BTreeSet<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// Bumped on every change.
+    pub version: u64,
 }
 
 /// A named scheduling lane.

@@ -6,7 +6,7 @@ use super::order::{QueueOrder, Reranked};
 
 use super::limits::*;
 use super::{
-    validate_write, Command, IdempotencyRecord, ModelError, Op, Queue, Reply, Response, Task,
+    validate_write, Command, IdempotencyRecord, ModelError, Op, Pool, Queue, Reply, Response, Task,
     TaskState,
 };
 
@@ -22,6 +22,7 @@ pub enum Key {
     /// The scalar fields of [`State`] (clock, id counter).
     Meta,
     Queue(String),
+    Pool(String),
     Task(u64),
     Idempotency(String),
 }
@@ -44,6 +45,7 @@ pub struct State {
     queues: BTreeMap<String, Queue>,
     tasks: BTreeMap<u64, Task>,
     idempotency: BTreeMap<String, IdempotencyRecord>,
+    pools: BTreeMap<String, Pool>,
     /// Derived: the queued tasks of each queue, in order (O(log n) positions).
     pending: BTreeMap<String, QueueOrder>,
     /// Derived: idempotency keys by first use, for expiry.
@@ -63,11 +65,22 @@ impl State {
             clock_ms: 0,
             next_task_id: 1,
             queues: BTreeMap::new(),
+            pools: BTreeMap::new(),
             tasks: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             pending: BTreeMap::new(),
             idempotency_by_time: BTreeSet::new(),
         };
+        state.pools.insert(
+            DEFAULT_POOL.to_string(),
+            Pool {
+                name: DEFAULT_POOL.to_string(),
+                clusters: BTreeSet::new(),
+                created_ms: 0,
+                updated_ms: 0,
+                version: 1,
+            },
+        );
         state.insert_queue(Queue {
             name: DEFAULT_QUEUE.to_string(),
             pool: DEFAULT_POOL.to_string(),
@@ -91,6 +104,19 @@ impl State {
 
     pub fn queues(&self) -> impl Iterator<Item = &Queue> {
         self.queues.values()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.get(name)
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    /// Number of queues in a pool.
+    pub fn queues_in_pool(&self, pool: &str) -> usize {
+        self.queues.values().filter(|q| q.pool == pool).count()
     }
 
     pub fn task(&self, id: u64) -> Option<&Task> {
@@ -124,6 +150,10 @@ impl State {
     pub fn load_meta(&mut self, meta: MetaRecord) {
         self.clock_ms = meta.clock_ms;
         self.next_task_id = meta.next_task_id;
+    }
+
+    pub fn load_pool(&mut self, pool: Pool) {
+        self.pools.insert(pool.name.clone(), pool);
     }
 
     pub fn load_queue(&mut self, queue: Queue) {
@@ -177,7 +207,13 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         match &write.op {
-            Op::CreateQueue { name } => {
+            Op::CreateQueue { name, pool } => {
+                if !self.pools.contains_key(pool) {
+                    return Err(ModelError::not_found(
+                        "pool",
+                        format!("no pool named {pool:?}"),
+                    ));
+                }
                 if self.queues.contains_key(name) {
                     return Err(ModelError::exists(
                         "name",
@@ -192,7 +228,7 @@ impl State {
                 }
                 self.insert_queue(Queue {
                     name: name.clone(),
-                    pool: super::state::DEFAULT_POOL.to_string(),
+                    pool: pool.clone(),
                     created_ms: self.clock_ms,
                     updated_ms: self.clock_ms,
                     version: 1,
@@ -233,6 +269,9 @@ impl State {
                 self.rerank(reranked, changed);
                 Ok(Reply::TaskSubmitted { id })
             }
+            Op::CreatePool { name, clusters } => self.create_pool(name, clusters, changed),
+            Op::AddCluster { pool, cluster } => self.add_cluster(pool, cluster, changed),
+            Op::RemoveCluster { pool, cluster } => self.remove_cluster(pool, cluster, changed),
         }
     }
 
@@ -292,6 +331,18 @@ impl State {
             self.queues.contains_key(DEFAULT_QUEUE),
             "the default queue must exist"
         );
+        assert!(
+            self.pools.contains_key(DEFAULT_POOL),
+            "the default pool must exist"
+        );
+        for q in self.queues.values() {
+            assert!(
+                self.pools.contains_key(&q.pool),
+                "queue {} in unknown pool {}",
+                q.name,
+                q.pool
+            );
+        }
         let mut queued = 0;
         for (name, order) in &self.pending {
             assert!(
@@ -326,5 +377,6 @@ impl State {
     }
 }
 
+mod pools;
 #[cfg(test)]
 mod tests;

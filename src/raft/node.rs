@@ -204,7 +204,7 @@ impl RaftNode {
         crate::model::validate_write(&write)
             .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        loop {
+        let (response, index) = loop {
             let known = self.leader().map(|(id, _)| id);
             let result = match self.write_as_leader(write.clone()).await {
                 Err(NodeError::NotLeader {
@@ -218,10 +218,21 @@ impl RaftNode {
                 Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_))
             );
             if !retry || tokio::time::Instant::now() >= deadline {
-                return result;
+                break result?;
             }
             self.wait_leader_change(known, deadline).await;
-        }
+        };
+        // Read-your-writes: whoever answers this write also reads it locally.
+        self.sm
+            .wait_applied(index, READ_APPLY_TIMEOUT)
+            .await
+            .map_err(|()| {
+                NodeError::Unavailable(format!(
+                    "the write was applied at index {index} but this node has not caught up \
+                     yet; retry with the same idempotency key"
+                ))
+            })?;
+        Ok(response)
     }
 
     /// Waits until this node sees a leader other than `old`, or a short poll
@@ -243,8 +254,9 @@ impl RaftNode {
         let _ = tokio::time::timeout_at(poll, changed).await;
     }
 
-    /// Stamps and proposes a write if this node leads.
-    pub async fn write_as_leader(&self, write: Write) -> Result<Response, NodeError> {
+    /// Stamps and proposes a write if this node leads. Returns the outcome and
+    /// the log index it was applied at.
+    pub async fn write_as_leader(&self, write: Write) -> Result<(Response, u64), NodeError> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -253,7 +265,7 @@ impl RaftNode {
             seed: rand::rng().random(),
         };
         match self.raft.client_write(Command { stamp, write }).await {
-            Ok(resp) => Ok(resp.data),
+            Ok(resp) => Ok((resp.data, resp.log_id.index())),
             Err(e) => Err(self.write_error(e)),
         }
     }
@@ -274,7 +286,7 @@ impl RaftNode {
         }
     }
 
-    async fn forward(&self, leader_addr: &str, write: Write) -> Result<Response, NodeError> {
+    async fn forward(&self, leader_addr: &str, write: Write) -> Result<(Response, u64), NodeError> {
         let mut req = tonic::Request::new(ForwardRequest {
             write: encode(&write),
         });
@@ -298,8 +310,9 @@ impl RaftNode {
                 leader,
             });
         }
-        decode(&reply.response)
-            .map_err(|e| NodeError::Unavailable(format!("bad reply from the leader: {e}")))
+        let response = decode(&reply.response)
+            .map_err(|e| NodeError::Unavailable(format!("bad reply from the leader: {e}")))?;
+        Ok((response, reply.index))
     }
 
     /// Returns once this node's state machine reflects every write committed

@@ -108,8 +108,9 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<ForwardResponse>, Status> {
         let write = decode(&req.into_inner().write).map_err(bad)?;
         match self.node.write_as_leader(write).await {
-            Ok(response) => Ok(Response::new(ForwardResponse {
+            Ok((response, index)) => Ok(Response::new(ForwardResponse {
                 response: encode(&response),
+                index,
                 ..Default::default()
             })),
             Err(NodeError::NotLeader { leader, .. }) => {

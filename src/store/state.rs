@@ -28,10 +28,17 @@ pub enum Table {
     Queues,
     Tasks,
     Idempotency,
+    Pools,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Meta, Table::Queues, Table::Tasks, Table::Idempotency];
+    pub const ALL: [Table; 5] = [
+        Table::Meta,
+        Table::Queues,
+        Table::Tasks,
+        Table::Idempotency,
+        Table::Pools,
+    ];
 
     pub(crate) fn cf(self) -> &'static str {
         match self {
@@ -39,6 +46,7 @@ impl Table {
             Table::Queues => "sm_queues",
             Table::Tasks => "sm_tasks",
             Table::Idempotency => "sm_idempotency",
+            Table::Pools => "sm_pools",
         }
     }
 
@@ -48,6 +56,7 @@ impl Table {
             Table::Queues => 2,
             Table::Tasks => 3,
             Table::Idempotency => 4,
+            Table::Pools => 5,
         }
     }
 
@@ -73,6 +82,11 @@ impl SmBatch {
                 Table::Meta,
                 MODEL_META.to_vec(),
                 Some(encode(&state.meta())),
+            ),
+            Key::Pool(name) => (
+                Table::Pools,
+                name.as_bytes().to_vec(),
+                state.pool(name).map(encode),
             ),
             Key::Queue(name) => (
                 Table::Queues,
@@ -131,6 +145,10 @@ impl Store {
         let db = self.db();
         if let Some(bytes) = self.sm_meta_get("model")? {
             state.load_meta(decode::<MetaRecord>(&bytes)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Pools.cf()), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            state.load_pool(decode(&v)?);
         }
         for item in db.iterator_cf(self.cf(Table::Queues.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
@@ -206,6 +224,15 @@ mod tests {
             let op = match i % 7 {
                 0 => Op::CreateQueue {
                     name: format!("q{}", i % 5),
+                    pool: "default".into(),
+                },
+                1 => Op::CreatePool {
+                    name: format!("p{}", i % 3),
+                    clusters: vec![format!("c{i}")],
+                },
+                2 => Op::AddCluster {
+                    pool: format!("p{}", i % 3),
+                    cluster: format!("x{i}"),
                 },
                 _ => Op::SubmitTask {
                     queue: format!("q{}", i % 5),

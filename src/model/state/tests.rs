@@ -35,7 +35,14 @@ fn submit_assigns_monotonic_ids_in_queue_order() {
     let mut s = State::new();
     let mut changed = vec![];
     let r = s.apply(
-        &cmd(10, "q", Op::CreateQueue { name: "gpu".into() }),
+        &cmd(
+            10,
+            "q",
+            Op::CreateQueue {
+                name: "gpu".into(),
+                pool: "default".into(),
+            },
+        ),
         &mut changed,
     );
     assert_eq!(r.result, Ok(Reply::QueueCreated { name: "gpu".into() }));
@@ -77,6 +84,7 @@ fn refusals_name_the_field_and_change_nothing_but_the_key() {
             "b",
             Op::CreateQueue {
                 name: "default".into(),
+                pool: "default".into(),
             },
         ),
         &mut changed,
@@ -88,6 +96,7 @@ fn refusals_name_the_field_and_change_nothing_but_the_key() {
             "c",
             Op::CreateQueue {
                 name: "bad name".into(),
+                pool: "default".into(),
             },
         ),
         &mut changed,
@@ -132,12 +141,21 @@ fn random_sequences_are_deterministic_and_reload_equal() {
         let cmds: Vec<Command> = (0..200)
             .map(|i| {
                 let key = format!("k{}", rng.random_range(0..150));
-                let op = if rng.random_bool(0.1) {
-                    Op::CreateQueue {
+                let pools = ["default", "p1", "p2"];
+                let pool = pools[rng.random_range(0..pools.len())].to_string();
+                let cluster = format!("c{}", rng.random_range(0..3));
+                let op = match rng.random_range(0..20) {
+                    0 | 1 => Op::CreateQueue {
                         name: queues[rng.random_range(0..queues.len())].into(),
-                    }
-                } else {
-                    submit(queues[rng.random_range(0..queues.len())])
+                        pool,
+                    },
+                    2 => Op::CreatePool {
+                        name: pool,
+                        clusters: vec![cluster],
+                    },
+                    3 => Op::AddCluster { pool, cluster },
+                    4 => Op::RemoveCluster { pool, cluster },
+                    _ => submit(queues[rng.random_range(0..queues.len())]),
                 };
                 cmd(i * 1000, &key, op)
             })
@@ -162,6 +180,7 @@ fn random_sequences_are_deterministic_and_reload_equal() {
             match key {
                 Key::Meta => reloaded.load_meta(a.meta()),
                 Key::Queue(n) => reloaded.load_queue(a.queue(&n).unwrap().clone()),
+                Key::Pool(n) => reloaded.load_pool(a.pool(&n).unwrap().clone()),
                 Key::Task(id) => reloaded.load_task(a.task(id).unwrap().clone()),
                 Key::Idempotency(k) => {
                     if let Some(r) = a.idempotency(&k) {
@@ -173,4 +192,64 @@ fn random_sequences_are_deterministic_and_reload_equal() {
         reloaded.check_invariants();
         assert_eq!(a, reloaded, "seed {seed}");
     }
+}
+
+#[test]
+fn pools_hold_clusters_and_queues_live_in_one() {
+    let mut s = State::new();
+    let mut changed = vec![];
+    let create = Op::CreatePool {
+        name: "gpu".into(),
+        clusters: vec!["a100".into(), "h100".into(), "a100".into()],
+    };
+    assert_eq!(
+        s.apply(&cmd(1, "p", create), &mut changed).result,
+        Ok(Reply::Pool { name: "gpu".into() })
+    );
+    assert_eq!(s.pool("gpu").unwrap().clusters.len(), 2);
+    let add = |c: &str| Op::AddCluster {
+        pool: "gpu".into(),
+        cluster: c.into(),
+    };
+    assert!(s
+        .apply(&cmd(2, "a", add("b200")), &mut changed)
+        .result
+        .is_ok());
+    let e = s
+        .apply(&cmd(3, "b", add("b200")), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AlreadyExists);
+    let remove = Op::RemoveCluster {
+        pool: "gpu".into(),
+        cluster: "nope".into(),
+    };
+    let e = s
+        .apply(&cmd(4, "c", remove), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::NotFound, Some("cluster"))
+    );
+    let queue = |name: &str, pool: &str| Op::CreateQueue {
+        name: name.into(),
+        pool: pool.into(),
+    };
+    let e = s
+        .apply(&cmd(5, "d", queue("q", "nope")), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::NotFound, Some("pool"))
+    );
+    assert!(s
+        .apply(&cmd(6, "e", queue("q", "gpu")), &mut changed)
+        .result
+        .is_ok());
+    assert_eq!(s.queue("q").unwrap().pool, "gpu");
+    assert_eq!(s.queues_in_pool("gpu"), 1);
+    assert_eq!(s.pool("gpu").unwrap().version, 2);
+    s.check_invariants();
 }

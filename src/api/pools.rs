@@ -1,0 +1,117 @@
+//! `laneq.v1.Pools`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::error::{model_status, node_status};
+use super::queues::idempotency_key;
+use super::read_barrier;
+use crate::model::{Op, Reply, State, Write};
+use crate::proto::v1::pools_server::Pools;
+use crate::proto::v1::*;
+use crate::raft::RaftNode;
+
+pub struct PoolsApi {
+    pub(super) node: Arc<RaftNode>,
+}
+
+fn pool(state: &State, p: &crate::model::Pool) -> Pool {
+    Pool {
+        name: p.name.clone(),
+        clusters: p.clusters.iter().cloned().collect(),
+        queues: state.queues_in_pool(&p.name) as u64,
+        created_ms: p.created_ms,
+        updated_ms: p.updated_ms,
+        version: p.version,
+    }
+}
+
+impl PoolsApi {
+    /// Proposes a pool write and answers with the pool as it is after it.
+    async fn write(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Pool>, Status> {
+        let write = Write {
+            idempotency_key: idempotency_key(meta)?,
+            op,
+        };
+        crate::model::validate_write(&write).map_err(model_status)?;
+        let response = self.node.write(write).await.map_err(node_status)?;
+        match response.result.map_err(model_status)? {
+            Reply::Pool { name } => {
+                let state = self.node.sm().state();
+                Ok(state.pool(&name).map(|p| pool(&state, p)))
+            }
+            other => Err(Status::failed_precondition(format!(
+                "meta.idempotency_key: already used for another kind of write ({other:?})"
+            ))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Pools for PoolsApi {
+    async fn create_pool(
+        &self,
+        req: Request<CreatePoolRequest>,
+    ) -> Result<Response<CreatePoolResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::CreatePool {
+            name: req.name,
+            clusters: req.clusters,
+        };
+        let pool = self.write(req.meta, op).await?;
+        Ok(Response::new(CreatePoolResponse { pool }))
+    }
+
+    async fn get_pool(
+        &self,
+        req: Request<GetPoolRequest>,
+    ) -> Result<Response<GetPoolResponse>, Status> {
+        let req = req.into_inner();
+        crate::model::validate::name("name", &req.name).map_err(model_status)?;
+        read_barrier(&self.node, req.consistency).await?;
+        let state = self.node.sm().state();
+        let p = state
+            .pool(&req.name)
+            .ok_or_else(|| Status::not_found(format!("name: no pool named {:?}", req.name)))?;
+        Ok(Response::new(GetPoolResponse {
+            pool: Some(pool(&state, p)),
+        }))
+    }
+
+    async fn list_pools(
+        &self,
+        req: Request<ListPoolsRequest>,
+    ) -> Result<Response<ListPoolsResponse>, Status> {
+        read_barrier(&self.node, req.into_inner().consistency).await?;
+        let state = self.node.sm().state();
+        let pools = state.pools().map(|p| pool(&state, p)).collect();
+        Ok(Response::new(ListPoolsResponse { pools }))
+    }
+
+    async fn add_cluster(
+        &self,
+        req: Request<AddClusterRequest>,
+    ) -> Result<Response<AddClusterResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::AddCluster {
+            pool: req.pool,
+            cluster: req.cluster,
+        };
+        let pool = self.write(req.meta, op).await?;
+        Ok(Response::new(AddClusterResponse { pool }))
+    }
+
+    async fn remove_cluster(
+        &self,
+        req: Request<RemoveClusterRequest>,
+    ) -> Result<Response<RemoveClusterResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::RemoveCluster {
+            pool: req.pool,
+            cluster: req.cluster,
+        };
+        let pool = self.write(req.meta, op).await?;
+        Ok(Response::new(RemoveClusterResponse { pool }))
+    }
+}

@@ -1,0 +1,119 @@
+//! Pools and their clusters through gRPC and the CLI on a 3-node cluster.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Cluster, Timings, BIN};
+use laneq::client::ReadConsistency;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_are_created_changed_and_read_on_any_node() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let (a, b) = (c.client_for(2), c.client_for(3));
+
+    let p = a
+        .create_pool("gpu", &["a100".into(), "h100".into()])
+        .await
+        .unwrap();
+    assert_eq!(p.clusters, vec!["a100", "h100"]);
+    let p = b
+        .get_pool("gpu", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!((p.clusters.len(), p.queues, p.version), (2, 0, 1));
+
+    let p = a.change_cluster("gpu", "b200", true).await.unwrap();
+    assert_eq!(p.clusters, vec!["a100", "b200", "h100"]);
+    let p = b.change_cluster("gpu", "a100", false).await.unwrap();
+    assert_eq!(p.clusters, vec!["b200", "h100"]);
+
+    let q = a.create_queue_in("train", Some("gpu")).await.unwrap();
+    assert_eq!(q.pool, "gpu");
+    let p = b
+        .get_pool("gpu", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(p.queues, 1);
+    let pools = b.list_pools(ReadConsistency::Linearizable).await.unwrap();
+    let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["default", "gpu"]);
+
+    // Refusals name the field and change nothing.
+    let e = a.create_pool("gpu", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e}");
+    let e = a
+        .create_pool("cpu", &["ok".into(), "not ok".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.to_string().starts_with("clusters[1]: "), "{e}");
+    let e = a.change_cluster("gpu", "h100", true).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e}");
+    let e = a.change_cluster("gpu", "nope", false).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.to_string().starts_with("cluster: "), "{e}");
+    let e = a.change_cluster("nope", "x", true).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.to_string().starts_with("pool: "), "{e}");
+    let e = a
+        .get_pool("nope", ReadConsistency::Stale)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = a.create_queue_in("q2", Some("nope")).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(e.to_string(), "pool: no pool named \"nope\"");
+    let pools = a.list_pools(ReadConsistency::Linearizable).await.unwrap();
+    assert_eq!(pools.len(), 2);
+    assert!(b
+        .get_queue("q2", ReadConsistency::Linearizable)
+        .await
+        .is_err());
+
+    let index = c.status(1).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_commands_of_the_cli_work_and_print_json() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let eps = c.endpoints().join(",");
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--endpoints", &eps])
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), out, err)
+    };
+    let (code, out, _) = run(&["pool", "create", "gpu", "--cluster", "a100", "-o", "json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "gpu");
+    assert_eq!(v["clusters"], serde_json::json!(["a100"]));
+    let (code, out, _) = run(&["pool", "add-cluster", "gpu", "h100"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("added cluster h100 to pool gpu"), "{out}");
+    let (code, _, _) = run(&["queue", "create", "train", "--pool", "gpu"]);
+    assert_eq!(code, Some(0));
+    let (_, out, _) = run(&["queue", "get", "train", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["pool"], "gpu");
+    let (_, out, _) = run(&["pool", "list"]);
+    assert!(out.contains("gpu") && out.contains("a100,h100"), "{out}");
+    let (code, _, err) = run(&["pool", "remove-cluster", "gpu", "nope"]);
+    assert_eq!(code, Some(3));
+    assert!(
+        err.contains("cluster: pool \"gpu\" has no cluster \"nope\""),
+        "{err}"
+    );
+    let (code, _, err) = run(&["queue", "create", "x", "--pool", "nope"]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("pool: no pool named \"nope\""), "{err}");
+}
