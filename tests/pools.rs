@@ -117,3 +117,116 @@ async fn the_pool_commands_of_the_cli_work_and_print_json() {
     assert_eq!(code, Some(3));
     assert!(err.contains("pool: no pool named \"nope\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_settings_are_kept_shown_and_enforced() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let eps = c.endpoints().join(",");
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--endpoints", &eps])
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), out, err)
+    };
+    assert_eq!(
+        run(&["pool", "create", "gpu", "--cluster", "a100"]).0,
+        Some(0)
+    );
+    let (code, out, err) = run(&[
+        "queue",
+        "create",
+        "train",
+        "--pool",
+        "gpu",
+        "--cluster",
+        "a100",
+        "--depth",
+        "2",
+        "--priority",
+        "max",
+        "--run-concurrency",
+        "3",
+        "--action-concurrency",
+        "1",
+        "--fairness",
+        "shuffle_interleave",
+        "--quota",
+        "cpu=64,memory=256Gi,gpu=8",
+        "--description",
+        "nightly training",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["state"], "active");
+    assert_eq!(v["priority"], 100);
+    assert_eq!(v["depth"], 2);
+    assert_eq!(v["run_concurrency"], 3);
+    assert_eq!(v["action_concurrency"], 1);
+    assert_eq!(v["fairness"], "shuffle_interleave");
+    assert_eq!(v["quota"]["cpu"], 64_000);
+    assert_eq!(v["quota"]["memory"], 256u64 << 30);
+    assert_eq!(v["clusters"], serde_json::json!(["a100"]));
+    assert_eq!(
+        (v["queued"].as_u64(), v["running"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // Defaults: every cluster, depth 10000, medium, round_robin.
+    let (_, out, _) = run(&["queue", "get", "default", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["depth"].as_u64(), v["priority"].as_u64()),
+        (Some(10_000), Some(50))
+    );
+    assert_eq!(v["fairness"], "round_robin");
+    assert_eq!(v["clusters"], serde_json::json!(["*"]));
+
+    // The depth refuses a third task, with RESOURCE_EXHAUSTED (exit 6).
+    for _ in 0..2 {
+        assert_eq!(
+            run(&["task", "submit", "--queue", "train", "--", "x"]).0,
+            Some(0)
+        );
+    }
+    let (code, _, err) = run(&["task", "submit", "--queue", "train", "--", "x"]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("queue \"train\" is full"), "{err}");
+    let q = c
+        .client()
+        .get_queue("train", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(q.queued, 2);
+
+    // Bad settings are refused before anything is written, naming the flag.
+    for (args, needle) in [
+        (vec!["--priority", "high"], "priority: "),
+        (vec!["--fairness", "fifo"], "fairness: "),
+        (vec!["--quota", "cpu=lots"], "quota: "),
+        (
+            vec!["--pool", "gpu", "--cluster", "h100"],
+            "clusters: pool \"gpu\" has no cluster \"h100\"",
+        ),
+    ] {
+        let mut all = vec!["queue", "create", "bad"];
+        all.extend(args);
+        let (code, _, err) = run(&all);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+    let e = c
+        .client()
+        .get_queue("bad", ReadConsistency::Linearizable)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let (code, _, err) = run(&["pool", "remove-cluster", "gpu", "a100"]);
+    assert_eq!(code, Some(7), "{err}");
+}

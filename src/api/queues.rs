@@ -42,6 +42,7 @@ impl Queues for QueuesApi {
                 } else {
                     req.pool
                 },
+                spec: convert::spec_from_proto(req.spec).map_err(model_status)?,
             },
         };
         crate::model::validate_write(&write).map_err(model_status)?;

@@ -118,6 +118,10 @@ impl From<ClientError> for Failure {
             tonic::Code::NotFound => 3,
             tonic::Code::AlreadyExists => 4,
             tonic::Code::Unavailable => 5,
+            tonic::Code::ResourceExhausted => 6,
+            tonic::Code::FailedPrecondition => 7,
+            tonic::Code::PermissionDenied => 8,
+            tonic::Code::Aborted => 9,
             _ => 1,
         };
         Failure {

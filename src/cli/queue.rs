@@ -1,36 +1,124 @@
 //! `laneq queue ...`
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::output::{self, Output};
 use super::{Failure, GlobalArgs};
-use crate::proto::v1::Queue;
+use crate::model::spec::{format_quantity, parse_priority, parse_resources, Fairness};
+use crate::proto::v1::{Queue, QueueSpec};
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCmd {
-    /// Create a queue.
+    /// Create a queue. Unset settings take their defaults: every cluster of
+    /// the pool, depth 10000, priority medium (50), round_robin, no limits.
     Create {
         /// 1-63 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit.
         name: String,
         /// The pool the queue belongs to (fixed for good).
         #[arg(long, default_value = "default")]
         pool: String,
+        #[command(flatten)]
+        spec: SpecArgs,
     },
-    /// List every queue with its counts.
+    /// List every queue with its state, priority and counts.
     List,
-    /// Show one queue: its count of queued tasks and the next task.
+    /// Show one queue: settings, counts and the next task.
     Get {
         #[arg(default_value = "default")]
         name: String,
     },
 }
 
+#[derive(Args, Debug)]
+pub struct SpecArgs {
+    /// A cluster of the pool the queue's work may run on (repeat for several;
+    /// `*` or none: all).
+    #[arg(long = "cluster", value_name = "CLUSTER")]
+    clusters: Vec<String>,
+    /// Most runs active on the queue at once (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    run_concurrency: u32,
+    /// Most tasks running at once (0: unlimited; 1 serialises the queue).
+    #[arg(long, default_value_t = 0)]
+    action_concurrency: u32,
+    /// Most tasks queued plus running; a submit past it is refused (0: unlimited).
+    #[arg(long, default_value_t = 10_000)]
+    depth: u64,
+    /// min, medium, max, or 1 to 100. Higher is served first.
+    #[arg(long, default_value = "medium")]
+    priority: String,
+    /// How tasks of different projects are interleaved: round_robin or shuffle_interleave.
+    #[arg(long, default_value = "round_robin")]
+    fairness: String,
+    /// Most resources running tasks may hold together, e.g. cpu=64,memory=256Gi,gpu=8.
+    #[arg(long, default_value = "")]
+    quota: String,
+    /// Free text.
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+impl SpecArgs {
+    fn to_proto(&self) -> Result<QueueSpec, Failure> {
+        let invalid = |e: crate::model::ModelError| Failure {
+            message: e.to_string(),
+            code: 2,
+        };
+        Fairness::parse("fairness", &self.fairness).map_err(invalid)?;
+        Ok(QueueSpec {
+            clusters: self.clusters.clone(),
+            run_concurrency: self.run_concurrency,
+            action_concurrency: self.action_concurrency,
+            depth: Some(self.depth),
+            priority: u32::from(parse_priority(&self.priority).map_err(invalid)?),
+            fairness: self.fairness.clone(),
+            quota: parse_resources("quota", &self.quota)
+                .map_err(invalid)?
+                .into_iter()
+                .collect(),
+            description: self.description.clone(),
+        })
+    }
+}
+
+fn limit(n: u64) -> String {
+    if n == 0 {
+        "unlimited".into()
+    } else {
+        n.to_string()
+    }
+}
+
+fn quota_text(spec: &QueueSpec) -> String {
+    if spec.quota.is_empty() {
+        return "unlimited".into();
+    }
+    let mut parts: Vec<(&String, &u64)> = spec.quota.iter().collect();
+    parts.sort();
+    parts
+        .iter()
+        .map(|(k, v)| format!("{k}={}", format_quantity(k, **v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub fn queue_json(q: &Queue) -> serde_json::Value {
+    let spec = q.spec.clone().unwrap_or_default();
     json!({
         "name": q.name,
         "pool": q.pool,
+        "state": q.state,
+        "priority": spec.priority,
         "queued": q.queued,
+        "running": q.running,
+        "depth": spec.depth,
+        "run_concurrency": spec.run_concurrency,
+        "action_concurrency": spec.action_concurrency,
+        "fairness": spec.fairness,
+        "quota": spec.quota,
+        "clusters": spec.clusters,
+        "description": spec.description,
         "next_task_id": q.next_task_id,
         "created_ms": q.created_ms,
         "updated_ms": q.updated_ms,
@@ -38,14 +126,48 @@ pub fn queue_json(q: &Queue) -> serde_json::Value {
     })
 }
 
+fn print_queue(q: &Queue) {
+    let spec = q.spec.clone().unwrap_or_default();
+    output::fields(&[
+        ("name", q.name.clone()),
+        ("pool", q.pool.clone()),
+        ("clusters", spec.clusters.join(",")),
+        ("state", q.state.clone()),
+        ("priority", spec.priority.to_string()),
+        ("queued", q.queued.to_string()),
+        ("running", q.running.to_string()),
+        ("depth", limit(spec.depth.unwrap_or(0))),
+        ("run concurrency", limit(u64::from(spec.run_concurrency))),
+        (
+            "action concurrency",
+            limit(u64::from(spec.action_concurrency)),
+        ),
+        ("fairness", spec.fairness.clone()),
+        ("quota", quota_text(&spec)),
+        (
+            "next task",
+            q.next_task_id.map_or("-".into(), |id| id.to_string()),
+        ),
+        ("description", spec.description.clone()),
+        ("created", output::time(q.created_ms)),
+        ("updated", output::time(q.updated_ms)),
+    ]);
+}
+
 pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
     let client = g.client()?;
     match cmd {
-        QueueCmd::Create { name, pool } => {
-            let q = client.create_queue_in(&name, Some(&pool)).await?;
+        QueueCmd::Create { name, pool, spec } => {
+            let spec = spec.to_proto()?;
+            let q = client
+                .create_queue_with(&name, Some(&pool), Some(spec))
+                .await?;
             match g.output {
                 Output::Json => output::json(&queue_json(&q)),
-                Output::Table => println!("created queue {}", q.name),
+                Output::Table => {
+                    println!("created queue {}", q.name);
+                    print_queue(&q);
+                }
             }
         }
         QueueCmd::List => {
@@ -58,16 +180,26 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                     let rows: Vec<Vec<String>> = queues
                         .iter()
                         .map(|q| {
+                            let spec = q.spec.clone().unwrap_or_default();
                             vec![
                                 q.name.clone(),
                                 q.pool.clone(),
+                                q.state.clone(),
+                                spec.priority.to_string(),
                                 q.queued.to_string(),
+                                q.running.to_string(),
+                                limit(spec.depth.unwrap_or(0)),
                                 q.next_task_id.map_or("-".into(), |id| id.to_string()),
-                                output::time(q.updated_ms),
                             ]
                         })
                         .collect();
-                    output::table(&["name", "pool", "queued", "next", "updated"], &rows);
+                    output::table(
+                        &[
+                            "name", "pool", "state", "priority", "queued", "running", "depth",
+                            "next",
+                        ],
+                        &rows,
+                    );
                 }
             }
         }
@@ -75,17 +207,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
             let q = client.get_queue(&name, g.consistency()).await?;
             match g.output {
                 Output::Json => output::json(&queue_json(&q)),
-                Output::Table => output::fields(&[
-                    ("name", q.name.clone()),
-                    ("pool", q.pool.clone()),
-                    ("queued", q.queued.to_string()),
-                    (
-                        "next task",
-                        q.next_task_id.map_or("-".into(), |id| id.to_string()),
-                    ),
-                    ("created", output::time(q.created_ms)),
-                    ("updated", output::time(q.updated_ms)),
-                ]),
+                Output::Table => print_queue(&q),
             }
         }
     }

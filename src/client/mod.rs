@@ -119,16 +119,27 @@ impl Client {
 
     // --- queues ---
 
-    /// Creates a queue in `pool` (None: the `default` pool).
+    /// Creates a queue in `pool` (None: the `default` pool) with default settings.
     pub async fn create_queue_in(
         &self,
         name: &str,
         pool: Option<&str>,
     ) -> Result<Queue, ClientError> {
+        self.create_queue_with(name, pool, None).await
+    }
+
+    /// Creates a queue; unset fields of `spec` take their defaults.
+    pub async fn create_queue_with(
+        &self,
+        name: &str,
+        pool: Option<&str>,
+        spec: Option<QueueSpec>,
+    ) -> Result<Queue, ClientError> {
         let req = CreateQueueRequest {
             meta: new_write_meta(),
             name: name.to_string(),
             pool: pool.unwrap_or_default().to_string(),
+            spec,
         };
         let resp = self
             .call(|ch| {

@@ -47,6 +47,14 @@ impl ModelError {
         }
     }
 
+    pub fn precondition(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::FailedPrecondition,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
     pub fn exhausted(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::ResourceExhausted,

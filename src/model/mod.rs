@@ -9,6 +9,7 @@
 pub mod error;
 pub mod limits;
 pub mod order;
+pub mod spec;
 mod state;
 pub mod validate;
 
@@ -44,6 +45,7 @@ pub enum Op {
         name: String,
         /// The pool the queue belongs to, for good.
         pool: String,
+        spec: spec::QueueSpec,
     },
     SubmitTask {
         queue: String,
@@ -74,7 +76,7 @@ pub struct Command {
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.write.op {
-            Op::CreateQueue { name, pool } => write!(f, "create-queue {name} in {pool}"),
+            Op::CreateQueue { name, pool, .. } => write!(f, "create-queue {name} in {pool}"),
             Op::SubmitTask { queue, .. } => write!(f, "submit-task {queue}"),
             Op::CreatePool { name, .. } => write!(f, "create-pool {name}"),
             Op::AddCluster { pool, cluster } => write!(f, "add-cluster {cluster} to {pool}"),
@@ -125,9 +127,10 @@ impl Response {
 pub fn validate_write(write: &Write) -> Result<(), ModelError> {
     validate::idempotency_key(&write.idempotency_key)?;
     match &write.op {
-        Op::CreateQueue { name, pool } => {
+        Op::CreateQueue { name, pool, spec } => {
             validate::name("name", name)?;
-            validate::name("pool", pool)
+            validate::name("pool", pool)?;
+            spec.validate()
         }
         Op::CreatePool { name, clusters } => {
             validate::name("name", name)?;
@@ -193,6 +196,8 @@ pub struct Pool {
 pub struct Queue {
     pub name: String,
     pub pool: String,
+    pub spec: spec::QueueSpec,
+    pub state: spec::QueueState,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// Bumped on every change; later used for read-modify-write checks.

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::order::{QueueOrder, Reranked};
+use super::spec::{QueueSpec, QueueState};
 
 use super::limits::*;
 use super::{
@@ -84,6 +85,8 @@ impl State {
         state.insert_queue(Queue {
             name: DEFAULT_QUEUE.to_string(),
             pool: DEFAULT_POOL.to_string(),
+            spec: QueueSpec::default(),
+            state: QueueState::Active,
             created_ms: 0,
             updated_ms: 0,
             version: 1,
@@ -207,46 +210,37 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         match &write.op {
-            Op::CreateQueue { name, pool } => {
-                if !self.pools.contains_key(pool) {
-                    return Err(ModelError::not_found(
-                        "pool",
-                        format!("no pool named {pool:?}"),
-                    ));
-                }
-                if self.queues.contains_key(name) {
-                    return Err(ModelError::exists(
-                        "name",
-                        format!("queue {name:?} already exists"),
-                    ));
-                }
-                if self.queues.len() >= QUEUES_MAX {
-                    return Err(ModelError::exhausted(
-                        "name",
-                        format!("the store holds {QUEUES_MAX} queues, the limit"),
-                    ));
-                }
-                self.insert_queue(Queue {
-                    name: name.clone(),
-                    pool: pool.clone(),
-                    created_ms: self.clock_ms,
-                    updated_ms: self.clock_ms,
-                    version: 1,
-                });
-                changed.push(Key::Queue(name.clone()));
-                Ok(Reply::QueueCreated { name: name.clone() })
-            }
+            Op::CreateQueue { name, pool, spec } => self.create_queue(name, pool, spec, changed),
             Op::SubmitTask {
                 queue,
                 command,
                 payload,
             } => {
+                let in_queue = self.queued(queue) as u64;
                 let Some(q) = self.queues.get_mut(queue) else {
                     return Err(ModelError::not_found(
                         "queue",
                         format!("no queue named {queue:?}"),
                     ));
                 };
+                if q.state != QueueState::Active {
+                    return Err(ModelError::precondition(
+                        "queue",
+                        format!(
+                            "queue {queue:?} is {} and takes no new tasks",
+                            q.state.as_str()
+                        ),
+                    ));
+                }
+                if q.spec.depth > 0 && in_queue >= q.spec.depth {
+                    return Err(ModelError::exhausted(
+                        "queue",
+                        format!(
+                            "queue {queue:?} is full: {in_queue} tasks queued or running, depth {}",
+                            q.spec.depth
+                        ),
+                    ));
+                }
                 q.updated_ms = self.clock_ms;
                 q.version += 1;
                 changed.push(Key::Queue(queue.clone()));
@@ -378,5 +372,6 @@ impl State {
 }
 
 mod pools;
+mod queues;
 #[cfg(test)]
 mod tests;

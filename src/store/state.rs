@@ -225,6 +225,7 @@ mod tests {
                 0 => Op::CreateQueue {
                     name: format!("q{}", i % 5),
                     pool: "default".into(),
+                    spec: Default::default(),
                 },
                 1 => Op::CreatePool {
                     name: format!("p{}", i % 3),

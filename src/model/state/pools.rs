@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::{Key, State};
 use crate::model::limits::{CLUSTERS_PER_POOL_MAX, POOLS_MAX};
+use crate::model::spec::ClusterSelector;
 use crate::model::{ModelError, Pool, Reply};
 
 impl State {
@@ -74,6 +75,19 @@ impl State {
         cluster: &str,
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
+        let selected_by = self.queues.values().find(|q| {
+            q.pool == pool
+                && matches!(&q.spec.clusters, ClusterSelector::Only(c) if c.contains(cluster))
+        });
+        if let Some(q) = selected_by {
+            return Err(ModelError::precondition(
+                "cluster",
+                format!(
+                    "queue {:?} selects cluster {cluster:?}; change its clusters first",
+                    q.name
+                ),
+            ));
+        }
         let now = self.clock_ms;
         let p = self.pool_mut(pool)?;
         if !p.clusters.remove(cluster) {

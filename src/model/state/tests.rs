@@ -41,6 +41,7 @@ fn submit_assigns_monotonic_ids_in_queue_order() {
             Op::CreateQueue {
                 name: "gpu".into(),
                 pool: "default".into(),
+                spec: Default::default(),
             },
         ),
         &mut changed,
@@ -85,6 +86,7 @@ fn refusals_name_the_field_and_change_nothing_but_the_key() {
             Op::CreateQueue {
                 name: "default".into(),
                 pool: "default".into(),
+                spec: Default::default(),
             },
         ),
         &mut changed,
@@ -97,6 +99,7 @@ fn refusals_name_the_field_and_change_nothing_but_the_key() {
             Op::CreateQueue {
                 name: "bad name".into(),
                 pool: "default".into(),
+                spec: Default::default(),
             },
         ),
         &mut changed,
@@ -148,6 +151,7 @@ fn random_sequences_are_deterministic_and_reload_equal() {
                     0 | 1 => Op::CreateQueue {
                         name: queues[rng.random_range(0..queues.len())].into(),
                         pool,
+                        spec: Default::default(),
                     },
                     2 => Op::CreatePool {
                         name: pool,
@@ -235,6 +239,7 @@ fn pools_hold_clusters_and_queues_live_in_one() {
     let queue = |name: &str, pool: &str| Op::CreateQueue {
         name: name.into(),
         pool: pool.into(),
+        spec: Default::default(),
     };
     let e = s
         .apply(&cmd(5, "d", queue("q", "nope")), &mut changed)
@@ -251,5 +256,84 @@ fn pools_hold_clusters_and_queues_live_in_one() {
     assert_eq!(s.queue("q").unwrap().pool, "gpu");
     assert_eq!(s.queues_in_pool("gpu"), 1);
     assert_eq!(s.pool("gpu").unwrap().version, 2);
+    s.check_invariants();
+}
+
+#[test]
+fn queue_settings_apply_depth_and_cluster_selectors() {
+    use crate::model::spec::{ClusterSelector, QueueSpec};
+    let mut s = State::new();
+    let mut changed = vec![];
+    let pool = Op::CreatePool {
+        name: "gpu".into(),
+        clusters: vec!["a100".into()],
+    };
+    s.apply(&cmd(1, "p", pool), &mut changed);
+    let queue = |name: &str, clusters: &[&str], depth: u64| Op::CreateQueue {
+        name: name.into(),
+        pool: "gpu".into(),
+        spec: QueueSpec {
+            clusters: if clusters.is_empty() {
+                ClusterSelector::All
+            } else {
+                ClusterSelector::Only(clusters.iter().map(|c| c.to_string()).collect())
+            },
+            depth,
+            ..QueueSpec::default()
+        },
+    };
+    let e = s
+        .apply(&cmd(2, "q1", queue("q", &["h100"], 2)), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::InvalidArgument, Some("clusters"))
+    );
+    assert!(s
+        .apply(&cmd(3, "q2", queue("q", &["a100"], 2)), &mut changed)
+        .result
+        .is_ok());
+    assert_eq!(s.queue("q").unwrap().spec.depth, 2);
+
+    for i in 0..2 {
+        let r = s.apply(&cmd(4 + i, &format!("s{i}"), submit("q")), &mut changed);
+        assert!(r.result.is_ok());
+    }
+    let e = s
+        .apply(&cmd(9, "s9", submit("q")), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::ResourceExhausted, Some("queue"))
+    );
+    assert!(e.message.contains("depth 2"), "{e}");
+    assert_eq!(s.queued("q"), 2);
+
+    let remove = Op::RemoveCluster {
+        pool: "gpu".into(),
+        cluster: "a100".into(),
+    };
+    let e = s
+        .apply(&cmd(10, "r", remove), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FailedPrecondition);
+    assert!(
+        e.message.contains("queue \"q\" selects cluster \"a100\""),
+        "{e}"
+    );
+    // Depth 0 is unlimited.
+    assert!(s
+        .apply(&cmd(11, "q3", queue("big", &[], 0)), &mut changed)
+        .result
+        .is_ok());
+    for i in 0..20 {
+        assert!(s
+            .apply(&cmd(12 + i, &format!("b{i}"), submit("big")), &mut changed)
+            .result
+            .is_ok());
+    }
     s.check_invariants();
 }
