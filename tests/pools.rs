@@ -230,3 +230,50 @@ async fn queue_settings_are_kept_shown_and_enforced() {
     let (code, _, err) = run(&["pool", "remove-cluster", "gpu", "a100"]);
     assert_eq!(code, Some(7), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_queue_refuses_submissions_until_activated() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let eps = c.endpoints().join(",");
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--endpoints", &eps])
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), out, err)
+    };
+    assert_eq!(run(&["queue", "create", "q"]).0, Some(0));
+    assert_eq!(
+        run(&["task", "submit", "--queue", "q", "--", "x"]).0,
+        Some(0)
+    );
+    let (code, out, _) = run(&["queue", "drain", "q"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "queue q is draining");
+    let (code, _, err) = run(&["task", "submit", "--queue", "q", "--", "x"]);
+    assert_eq!(code, Some(7), "{err}");
+    assert!(
+        err.contains("queue \"q\" is draining and takes no new tasks"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["queue", "drain", "default"]);
+    assert_eq!(code, Some(7));
+    assert!(err.contains("cannot be drained"), "{err}");
+    let (_, out, _) = run(&["queue", "activate", "q", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["state"], "active");
+    assert_eq!(
+        run(&["task", "submit", "--queue", "q", "--", "x"]).0,
+        Some(0)
+    );
+    let q = c
+        .client()
+        .get_queue("q", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!((q.queued, q.state.as_str()), (2, "active"));
+}

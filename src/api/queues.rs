@@ -26,8 +26,51 @@ pub(super) fn idempotency_key(meta: Option<WriteMeta>) -> Result<String, Status>
     Ok(key)
 }
 
+impl QueuesApi {
+    /// Proposes a change to one queue and answers with the queue after it.
+    async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Queue>, Status> {
+        let write = Write {
+            idempotency_key: idempotency_key(meta)?,
+            op,
+        };
+        crate::model::validate_write(&write).map_err(model_status)?;
+        let response = self.node.write(write).await.map_err(node_status)?;
+        match response.result.map_err(model_status)? {
+            Reply::QueueChanged { name } | Reply::QueueCreated { name } => {
+                let state = self.node.sm().state();
+                Ok(state.queue(&name).map(|q| convert::queue(&state, q)))
+            }
+            other => Err(Status::failed_precondition(format!(
+                "meta.idempotency_key: already used for another kind of write ({other:?})"
+            ))),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Queues for QueuesApi {
+    async fn drain_queue(
+        &self,
+        req: Request<DrainQueueRequest>,
+    ) -> Result<Response<DrainQueueResponse>, Status> {
+        let req = req.into_inner();
+        let queue = self
+            .change(req.meta, Op::DrainQueue { name: req.name })
+            .await?;
+        Ok(Response::new(DrainQueueResponse { queue }))
+    }
+
+    async fn activate_queue(
+        &self,
+        req: Request<ActivateQueueRequest>,
+    ) -> Result<Response<ActivateQueueResponse>, Status> {
+        let req = req.into_inner();
+        let queue = self
+            .change(req.meta, Op::ActivateQueue { name: req.name })
+            .await?;
+        Ok(Response::new(ActivateQueueResponse { queue }))
+    }
+
     async fn create_queue(
         &self,
         req: Request<CreateQueueRequest>,

@@ -23,6 +23,11 @@ pub enum QueueCmd {
     },
     /// List every queue with its state, priority and counts.
     List,
+    /// Stop admitting submissions; queued and running work finishes, then the
+    /// queue is drained. The default queue cannot be drained.
+    Drain { name: String },
+    /// Put a draining or drained queue back in rotation.
+    Activate { name: String },
     /// Show one queue: settings, counts and the next task.
     Get {
         #[arg(default_value = "default")]
@@ -201,6 +206,20 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                         &rows,
                     );
                 }
+            }
+        }
+        QueueCmd::Drain { name } => {
+            let q = client.set_queue_active(&name, false).await?;
+            match g.output {
+                Output::Json => output::json(&queue_json(&q)),
+                Output::Table => println!("queue {} is {}", q.name, q.state),
+            }
+        }
+        QueueCmd::Activate { name } => {
+            let q = client.set_queue_active(&name, true).await?;
+            match g.output {
+                Output::Json => output::json(&queue_json(&q)),
+                Output::Table => println!("queue {} is {}", q.name, q.state),
             }
         }
         QueueCmd::Get { name } => {

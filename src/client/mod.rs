@@ -156,6 +156,29 @@ impl Client {
         self.create_queue_in(name, None).await
     }
 
+    /// Activates (`active` true) or drains a queue.
+    pub async fn set_queue_active(&self, name: &str, active: bool) -> Result<Queue, ClientError> {
+        let (meta, name) = (new_write_meta(), name.to_string());
+        let queue = if active {
+            let req = ActivateQueueRequest { meta, name };
+            self.call(|ch| {
+                let req = req.clone();
+                async move { QueuesClient::new(ch).activate_queue(req).await }
+            })
+            .await?
+            .queue
+        } else {
+            let req = DrainQueueRequest { meta, name };
+            self.call(|ch| {
+                let req = req.clone();
+                async move { QueuesClient::new(ch).drain_queue(req).await }
+            })
+            .await?
+            .queue
+        };
+        queue.ok_or_else(|| ClientError::Protocol("queue state: no queue in reply".into()))
+    }
+
     pub async fn get_queue(&self, name: &str, c: ReadConsistency) -> Result<Queue, ClientError> {
         let req = GetQueueRequest {
             name: name.to_string(),

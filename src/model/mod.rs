@@ -64,6 +64,14 @@ pub enum Op {
         pool: String,
         cluster: String,
     },
+    /// Stop admitting submissions; in-flight work finishes, then `drained`.
+    DrainQueue {
+        name: String,
+    },
+    /// Put a draining or drained queue back in rotation.
+    ActivateQueue {
+        name: String,
+    },
 }
 
 /// One entry of the replicated log: a client write stamped by the leader.
@@ -83,6 +91,8 @@ impl std::fmt::Display for Command {
             Op::RemoveCluster { pool, cluster } => {
                 write!(f, "remove-cluster {cluster} from {pool}")
             }
+            Op::DrainQueue { name } => write!(f, "drain-queue {name}"),
+            Op::ActivateQueue { name } => write!(f, "activate-queue {name}"),
         }
     }
 }
@@ -97,6 +107,10 @@ pub enum Reply {
     },
     TaskSubmitted {
         id: u64,
+    },
+    /// A queue's state or settings changed.
+    QueueChanged {
+        name: String,
     },
     /// A pool was created or its clusters changed.
     Pool {
@@ -148,6 +162,7 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
                 .enumerate()
                 .try_for_each(|(i, c)| validate::name(&format!("clusters[{i}]"), c))
         }
+        Op::DrainQueue { name } | Op::ActivateQueue { name } => validate::name("name", name),
         Op::AddCluster { pool, cluster } | Op::RemoveCluster { pool, cluster } => {
             validate::name("pool", pool)?;
             validate::name("cluster", cluster)

@@ -263,6 +263,8 @@ impl State {
                 self.rerank(reranked, changed);
                 Ok(Reply::TaskSubmitted { id })
             }
+            Op::DrainQueue { name } => self.drain_queue(name, changed),
+            Op::ActivateQueue { name } => self.activate_queue(name, changed),
             Op::CreatePool { name, clusters } => self.create_pool(name, clusters, changed),
             Op::AddCluster { pool, cluster } => self.add_cluster(pool, cluster, changed),
             Op::RemoveCluster { pool, cluster } => self.remove_cluster(pool, cluster, changed),
@@ -328,6 +330,11 @@ impl State {
         assert!(
             self.pools.contains_key(DEFAULT_POOL),
             "the default pool must exist"
+        );
+        assert_eq!(
+            self.queues[DEFAULT_QUEUE].state,
+            QueueState::Active,
+            "the default queue is always active"
         );
         for q in self.queues.values() {
             assert!(

@@ -1,6 +1,6 @@
-//! Creating queues.
+//! Creating queues, draining and activating them.
 
-use super::{Key, State};
+use super::{Key, State, DEFAULT_QUEUE};
 use crate::model::limits::QUEUES_MAX;
 use crate::model::spec::{ClusterSelector, QueueSpec, QueueState};
 use crate::model::{ModelError, Queue, Reply};
@@ -53,4 +53,71 @@ impl State {
             name: name.to_string(),
         })
     }
+
+    /// Draining stops submissions; the queue is `drained` once it holds no
+    /// queued or running task (at once when it is empty).
+    pub(super) fn drain_queue(
+        &mut self,
+        name: &str,
+        changed: &mut Vec<Key>,
+    ) -> Result<Reply, ModelError> {
+        if name == DEFAULT_QUEUE {
+            return Err(ModelError::precondition(
+                "name",
+                "the default queue is always active and cannot be drained",
+            ));
+        }
+        let empty = self.queued(name) == 0;
+        let now = self.clock_ms;
+        let q = self.queue_mut(name)?;
+        if q.state != QueueState::Active {
+            return Err(ModelError::precondition(
+                "name",
+                format!("queue {name:?} is already {}", q.state.as_str()),
+            ));
+        }
+        q.state = if empty {
+            QueueState::Drained
+        } else {
+            QueueState::Draining
+        };
+        touch(q, now);
+        changed.push(Key::Queue(name.to_string()));
+        Ok(Reply::QueueChanged {
+            name: name.to_string(),
+        })
+    }
+
+    pub(super) fn activate_queue(
+        &mut self,
+        name: &str,
+        changed: &mut Vec<Key>,
+    ) -> Result<Reply, ModelError> {
+        let now = self.clock_ms;
+        let q = self.queue_mut(name)?;
+        if q.state == QueueState::Active {
+            return Err(ModelError::precondition(
+                "name",
+                format!("queue {name:?} is already active"),
+            ));
+        }
+        q.state = QueueState::Active;
+        touch(q, now);
+        changed.push(Key::Queue(name.to_string()));
+        Ok(Reply::QueueChanged {
+            name: name.to_string(),
+        })
+    }
+
+    fn queue_mut(&mut self, name: &str) -> Result<&mut Queue, ModelError> {
+        self.queues
+            .get_mut(name)
+            .ok_or_else(|| ModelError::not_found("name", format!("no queue named {name:?}")))
+    }
+}
+
+/// Records a change to a queue.
+fn touch(q: &mut Queue, now_ms: u64) {
+    q.updated_ms = now_ms;
+    q.version += 1;
 }

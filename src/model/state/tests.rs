@@ -158,6 +158,12 @@ fn random_sequences_are_deterministic_and_reload_equal() {
                         clusters: vec![cluster],
                     },
                     3 => Op::AddCluster { pool, cluster },
+                    5 => Op::DrainQueue {
+                        name: queues[rng.random_range(0..queues.len())].into(),
+                    },
+                    6 => Op::ActivateQueue {
+                        name: queues[rng.random_range(0..queues.len())].into(),
+                    },
                     4 => Op::RemoveCluster { pool, cluster },
                     _ => submit(queues[rng.random_range(0..queues.len())]),
                 };
@@ -335,5 +341,72 @@ fn queue_settings_apply_depth_and_cluster_selectors() {
             .result
             .is_ok());
     }
+    s.check_invariants();
+}
+
+#[test]
+fn draining_stops_submissions_and_activate_resumes_them() {
+    let mut s = State::new();
+    let mut changed = vec![];
+    let create = Op::CreateQueue {
+        name: "q".into(),
+        pool: "default".into(),
+        spec: Default::default(),
+    };
+    s.apply(&cmd(1, "c", create), &mut changed);
+    s.apply(&cmd(2, "s1", submit("q")), &mut changed);
+    let drain = |name: &str| Op::DrainQueue { name: name.into() };
+    let activate = |name: &str| Op::ActivateQueue { name: name.into() };
+    assert!(s
+        .apply(&cmd(3, "d", drain("q")), &mut changed)
+        .result
+        .is_ok());
+    assert_eq!(s.queue("q").unwrap().state.as_str(), "draining");
+    let e = s
+        .apply(&cmd(4, "s2", submit("q")), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::FailedPrecondition, Some("queue"))
+    );
+    let e = s
+        .apply(&cmd(5, "d2", drain("q")), &mut changed)
+        .result
+        .unwrap_err();
+    assert!(e.message.contains("already draining"), "{e}");
+    assert!(s
+        .apply(&cmd(6, "a", activate("q")), &mut changed)
+        .result
+        .is_ok());
+    assert!(s
+        .apply(&cmd(7, "s3", submit("q")), &mut changed)
+        .result
+        .is_ok());
+    let e = s
+        .apply(&cmd(8, "a2", activate("q")), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FailedPrecondition);
+
+    // An empty queue is drained at once; the default queue never drains.
+    let create = Op::CreateQueue {
+        name: "empty".into(),
+        pool: "default".into(),
+        spec: Default::default(),
+    };
+    s.apply(&cmd(9, "c2", create), &mut changed);
+    s.apply(&cmd(10, "d3", drain("empty")), &mut changed);
+    assert_eq!(s.queue("empty").unwrap().state.as_str(), "drained");
+    let e = s
+        .apply(&cmd(11, "d4", drain("default")), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FailedPrecondition);
+    let e = s
+        .apply(&cmd(12, "d5", drain("nope")), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
     s.check_invariants();
 }
