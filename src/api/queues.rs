@@ -76,28 +76,17 @@ impl Queues for QueuesApi {
         req: Request<CreateQueueRequest>,
     ) -> Result<Response<CreateQueueResponse>, Status> {
         let req = req.into_inner();
-        let write = Write {
-            idempotency_key: idempotency_key(req.meta)?,
-            op: Op::CreateQueue {
-                name: req.name.clone(),
-                pool: if req.pool.is_empty() {
-                    crate::model::DEFAULT_POOL.to_string()
-                } else {
-                    req.pool
-                },
-                spec: convert::spec_from_proto(req.spec).map_err(model_status)?,
+        let op = Op::CreateQueue {
+            name: req.name,
+            pool: if req.pool.is_empty() {
+                crate::model::DEFAULT_POOL.to_string()
+            } else {
+                req.pool
             },
+            spec: convert::spec_from_proto(req.spec).map_err(model_status)?,
         };
-        crate::model::validate_write(&write).map_err(model_status)?;
-        let response = self.node.write(write).await.map_err(node_status)?;
-        match response.result.map_err(model_status)? {
-            Reply::QueueCreated { name } => {
-                let state = self.node.sm().state();
-                let queue = state.queue(&name).map(|q| convert::queue(&state, q));
-                Ok(Response::new(CreateQueueResponse { queue }))
-            }
-            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
-        }
+        let queue = self.change(req.meta, op).await?;
+        Ok(Response::new(CreateQueueResponse { queue }))
     }
 
     async fn get_queue(
