@@ -277,3 +277,65 @@ async fn a_drained_queue_refuses_submissions_until_activated() {
         .unwrap();
     assert_eq!((q.queued, q.state.as_str()), (2, "active"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_read_modify_write_and_a_concurrent_edit_is_refused() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let eps = c.endpoints().join(",");
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--endpoints", &eps])
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), out, err)
+    };
+    assert_eq!(
+        run(&["queue", "create", "q", "--depth", "7", "--priority", "min"]).0,
+        Some(0)
+    );
+    let (code, out, err) = run(&["queue", "update", "q", "--priority", "max", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Only the flag given changed.
+    assert_eq!(
+        (v["priority"].as_u64(), v["depth"].as_u64()),
+        (Some(100), Some(7))
+    );
+
+    // Two editors read the same version; the second write is refused.
+    let client = c.client();
+    let q = client
+        .get_queue("q", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let mut spec = q.spec.clone().unwrap();
+    spec.depth = Some(1);
+    client
+        .update_queue("q", spec.clone(), q.version, None)
+        .await
+        .unwrap();
+    spec.depth = Some(2);
+    let e = client
+        .update_queue("q", spec, q.version, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted, "{e}");
+    let now = client
+        .get_queue("q", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(now.spec.unwrap().depth, Some(1));
+
+    let (code, _, err) = run(&["queue", "update", "q", "--pool", "gpu"]);
+    assert_eq!(code, Some(7), "{err}");
+    assert!(
+        err.contains("pool: queue \"q\" is in pool \"default\" for good"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["queue", "update", "nope", "--depth", "1"]);
+    assert_eq!(code, Some(3), "{err}");
+}

@@ -39,6 +39,7 @@ pub fn model_status(e: ModelError) -> Status {
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Aborted => Code::Aborted,
     };
     Status::new(code, e.to_string())
 }

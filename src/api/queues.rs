@@ -49,6 +49,21 @@ impl QueuesApi {
 
 #[tonic::async_trait]
 impl Queues for QueuesApi {
+    async fn update_queue(
+        &self,
+        req: Request<UpdateQueueRequest>,
+    ) -> Result<Response<UpdateQueueResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::UpdateQueue {
+            name: req.name,
+            pool: req.pool,
+            spec: convert::spec_from_proto(req.spec).map_err(model_status)?,
+            expected_version: req.expected_version,
+        };
+        let queue = self.change(req.meta, op).await?;
+        Ok(Response::new(UpdateQueueResponse { queue }))
+    }
+
     async fn drain_queue(
         &self,
         req: Request<DrainQueueRequest>,

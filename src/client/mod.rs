@@ -156,6 +156,31 @@ impl Client {
         self.create_queue_in(name, None).await
     }
 
+    /// Replaces a queue's settings if it is still at `expected_version`.
+    pub async fn update_queue(
+        &self,
+        name: &str,
+        spec: QueueSpec,
+        expected_version: u64,
+        pool: Option<&str>,
+    ) -> Result<Queue, ClientError> {
+        let req = UpdateQueueRequest {
+            meta: new_write_meta(),
+            name: name.to_string(),
+            spec: Some(spec),
+            expected_version,
+            pool: pool.map(str::to_string),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { QueuesClient::new(ch).update_queue(req).await }
+            })
+            .await?;
+        resp.queue
+            .ok_or_else(|| ClientError::Protocol("update_queue: no queue in reply".into()))
+    }
+
     /// Activates (`active` true) or drains a queue.
     pub async fn set_queue_active(&self, name: &str, active: bool) -> Result<Queue, ClientError> {
         let (meta, name) = (new_write_meta(), name.to_string());

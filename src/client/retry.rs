@@ -38,11 +38,13 @@ impl ClientError {
     }
 }
 
-/// Whether a status means "try again, maybe elsewhere".
+/// Whether a status means "try again, maybe elsewhere". ABORTED is not: in
+/// laneq it means a read-modify-write lost to a concurrent change, which the
+/// caller must redo from a fresh read.
 fn retryable(s: &Status) -> bool {
     matches!(
         s.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
     ) || (s.code() == Code::Unknown && s.message().contains("transport"))
 }
 

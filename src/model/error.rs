@@ -11,6 +11,8 @@ pub enum ErrorKind {
     AlreadyExists,
     FailedPrecondition,
     ResourceExhausted,
+    /// A read-modify-write lost to a concurrent change.
+    Aborted,
 }
 
 /// A refusal that names the offending field (when there is one) and says why.
@@ -50,6 +52,14 @@ impl ModelError {
     pub fn precondition(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::FailedPrecondition,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn aborted(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Aborted,
             field: Some(field.into()),
             message: message.into(),
         }

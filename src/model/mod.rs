@@ -72,6 +72,15 @@ pub enum Op {
     ActivateQueue {
         name: String,
     },
+    /// Replace a queue's settings, if it is still at `expected_version`
+    /// (read-modify-write: a concurrent edit is refused, not overwritten).
+    UpdateQueue {
+        name: String,
+        /// If given, must be the queue's pool: a pool is fixed for good.
+        pool: Option<String>,
+        spec: spec::QueueSpec,
+        expected_version: u64,
+    },
 }
 
 /// One entry of the replicated log: a client write stamped by the leader.
@@ -93,6 +102,7 @@ impl std::fmt::Display for Command {
             }
             Op::DrainQueue { name } => write!(f, "drain-queue {name}"),
             Op::ActivateQueue { name } => write!(f, "activate-queue {name}"),
+            Op::UpdateQueue { name, .. } => write!(f, "update-queue {name}"),
         }
     }
 }
@@ -163,6 +173,15 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
                 .try_for_each(|(i, c)| validate::name(&format!("clusters[{i}]"), c))
         }
         Op::DrainQueue { name } | Op::ActivateQueue { name } => validate::name("name", name),
+        Op::UpdateQueue {
+            name, pool, spec, ..
+        } => {
+            validate::name("name", name)?;
+            if let Some(pool) = pool {
+                validate::name("pool", pool)?;
+            }
+            spec.validate()
+        }
         Op::AddCluster { pool, cluster } | Op::RemoveCluster { pool, cluster } => {
             validate::name("pool", pool)?;
             validate::name("cluster", cluster)

@@ -263,6 +263,12 @@ impl State {
                 self.rerank(reranked, changed);
                 Ok(Reply::TaskSubmitted { id })
             }
+            Op::UpdateQueue {
+                name,
+                pool,
+                spec,
+                expected_version,
+            } => self.update_queue(name, pool.as_deref(), spec, *expected_version, changed),
             Op::DrainQueue { name } => self.drain_queue(name, changed),
             Op::ActivateQueue { name } => self.activate_queue(name, changed),
             Op::CreatePool { name, clusters } => self.create_pool(name, clusters, changed),

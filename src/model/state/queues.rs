@@ -13,20 +13,7 @@ impl State {
         spec: &QueueSpec,
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
-        let Some(p) = self.pools.get(pool) else {
-            return Err(ModelError::not_found(
-                "pool",
-                format!("no pool named {pool:?}"),
-            ));
-        };
-        if let ClusterSelector::Only(clusters) = &spec.clusters {
-            if let Some(c) = clusters.iter().find(|c| !p.clusters.contains(*c)) {
-                return Err(ModelError::invalid(
-                    "clusters",
-                    format!("pool {pool:?} has no cluster {c:?}"),
-                ));
-            }
-        }
+        self.check_selector(pool, spec)?;
         if self.queues.contains_key(name) {
             return Err(ModelError::exists(
                 "name",
@@ -52,6 +39,68 @@ impl State {
         Ok(Reply::QueueCreated {
             name: name.to_string(),
         })
+    }
+
+    pub(super) fn update_queue(
+        &mut self,
+        name: &str,
+        pool: Option<&str>,
+        spec: &QueueSpec,
+        expected_version: u64,
+        changed: &mut Vec<Key>,
+    ) -> Result<Reply, ModelError> {
+        let now = self.clock_ms;
+        let q = self
+            .queues
+            .get(name)
+            .ok_or_else(|| ModelError::not_found("name", format!("no queue named {name:?}")))?;
+        if q.version != expected_version {
+            return Err(ModelError::aborted(
+                "expected_version",
+                format!(
+                    "queue {name:?} is at version {}, the update was based on version \
+                     {expected_version}; read it again and redo the change",
+                    q.version
+                ),
+            ));
+        }
+        if let Some(pool) = pool.filter(|p| *p != q.pool) {
+            return Err(ModelError::precondition(
+                "pool",
+                format!(
+                    "queue {name:?} is in pool {:?} for good; it cannot move to {pool:?}",
+                    q.pool
+                ),
+            ));
+        }
+        let current_pool = q.pool.clone();
+        self.check_selector(&current_pool, spec)?;
+        let q = self.queue_mut(name)?;
+        q.spec = spec.clone();
+        touch(q, now);
+        changed.push(Key::Queue(name.to_string()));
+        Ok(Reply::QueueChanged {
+            name: name.to_string(),
+        })
+    }
+
+    /// Every cluster a spec selects must be in the pool.
+    fn check_selector(&self, pool: &str, spec: &QueueSpec) -> Result<(), ModelError> {
+        let Some(p) = self.pools.get(pool) else {
+            return Err(ModelError::not_found(
+                "pool",
+                format!("no pool named {pool:?}"),
+            ));
+        };
+        if let ClusterSelector::Only(clusters) = &spec.clusters {
+            if let Some(c) = clusters.iter().find(|c| !p.clusters.contains(*c)) {
+                return Err(ModelError::invalid(
+                    "clusters",
+                    format!("pool {pool:?} has no cluster {c:?}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Draining stops submissions; the queue is `drained` once it holds no

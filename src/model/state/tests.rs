@@ -410,3 +410,59 @@ fn draining_stops_submissions_and_activate_resumes_them() {
     assert_eq!(e.kind, ErrorKind::NotFound);
     s.check_invariants();
 }
+
+#[test]
+fn updates_check_the_version_and_keep_the_pool() {
+    use crate::model::spec::QueueSpec;
+    let mut s = State::new();
+    let mut changed = vec![];
+    let create = Op::CreateQueue {
+        name: "q".into(),
+        pool: "default".into(),
+        spec: QueueSpec::default(),
+    };
+    s.apply(&cmd(1, "c", create), &mut changed);
+    let version = s.queue("q").unwrap().version;
+    let update = |pool: Option<&str>, priority: u8, expected_version: u64| Op::UpdateQueue {
+        name: "q".into(),
+        pool: pool.map(str::to_string),
+        spec: QueueSpec {
+            priority,
+            ..QueueSpec::default()
+        },
+        expected_version,
+    };
+    let r = s.apply(&cmd(2, "u1", update(None, 90, version)), &mut changed);
+    assert_eq!(r.result, Ok(Reply::QueueChanged { name: "q".into() }));
+    assert_eq!(s.queue("q").unwrap().spec.priority, 90);
+    // A second edit based on the old version loses, and changes nothing.
+    let e = s
+        .apply(&cmd(3, "u2", update(None, 10, version)), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Aborted, Some("expected_version"))
+    );
+    assert_eq!(s.queue("q").unwrap().spec.priority, 90);
+    let now = s.queue("q").unwrap().version;
+    let e = s
+        .apply(&cmd(4, "u3", update(Some("gpu"), 10, now)), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::FailedPrecondition, Some("pool"))
+    );
+    let r = s.apply(
+        &cmd(5, "u4", update(Some("default"), 10, now)),
+        &mut changed,
+    );
+    assert!(r.result.is_ok());
+    let e = s
+        .apply(&cmd(6, "u5", update(None, 0, now + 1)), &mut changed)
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    s.check_invariants();
+}
