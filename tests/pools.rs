@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Cluster, Timings, BIN};
+use common::{Cluster, Timings};
 use laneq::client::ReadConsistency;
 use tonic::Code;
 
@@ -81,17 +79,7 @@ async fn pools_are_created_changed_and_read_on_any_node() {
 async fn the_pool_commands_of_the_cli_work_and_print_json() {
     let c = Cluster::start(3, Timings::default());
     c.init(1).await;
-    let eps = c.endpoints().join(",");
-    let run = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(["--endpoints", &eps])
-            .args(args)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        (o.status.code(), out, err)
-    };
+    let run = |args: &[&str]| c.cli(args);
     let (code, out, _) = run(&["pool", "create", "gpu", "--cluster", "a100", "-o", "json"]);
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -122,17 +110,7 @@ async fn the_pool_commands_of_the_cli_work_and_print_json() {
 async fn queue_settings_are_kept_shown_and_enforced() {
     let c = Cluster::start(3, Timings::default());
     c.init(1).await;
-    let eps = c.endpoints().join(",");
-    let run = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(["--endpoints", &eps])
-            .args(args)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        (o.status.code(), out, err)
-    };
+    let run = |args: &[&str]| c.cli(args);
     assert_eq!(
         run(&["pool", "create", "gpu", "--cluster", "a100"]).0,
         Some(0)
@@ -235,17 +213,7 @@ async fn queue_settings_are_kept_shown_and_enforced() {
 async fn a_drained_queue_refuses_submissions_until_activated() {
     let c = Cluster::start(3, Timings::default());
     c.init(1).await;
-    let eps = c.endpoints().join(",");
-    let run = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(["--endpoints", &eps])
-            .args(args)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        (o.status.code(), out, err)
-    };
+    let run = |args: &[&str]| c.cli(args);
     assert_eq!(run(&["queue", "create", "q"]).0, Some(0));
     assert_eq!(
         run(&["task", "submit", "--queue", "q", "--", "x"]).0,
@@ -282,17 +250,7 @@ async fn a_drained_queue_refuses_submissions_until_activated() {
 async fn updates_are_read_modify_write_and_a_concurrent_edit_is_refused() {
     let c = Cluster::start(3, Timings::default());
     c.init(1).await;
-    let eps = c.endpoints().join(",");
-    let run = |args: &[&str]| {
-        let o = Command::new(BIN)
-            .args(["--endpoints", &eps])
-            .args(args)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        (o.status.code(), out, err)
-    };
+    let run = |args: &[&str]| c.cli(args);
     assert_eq!(
         run(&["queue", "create", "q", "--depth", "7", "--priority", "min"]).0,
         Some(0)

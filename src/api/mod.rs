@@ -13,10 +13,12 @@ mod tasks;
 
 use std::sync::Arc;
 
+use crate::model::{Op, Reply, Write};
 use crate::proto::v1::cluster_server::ClusterServer;
 use crate::proto::v1::pools_server::PoolsServer;
 use crate::proto::v1::queues_server::QueuesServer;
 use crate::proto::v1::tasks_server::TasksServer;
+use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
 
 pub use error::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
@@ -42,6 +44,38 @@ pub fn tasks_server(node: Arc<RaftNode>) -> TasksServer<tasks::TasksApi> {
     TasksServer::new(tasks::TasksApi { node })
         .max_decoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
         .max_encoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
+}
+
+/// Proposes `op` through the log with the request's idempotency key. Returns
+/// the reply and whether it is the replayed outcome of an earlier use of the
+/// key. The shape of the write is checked by `RaftNode::write` before
+/// anything is proposed; refusals from apply become status codes here.
+async fn propose(
+    node: &RaftNode,
+    meta: Option<WriteMeta>,
+    op: Op,
+) -> Result<(Reply, bool), tonic::Status> {
+    let key = meta.map(|m| m.idempotency_key).unwrap_or_default();
+    if key.is_empty() {
+        return Err(tonic::Status::invalid_argument(
+            "meta.idempotency_key: every write needs one, so that a retry is applied once",
+        ));
+    }
+    let write = Write {
+        idempotency_key: key,
+        op,
+    };
+    let response = node.write(write).await.map_err(error::node_status)?;
+    let reply = response.result.map_err(error::model_status)?;
+    Ok((reply, response.replayed))
+}
+
+/// The answer when a reply does not fit the request: its idempotency key was
+/// first used for another kind of write.
+fn key_reused(other: Reply) -> tonic::Status {
+    tonic::Status::failed_precondition(format!(
+        "meta.idempotency_key: already used for another kind of write ({other:?})"
+    ))
 }
 
 /// Waits until a read at `consistency` may be served from this node.

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::error::{model_status, node_status};
-use super::queues::idempotency_key;
-use super::read_barrier;
-use crate::model::{Op, Reply, State, Write};
+use super::error::model_status;
+use super::{key_reused, propose, read_barrier};
+use crate::model::{Op, Reply, State};
 use crate::proto::v1::pools_server::Pools;
 use crate::proto::v1::*;
 use crate::raft::RaftNode;
@@ -30,20 +29,12 @@ fn pool(state: &State, p: &crate::model::Pool) -> Pool {
 impl PoolsApi {
     /// Proposes a pool write and answers with the pool as it is after it.
     async fn write(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Pool>, Status> {
-        let write = Write {
-            idempotency_key: idempotency_key(meta)?,
-            op,
-        };
-        crate::model::validate_write(&write).map_err(model_status)?;
-        let response = self.node.write(write).await.map_err(node_status)?;
-        match response.result.map_err(model_status)? {
+        match propose(&self.node, meta, op).await?.0 {
             Reply::Pool { name } => {
                 let state = self.node.sm().state();
                 Ok(state.pool(&name).map(|p| pool(&state, p)))
             }
-            other => Err(Status::failed_precondition(format!(
-                "meta.idempotency_key: already used for another kind of write ({other:?})"
-            ))),
+            other => Err(key_reused(other)),
         }
     }
 }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::error::{model_status, node_status};
-use super::{convert, read_barrier};
-use crate::model::{Op, Reply, Write};
+use super::error::model_status;
+use super::{convert, key_reused, propose, read_barrier};
+use crate::model::{Op, Reply};
 use crate::proto::v1::queues_server::Queues;
 use crate::proto::v1::*;
 use crate::raft::RaftNode;
@@ -15,34 +15,15 @@ pub struct QueuesApi {
     pub(super) node: Arc<RaftNode>,
 }
 
-/// The idempotency key of a request, or an error naming the field.
-pub(super) fn idempotency_key(meta: Option<WriteMeta>) -> Result<String, Status> {
-    let key = meta.map(|m| m.idempotency_key).unwrap_or_default();
-    if key.is_empty() {
-        return Err(Status::invalid_argument(
-            "meta.idempotency_key: every write needs one, so that a retry is applied once",
-        ));
-    }
-    Ok(key)
-}
-
 impl QueuesApi {
     /// Proposes a change to one queue and answers with the queue after it.
     async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Queue>, Status> {
-        let write = Write {
-            idempotency_key: idempotency_key(meta)?,
-            op,
-        };
-        crate::model::validate_write(&write).map_err(model_status)?;
-        let response = self.node.write(write).await.map_err(node_status)?;
-        match response.result.map_err(model_status)? {
+        match propose(&self.node, meta, op).await?.0 {
             Reply::QueueChanged { name } | Reply::QueueCreated { name } => {
                 let state = self.node.sm().state();
                 Ok(state.queue(&name).map(|q| convert::queue(&state, q)))
             }
-            other => Err(Status::failed_precondition(format!(
-                "meta.idempotency_key: already used for another kind of write ({other:?})"
-            ))),
+            other => Err(key_reused(other)),
         }
     }
 }

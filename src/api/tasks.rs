@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::error::{model_status, node_status};
-use super::queues::idempotency_key;
-use super::{convert, read_barrier};
-use crate::model::{Op, Reply, Write};
+use super::{convert, key_reused, propose, read_barrier};
+use crate::model::{Op, Reply};
 use crate::proto::v1::tasks_server::Tasks;
 use crate::proto::v1::*;
 use crate::raft::RaftNode;
@@ -23,25 +21,17 @@ impl Tasks for TasksApi {
         req: Request<SubmitTaskRequest>,
     ) -> Result<Response<SubmitTaskResponse>, Status> {
         let req = req.into_inner();
-        let write = Write {
-            idempotency_key: idempotency_key(req.meta)?,
-            op: Op::SubmitTask {
-                queue: req.queue,
-                command: req.command,
-                payload: req.payload,
-            },
+        let op = Op::SubmitTask {
+            queue: req.queue,
+            command: req.command,
+            payload: req.payload,
         };
-        crate::model::validate_write(&write).map_err(model_status)?;
-        let response = self.node.write(write).await.map_err(node_status)?;
-        let replayed = response.replayed;
-        match response.result.map_err(model_status)? {
-            Reply::TaskSubmitted { id } => Ok(Response::new(SubmitTaskResponse {
+        match propose(&self.node, req.meta, op).await? {
+            (Reply::TaskSubmitted { id }, replayed) => Ok(Response::new(SubmitTaskResponse {
                 id,
                 created: !replayed,
             })),
-            other => Err(Status::failed_precondition(format!(
-                "meta.idempotency_key: already used for another kind of write ({other:?})"
-            ))),
+            (other, _) => Err(key_reused(other)),
         }
     }
 

@@ -288,6 +288,19 @@ impl Cluster {
         ids
     }
 
+    /// Runs the `laneq` CLI against every node; returns the exit code,
+    /// stdout and stderr.
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let o = Command::new(BIN)
+            .args(["--endpoints", &self.endpoints().join(",")])
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), out, err)
+    }
+
     /// Checks through a stale read on `id` that every task in `ids` is there.
     pub async fn assert_has_tasks(&self, id: u64, ids: &[u64]) {
         let client = self.client_for(id);
