@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::error::model_status;
 use super::{key_reused, propose, read_barrier};
-use crate::model::{Op, Reply, State};
+use crate::model::{Op, Reply};
 use crate::proto::v1::pools_server::Pools;
 use crate::proto::v1::*;
 use crate::raft::RaftNode;
@@ -15,11 +15,12 @@ pub struct PoolsApi {
     pub(super) node: Arc<RaftNode>,
 }
 
-fn pool(state: &State, p: &crate::model::Pool) -> Pool {
+/// A pool on the wire; `queues` is the number of queues in it.
+fn pool(p: &crate::model::Pool, queues: usize) -> Pool {
     Pool {
         name: p.name.clone(),
         clusters: p.clusters.iter().cloned().collect(),
-        queues: state.queues_in_pool(&p.name) as u64,
+        queues: queues as u64,
         created_ms: p.created_ms,
         updated_ms: p.updated_ms,
         version: p.version,
@@ -32,7 +33,9 @@ impl PoolsApi {
         match propose(&self.node, meta, op).await?.0 {
             Reply::Pool { name } => {
                 let state = self.node.sm().state();
-                Ok(state.pool(&name).map(|p| pool(&state, p)))
+                Ok(state
+                    .pool(&name)
+                    .map(|p| pool(p, state.queues_in_pool(&name))))
             }
             other => Err(key_reused(other)),
         }
@@ -66,7 +69,7 @@ impl Pools for PoolsApi {
             .pool(&req.name)
             .ok_or_else(|| Status::not_found(format!("name: no pool named {:?}", req.name)))?;
         Ok(Response::new(GetPoolResponse {
-            pool: Some(pool(&state, p)),
+            pool: Some(pool(p, state.queues_in_pool(&p.name))),
         }))
     }
 
@@ -76,7 +79,12 @@ impl Pools for PoolsApi {
     ) -> Result<Response<ListPoolsResponse>, Status> {
         read_barrier(&self.node, req.into_inner().consistency).await?;
         let state = self.node.sm().state();
-        let pools = state.pools().map(|p| pool(&state, p)).collect();
+        // One pass over the queues for all pools, not one per pool.
+        let counts = state.queues_per_pool();
+        let pools = state
+            .pools()
+            .map(|p| pool(p, counts.get(p.name.as_str()).copied().unwrap_or(0)))
+            .collect();
         Ok(Response::new(ListPoolsResponse { pools }))
     }
 

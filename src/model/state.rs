@@ -122,6 +122,15 @@ impl State {
         self.queues.values().filter(|q| q.pool == pool).count()
     }
 
+    /// Number of queues in every pool that has any, in one pass.
+    pub fn queues_per_pool(&self) -> BTreeMap<&str, usize> {
+        let mut counts = BTreeMap::new();
+        for q in self.queues.values() {
+            *counts.entry(q.pool.as_str()).or_default() += 1;
+        }
+        counts
+    }
+
     pub fn task(&self, id: u64) -> Option<&Task> {
         self.tasks.get(&id)
     }

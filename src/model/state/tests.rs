@@ -261,6 +261,8 @@ fn pools_hold_clusters_and_queues_live_in_one() {
         .is_ok());
     assert_eq!(s.queue("q").unwrap().pool, "gpu");
     assert_eq!(s.queues_in_pool("gpu"), 1);
+    assert_eq!(s.queues_per_pool().get("gpu"), Some(&1));
+    assert_eq!(s.queues_per_pool().get("default"), Some(&1));
     assert_eq!(s.pool("gpu").unwrap().version, 2);
     s.check_invariants();
 }
