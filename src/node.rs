@@ -98,6 +98,8 @@ pub async fn serve(
         .add_service(api::cluster_server(node.clone()))
         .add_service(api::pools_server(node.clone()))
         .add_service(api::queues_server(node.clone()))
+        .add_service(api::projects_server(node.clone()))
+        .add_service(api::config_server(node.clone()))
         .add_service(api::tasks_server(node))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -1,7 +1,7 @@
-//! Model types to protobuf messages.
+//! Model types to protobuf messages and back.
 
 use crate::model::spec::{ClusterSelector, Fairness, QueueSpec, DEPTH_DEFAULT, PRIORITY_DEFAULT};
-use crate::model::{ModelError, Queue, State, Task};
+use crate::model::{ModelError, NewTask, Project, ProjectSettings, Queue, State, Task, TaskBody};
 use crate::proto::v1;
 
 /// A spec from the wire, with defaults for what is unset.
@@ -47,29 +47,115 @@ pub fn spec_to_proto(s: &QueueSpec) -> v1::QueueSpec {
 }
 
 pub fn queue(state: &State, q: &Queue) -> v1::Queue {
+    let in_flight = state.in_flight(q.id);
+    let waits = &q.recent_waits;
     v1::Queue {
+        id: q.id,
         name: q.name.clone(),
         pool: q.pool.clone(),
-        queued: state.queued(&q.name) as u64,
-        next_task_id: state.next_task(&q.name),
+        queued: state.queued(q.id) as u64,
+        next_task_id: state.next_task(q.id),
         created_ms: q.created_ms,
         updated_ms: q.updated_ms,
+        activity_ms: q.activity_ms,
         version: q.version,
         spec: Some(spec_to_proto(&q.spec)),
         state: q.state.as_str().to_string(),
-        running: 0,
+        running: in_flight.map_or(0, |f| f.tasks),
+        runs_active: in_flight.map_or(0, |f| f.runs.len() as u64),
+        avg_wait_ms: (!waits.is_empty()).then(|| waits.iter().sum::<u64>() / waits.len() as u64),
     }
 }
 
-pub fn task(state: &State, t: &Task) -> v1::Task {
+/// The name of a task's queue; a deleted queue shows as `#<id>`.
+pub fn queue_name(state: &State, id: u64) -> String {
+    state
+        .queue_by_id(id)
+        .map_or_else(|| format!("#{id}"), |q| q.name.clone())
+}
+
+/// A task; with its body for a single read, without it in lists.
+pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> v1::Task {
+    let body = body.unwrap_or(TaskBody {
+        command: vec![],
+        payload: vec![],
+    });
     v1::Task {
         id: t.id,
-        queue: t.queue.clone(),
+        queue: queue_name(state, t.queue),
         state: t.state.as_str().to_string(),
-        command: t.command.clone(),
-        payload: t.payload.clone(),
+        command: body.command,
+        payload: body.payload,
         created_ms: t.created_ms,
+        updated_ms: t.updated_ms,
         idempotency_key: t.idempotency_key.clone(),
         position: state.position(t).map(|p| p as u64 + 1),
+        project: t.project.clone(),
+        run: t.run.clone(),
+        name: t.name.clone(),
+        resources: t.resources.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        max_attempts: t.max_attempts,
+        attempt: t.attempt,
+        labels: t.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        timeline: t
+            .timeline
+            .iter()
+            .map(|e| v1::Transition {
+                at_ms: e.at_ms,
+                state: e.state.as_str().to_string(),
+                actor: e.actor.clone(),
+                reason: e.reason.clone(),
+            })
+            .collect(),
+        condition: t.condition.clone().unwrap_or_default(),
+        payload_bytes: t.payload_bytes,
+    }
+}
+
+pub fn new_task(s: v1::TaskSpec) -> NewTask {
+    NewTask {
+        queue: s.queue,
+        project: s.project,
+        run: s.run,
+        name: s.name,
+        command: s.command,
+        payload: s.payload,
+        resources: s.resources.into_iter().collect(),
+        max_attempts: s.max_attempts,
+        labels: s.labels.into_iter().collect(),
+    }
+}
+
+pub fn project_settings(s: Option<v1::ProjectSettings>) -> ProjectSettings {
+    let s = s.unwrap_or_default();
+    ProjectSettings {
+        default_queue: s.default_queue,
+        allowed_queues: s.allowed_queues.into_iter().collect(),
+        max_queued_per_run: s.max_queued_per_run,
+        description: s.description,
+    }
+}
+
+pub fn project(state: &State, p: &Project) -> v1::Project {
+    let effective = p.default_queue.unwrap_or(state.default_queue().id);
+    v1::Project {
+        name: p.name.clone(),
+        settings: Some(v1::ProjectSettings {
+            default_queue: p
+                .default_queue
+                .map(|q| queue_name(state, q))
+                .unwrap_or_default(),
+            allowed_queues: p
+                .allowed_queues
+                .iter()
+                .map(|q| queue_name(state, *q))
+                .collect(),
+            max_queued_per_run: p.max_queued_per_run,
+            description: p.description.clone(),
+        }),
+        created_ms: p.created_ms,
+        updated_ms: p.updated_ms,
+        version: p.version,
+        effective_default_queue: queue_name(state, effective),
     }
 }

@@ -40,6 +40,7 @@ pub fn model_status(e: ModelError) -> Status {
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Aborted => Code::Aborted,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
     };
     Status::new(code, e.to_string())
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod convert;
 mod error;
 mod pools;
+mod projects;
 mod queues;
 mod tasks;
 
@@ -15,7 +16,9 @@ use std::sync::Arc;
 
 use crate::model::{Op, Reply, Write};
 use crate::proto::v1::cluster_server::ClusterServer;
+use crate::proto::v1::config_server::ConfigServer;
 use crate::proto::v1::pools_server::PoolsServer;
+use crate::proto::v1::projects_server::ProjectsServer;
 use crate::proto::v1::queues_server::QueuesServer;
 use crate::proto::v1::tasks_server::TasksServer;
 use crate::proto::v1::WriteMeta;
@@ -32,6 +35,14 @@ pub fn cluster_server(node: Arc<RaftNode>) -> ClusterServer<cluster::ClusterApi>
 
 pub fn pools_server(node: Arc<RaftNode>) -> PoolsServer<pools::PoolsApi> {
     PoolsServer::new(pools::PoolsApi { node })
+}
+
+pub fn projects_server(node: Arc<RaftNode>) -> ProjectsServer<projects::ProjectsApi> {
+    ProjectsServer::new(projects::ProjectsApi { node })
+}
+
+pub fn config_server(node: Arc<RaftNode>) -> ConfigServer<projects::ConfigApi> {
+    ConfigServer::new(projects::ConfigApi { node })
 }
 
 pub fn queues_server(node: Arc<RaftNode>) -> QueuesServer<queues::QueuesApi> {
@@ -55,7 +66,8 @@ async fn propose(
     meta: Option<WriteMeta>,
     op: Op,
 ) -> Result<(Reply, bool), tonic::Status> {
-    let key = meta.map(|m| m.idempotency_key).unwrap_or_default();
+    let meta = meta.unwrap_or_default();
+    let (key, actor) = (meta.idempotency_key, meta.actor);
     if key.is_empty() {
         return Err(tonic::Status::invalid_argument(
             "meta.idempotency_key: every write needs one, so that a retry is applied once",
@@ -63,6 +75,7 @@ async fn propose(
     }
     let write = Write {
         idempotency_key: key,
+        actor,
         op,
     };
     let response = node.write(write).await.map_err(error::node_status)?;

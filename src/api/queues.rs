@@ -67,6 +67,51 @@ impl Queues for QueuesApi {
         Ok(Response::new(ActivateQueueResponse { queue }))
     }
 
+    async fn rename_queue(
+        &self,
+        req: Request<RenameQueueRequest>,
+    ) -> Result<Response<RenameQueueResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::RenameQueue {
+            name: req.name,
+            new_name: req.new_name,
+        };
+        let queue = self.change(req.meta, op).await?;
+        Ok(Response::new(RenameQueueResponse { queue }))
+    }
+
+    async fn clear_queue(
+        &self,
+        req: Request<ClearQueueRequest>,
+    ) -> Result<Response<ClearQueueResponse>, Status> {
+        let req = req.into_inner();
+        match propose(&self.node, req.meta, Op::ClearQueue { name: req.name }).await?.0 {
+            Reply::QueueCleared { name, dequeued } => {
+                let state = self.node.sm().state();
+                let queue = state.queue(&name).map(|q| convert::queue(&state, q));
+                Ok(Response::new(ClearQueueResponse { queue, dequeued }))
+            }
+            other => Err(key_reused(other)),
+        }
+    }
+
+    async fn delete_queue(
+        &self,
+        req: Request<DeleteQueueRequest>,
+    ) -> Result<Response<DeleteQueueResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::DeleteQueue {
+            name: req.name,
+            force: req.force,
+        };
+        match propose(&self.node, req.meta, op).await?.0 {
+            Reply::QueueCleared { dequeued, .. } => {
+                Ok(Response::new(DeleteQueueResponse { dequeued }))
+            }
+            other => Err(key_reused(other)),
+        }
+    }
+
     async fn create_queue(
         &self,
         req: Request<CreateQueueRequest>,

@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::error::model_status;
 use super::{convert, key_reused, propose, read_barrier};
-use crate::model::{Op, Reply};
+use crate::model::limits::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
+use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState};
+use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::tasks_server::Tasks;
 use crate::proto::v1::*;
 use crate::raft::RaftNode;
@@ -14,6 +17,32 @@ pub struct TasksApi {
     pub(super) node: Arc<RaftNode>,
 }
 
+impl TasksApi {
+    /// Proposes a change to one task and answers with the task after it.
+    async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<v1::Task>, Status> {
+        match propose(&self.node, meta, op).await?.0 {
+            Reply::Task { id } => self.read(id).map(Some),
+            other => Err(key_reused(other)),
+        }
+    }
+
+    /// A task with its body, as this node has applied it.
+    fn read(&self, id: u64) -> Result<v1::Task, Status> {
+        let body = self
+            .node
+            .sm()
+            .task_body(id)
+            .map_err(|e| Status::internal(format!("reading task {id}: {e}")))?;
+        let state = self.node.sm().state();
+        let task = state
+            .task(id)
+            .ok_or_else(|| Status::not_found(format!("id: no task {id}")))?;
+        Ok(convert::task(&state, task, body))
+    }
+}
+
+use crate::proto::v1;
+
 #[tonic::async_trait]
 impl Tasks for TasksApi {
     async fn submit_task(
@@ -21,14 +50,40 @@ impl Tasks for TasksApi {
         req: Request<SubmitTaskRequest>,
     ) -> Result<Response<SubmitTaskResponse>, Status> {
         let req = req.into_inner();
-        let op = Op::SubmitTask {
-            queue: req.queue,
-            command: req.command,
-            payload: req.payload,
+        let spec = req
+            .task
+            .ok_or_else(|| Status::invalid_argument("task: missing"))?;
+        let op = Op::SubmitTasks {
+            tasks: vec![convert::new_task(spec)],
         };
         match propose(&self.node, req.meta, op).await? {
-            (Reply::TaskSubmitted { id }, replayed) => Ok(Response::new(SubmitTaskResponse {
-                id,
+            (Reply::TasksSubmitted { ids }, replayed) if ids.len() == 1 => {
+                let state = self.node.sm().state();
+                let queue = state
+                    .task(ids[0])
+                    .map(|t| convert::queue_name(&state, t.queue))
+                    .unwrap_or_default();
+                Ok(Response::new(SubmitTaskResponse {
+                    id: ids[0],
+                    created: !replayed,
+                    queue,
+                }))
+            }
+            (other, _) => Err(key_reused(other)),
+        }
+    }
+
+    async fn submit_tasks(
+        &self,
+        req: Request<SubmitTasksRequest>,
+    ) -> Result<Response<SubmitTasksResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::SubmitTasks {
+            tasks: req.tasks.into_iter().map(convert::new_task).collect(),
+        };
+        match propose(&self.node, req.meta, op).await? {
+            (Reply::TasksSubmitted { ids }, replayed) => Ok(Response::new(SubmitTasksResponse {
+                ids,
                 created: !replayed,
             })),
             (other, _) => Err(key_reused(other)),
@@ -41,12 +96,223 @@ impl Tasks for TasksApi {
     ) -> Result<Response<GetTaskResponse>, Status> {
         let req = req.into_inner();
         read_barrier(&self.node, req.consistency).await?;
-        let state = self.node.sm().state();
-        let task = state
-            .task(req.id)
-            .ok_or_else(|| Status::not_found(format!("id: no task {}", req.id)))?;
         Ok(Response::new(GetTaskResponse {
-            task: Some(convert::task(&state, task)),
+            task: Some(self.read(req.id)?),
         }))
     }
+
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let req = req.into_inner();
+        let filter = Filter::parse(&req).map_err(model_status)?;
+        read_barrier(&self.node, req.consistency).await?;
+        let state = self.node.sm().state();
+        let (tasks, next_page_token) = list(&state, &filter).map_err(model_status)?;
+        Ok(Response::new(ListTasksResponse {
+            tasks: tasks
+                .into_iter()
+                .map(|t| convert::task(&state, t, None))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_task(
+        &self,
+        req: Request<CancelTaskRequest>,
+    ) -> Result<Response<CancelTaskResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::CancelTask {
+            id: req.id,
+            reason: req.reason,
+        };
+        let task = self.change(req.meta, op).await?;
+        Ok(Response::new(CancelTaskResponse { task }))
+    }
+
+    async fn dequeue_task(
+        &self,
+        req: Request<DequeueTaskRequest>,
+    ) -> Result<Response<DequeueTaskResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::DequeueTask {
+            id: req.id,
+            reason: req.reason,
+        };
+        let task = self.change(req.meta, op).await?;
+        Ok(Response::new(DequeueTaskResponse { task }))
+    }
+
+    async fn move_task(
+        &self,
+        req: Request<MoveTaskRequest>,
+    ) -> Result<Response<MoveTaskResponse>, Status> {
+        let req = req.into_inner();
+        let to = match req.to {
+            None => {
+                return Err(Status::invalid_argument(
+                    "to: say where: front, back, forward, backward, position, before, after or queue",
+                ))
+            }
+            Some(To::Front(_)) => MoveTo::Front,
+            Some(To::Back(_)) => MoveTo::Back,
+            Some(To::Forward(n)) => MoveTo::Forward(n),
+            Some(To::Backward(n)) => MoveTo::Backward(n),
+            Some(To::Position(0)) => {
+                return Err(Status::invalid_argument(
+                    "position: counts from 1 (the front)",
+                ))
+            }
+            Some(To::Position(p)) => MoveTo::Position(p - 1),
+            Some(To::Before(id)) => MoveTo::Before(id),
+            Some(To::After(id)) => MoveTo::After(id),
+            Some(To::Queue(q)) => MoveTo::Queue(q),
+        };
+        let task = self.change(req.meta, Op::MoveTask { id: req.id, to }).await?;
+        Ok(Response::new(MoveTaskResponse { task }))
+    }
+}
+
+/// What a task list asks for.
+struct Filter {
+    queue: Option<String>,
+    state: Option<TaskState>,
+    project: Option<String>,
+    run: Option<String>,
+    page_size: usize,
+    token: Token,
+}
+
+/// Where a page starts. Queued lists go by queue name and position (a move
+/// between pages can shift what the next page shows); others go by id.
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    Start,
+    Queued { queue: String, offset: usize },
+    AfterId(u64),
+}
+
+impl Token {
+    fn encode(&self) -> String {
+        match self {
+            Token::Start => String::new(),
+            Token::Queued { queue, offset } => format!("q/{queue}/{offset}"),
+            Token::AfterId(id) => format!("i/{id}"),
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, ModelError> {
+        let bad = || ModelError::invalid("page_token", format!("{s:?} is not a token from a previous page"));
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [""] => Ok(Token::Start),
+            ["q", queue, offset] => Ok(Token::Queued {
+                queue: queue.to_string(),
+                offset: offset.parse().map_err(|_| bad())?,
+            }),
+            ["i", id] => Ok(Token::AfterId(id.parse().map_err(|_| bad())?)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Filter {
+    fn parse(req: &ListTasksRequest) -> Result<Self, ModelError> {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let page_size = match req.page_size as usize {
+            0 => LIST_PAGE_DEFAULT,
+            n if n > LIST_PAGE_MAX => {
+                return Err(ModelError::invalid(
+                    "page_size",
+                    format!("{n} is out of range; use 1 to {LIST_PAGE_MAX}"),
+                ))
+            }
+            n => n,
+        };
+        Ok(Self {
+            queue: opt(&req.queue),
+            state: match req.state.as_str() {
+                "" => None,
+                s => Some(TaskState::parse("state", s)?),
+            },
+            project: opt(&req.project),
+            run: opt(&req.run),
+            page_size,
+            token: Token::parse(&req.page_token)?,
+        })
+    }
+
+    fn matches(&self, state: &State, t: &Task) -> bool {
+        self.state.is_none_or(|s| s == t.state)
+            && self.project.as_ref().is_none_or(|p| *p == t.project)
+            && self.run.as_ref().is_none_or(|r| *r == t.run)
+            && self
+                .queue
+                .as_ref()
+                .is_none_or(|q| state.queue(q).is_some_and(|q| q.id == t.queue))
+    }
+}
+
+/// One page of a task list, and the token of the next page (empty at the end).
+fn list<'s>(state: &'s State, f: &Filter) -> Result<(Vec<&'s Task>, String), ModelError> {
+    if let Some(q) = &f.queue {
+        if state.queue(q).is_none() {
+            return Err(ModelError::not_found("queue", format!("no queue named {q:?}")));
+        }
+    }
+    let mut page = Vec::new();
+    if f.state == Some(TaskState::Queued) {
+        let (start_queue, mut offset) = match &f.token {
+            Token::Start => (String::new(), 0),
+            Token::Queued { queue, offset } => (queue.clone(), *offset),
+            Token::AfterId(_) => {
+                return Err(ModelError::invalid("page_token", "is from a list of another kind"))
+            }
+        };
+        let queues = state
+            .queues()
+            .filter(|q| f.queue.as_ref().is_none_or(|n| *n == q.name))
+            .filter(|q| q.name >= start_queue);
+        for q in queues {
+            if q.name != start_queue {
+                offset = 0;
+            }
+            loop {
+                let ids = state.queued_range(q.id, offset, f.page_size);
+                if ids.is_empty() {
+                    break;
+                }
+                for id in ids {
+                    offset += 1;
+                    let t = state.task(id).expect("a queued id is a task");
+                    if f.matches(state, t) {
+                        page.push(t);
+                        if page.len() == f.page_size {
+                            let next = Token::Queued { queue: q.name.clone(), offset };
+                            return Ok((page, next.encode()));
+                        }
+                    }
+                }
+            }
+        }
+        return Ok((page, String::new()));
+    }
+    let after = match f.token {
+        Token::Start => 0,
+        Token::AfterId(id) => id,
+        Token::Queued { .. } => {
+            return Err(ModelError::invalid("page_token", "is from a list of another kind"))
+        }
+    };
+    for t in state.tasks_after(after) {
+        if f.matches(state, t) {
+            page.push(t);
+            if page.len() == f.page_size {
+                return Ok((page, Token::AfterId(t.id).encode()));
+            }
+        }
+    }
+    Ok((page, String::new()))
 }

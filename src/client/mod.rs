@@ -58,7 +58,17 @@ impl ReadConsistency {
 fn new_write_meta() -> Option<WriteMeta> {
     Some(WriteMeta {
         idempotency_key: new_idempotency_key(),
+        actor: default_actor(),
     })
+}
+
+/// Who this process acts as in task timelines: `$LANEQ_ACTOR`, else `$USER`,
+/// else empty (the server records "anonymous").
+pub fn default_actor() -> String {
+    let actor = std::env::var("LANEQ_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_default();
+    actor.chars().filter(|c| !c.is_control()).take(128).collect()
 }
 
 /// A fresh idempotency key for one logical write.
@@ -310,8 +320,9 @@ impl Client {
 
     // --- tasks ---
 
-    /// Submits a task. `idempotency_key` defaults to a fresh key; pass your
-    /// own to make retries across processes safe.
+    /// Submits a task to `queue` in the default project. `idempotency_key`
+    /// defaults to a fresh key; pass your own to make retries across
+    /// processes safe.
     pub async fn submit_task(
         &self,
         queue: &str,
@@ -319,13 +330,27 @@ impl Client {
         payload: Vec<u8>,
         idempotency_key: Option<String>,
     ) -> Result<SubmitTaskResponse, ClientError> {
-        let req = SubmitTaskRequest {
-            meta: Some(WriteMeta {
-                idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
-            }),
+        let spec = TaskSpec {
             queue: queue.to_string(),
             command,
             payload,
+            ..Default::default()
+        };
+        self.submit(spec, idempotency_key).await
+    }
+
+    /// Submits one task with every field.
+    pub async fn submit(
+        &self,
+        spec: TaskSpec,
+        idempotency_key: Option<String>,
+    ) -> Result<SubmitTaskResponse, ClientError> {
+        let req = SubmitTaskRequest {
+            meta: Some(WriteMeta {
+                idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
+                actor: default_actor(),
+            }),
+            task: Some(spec),
         };
         self.call(|ch| {
             let req = req.clone();

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// A read-modify-write lost to a concurrent change.
     Aborted,
+    /// The project may not use that queue.
+    PermissionDenied,
 }
 
 /// A refusal that names the offending field (when there is one) and says why.
@@ -63,6 +65,23 @@ impl ModelError {
             field: Some(field.into()),
             message: message.into(),
         }
+    }
+
+    pub fn denied(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::PermissionDenied,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// The same refusal, about a field of an element of a list (`tasks[3]`).
+    pub fn within(mut self, element: &str) -> Self {
+        self.field = Some(match self.field {
+            Some(f) => format!("{element}.{f}"),
+            None => element.to_string(),
+        });
+        self
     }
 
     pub fn exhausted(field: impl Into<String>, message: impl Into<String>) -> Self {

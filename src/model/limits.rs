@@ -22,3 +22,31 @@ pub const QUEUES_MAX: usize = 100_000;
 pub const POOLS_MAX: usize = 1_000;
 /// Most clusters in one pool.
 pub const CLUSTERS_PER_POOL_MAX: usize = 1_000;
+/// Most projects in the store.
+pub const PROJECTS_MAX: usize = 10_000;
+/// Most queues in a project's allow list.
+pub const ALLOWED_QUEUES_MAX: usize = 1_000;
+/// Most tasks in one submit; the whole request must also fit in 4 MiB.
+pub const BATCH_MAX_TASKS: usize = 1_000;
+/// Longest task name, in bytes.
+pub const TASK_NAME_MAX_BYTES: usize = 256;
+/// Attempts a task gets when the submit names none.
+pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
+/// Most attempts a task may ask for.
+pub const MAX_ATTEMPTS_MAX: u32 = 100;
+/// Most labels on a task.
+pub const LABELS_MAX: usize = 32;
+/// Longest label value, in bytes (keys are names).
+pub const LABEL_VALUE_MAX_BYTES: usize = 256;
+/// Longest actor, in bytes.
+pub const ACTOR_MAX_BYTES: usize = 128;
+/// Longest reason given for a cancel or dequeue, in bytes.
+pub const REASON_MAX_BYTES: usize = 1024;
+/// Most entries kept in a task's timeline.
+pub const TIMELINE_MAX: usize = 64;
+/// How many recent start waits a queue keeps for its average wait.
+pub const RECENT_WAITS: usize = 32;
+/// Most tasks in one page of a task list.
+pub const LIST_PAGE_MAX: usize = 1_000;
+/// Tasks in a page of a task list when the request names no size.
+pub const LIST_PAGE_DEFAULT: usize = 100;

@@ -15,7 +15,9 @@ pub mod validate;
 
 pub use error::{ErrorKind, ModelError};
 use limits::CLUSTERS_PER_POOL_MAX;
-pub use state::{Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_QUEUE};
+pub use state::{
+    InFlight, Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_PROJECT, DEFAULT_QUEUE, DEFAULT_QUEUE_ID,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +36,14 @@ pub struct Stamp {
 pub struct Write {
     /// A retried write with the same key is applied once.
     pub idempotency_key: String,
+    /// Who asks (a user or a service); goes into task timelines. Empty means
+    /// [`ACTOR_ANONYMOUS`].
+    pub actor: String,
     pub op: Op,
 }
+
+/// The actor of a write that names none.
+pub const ACTOR_ANONYMOUS: &str = "anonymous";
 
 /// The operations a client can ask for. New variants go at the end: the
 /// variant's index is part of the log's encoding.
@@ -47,10 +55,9 @@ pub enum Op {
         pool: String,
         spec: spec::QueueSpec,
     },
-    SubmitTask {
-        queue: String,
-        command: Vec<String>,
-        payload: Vec<u8>,
+    /// Submits one or more tasks atomically: all are accepted or none.
+    SubmitTasks {
+        tasks: Vec<NewTask>,
     },
     CreatePool {
         name: String,
@@ -81,6 +88,97 @@ pub enum Op {
         spec: spec::QueueSpec,
         expected_version: u64,
     },
+    RenameQueue {
+        name: String,
+        new_name: String,
+    },
+    /// Every queued task of the queue becomes `dequeued`.
+    ClearQueue {
+        name: String,
+    },
+    /// Deletes an empty queue; `force` dequeues its queued tasks first.
+    DeleteQueue {
+        name: String,
+        force: bool,
+    },
+    CreateProject {
+        name: String,
+        settings: ProjectSettings,
+    },
+    /// Replace a project's settings, if it is still at `expected_version`.
+    UpdateProject {
+        name: String,
+        settings: ProjectSettings,
+        expected_version: u64,
+    },
+    /// The organisation's default queue, for tasks whose project has none.
+    SetDefaultQueue {
+        queue: String,
+    },
+    /// A queued, leased or running task becomes `canceled`.
+    CancelTask {
+        id: u64,
+        reason: String,
+    },
+    /// A queued task leaves its queue as `dequeued`.
+    DequeueTask {
+        id: u64,
+        reason: String,
+    },
+    /// Reorders a queued task within its queue, or moves it to another.
+    MoveTask {
+        id: u64,
+        to: MoveTo,
+    },
+}
+
+/// A task as submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NewTask {
+    /// Empty: the project's default queue, else the organisation's.
+    pub queue: String,
+    /// Empty: the `default` project.
+    pub project: String,
+    /// Groups the tasks of one workflow or experiment; may be empty.
+    pub run: String,
+    pub name: String,
+    pub command: Vec<String>,
+    pub payload: Vec<u8>,
+    pub resources: spec::Resources,
+    /// 0: [`limits::MAX_ATTEMPTS_DEFAULT`].
+    pub max_attempts: u32,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a task moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoveTo {
+    Front,
+    Back,
+    /// This many places towards the front.
+    Forward(u64),
+    /// This many places towards the back.
+    Backward(u64),
+    /// A 0-based position (clamped to the queue's length).
+    Position(u64),
+    /// Just before another queued task of the same queue.
+    Before(u64),
+    /// Just after another queued task of the same queue.
+    After(u64),
+    /// To the back of another queue of the same pool.
+    Queue(String),
+}
+
+/// A project's settings, with queues named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProjectSettings {
+    /// Where its tasks go without `--queue`; empty: the organisation's default.
+    pub default_queue: String,
+    /// If not empty, the only queues it may submit to.
+    pub allowed_queues: std::collections::BTreeSet<String>,
+    /// Most tasks one run may have queued at once; 0 means unlimited.
+    pub max_queued_per_run: u64,
+    pub description: String,
 }
 
 /// One entry of the replicated log: a client write stamped by the leader.
@@ -94,7 +192,7 @@ impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.write.op {
             Op::CreateQueue { name, pool, .. } => write!(f, "create-queue {name} in {pool}"),
-            Op::SubmitTask { queue, .. } => write!(f, "submit-task {queue}"),
+            Op::SubmitTasks { tasks } => write!(f, "submit {} task(s)", tasks.len()),
             Op::CreatePool { name, .. } => write!(f, "create-pool {name}"),
             Op::AddCluster { pool, cluster } => write!(f, "add-cluster {cluster} to {pool}"),
             Op::RemoveCluster { pool, cluster } => {
@@ -103,6 +201,15 @@ impl std::fmt::Display for Command {
             Op::DrainQueue { name } => write!(f, "drain-queue {name}"),
             Op::ActivateQueue { name } => write!(f, "activate-queue {name}"),
             Op::UpdateQueue { name, .. } => write!(f, "update-queue {name}"),
+            Op::RenameQueue { name, new_name } => write!(f, "rename-queue {name} to {new_name}"),
+            Op::ClearQueue { name } => write!(f, "clear-queue {name}"),
+            Op::DeleteQueue { name, force } => write!(f, "delete-queue {name} force={force}"),
+            Op::CreateProject { name, .. } => write!(f, "create-project {name}"),
+            Op::UpdateProject { name, .. } => write!(f, "update-project {name}"),
+            Op::SetDefaultQueue { queue } => write!(f, "set-default-queue {queue}"),
+            Op::CancelTask { id, .. } => write!(f, "cancel-task {id}"),
+            Op::DequeueTask { id, .. } => write!(f, "dequeue-task {id}"),
+            Op::MoveTask { id, to } => write!(f, "move-task {id} {to:?}"),
         }
     }
 }
@@ -115,8 +222,9 @@ pub enum Reply {
     QueueCreated {
         name: String,
     },
-    TaskSubmitted {
-        id: u64,
+    /// The ids of the submitted tasks, in the order given.
+    TasksSubmitted {
+        ids: Vec<u64>,
     },
     /// A queue's state or settings changed.
     QueueChanged {
@@ -126,6 +234,20 @@ pub enum Reply {
     Pool {
         name: String,
     },
+    Project {
+        name: String,
+    },
+    /// A task changed state or place.
+    Task {
+        id: u64,
+    },
+    /// Queued tasks were dequeued (clear, or a forced delete).
+    QueueCleared {
+        name: String,
+        dequeued: u64,
+    },
+    /// The organisation's settings changed.
+    Config,
 }
 
 /// The outcome of applying one log entry, as the proposer sees it.
@@ -150,6 +272,7 @@ impl Response {
 /// (before proposing) and by apply.
 pub fn validate_write(write: &Write) -> Result<(), ModelError> {
     validate::idempotency_key(&write.idempotency_key)?;
+    validate::text("actor", &write.actor, limits::ACTOR_MAX_BYTES)?;
     match &write.op {
         Op::CreateQueue { name, pool, spec } => {
             validate::name("name", name)?;
@@ -172,7 +295,14 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
                 .enumerate()
                 .try_for_each(|(i, c)| validate::name(&format!("clusters[{i}]"), c))
         }
-        Op::DrainQueue { name } | Op::ActivateQueue { name } => validate::name("name", name),
+        Op::DrainQueue { name }
+        | Op::ActivateQueue { name }
+        | Op::ClearQueue { name }
+        | Op::DeleteQueue { name, .. } => validate::name("name", name),
+        Op::RenameQueue { name, new_name } => {
+            validate::name("name", name)?;
+            validate::name("new_name", new_name)
+        }
         Op::UpdateQueue {
             name, pool, spec, ..
         } => {
@@ -186,30 +316,190 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
             validate::name("pool", pool)?;
             validate::name("cluster", cluster)
         }
-        Op::SubmitTask {
-            queue,
-            command,
-            payload,
-        } => {
-            validate::name("queue", queue)?;
-            validate::command(command)?;
-            validate::payload(payload)
+        Op::SubmitTasks { tasks } => {
+            if tasks.is_empty() {
+                return Err(ModelError::invalid("tasks", "a submit needs at least one task"));
+            }
+            if tasks.len() > limits::BATCH_MAX_TASKS {
+                return Err(ModelError::invalid(
+                    "tasks",
+                    format!(
+                        "{} tasks; a batch holds at most {}",
+                        tasks.len(),
+                        limits::BATCH_MAX_TASKS
+                    ),
+                ));
+            }
+            let batch = tasks.len() > 1;
+            tasks.iter().enumerate().try_for_each(|(i, t)| {
+                t.validate().map_err(|e| match batch {
+                    true => e.within(&format!("tasks[{i}]")),
+                    false => e,
+                })
+            })
         }
+        Op::CreateProject { name, settings } | Op::UpdateProject { name, settings, .. } => {
+            validate::name("name", name)?;
+            settings.validate()
+        }
+        Op::SetDefaultQueue { queue } => validate::name("queue", queue),
+        Op::CancelTask { reason, .. } | Op::DequeueTask { reason, .. } => {
+            validate::text("reason", reason, limits::REASON_MAX_BYTES)
+        }
+        Op::MoveTask { to, .. } => match to {
+            MoveTo::Queue(q) => validate::name("queue", q),
+            _ => Ok(()),
+        },
     }
 }
 
-/// The life of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+impl NewTask {
+    /// Checks the shape of every field (not whether the queue or project exist).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if !self.queue.is_empty() {
+            validate::name("queue", &self.queue)?;
+        }
+        if !self.project.is_empty() {
+            validate::name("project", &self.project)?;
+        }
+        if !self.run.is_empty() {
+            validate::name("run", &self.run)?;
+        }
+        validate::text("name", &self.name, limits::TASK_NAME_MAX_BYTES)?;
+        validate::command(&self.command)?;
+        validate::payload(&self.payload)?;
+        spec::resources("resources", &self.resources)?;
+        if self.max_attempts > limits::MAX_ATTEMPTS_MAX {
+            return Err(ModelError::invalid(
+                "max_attempts",
+                format!(
+                    "{} is out of range; use 1 to {} (0 for the default, {})",
+                    self.max_attempts,
+                    limits::MAX_ATTEMPTS_MAX,
+                    limits::MAX_ATTEMPTS_DEFAULT
+                ),
+            ));
+        }
+        validate::labels(&self.labels)
+    }
+}
+
+impl ProjectSettings {
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if !self.default_queue.is_empty() {
+            validate::name("default_queue", &self.default_queue)?;
+        }
+        if self.allowed_queues.len() > limits::ALLOWED_QUEUES_MAX {
+            return Err(ModelError::invalid(
+                "allowed_queues",
+                format!(
+                    "{} queues; the limit is {}",
+                    self.allowed_queues.len(),
+                    limits::ALLOWED_QUEUES_MAX
+                ),
+            ));
+        }
+        for q in &self.allowed_queues {
+            validate::name("allowed_queues", q)?;
+        }
+        validate::text(
+            "description",
+            &self.description,
+            spec::DESCRIPTION_MAX_BYTES,
+        )
+    }
+}
+
+/// The life of a task: queued → leased → running → succeeded | failed |
+/// canceled, and queued → dequeued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TaskState {
     Queued,
+    Leased,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+    Dequeued,
 }
 
 impl TaskState {
+    pub const ALL: [TaskState; 7] = [
+        TaskState::Queued,
+        TaskState::Leased,
+        TaskState::Running,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Canceled,
+        TaskState::Dequeued,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Queued => "queued",
+            TaskState::Leased => "leased",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Canceled => "canceled",
+            TaskState::Dequeued => "dequeued",
         }
     }
+
+    pub fn parse(field: &str, s: &str) -> Result<Self, ModelError> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+                ModelError::invalid(field, format!("{s:?} is not a task state; use one of {}", all.join(", ")))
+            })
+    }
+
+    /// Leased or running: holds a worker and counts against concurrency.
+    pub fn in_flight(self) -> bool {
+        matches!(self, TaskState::Leased | TaskState::Running)
+    }
+
+    pub fn terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Canceled | TaskState::Dequeued
+        )
+    }
+}
+
+/// One entry of a task's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at_ms: u64,
+    /// The state entered (a move between queues stays `queued`).
+    pub state: TaskState,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// A task's command line and payload: written to storage once, at submit,
+/// and kept out of memory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskBody {
+    pub command: Vec<String>,
+    pub payload: Vec<u8>,
+}
+
+/// Who submits: a default queue and, optionally, the only queues it may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub name: String,
+    /// Queue id; None: the organisation's default queue.
+    pub default_queue: Option<u64>,
+    /// Queue ids; empty: every queue.
+    pub allowed_queues: std::collections::BTreeSet<u64>,
+    pub max_queued_per_run: u64,
+    pub description: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub version: u64,
 }
 
 /// An isolation boundary (a cluster pool): it holds clusters, and work never
@@ -228,28 +518,51 @@ pub struct Pool {
 /// A named scheduling lane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queue {
+    /// Stable across renames; tasks and projects refer to queues by id.
+    pub id: u64,
     pub name: String,
     pub pool: String,
     pub spec: spec::QueueSpec,
     pub state: spec::QueueState,
     pub created_ms: u64,
     pub updated_ms: u64,
-    /// Bumped on every change; later used for read-modify-write checks.
+    /// When a task last entered, left or moved within the queue.
+    pub activity_ms: u64,
+    /// Bumped on every change of its settings, name or state (not of its
+    /// contents); the read-modify-write check of updates.
     pub version: u64,
+    /// How long the most recently started tasks waited, in ms, oldest first
+    /// (at most [`limits::RECENT_WAITS`]).
+    pub recent_waits: std::collections::VecDeque<u64>,
 }
 
-/// The unit that is queued and run.
+/// The unit that is queued and run. Its command line and payload live in
+/// storage ([`TaskBody`]), not here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub id: u64,
-    pub queue: String,
+    /// Queue id.
+    pub queue: u64,
+    pub project: String,
+    pub run: String,
+    pub name: String,
     pub state: TaskState,
-    pub command: Vec<String>,
-    pub payload: Vec<u8>,
+    pub resources: spec::Resources,
+    pub max_attempts: u32,
+    /// Leases so far.
+    pub attempt: u32,
+    pub labels: std::collections::BTreeMap<String, String>,
     pub created_ms: u64,
+    pub updated_ms: u64,
     pub idempotency_key: String,
     /// Order within the queue: lower runs first (see [`order::QueueOrder`]).
     pub rank: u128,
+    /// Every transition, oldest first (at most [`limits::TIMELINE_MAX`]:
+    /// past that the oldest after the first are dropped).
+    pub timeline: Vec<Transition>,
+    /// Why a task failed or was canceled.
+    pub condition: Option<String>,
+    pub payload_bytes: u32,
 }
 
 /// What an idempotency key remembers: when it was first used and the outcome.

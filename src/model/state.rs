@@ -7,25 +7,34 @@ use super::spec::{QueueSpec, QueueState};
 
 use super::limits::*;
 use super::{
-    validate_write, Command, IdempotencyRecord, ModelError, Op, Pool, Queue, Reply, Response, Task,
-    TaskState,
+    validate_write, Command, IdempotencyRecord, ModelError, Op, Pool, Project, Queue, Reply,
+    Response, Task, TaskBody, TaskState, ACTOR_ANONYMOUS,
 };
 
 /// The name of the queue that always exists.
 pub const DEFAULT_QUEUE: &str = "default";
+/// The id of the default queue.
+pub const DEFAULT_QUEUE_ID: u64 = 1;
 /// The name of the pool that always exists.
 pub const DEFAULT_POOL: &str = "default";
+/// The name of the project that always exists (tasks that name none).
+pub const DEFAULT_PROJECT: &str = "default";
 
 /// A record that an apply changed, so that storage can persist exactly those.
 /// A key whose record no longer exists in the state is a deletion.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
-    /// The scalar fields of [`State`] (clock, id counter).
+    /// The scalar fields of [`State`] (clock, id counters, defaults).
     Meta,
-    Queue(String),
+    /// By queue id.
+    Queue(u64),
     Pool(String),
     Task(u64),
     Idempotency(String),
+    Project(String),
+    /// A new task's command line and payload, which the state does not keep:
+    /// the key carries the record itself.
+    Body(u64, TaskBody),
 }
 
 /// Scalar fields persisted under [`Key::Meta`].
@@ -33,6 +42,17 @@ pub enum Key {
 pub struct MetaRecord {
     pub clock_ms: u64,
     pub next_task_id: u64,
+    pub next_queue_id: u64,
+    /// The organisation's default queue (an id).
+    pub default_queue: u64,
+}
+
+/// Leased and running tasks of one queue (derived).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InFlight {
+    pub tasks: u64,
+    /// Runs with in-flight tasks, and how many each has.
+    pub runs: BTreeMap<String, u64>,
 }
 
 /// The whole replicated state. Every replica holds the same value at the same
@@ -43,12 +63,22 @@ pub struct State {
     /// leader's clock is behind the old one's.
     clock_ms: u64,
     next_task_id: u64,
-    queues: BTreeMap<String, Queue>,
+    next_queue_id: u64,
+    default_queue: u64,
+    /// By id.
+    queues: BTreeMap<u64, Queue>,
     tasks: BTreeMap<u64, Task>,
     idempotency: BTreeMap<String, IdempotencyRecord>,
     pools: BTreeMap<String, Pool>,
+    projects: BTreeMap<String, Project>,
+    /// Derived: queue ids by name.
+    queue_ids: BTreeMap<String, u64>,
     /// Derived: the queued tasks of each queue, in order (O(log n) positions).
-    pending: BTreeMap<String, QueueOrder>,
+    pending: BTreeMap<u64, QueueOrder>,
+    /// Derived: leased and running tasks of each queue.
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Derived: queued tasks per (project, run), for runs that have a name.
+    queued_per_run: BTreeMap<(String, String), u64>,
     /// Derived: idempotency keys by first use, for expiry.
     idempotency_by_time: BTreeSet<(u64, String)>,
 }
@@ -60,16 +90,22 @@ impl Default for State {
 }
 
 impl State {
-    /// The state before any command: the default queue in the default pool.
+    /// The state before any command: the default pool, queue and project.
     pub fn new() -> Self {
         let mut state = Self {
             clock_ms: 0,
             next_task_id: 1,
+            next_queue_id: DEFAULT_QUEUE_ID + 1,
+            default_queue: DEFAULT_QUEUE_ID,
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
+            projects: BTreeMap::new(),
             tasks: BTreeMap::new(),
             idempotency: BTreeMap::new(),
+            queue_ids: BTreeMap::new(),
             pending: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            queued_per_run: BTreeMap::new(),
             idempotency_by_time: BTreeSet::new(),
         };
         state.pools.insert(
@@ -83,14 +119,30 @@ impl State {
             },
         );
         state.insert_queue(Queue {
+            id: DEFAULT_QUEUE_ID,
             name: DEFAULT_QUEUE.to_string(),
             pool: DEFAULT_POOL.to_string(),
             spec: QueueSpec::default(),
             state: QueueState::Active,
             created_ms: 0,
             updated_ms: 0,
+            activity_ms: 0,
             version: 1,
+            recent_waits: Default::default(),
         });
+        state.projects.insert(
+            DEFAULT_PROJECT.to_string(),
+            Project {
+                name: DEFAULT_PROJECT.to_string(),
+                default_queue: None,
+                allowed_queues: BTreeSet::new(),
+                max_queued_per_run: 0,
+                description: String::new(),
+                created_ms: 0,
+                updated_ms: 0,
+                version: 1,
+            },
+        );
         state
     }
 
@@ -98,15 +150,32 @@ impl State {
         MetaRecord {
             clock_ms: self.clock_ms,
             next_task_id: self.next_task_id,
+            next_queue_id: self.next_queue_id,
+            default_queue: self.default_queue,
         }
     }
 
-    pub fn queue(&self, name: &str) -> Option<&Queue> {
-        self.queues.get(name)
+    /// The latest stamped time applied.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
     }
 
+    pub fn queue(&self, name: &str) -> Option<&Queue> {
+        self.queues.get(self.queue_ids.get(name)?)
+    }
+
+    pub fn queue_by_id(&self, id: u64) -> Option<&Queue> {
+        self.queues.get(&id)
+    }
+
+    /// Every queue, by name.
     pub fn queues(&self) -> impl Iterator<Item = &Queue> {
-        self.queues.values()
+        self.queue_ids.values().map(|id| &self.queues[id])
+    }
+
+    /// The organisation's default queue.
+    pub fn default_queue(&self) -> &Queue {
+        &self.queues[&self.default_queue]
     }
 
     pub fn pool(&self, name: &str) -> Option<&Pool> {
@@ -115,6 +184,14 @@ impl State {
 
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
         self.pools.values()
+    }
+
+    pub fn project(&self, name: &str) -> Option<&Project> {
+        self.projects.get(name)
+    }
+
+    pub fn projects(&self) -> impl Iterator<Item = &Project> {
+        self.projects.values()
     }
 
     /// Number of queues in a pool.
@@ -135,18 +212,39 @@ impl State {
         self.tasks.get(&id)
     }
 
+    /// Tasks with ids above `after`, by id.
+    pub fn tasks_after(&self, after: u64) -> impl Iterator<Item = &Task> {
+        self.tasks.range(after.saturating_add(1)..).map(|(_, t)| t)
+    }
+
     pub fn idempotency(&self, key: &str) -> Option<&IdempotencyRecord> {
         self.idempotency.get(key)
     }
 
     /// Number of queued tasks in a queue.
-    pub fn queued(&self, queue: &str) -> usize {
-        self.pending.get(queue).map_or(0, QueueOrder::len)
+    pub fn queued(&self, queue: u64) -> usize {
+        self.pending.get(&queue).map_or(0, QueueOrder::len)
+    }
+
+    /// Leased and running tasks of a queue.
+    pub fn in_flight(&self, queue: u64) -> Option<&InFlight> {
+        self.in_flight.get(&queue)
+    }
+
+    fn in_flight_tasks(&self, queue: u64) -> u64 {
+        self.in_flight.get(&queue).map_or(0, |f| f.tasks)
     }
 
     /// The task that would be handed out next from a queue.
-    pub fn next_task(&self, queue: &str) -> Option<u64> {
-        self.pending.get(queue)?.first()
+    pub fn next_task(&self, queue: u64) -> Option<u64> {
+        self.pending.get(&queue)?.first()
+    }
+
+    /// Queued task ids of a queue in order, from 0-based `from`, at most `limit`.
+    pub fn queued_range(&self, queue: u64, from: usize, limit: usize) -> Vec<u64> {
+        self.pending
+            .get(&queue)
+            .map_or_else(Vec::new, |o| o.range(from, limit))
     }
 
     /// 0-based position of a queued task in its queue.
@@ -157,18 +255,37 @@ impl State {
         self.pending.get(&task.queue)?.position(task.id)
     }
 
+    /// Queued tasks of a run of a project.
+    pub fn queued_in_run(&self, project: &str, run: &str) -> u64 {
+        self.queued_per_run
+            .get(&(project.to_string(), run.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     // --- loading from storage: records in any order, then derived indexes ---
 
     pub fn load_meta(&mut self, meta: MetaRecord) {
         self.clock_ms = meta.clock_ms;
         self.next_task_id = meta.next_task_id;
+        self.next_queue_id = meta.next_queue_id;
+        self.default_queue = meta.default_queue;
     }
 
     pub fn load_pool(&mut self, pool: Pool) {
         self.pools.insert(pool.name.clone(), pool);
     }
 
+    pub fn load_project(&mut self, project: Project) {
+        self.projects.insert(project.name.clone(), project);
+    }
+
     pub fn load_queue(&mut self, queue: Queue) {
+        // The default queue's initial record is replaced, not duplicated.
+        if let Some(old) = self.queues.get(&queue.id) {
+            let old_name = old.name.clone();
+            self.queue_ids.remove(&old_name);
+        }
         self.insert_queue(queue);
     }
 
@@ -218,59 +335,14 @@ impl State {
         write: &super::Write,
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
+        let actor = match write.actor.as_str() {
+            "" => ACTOR_ANONYMOUS,
+            a => a,
+        };
         match &write.op {
             Op::CreateQueue { name, pool, spec } => self.create_queue(name, pool, spec, changed),
-            Op::SubmitTask {
-                queue,
-                command,
-                payload,
-            } => {
-                let in_queue = self.queued(queue) as u64;
-                let Some(q) = self.queues.get_mut(queue) else {
-                    return Err(ModelError::not_found(
-                        "queue",
-                        format!("no queue named {queue:?}"),
-                    ));
-                };
-                if q.state != QueueState::Active {
-                    return Err(ModelError::precondition(
-                        "queue",
-                        format!(
-                            "queue {queue:?} is {} and takes no new tasks",
-                            q.state.as_str()
-                        ),
-                    ));
-                }
-                if q.spec.depth > 0 && in_queue >= q.spec.depth {
-                    return Err(ModelError::exhausted(
-                        "queue",
-                        format!(
-                            "queue {queue:?} is full: {in_queue} tasks queued or running, depth {}",
-                            q.spec.depth
-                        ),
-                    ));
-                }
-                q.updated_ms = self.clock_ms;
-                q.version += 1;
-                changed.push(Key::Queue(queue.clone()));
-                let id = self.next_task_id;
-                self.next_task_id += 1;
-                self.tasks.insert(
-                    id,
-                    Task {
-                        id,
-                        queue: queue.clone(),
-                        state: TaskState::Queued,
-                        command: command.clone(),
-                        payload: payload.clone(),
-                        created_ms: self.clock_ms,
-                        idempotency_key: write.idempotency_key.clone(),
-                        rank: 0,
-                    },
-                );
-                let reranked = self.pending.entry(queue.clone()).or_default().push_back(id);
-                self.rerank(reranked, changed);
-                Ok(Reply::TaskSubmitted { id })
+            Op::SubmitTasks { tasks } => {
+                self.submit_tasks(tasks, actor, &write.idempotency_key, changed)
             }
             Op::UpdateQueue {
                 name,
@@ -280,15 +352,42 @@ impl State {
             } => self.update_queue(name, pool.as_deref(), spec, *expected_version, changed),
             Op::DrainQueue { name } => self.drain_queue(name, changed),
             Op::ActivateQueue { name } => self.activate_queue(name, changed),
+            Op::RenameQueue { name, new_name } => self.rename_queue(name, new_name, changed),
+            Op::ClearQueue { name } => self.clear_queue(name, actor, changed),
+            Op::DeleteQueue { name, force } => self.delete_queue(name, *force, actor, changed),
             Op::CreatePool { name, clusters } => self.create_pool(name, clusters, changed),
             Op::AddCluster { pool, cluster } => self.add_cluster(pool, cluster, changed),
             Op::RemoveCluster { pool, cluster } => self.remove_cluster(pool, cluster, changed),
+            Op::CreateProject { name, settings } => self.create_project(name, settings, changed),
+            Op::UpdateProject {
+                name,
+                settings,
+                expected_version,
+            } => self.update_project(name, settings, *expected_version, changed),
+            Op::SetDefaultQueue { queue } => {
+                let id = self.queue_id("queue", queue)?;
+                self.default_queue = id;
+                Ok(Reply::Config)
+            }
+            Op::CancelTask { id, reason } => self.cancel_task(*id, actor, reason, changed),
+            Op::DequeueTask { id, reason } => self.dequeue_task(*id, actor, reason, changed),
+            Op::MoveTask { id, to } => self.move_task(*id, to, actor, changed),
         }
     }
 
+    /// The id of a queue named in field `field`.
+    fn queue_id(&self, field: &str, name: &str) -> Result<u64, ModelError> {
+        self.queue_ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| ModelError::not_found(field, format!("no queue named {name:?}")))
+    }
+
     fn insert_queue(&mut self, queue: Queue) {
-        self.pending.entry(queue.name.clone()).or_default();
-        self.queues.insert(queue.name.clone(), queue);
+        self.pending.entry(queue.id).or_default();
+        self.queue_ids.insert(queue.name.clone(), queue.id);
+        self.next_queue_id = self.next_queue_id.max(queue.id + 1);
+        self.queues.insert(queue.id, queue);
     }
 
     /// Records the ranks a queue change assigned, so they are persisted.
@@ -305,12 +404,41 @@ impl State {
     fn insert_task(&mut self, task: Task) {
         if task.state == TaskState::Queued {
             self.pending
-                .entry(task.queue.clone())
+                .entry(task.queue)
                 .or_default()
                 .insert_with_rank(task.id, task.rank);
         }
+        self.count(&task, true);
         self.next_task_id = self.next_task_id.max(task.id + 1);
         self.tasks.insert(task.id, task);
+    }
+
+    /// Adds a task to (or removes it from) the derived counters of its state,
+    /// except the queue order, which callers keep with its ranks.
+    fn count(&mut self, t: &Task, add: bool) {
+        fn bump(n: &mut u64, add: bool) {
+            *n = if add { *n + 1 } else { *n - 1 };
+        }
+        if t.state == TaskState::Queued && !t.run.is_empty() {
+            let key = (t.project.clone(), t.run.clone());
+            let n = self.queued_per_run.entry(key.clone()).or_default();
+            bump(n, add);
+            if *n == 0 {
+                self.queued_per_run.remove(&key);
+            }
+        }
+        if t.state.in_flight() {
+            let f = self.in_flight.entry(t.queue).or_default();
+            bump(&mut f.tasks, add);
+            let n = f.runs.entry(t.run.clone()).or_default();
+            bump(n, add);
+            if *n == 0 {
+                f.runs.remove(&t.run);
+            }
+            if f.tasks == 0 {
+                self.in_flight.remove(&t.queue);
+            }
+        }
     }
 
     fn insert_idempotency(&mut self, record: IdempotencyRecord) {
@@ -337,55 +465,83 @@ impl State {
 
     /// Checks the invariants that must hold after every apply. Panics on a
     /// violation: a diverged state machine must stop, not serve.
+    ///
+    /// Every derived index is rebuilt from the records and compared, so the
+    /// counts match the contents, the positions in each queue are a
+    /// permutation, and no task is in two queues.
     pub fn check_invariants(&self) {
-        assert!(
-            self.queues.contains_key(DEFAULT_QUEUE),
-            "the default queue must exist"
+        let default = self
+            .queues
+            .get(&DEFAULT_QUEUE_ID)
+            .expect("the default queue must exist");
+        assert_eq!(default.name, DEFAULT_QUEUE, "the default queue keeps its name");
+        assert_eq!(
+            default.state,
+            QueueState::Active,
+            "the default queue is always active"
         );
         assert!(
             self.pools.contains_key(DEFAULT_POOL),
             "the default pool must exist"
         );
-        assert_eq!(
-            self.queues[DEFAULT_QUEUE].state,
-            QueueState::Active,
-            "the default queue is always active"
+        assert!(
+            self.projects.contains_key(DEFAULT_PROJECT),
+            "the default project must exist"
         );
+        assert!(
+            self.queues.contains_key(&self.default_queue),
+            "the organisation's default queue must exist"
+        );
+        assert_eq!(self.queue_ids.len(), self.queues.len());
         for q in self.queues.values() {
+            assert_eq!(self.queue_ids.get(&q.name), Some(&q.id), "queue name index");
             assert!(
                 self.pools.contains_key(&q.pool),
                 "queue {} in unknown pool {}",
                 q.name,
                 q.pool
             );
-        }
-        let mut queued = 0;
-        for (name, order) in &self.pending {
-            assert!(
-                self.queues.contains_key(name),
-                "pending list of unknown queue {name}"
-            );
-            order.check_invariants();
-            for (id, rank) in order.iter() {
-                let task = self.tasks.get(&id).expect("pending task must exist");
-                assert_eq!(
-                    (task.rank, &task.queue),
-                    (rank, name),
-                    "pending index out of date"
-                );
-                assert_eq!(task.state, TaskState::Queued);
-                queued += 1;
+            assert!(q.id < self.next_queue_id, "queue ids only grow");
+            if q.state == QueueState::Drained {
+                assert_eq!(self.queued(q.id) as u64 + self.in_flight_tasks(q.id), 0);
             }
         }
-        let queued_tasks = self
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Queued)
-            .count();
-        assert_eq!(
-            queued, queued_tasks,
-            "every queued task is in exactly one queue"
-        );
+        for p in self.projects.values() {
+            for q in p.default_queue.iter().chain(&p.allowed_queues) {
+                assert!(self.queues.contains_key(q), "project {} names queue {q}", p.name);
+            }
+        }
+
+        let mut rebuilt = Self::new();
+        rebuilt.queues.clear();
+        rebuilt.queue_ids.clear();
+        rebuilt.pending.clear();
+        for q in self.queues.values() {
+            rebuilt.insert_queue(q.clone());
+        }
+        for t in self.tasks.values() {
+            assert!(
+                t.state.terminal() || self.queues.contains_key(&t.queue),
+                "task {} is {} in unknown queue {}",
+                t.id,
+                t.state.as_str(),
+                t.queue
+            );
+            assert!(!t.timeline.is_empty() && t.timeline.len() <= TIMELINE_MAX);
+            rebuilt.insert_task(t.clone());
+        }
+        assert_eq!(rebuilt.in_flight, self.in_flight, "in-flight counts");
+        assert_eq!(rebuilt.queued_per_run, self.queued_per_run, "per-run counts");
+        assert_eq!(self.pending.keys().collect::<Vec<_>>(), self.queues.keys().collect::<Vec<_>>());
+        for (queue, order) in &self.pending {
+            order.check_invariants();
+            let ours: Vec<(u64, u128)> = order.iter().collect();
+            let theirs: Vec<(u64, u128)> = rebuilt.pending[queue].iter().collect();
+            assert_eq!(ours, theirs, "queue {queue}: order out of date");
+            for (position, (id, _)) in ours.iter().enumerate() {
+                assert_eq!(order.position(*id), Some(position), "positions are a permutation");
+            }
+        }
         if let Some((&max_id, _)) = self.tasks.last_key_value() {
             assert!(self.next_task_id > max_id, "task ids only grow");
         }
@@ -394,6 +550,8 @@ impl State {
 }
 
 mod pools;
+mod projects;
 mod queues;
+mod tasks;
 #[cfg(test)]
 mod tests;

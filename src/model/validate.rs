@@ -38,6 +38,35 @@ fn non_empty_within(field: &str, value: &str, max: usize) -> Result<(), ModelErr
     Ok(())
 }
 
+/// Free text of at most `max` bytes without control characters (may be empty).
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), ModelError> {
+    if value.len() > max {
+        return Err(ModelError::invalid(
+            field,
+            format!("is {} bytes long; the limit is {max}", value.len()),
+        ));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(ModelError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Task labels: at most [`LABELS_MAX`], keys are names, values are short text.
+pub fn labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), ModelError> {
+    if labels.len() > LABELS_MAX {
+        return Err(ModelError::invalid(
+            "labels",
+            format!("{} labels; the limit is {LABELS_MAX}", labels.len()),
+        ));
+    }
+    for (k, v) in labels {
+        name("labels", k)?;
+        text(&format!("labels.{k}"), v, LABEL_VALUE_MAX_BYTES)?;
+    }
+    Ok(())
+}
+
 pub fn idempotency_key(value: &str) -> Result<(), ModelError> {
     let field = "idempotency_key";
     non_empty_within(field, value, IDEMPOTENCY_KEY_MAX_BYTES)?;

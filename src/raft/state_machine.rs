@@ -49,9 +49,16 @@ impl Applied {
 pub struct SmShared {
     state: RwLock<State>,
     applied: watch::Sender<Applied>,
+    store: Store,
 }
 
 impl SmShared {
+    /// A task's command line and payload, read from storage. Bodies are
+    /// written once, with the task, and never change.
+    pub fn task_body(&self, id: u64) -> io::Result<Option<crate::model::TaskBody>> {
+        self.store.task_body(id)
+    }
+
     /// Read access to the model as of the last apply.
     pub fn state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().expect("state lock poisoned")
@@ -91,10 +98,11 @@ impl StateMachine {
             digest,
         };
         Ok(Self {
-            store,
+            store: store.clone(),
             shared: Arc::new(SmShared {
                 state: RwLock::new(state),
                 applied: watch::Sender::new(applied),
+                store,
             }),
             last_applied,
             membership,

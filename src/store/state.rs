@@ -14,7 +14,7 @@ use super::codec::{decode, encode};
 use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{io_err, Store};
 use crate::model::MetaRecord;
-use crate::model::{Key, State};
+use crate::model::{Key, State, TaskBody};
 
 /// The meta key under which the model's scalar fields live.
 const MODEL_META: &[u8] = b"model";
@@ -29,15 +29,20 @@ pub enum Table {
     Tasks,
     Idempotency,
     Pools,
+    Projects,
+    /// Task command lines and payloads, which the in-memory model does not keep.
+    Bodies,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 7] = [
         Table::Meta,
         Table::Queues,
         Table::Tasks,
         Table::Idempotency,
         Table::Pools,
+        Table::Projects,
+        Table::Bodies,
     ];
 
     pub(crate) fn cf(self) -> &'static str {
@@ -47,6 +52,8 @@ impl Table {
             Table::Tasks => "sm_tasks",
             Table::Idempotency => "sm_idempotency",
             Table::Pools => "sm_pools",
+            Table::Projects => "sm_projects",
+            Table::Bodies => "sm_bodies",
         }
     }
 
@@ -57,6 +64,8 @@ impl Table {
             Table::Tasks => 3,
             Table::Idempotency => 4,
             Table::Pools => 5,
+            Table::Projects => 6,
+            Table::Bodies => 7,
         }
     }
 
@@ -88,11 +97,17 @@ impl SmBatch {
                 name.as_bytes().to_vec(),
                 state.pool(name).map(encode),
             ),
-            Key::Queue(name) => (
+            Key::Queue(id) => (
                 Table::Queues,
-                name.as_bytes().to_vec(),
-                state.queue(name).map(encode),
+                id.to_be_bytes().to_vec(),
+                state.queue_by_id(*id).map(encode),
             ),
+            Key::Project(name) => (
+                Table::Projects,
+                name.as_bytes().to_vec(),
+                state.project(name).map(encode),
+            ),
+            Key::Body(id, body) => (Table::Bodies, id.to_be_bytes().to_vec(), Some(encode(body))),
             Key::Task(id) => (
                 Table::Tasks,
                 id.to_be_bytes().to_vec(),
@@ -139,6 +154,15 @@ impl Store {
             .map_err(io_err)
     }
 
+    /// A task's command line and payload.
+    pub fn task_body(&self, id: u64) -> io::Result<Option<TaskBody>> {
+        self.db()
+            .get_cf(self.cf(Table::Bodies.cf()), id.to_be_bytes())
+            .map_err(io_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
     /// Loads the whole model from its tables.
     pub fn sm_load(&self) -> io::Result<State> {
         let mut state = State::new();
@@ -149,6 +173,10 @@ impl Store {
         for item in db.iterator_cf(self.cf(Table::Pools.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
             state.load_pool(decode(&v)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Projects.cf()), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            state.load_project(decode(&v)?);
         }
         for item in db.iterator_cf(self.cf(Table::Queues.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;

@@ -1,9 +1,9 @@
-//! Creating queues, draining and activating them.
+//! Queues: create, update, rename, clear, delete, drain and activate.
 
-use super::{Key, State, DEFAULT_QUEUE};
+use super::{Key, State, DEFAULT_QUEUE_ID};
 use crate::model::limits::QUEUES_MAX;
 use crate::model::spec::{ClusterSelector, QueueSpec, QueueState};
-use crate::model::{ModelError, Queue, Reply};
+use crate::model::{ModelError, Queue, Reply, TaskState};
 
 impl State {
     pub(super) fn create_queue(
@@ -14,7 +14,7 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         self.check_selector(pool, spec)?;
-        if self.queues.contains_key(name) {
+        if self.queue_ids.contains_key(name) {
             return Err(ModelError::exists(
                 "name",
                 format!("queue {name:?} already exists"),
@@ -26,16 +26,20 @@ impl State {
                 format!("the store holds {QUEUES_MAX} queues, the limit"),
             ));
         }
+        let id = self.next_queue_id;
         self.insert_queue(Queue {
+            id,
             name: name.to_string(),
             pool: pool.to_string(),
             spec: spec.clone(),
             state: QueueState::Active,
             created_ms: self.clock_ms,
             updated_ms: self.clock_ms,
+            activity_ms: self.clock_ms,
             version: 1,
+            recent_waits: Default::default(),
         });
-        changed.push(Key::Queue(name.to_string()));
+        changed.push(Key::Queue(id));
         Ok(Reply::QueueCreated {
             name: name.to_string(),
         })
@@ -49,11 +53,8 @@ impl State {
         expected_version: u64,
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
-        let now = self.clock_ms;
-        let q = self
-            .queues
-            .get(name)
-            .ok_or_else(|| ModelError::not_found("name", format!("no queue named {name:?}")))?;
+        let id = self.queue_id("name", name)?;
+        let q = &self.queues[&id];
         if q.version != expected_version {
             return Err(ModelError::aborted(
                 "expected_version",
@@ -75,10 +76,8 @@ impl State {
         }
         let current_pool = q.pool.clone();
         self.check_selector(&current_pool, spec)?;
-        let q = self.queue_mut(name)?;
+        let q = self.touch_queue(id, changed);
         q.spec = spec.clone();
-        touch(q, now);
-        changed.push(Key::Queue(name.to_string()));
         Ok(Reply::QueueChanged {
             name: name.to_string(),
         })
@@ -103,6 +102,127 @@ impl State {
         Ok(())
     }
 
+    pub(super) fn rename_queue(
+        &mut self,
+        name: &str,
+        new_name: &str,
+        changed: &mut Vec<Key>,
+    ) -> Result<Reply, ModelError> {
+        let id = self.queue_id("name", name)?;
+        if id == DEFAULT_QUEUE_ID {
+            return Err(ModelError::precondition(
+                "name",
+                "the default queue cannot be renamed",
+            ));
+        }
+        if self.queue_ids.contains_key(new_name) {
+            return Err(ModelError::exists(
+                "new_name",
+                format!("queue {new_name:?} already exists"),
+            ));
+        }
+        self.queue_ids.remove(name);
+        self.queue_ids.insert(new_name.to_string(), id);
+        self.touch_queue(id, changed).name = new_name.to_string();
+        Ok(Reply::QueueChanged {
+            name: new_name.to_string(),
+        })
+    }
+
+    /// Every queued task becomes `dequeued`; in-flight work is untouched.
+    pub(super) fn clear_queue(
+        &mut self,
+        name: &str,
+        actor: &str,
+        changed: &mut Vec<Key>,
+    ) -> Result<Reply, ModelError> {
+        let id = self.queue_id("name", name)?;
+        let dequeued = self.dequeue_all(id, actor, "the queue was cleared", changed);
+        self.settle_queue(id, changed);
+        Ok(Reply::QueueCleared {
+            name: name.to_string(),
+            dequeued,
+        })
+    }
+
+    fn dequeue_all(&mut self, queue: u64, actor: &str, reason: &str, changed: &mut Vec<Key>) -> u64 {
+        let ids = self.queued_range(queue, 0, usize::MAX);
+        for &task in &ids {
+            self.transition(task, TaskState::Dequeued, actor, reason, None, changed);
+        }
+        if !ids.is_empty() {
+            self.queue_activity(queue, changed);
+        }
+        ids.len() as u64
+    }
+
+    /// Deletes a queue that holds no queued or in-flight task. With `force`,
+    /// its queued tasks are dequeued first. Terminal tasks keep its id.
+    pub(super) fn delete_queue(
+        &mut self,
+        name: &str,
+        force: bool,
+        actor: &str,
+        changed: &mut Vec<Key>,
+    ) -> Result<Reply, ModelError> {
+        let id = self.queue_id("name", name)?;
+        if id == DEFAULT_QUEUE_ID {
+            return Err(ModelError::precondition(
+                "name",
+                "the default queue cannot be deleted",
+            ));
+        }
+        if id == self.default_queue {
+            return Err(ModelError::precondition(
+                "name",
+                format!(
+                    "queue {name:?} is the organisation's default queue; set another first \
+                     (laneq config set default-queue)"
+                ),
+            ));
+        }
+        if let Some(p) = self
+            .projects
+            .values()
+            .find(|p| p.default_queue == Some(id) || p.allowed_queues.contains(&id))
+        {
+            return Err(ModelError::precondition(
+                "name",
+                format!(
+                    "project {:?} names queue {name:?} as its default or allowed queue; \
+                     update the project first",
+                    p.name
+                ),
+            ));
+        }
+        let in_flight = self.in_flight_tasks(id);
+        if in_flight > 0 {
+            return Err(ModelError::precondition(
+                "name",
+                format!("queue {name:?} has {in_flight} leased or running tasks; drain it first"),
+            ));
+        }
+        let queued = self.queued(id);
+        if queued > 0 && !force {
+            return Err(ModelError::precondition(
+                "name",
+                format!(
+                    "queue {name:?} has {queued} queued tasks; clear it first, or delete with \
+                     force to dequeue them"
+                ),
+            ));
+        }
+        let dequeued = self.dequeue_all(id, actor, "the queue was deleted", changed);
+        self.queues.remove(&id);
+        self.queue_ids.remove(name);
+        self.pending.remove(&id);
+        changed.push(Key::Queue(id));
+        Ok(Reply::QueueCleared {
+            name: name.to_string(),
+            dequeued,
+        })
+    }
+
     /// Draining stops submissions; the queue is `drained` once it holds no
     /// queued or running task (at once when it is empty).
     pub(super) fn drain_queue(
@@ -110,28 +230,22 @@ impl State {
         name: &str,
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
-        if name == DEFAULT_QUEUE {
+        let id = self.queue_id("name", name)?;
+        if id == DEFAULT_QUEUE_ID {
             return Err(ModelError::precondition(
                 "name",
                 "the default queue is always active and cannot be drained",
             ));
         }
-        let empty = self.queued(name) == 0;
-        let now = self.clock_ms;
-        let q = self.queue_mut(name)?;
+        let q = &self.queues[&id];
         if q.state != QueueState::Active {
             return Err(ModelError::precondition(
                 "name",
                 format!("queue {name:?} is already {}", q.state.as_str()),
             ));
         }
-        q.state = if empty {
-            QueueState::Drained
-        } else {
-            QueueState::Draining
-        };
-        touch(q, now);
-        changed.push(Key::Queue(name.to_string()));
+        self.touch_queue(id, changed).state = QueueState::Draining;
+        self.settle_queue(id, changed);
         Ok(Reply::QueueChanged {
             name: name.to_string(),
         })
@@ -142,31 +256,43 @@ impl State {
         name: &str,
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
-        let now = self.clock_ms;
-        let q = self.queue_mut(name)?;
-        if q.state == QueueState::Active {
+        let id = self.queue_id("name", name)?;
+        if self.queues[&id].state == QueueState::Active {
             return Err(ModelError::precondition(
                 "name",
                 format!("queue {name:?} is already active"),
             ));
         }
-        q.state = QueueState::Active;
-        touch(q, now);
-        changed.push(Key::Queue(name.to_string()));
+        self.touch_queue(id, changed).state = QueueState::Active;
         Ok(Reply::QueueChanged {
             name: name.to_string(),
         })
     }
 
-    fn queue_mut(&mut self, name: &str) -> Result<&mut Queue, ModelError> {
-        self.queues
-            .get_mut(name)
-            .ok_or_else(|| ModelError::not_found("name", format!("no queue named {name:?}")))
+    /// A draining queue with nothing queued or in flight becomes drained.
+    pub(super) fn settle_queue(&mut self, id: u64, changed: &mut Vec<Key>) {
+        let empty = self.queued(id) == 0 && self.in_flight_tasks(id) == 0;
+        if empty && self.queues.get(&id).map(|q| q.state) == Some(QueueState::Draining) {
+            self.touch_queue(id, changed).state = QueueState::Drained;
+        }
     }
-}
 
-/// Records a change to a queue.
-fn touch(q: &mut Queue, now_ms: u64) {
-    q.updated_ms = now_ms;
-    q.version += 1;
+    /// Records a change to a queue's settings, name or state.
+    fn touch_queue(&mut self, id: u64, changed: &mut Vec<Key>) -> &mut Queue {
+        changed.push(Key::Queue(id));
+        let now = self.clock_ms;
+        let q = self.queues.get_mut(&id).expect("queue exists");
+        q.updated_ms = now;
+        q.version += 1;
+        q
+    }
+
+    /// Records a change to a queue's contents (no version bump: a submit does
+    /// not conflict with an edit of the settings).
+    pub(super) fn queue_activity(&mut self, id: u64, changed: &mut Vec<Key>) {
+        if let Some(q) = self.queues.get_mut(&id) {
+            q.activity_ms = self.clock_ms;
+            changed.push(Key::Queue(id));
+        }
+    }
 }

@@ -1,0 +1,125 @@
+//! `laneq.v1.Projects` and `laneq.v1.Config`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, key_reused, propose, read_barrier};
+use crate::model::{Op, Reply};
+use crate::proto::v1::config_server::Config;
+use crate::proto::v1::projects_server::Projects;
+use crate::proto::v1::*;
+use crate::raft::RaftNode;
+
+pub struct ProjectsApi {
+    pub(super) node: Arc<RaftNode>,
+}
+
+impl ProjectsApi {
+    async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Project>, Status> {
+        match propose(&self.node, meta, op).await?.0 {
+            Reply::Project { name } => {
+                let state = self.node.sm().state();
+                Ok(state.project(&name).map(|p| convert::project(&state, p)))
+            }
+            other => Err(key_reused(other)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Projects for ProjectsApi {
+    async fn create_project(
+        &self,
+        req: Request<CreateProjectRequest>,
+    ) -> Result<Response<CreateProjectResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::CreateProject {
+            name: req.name,
+            settings: convert::project_settings(req.settings),
+        };
+        let project = self.change(req.meta, op).await?;
+        Ok(Response::new(CreateProjectResponse { project }))
+    }
+
+    async fn get_project(
+        &self,
+        req: Request<GetProjectRequest>,
+    ) -> Result<Response<GetProjectResponse>, Status> {
+        let req = req.into_inner();
+        read_barrier(&self.node, req.consistency).await?;
+        let state = self.node.sm().state();
+        let project = state
+            .project(&req.name)
+            .ok_or_else(|| Status::not_found(format!("name: no project named {:?}", req.name)))?;
+        Ok(Response::new(GetProjectResponse {
+            project: Some(convert::project(&state, project)),
+        }))
+    }
+
+    async fn list_projects(
+        &self,
+        req: Request<ListProjectsRequest>,
+    ) -> Result<Response<ListProjectsResponse>, Status> {
+        read_barrier(&self.node, req.into_inner().consistency).await?;
+        let state = self.node.sm().state();
+        let projects = state
+            .projects()
+            .map(|p| convert::project(&state, p))
+            .collect();
+        Ok(Response::new(ListProjectsResponse { projects }))
+    }
+
+    async fn update_project(
+        &self,
+        req: Request<UpdateProjectRequest>,
+    ) -> Result<Response<UpdateProjectResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::UpdateProject {
+            name: req.name,
+            settings: convert::project_settings(req.settings),
+            expected_version: req.expected_version,
+        };
+        let project = self.change(req.meta, op).await?;
+        Ok(Response::new(UpdateProjectResponse { project }))
+    }
+}
+
+pub struct ConfigApi {
+    pub(super) node: Arc<RaftNode>,
+}
+
+impl ConfigApi {
+    fn config(&self) -> OrgConfig {
+        OrgConfig {
+            default_queue: self.node.sm().state().default_queue().name.clone(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Config for ConfigApi {
+    async fn get_config(
+        &self,
+        req: Request<GetConfigRequest>,
+    ) -> Result<Response<GetConfigResponse>, Status> {
+        read_barrier(&self.node, req.into_inner().consistency).await?;
+        Ok(Response::new(GetConfigResponse {
+            config: Some(self.config()),
+        }))
+    }
+
+    async fn set_default_queue(
+        &self,
+        req: Request<SetDefaultQueueRequest>,
+    ) -> Result<Response<SetDefaultQueueResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::SetDefaultQueue { queue: req.queue };
+        match propose(&self.node, req.meta, op).await?.0 {
+            Reply::Config => Ok(Response::new(SetDefaultQueueResponse {
+                config: Some(self.config()),
+            })),
+            other => Err(key_reused(other)),
+        }
+    }
+}
