@@ -63,6 +63,41 @@ pub fn time(ms: u64) -> String {
     )
 }
 
+/// A span of milliseconds in its two largest units: `850ms`, `12s`,
+/// `3m20s`, `2h5m`, `3d4h`.
+pub fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// How long ago a time (ms since the epoch) was: `12s ago`; `-` for 0.
+pub fn age(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format!("{} ago", duration(now.saturating_sub(ms)))
+}
+
+/// `-` for an empty string, else the string.
+pub fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -84,5 +119,14 @@ mod tests {
         assert_eq!(super::time(0), "-");
         assert_eq!(super::time(1_000), "1970-01-01 00:00:01Z");
         assert_eq!(super::time(1_795_000_000_000), "2026-11-18 11:06:40Z");
+    }
+
+    #[test]
+    fn durations_use_two_units() {
+        assert_eq!(super::duration(850), "850ms");
+        assert_eq!(super::duration(12_400), "12s");
+        assert_eq!(super::duration(200_000), "3m20s");
+        assert_eq!(super::duration(7_500_000), "2h5m");
+        assert_eq!(super::duration(273_600_000), "3d4h");
     }
 }

@@ -4,7 +4,9 @@
 //! deadline, and puts an idempotency key on every write so that a retried
 //! write is applied once.
 
+mod projects;
 mod retry;
+mod tasks;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -15,10 +17,10 @@ use tonic::transport::Channel;
 use crate::proto::v1::cluster_client::ClusterClient;
 use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::queues_client::QueuesClient;
-use crate::proto::v1::tasks_client::TasksClient;
 use crate::proto::v1::*;
 
 pub use retry::ClientError;
+pub use tasks::TaskFilter;
 
 /// The local 3-node cluster of `scripts/cluster up`.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
@@ -239,6 +241,53 @@ impl Client {
         Ok(resp.queues)
     }
 
+    /// Renames a queue; its tasks, settings and id stay.
+    pub async fn rename_queue(&self, name: &str, new_name: &str) -> Result<Queue, ClientError> {
+        let req = RenameQueueRequest {
+            meta: new_write_meta(),
+            name: name.to_string(),
+            new_name: new_name.to_string(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { QueuesClient::new(ch).rename_queue(req).await }
+            })
+            .await?;
+        resp.queue
+            .ok_or_else(|| ClientError::Protocol("rename_queue: no queue in reply".into()))
+    }
+
+    /// Dequeues every queued task of a queue; leased and running ones go on.
+    pub async fn clear_queue(&self, name: &str) -> Result<ClearQueueResponse, ClientError> {
+        let req = ClearQueueRequest {
+            meta: new_write_meta(),
+            name: name.to_string(),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { QueuesClient::new(ch).clear_queue(req).await }
+        })
+        .await
+    }
+
+    /// Deletes an empty queue (`force`: dequeue its queued tasks first).
+    /// Returns how many tasks were dequeued.
+    pub async fn delete_queue(&self, name: &str, force: bool) -> Result<u64, ClientError> {
+        let req = DeleteQueueRequest {
+            meta: new_write_meta(),
+            name: name.to_string(),
+            force,
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { QueuesClient::new(ch).delete_queue(req).await }
+            })
+            .await?;
+        Ok(resp.dequeued)
+    }
+
     // --- pools ---
 
     pub async fn create_pool(&self, name: &str, clusters: &[String]) -> Result<Pool, ClientError> {
@@ -316,59 +365,6 @@ impl Client {
             .pool
         };
         resp.ok_or_else(|| ClientError::Protocol("change_cluster: no pool in reply".into()))
-    }
-
-    // --- tasks ---
-
-    /// Submits a task to `queue` in the default project. `idempotency_key`
-    /// defaults to a fresh key; pass your own to make retries across
-    /// processes safe.
-    pub async fn submit_task(
-        &self,
-        queue: &str,
-        command: Vec<String>,
-        payload: Vec<u8>,
-        idempotency_key: Option<String>,
-    ) -> Result<SubmitTaskResponse, ClientError> {
-        let spec = TaskSpec {
-            queue: queue.to_string(),
-            command,
-            payload,
-            ..Default::default()
-        };
-        self.submit(spec, idempotency_key).await
-    }
-
-    /// Submits one task with every field.
-    pub async fn submit(
-        &self,
-        spec: TaskSpec,
-        idempotency_key: Option<String>,
-    ) -> Result<SubmitTaskResponse, ClientError> {
-        let req = SubmitTaskRequest {
-            meta: Some(WriteMeta {
-                idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
-                actor: default_actor(),
-            }),
-            task: Some(spec),
-        };
-        self.call(|ch| {
-            let req = req.clone();
-            async move { TasksClient::new(ch).submit_task(req).await }
-        })
-        .await
-    }
-
-    pub async fn get_task(&self, id: u64, c: ReadConsistency) -> Result<Task, ClientError> {
-        let req = GetTaskRequest {
-            id,
-            consistency: c.proto(),
-        };
-        let resp = self
-            .call(|ch| async move { TasksClient::new(ch).get_task(req).await })
-            .await?;
-        resp.task
-            .ok_or_else(|| ClientError::Protocol("get_task: no task in reply".into()))
     }
 
     // --- cluster ---

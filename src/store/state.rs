@@ -263,10 +263,13 @@ mod tests {
                     pool: format!("p{}", i % 3),
                     cluster: format!("x{i}"),
                 },
-                _ => Op::SubmitTask {
-                    queue: format!("q{}", i % 5),
-                    command: vec!["run".into(), i.to_string()],
-                    payload: vec![i as u8; (i % 13) as usize],
+                _ => Op::SubmitTasks {
+                    tasks: vec![crate::model::NewTask {
+                        queue: format!("q{}", i % 5),
+                        command: vec!["run".into(), i.to_string()],
+                        payload: vec![i as u8; (i % 13) as usize],
+                        ..Default::default()
+                    }],
                 },
             };
             let cmd = Command {
@@ -276,6 +279,7 @@ mod tests {
                 },
                 write: Write {
                     idempotency_key: format!("k{}", i % 250),
+                    actor: String::new(),
                     op,
                 },
             };
@@ -306,5 +310,16 @@ mod tests {
         let imported = other.sm_import(&reader).unwrap();
         assert_eq!(imported, state);
         assert_eq!(other.sm_meta_get("applied").unwrap(), Some(vec![1, 2, 3]));
+        // Bodies live only in storage, and travel with the snapshot.
+        let mut bodies = 0;
+        for id in 1..state.meta().next_task_id {
+            let body = store.task_body(id).unwrap();
+            assert_eq!(body.is_some(), state.task(id).is_some(), "task {id}");
+            assert_eq!(other.task_body(id).unwrap(), body, "task {id}");
+            bodies += usize::from(body.is_some());
+        }
+        assert!(bodies > 100, "{bodies} bodies");
+        let body = store.task_body(1).unwrap().unwrap();
+        assert_eq!(body.command[0], "run");
     }
 }

@@ -2,31 +2,39 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::model::{ErrorKind, Stamp, Write};
+use crate::model::{ErrorKind, MoveTo, NewTask, ProjectSettings, Stamp, Write};
 
 fn cmd(now_ms: u64, key: &str, op: Op) -> Command {
     Command {
         stamp: Stamp { now_ms, seed: 0 },
         write: Write {
             idempotency_key: key.to_string(),
+            actor: "tester".to_string(),
             op,
         },
     }
 }
 
 fn submit(queue: &str) -> Op {
-    Op::SubmitTask {
-        queue: queue.into(),
-        command: vec!["echo".into(), "hi".into()],
-        payload: vec![],
+    Op::SubmitTasks {
+        tasks: vec![NewTask {
+            queue: queue.into(),
+            command: vec!["echo".into(), "hi".into()],
+            ..Default::default()
+        }],
     }
+}
+
+/// Queued tasks of a queue, by name.
+fn queued(s: &State, queue: &str) -> usize {
+    s.queued(s.queue(queue).unwrap().id)
 }
 
 #[test]
 fn the_default_queue_exists_from_the_start() {
     let s = State::new();
     assert!(s.queue("default").is_some());
-    assert_eq!(s.queued("default"), 0);
+    assert_eq!(queued(&s, "default"), 0);
     s.check_invariants();
 }
 
@@ -49,13 +57,13 @@ fn submit_assigns_monotonic_ids_in_queue_order() {
     assert_eq!(r.result, Ok(Reply::QueueCreated { name: "gpu".into() }));
     for i in 0..3 {
         let r = s.apply(&cmd(11 + i, &format!("k{i}"), submit("gpu")), &mut changed);
-        assert_eq!(r.result, Ok(Reply::TaskSubmitted { id: i + 1 }));
+        assert_eq!(r.result, Ok(Reply::TasksSubmitted { ids: vec![i + 1] }));
     }
-    assert_eq!(s.queued("gpu"), 3);
-    assert_eq!(s.next_task("gpu"), Some(1));
+    assert_eq!(queued(&s, "gpu"), 3);
+    assert_eq!(s.next_task(s.queue("gpu").unwrap().id), Some(1));
     assert_eq!(s.position(s.task(3).unwrap()), Some(2));
     assert!(changed.contains(&Key::Task(3)));
-    assert!(changed.contains(&Key::Queue("gpu".into())));
+    assert!(changed.contains(&Key::Queue(s.queue("gpu").unwrap().id)));
 }
 
 #[test]
@@ -67,7 +75,7 @@ fn a_retried_key_is_applied_once_and_answers_the_first_outcome() {
     assert_eq!(first.result, again.result);
     assert!(!first.replayed);
     assert!(again.replayed);
-    assert_eq!(s.queued("default"), 1);
+    assert_eq!(queued(&s, "default"), 1);
 }
 
 #[test]
@@ -121,7 +129,7 @@ fn idempotency_keys_expire_after_the_retention() {
     // The key may now be used again, and makes a new task.
     let r = s.apply(&cmd(later + 1, "old", submit("default")), &mut changed);
     assert!(!r.replayed);
-    assert_eq!(s.queued("default"), 3);
+    assert_eq!(queued(&s, "default"), 3);
 }
 
 #[test]
@@ -134,73 +142,173 @@ fn the_clock_never_goes_backwards() {
     assert_eq!(s.task(2).unwrap().created_ms, 500);
 }
 
-/// A random command sequence: apply is deterministic, and a state rebuilt from
-/// its changed records (as storage does) equals the original.
-#[test]
-fn random_sequences_are_deterministic_and_reload_equal() {
-    for seed in 0..50u64 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let queues = ["default", "a", "b", "c"];
-        let cmds: Vec<Command> = (0..200)
-            .map(|i| {
-                let key = format!("k{}", rng.random_range(0..150));
-                let pools = ["default", "p1", "p2"];
-                let pool = pools[rng.random_range(0..pools.len())].to_string();
-                let cluster = format!("c{}", rng.random_range(0..3));
-                let op = match rng.random_range(0..20) {
-                    0 | 1 => Op::CreateQueue {
-                        name: queues[rng.random_range(0..queues.len())].into(),
-                        pool,
-                        spec: Default::default(),
-                    },
-                    2 => Op::CreatePool {
-                        name: pool,
-                        clusters: vec![cluster],
-                    },
-                    3 => Op::AddCluster { pool, cluster },
-                    5 => Op::DrainQueue {
-                        name: queues[rng.random_range(0..queues.len())].into(),
-                    },
-                    6 => Op::ActivateQueue {
-                        name: queues[rng.random_range(0..queues.len())].into(),
-                    },
-                    4 => Op::RemoveCluster { pool, cluster },
-                    _ => submit(queues[rng.random_range(0..queues.len())]),
-                };
-                cmd(i * 1000, &key, op)
-            })
-            .collect();
-        let run = || {
-            let mut s = State::new();
-            let mut changed = vec![];
-            let responses: Vec<Response> = cmds.iter().map(|c| s.apply(c, &mut changed)).collect();
-            s.check_invariants();
-            (s, responses, changed)
-        };
-        let (a, ra, changed) = run();
-        let (b, rb, _) = run();
-        assert_eq!(a, b, "seed {seed}");
-        assert_eq!(ra, rb, "seed {seed}");
+/// One random command over a small universe of names, so that commands
+/// collide: every op kind, valid and invalid.
+fn random_op(rng: &mut StdRng, next_task: u64) -> Op {
+    let queues = ["default", "a", "b", "c"];
+    let pools = ["default", "p1", "p2"];
+    let projects = ["default", "ml", "web"];
+    let mut pick = |xs: &[&str]| xs[rng.random_range(0..xs.len())].to_string();
+    let queue = pick(&queues);
+    let other = pick(&queues);
+    let pool = pick(&pools);
+    let project = pick(&projects);
+    let cluster = format!("c{}", rng.random_range(0..3));
+    let id = rng.random_range(1..next_task.max(2) + 2);
+    let other_id = rng.random_range(1..next_task.max(2) + 2);
+    let new_task = |rng: &mut StdRng| NewTask {
+        queue: if rng.random_bool(0.2) {
+            String::new()
+        } else {
+            queues[rng.random_range(0..queues.len())].into()
+        },
+        project: projects[rng.random_range(0..projects.len())].into(),
+        run: format!("r{}", rng.random_range(0..3)),
+        command: vec!["train".into()],
+        ..Default::default()
+    };
+    match rng.random_range(0..40) {
+        0 | 1 => Op::CreateQueue {
+            name: queue,
+            pool,
+            spec: crate::model::spec::QueueSpec {
+                depth: rng.random_range(0..8),
+                ..Default::default()
+            },
+        },
+        2 => Op::CreatePool {
+            name: pool,
+            clusters: vec![cluster],
+        },
+        3 => Op::AddCluster { pool, cluster },
+        4 => Op::RemoveCluster { pool, cluster },
+        5 => Op::DrainQueue { name: queue },
+        6 => Op::ActivateQueue { name: queue },
+        7 => Op::RenameQueue {
+            name: queue,
+            new_name: other,
+        },
+        8 => Op::ClearQueue { name: queue },
+        9 => Op::DeleteQueue {
+            name: queue,
+            force: rng.random_bool(0.5),
+        },
+        10 => Op::CreateProject {
+            name: project,
+            settings: ProjectSettings {
+                default_queue: if rng.random_bool(0.5) { queue } else { String::new() },
+                allowed_queues: if rng.random_bool(0.5) {
+                    [other].into()
+                } else {
+                    Default::default()
+                },
+                max_queued_per_run: rng.random_range(0..4),
+                description: String::new(),
+            },
+        },
+        11 => Op::SetDefaultQueue { queue },
+        12..=14 => Op::CancelTask {
+            id,
+            reason: String::new(),
+        },
+        15 => Op::DequeueTask {
+            id,
+            reason: "no longer needed".into(),
+        },
+        16..=22 => Op::MoveTask {
+            id,
+            to: match rng.random_range(0..8) {
+                0 => MoveTo::Front,
+                1 => MoveTo::Back,
+                2 => MoveTo::Forward(rng.random_range(0..5)),
+                3 => MoveTo::Backward(rng.random_range(0..5)),
+                4 => MoveTo::Position(rng.random_range(0..10)),
+                5 => MoveTo::Before(other_id),
+                6 => MoveTo::After(other_id),
+                _ => MoveTo::Queue(queue),
+            },
+        },
+        23..=25 => Op::SubmitTasks {
+            tasks: (0..rng.random_range(1..5)).map(|_| new_task(rng)).collect(),
+        },
+        _ => Op::SubmitTasks {
+            tasks: vec![new_task(rng)],
+        },
+    }
+}
 
-        let mut reloaded = State::new();
-        let mut keys = changed.clone();
-        keys.sort();
-        keys.dedup();
-        for key in keys {
-            match key {
-                Key::Meta => reloaded.load_meta(a.meta()),
-                Key::Queue(n) => reloaded.load_queue(a.queue(&n).unwrap().clone()),
-                Key::Pool(n) => reloaded.load_pool(a.pool(&n).unwrap().clone()),
-                Key::Task(id) => reloaded.load_task(a.task(id).unwrap().clone()),
-                Key::Idempotency(k) => {
-                    if let Some(r) = a.idempotency(&k) {
-                        reloaded.load_idempotency(r.clone())
-                    }
+/// Rebuilds a state from the records an apply sequence changed, as storage
+/// does: the final value of every changed key, deletions left out.
+fn reload(a: &State, changed: &[Key]) -> State {
+    let mut keys = changed.to_vec();
+    keys.sort();
+    keys.dedup();
+    let mut reloaded = State::new();
+    for key in keys {
+        match key {
+            Key::Meta => reloaded.load_meta(a.meta()),
+            Key::Queue(id) => {
+                if let Some(q) = a.queue_by_id(id) {
+                    reloaded.load_queue(q.clone())
                 }
             }
+            Key::Pool(n) => reloaded.load_pool(a.pool(&n).unwrap().clone()),
+            Key::Project(n) => reloaded.load_project(a.project(&n).unwrap().clone()),
+            Key::Task(id) => reloaded.load_task(a.task(id).unwrap().clone()),
+            Key::Idempotency(k) => {
+                if let Some(r) = a.idempotency(&k) {
+                    reloaded.load_idempotency(r.clone())
+                }
+            }
+            Key::Body(..) => {}
         }
+    }
+    reloaded
+}
+
+/// Property test over random command sequences: after every apply the
+/// invariants hold (counts match the contents, positions in each queue are a
+/// permutation, no task is in two queues, the default pool, queue and
+/// project exist and the default queue is active); apply is deterministic;
+/// and a state rebuilt from its changed records equals the original.
+#[test]
+fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
+    let mut succeeded = std::collections::BTreeSet::new();
+    for seed in 0..200u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut run = |rng: &mut StdRng| {
+            let mut s = State::new();
+            let mut changed = vec![];
+            let mut responses = vec![];
+            for i in 0..300u64 {
+                let key = format!("k{}", rng.random_range(0..250));
+                let op = random_op(rng, s.meta().next_task_id);
+                let c = cmd(i * 1000, &key, op);
+                let r = s.apply(&c, &mut changed);
+                if r.result.is_ok() && !r.replayed {
+                    succeeded.insert(c.to_string().split(' ').next().unwrap().to_string());
+                }
+                responses.push(r);
+                s.check_invariants();
+            }
+            (s, responses, changed)
+        };
+        let (a, ra, changed) = run(&mut StdRng::seed_from_u64(seed));
+        let (b, rb, _) = run(&mut rng);
+        assert_eq!(a, b, "seed {seed}");
+        assert_eq!(ra, rb, "seed {seed}");
+        let reloaded = reload(&a, &changed);
         reloaded.check_invariants();
         assert_eq!(a, reloaded, "seed {seed}");
+    }
+    // The universe is small enough that every kind of op succeeds sometimes.
+    let kinds = [
+        "create-queue", "submit", "create-pool", "add-cluster", "remove-cluster",
+        "drain-queue", "activate-queue", "rename-queue", "clear-queue", "delete-queue",
+        "create-project", "set-default-queue", "cancel-task", "dequeue-task", "move-task",
+    ];
+    for kind in kinds {
+        assert!(succeeded.contains(kind), "no {kind} ever succeeded: {succeeded:?}");
     }
 }
 
@@ -317,7 +425,7 @@ fn queue_settings_apply_depth_and_cluster_selectors() {
         (ErrorKind::ResourceExhausted, Some("queue"))
     );
     assert!(e.message.contains("depth 2"), "{e}");
-    assert_eq!(s.queued("q"), 2);
+    assert_eq!(queued(&s, "q"), 2);
 
     let remove = Op::RemoveCluster {
         pool: "gpu".into(),
@@ -467,4 +575,264 @@ fn updates_check_the_version_and_keep_the_pool() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidArgument);
     s.check_invariants();
+}
+
+/// Applies `op` with a fresh key and returns the result.
+fn run_op(s: &mut State, op: Op) -> Result<Reply, crate::model::ModelError> {
+    let key = format!("t{}", s.meta().clock_ms + 1);
+    let now = s.meta().clock_ms + 1;
+    s.apply(&cmd(now, &key, op), &mut vec![]).result
+}
+
+fn task_to(queue: &str, project: &str, run: &str) -> NewTask {
+    NewTask {
+        queue: queue.into(),
+        project: project.into(),
+        run: run.into(),
+        command: vec!["train".into()],
+        ..Default::default()
+    }
+}
+
+fn new_queue(s: &mut State, name: &str, pool: &str, depth: u64) {
+    let spec = crate::model::spec::QueueSpec {
+        depth,
+        ..Default::default()
+    };
+    let op = Op::CreateQueue {
+        name: name.into(),
+        pool: pool.into(),
+        spec,
+    };
+    run_op(s, op).unwrap();
+}
+
+fn ids(r: Result<Reply, crate::model::ModelError>) -> Vec<u64> {
+    match r.unwrap() {
+        Reply::TasksSubmitted { ids } => ids,
+        other => panic!("not a submit: {other:?}"),
+    }
+}
+
+/// Queued ids of a queue in order.
+fn order(s: &State, queue: &str) -> Vec<u64> {
+    s.queued_range(s.queue(queue).unwrap().id, 0, usize::MAX)
+}
+
+#[test]
+fn a_batch_is_all_or_nothing_and_counts_itself_against_the_depth() {
+    let mut s = State::new();
+    new_queue(&mut s, "small", "default", 3);
+    let bad = Op::SubmitTasks {
+        tasks: vec![task_to("small", "", ""), task_to("nope", "", "")],
+    };
+    let e = run_op(&mut s, bad).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(e.field.as_deref(), Some("tasks[1].queue"));
+    assert_eq!(queued(&s, "small"), 0);
+    assert!(s.task(1).is_none(), "nothing was created");
+
+    let over = Op::SubmitTasks {
+        tasks: (0..4).map(|_| task_to("small", "", "")).collect(),
+    };
+    let e = run_op(&mut s, over).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceExhausted);
+    assert_eq!(e.field.as_deref(), Some("tasks[3].queue"));
+    let fits = Op::SubmitTasks {
+        tasks: (0..3).map(|_| task_to("small", "", "")).collect(),
+    };
+    assert_eq!(ids(run_op(&mut s, fits)), vec![1, 2, 3]);
+    assert_eq!(order(&s, "small"), vec![1, 2, 3]);
+}
+
+#[test]
+fn queue_choice_goes_project_default_then_organisation_default() {
+    let mut s = State::new();
+    new_queue(&mut s, "org", "default", 0);
+    new_queue(&mut s, "ml-q", "default", 0);
+    let project = |default_queue: &str| Op::CreateProject {
+        name: "ml".into(),
+        settings: ProjectSettings {
+            default_queue: default_queue.into(),
+            ..Default::default()
+        },
+    };
+    run_op(&mut s, project("ml-q")).unwrap();
+    let id = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("", "ml", "")] }))[0];
+    assert_eq!(s.task(id).unwrap().queue, s.queue("ml-q").unwrap().id);
+
+    run_op(&mut s, Op::SetDefaultQueue { queue: "org".into() }).unwrap();
+    let id = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("", "", "")] }))[0];
+    assert_eq!(s.task(id).unwrap().queue, s.queue("org").unwrap().id);
+    assert_eq!(s.task(id).unwrap().project, "default");
+
+    let e = run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("", "ghost", "")] }).unwrap_err();
+    assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::NotFound, Some("project")));
+    // The organisation's default queue cannot be deleted.
+    let e = run_op(&mut s, Op::DeleteQueue { name: "org".into(), force: true }).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FailedPrecondition);
+}
+
+#[test]
+fn allowed_queues_and_the_per_run_limit_are_enforced() {
+    let mut s = State::new();
+    new_queue(&mut s, "a", "default", 0);
+    new_queue(&mut s, "b", "default", 0);
+    let op = Op::CreateProject {
+        name: "ml".into(),
+        settings: ProjectSettings {
+            default_queue: "a".into(),
+            allowed_queues: ["a".to_string()].into(),
+            max_queued_per_run: 2,
+            description: String::new(),
+        },
+    };
+    run_op(&mut s, op).unwrap();
+    let e = run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("b", "ml", "")] }).unwrap_err();
+    assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::PermissionDenied, Some("queue")));
+    assert!(e.message.contains("allowed queues are a"), "{e}");
+
+    let two = (0..2).map(|_| task_to("a", "ml", "r1")).collect();
+    let first = ids(run_op(&mut s, Op::SubmitTasks { tasks: two }));
+    let e = run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("a", "ml", "r1")] }).unwrap_err();
+    assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::ResourceExhausted, Some("run")));
+    // Another run, or the same run once a task has left the queue, fits.
+    run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("a", "ml", "r2")] }).unwrap();
+    run_op(&mut s, Op::CancelTask { id: first[0], reason: String::new() }).unwrap();
+    run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("a", "ml", "r1")] }).unwrap();
+    // A move into a queue the project may not use is refused too.
+    let e = run_op(&mut s, Op::MoveTask { id: first[1], to: MoveTo::Queue("b".into()) }).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    // A queue a project names cannot be deleted.
+    let e = run_op(&mut s, Op::DeleteQueue { name: "a".into(), force: true }).unwrap_err();
+    assert!(e.message.contains("project \"ml\""), "{e}");
+}
+
+#[test]
+fn moves_reorder_a_queue_like_clearml() {
+    let mut s = State::new();
+    let all = Op::SubmitTasks {
+        tasks: (0..5).map(|_| task_to("default", "", "")).collect(),
+    };
+    assert_eq!(ids(run_op(&mut s, all)), vec![1, 2, 3, 4, 5]);
+    let mut mv = |id, to| run_op(&mut s, Op::MoveTask { id, to }).map(|_| ());
+    mv(4, MoveTo::Front).unwrap();
+    mv(1, MoveTo::Back).unwrap();
+    mv(5, MoveTo::Forward(2)).unwrap();
+    mv(4, MoveTo::Backward(1)).unwrap();
+    mv(3, MoveTo::Position(0)).unwrap();
+    mv(2, MoveTo::Position(99)).unwrap();
+    assert!(mv(2, MoveTo::Before(2)).is_err());
+    assert_eq!(mv(2, MoveTo::After(77)).unwrap_err().kind, ErrorKind::NotFound);
+    mv(1, MoveTo::Before(4)).unwrap();
+    mv(5, MoveTo::After(2)).unwrap();
+    assert_eq!(order(&s, "default"), vec![3, 1, 4, 2, 5]);
+    for (i, id) in [3, 1, 4, 2, 5].into_iter().enumerate() {
+        assert_eq!(s.position(s.task(id).unwrap()), Some(i));
+    }
+}
+
+#[test]
+fn moves_to_another_queue_keep_pool_state_and_depth() {
+    let mut s = State::new();
+    run_op(&mut s, Op::CreatePool { name: "other".into(), clusters: vec![] }).unwrap();
+    new_queue(&mut s, "far", "other", 0);
+    new_queue(&mut s, "near", "default", 1);
+    let id = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("default", "", "")] }))[0];
+    let to = |q: &str| Op::MoveTask { id, to: MoveTo::Queue(q.into()) };
+    let e = run_op(&mut s, to("far")).unwrap_err();
+    assert!(e.message.contains("never crosses pools"), "{e}");
+    run_op(&mut s, to("near")).unwrap();
+    let t = s.task(id).unwrap();
+    assert_eq!((t.queue, s.position(t)), (s.queue("near").unwrap().id, Some(0)));
+    assert!(t.timeline.last().unwrap().reason.contains("moved from queue \"default\""));
+    assert_eq!(queued(&s, "default"), 0);
+    // near is full (depth 1), and a drained queue takes nothing.
+    let other = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("default", "", "")] }))[0];
+    let e = run_op(&mut s, Op::MoveTask { id: other, to: MoveTo::Queue("near".into()) }).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceExhausted);
+    run_op(&mut s, to("default")).unwrap();
+    run_op(&mut s, Op::DrainQueue { name: "near".into() }).unwrap();
+    assert_eq!(s.queue("near").unwrap().state, QueueState::Drained);
+    let e = run_op(&mut s, to("near")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FailedPrecondition);
+}
+
+#[test]
+fn cancel_and_dequeue_record_the_timeline_and_settle_a_draining_queue() {
+    let mut s = State::new();
+    new_queue(&mut s, "q", "default", 0);
+    let two = Op::SubmitTasks {
+        tasks: (0..2).map(|_| task_to("q", "", "")).collect(),
+    };
+    let ids = ids(run_op(&mut s, two));
+    run_op(&mut s, Op::DrainQueue { name: "q".into() }).unwrap();
+    assert_eq!(s.queue("q").unwrap().state, QueueState::Draining);
+    run_op(&mut s, Op::CancelTask { id: ids[0], reason: "wrong lr".into() }).unwrap();
+    let t = s.task(ids[0]).unwrap();
+    assert_eq!(t.state, TaskState::Canceled);
+    assert_eq!(t.condition.as_deref(), Some("wrong lr"));
+    let states: Vec<_> = t.timeline.iter().map(|e| (e.state, e.actor.as_str())).collect();
+    assert_eq!(states, [(TaskState::Queued, "tester"), (TaskState::Canceled, "tester")]);
+    let e = run_op(&mut s, Op::CancelTask { id: ids[0], reason: String::new() }).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FailedPrecondition);
+    run_op(&mut s, Op::DequeueTask { id: ids[1], reason: String::new() }).unwrap();
+    assert_eq!(s.task(ids[1]).unwrap().state, TaskState::Dequeued);
+    assert_eq!(s.queue("q").unwrap().state, QueueState::Drained);
+}
+
+#[test]
+fn rename_clear_and_delete_keep_tasks_and_protect_the_default_queue() {
+    let mut s = State::new();
+    new_queue(&mut s, "old", "default", 0);
+    let three = Op::SubmitTasks {
+        tasks: (0..3).map(|_| task_to("old", "", "")).collect(),
+    };
+    let ids = ids(run_op(&mut s, three));
+    run_op(&mut s, Op::RenameQueue { name: "old".into(), new_name: "new".into() }).unwrap();
+    assert!(s.queue("old").is_none());
+    assert_eq!(order(&s, "new"), ids);
+    for name in ["default"] {
+        let rename = Op::RenameQueue { name: name.into(), new_name: "x".into() };
+        assert_eq!(run_op(&mut s, rename).unwrap_err().kind, ErrorKind::FailedPrecondition);
+        let delete = Op::DeleteQueue { name: name.into(), force: true };
+        assert_eq!(run_op(&mut s, delete).unwrap_err().kind, ErrorKind::FailedPrecondition);
+    }
+    let taken = Op::RenameQueue { name: "new".into(), new_name: "default".into() };
+    assert_eq!(run_op(&mut s, taken).unwrap_err().kind, ErrorKind::AlreadyExists);
+
+    let e = run_op(&mut s, Op::DeleteQueue { name: "new".into(), force: false }).unwrap_err();
+    assert!(e.message.contains("3 queued tasks"), "{e}");
+    run_op(&mut s, Op::DequeueTask { id: ids[0], reason: String::new() }).unwrap();
+    assert_eq!(
+        run_op(&mut s, Op::ClearQueue { name: "new".into() }),
+        Ok(Reply::QueueCleared { name: "new".into(), dequeued: 2 })
+    );
+    new_queue(&mut s, "gone", "default", 0);
+    let id = self::ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("gone", "", "")] }))[0];
+    assert_eq!(
+        run_op(&mut s, Op::DeleteQueue { name: "gone".into(), force: true }),
+        Ok(Reply::QueueCleared { name: "gone".into(), dequeued: 1 })
+    );
+    assert!(s.queue("gone").is_none());
+    assert_eq!(s.task(id).unwrap().state, TaskState::Dequeued);
+    // The name is free again, under a new id.
+    new_queue(&mut s, "gone", "default", 0);
+    assert_ne!(s.queue("gone").unwrap().id, s.task(id).unwrap().queue);
+}
+
+#[test]
+fn an_edit_races_no_submit_but_a_concurrent_edit() {
+    let mut s = State::new();
+    new_queue(&mut s, "q", "default", 0);
+    let version = s.queue("q").unwrap().version;
+    run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("q", "", "")] }).unwrap();
+    let update = |v| Op::UpdateQueue {
+        name: "q".into(),
+        pool: None,
+        spec: Default::default(),
+        expected_version: v,
+    };
+    run_op(&mut s, update(version)).unwrap();
+    assert_eq!(run_op(&mut s, update(version)).unwrap_err().kind, ErrorKind::Aborted);
 }

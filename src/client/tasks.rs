@@ -1,0 +1,171 @@
+//! Task calls: submit (one or a batch), read, list, cancel, dequeue, move.
+//! Every write carries one idempotency key for all its retries.
+
+use super::{
+    default_actor, new_idempotency_key, new_write_meta, Client, ClientError, ReadConsistency,
+};
+use crate::proto::v1::move_task_request::To;
+use crate::proto::v1::tasks_client::TasksClient;
+use crate::proto::v1::*;
+
+/// Which tasks a list returns. Empty fields match every task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub queue: String,
+    /// A task state (`queued` lists in queue order), or empty for all.
+    pub state: String,
+    pub project: String,
+    pub run: String,
+    /// Tasks per page; 0 lets the server choose (100).
+    pub page_size: u32,
+}
+
+fn write_meta(idempotency_key: Option<String>) -> Option<WriteMeta> {
+    Some(WriteMeta {
+        idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
+        actor: default_actor(),
+    })
+}
+
+impl Client {
+    /// Submits a task to `queue` in the default project. `idempotency_key`
+    /// defaults to a fresh key; pass your own to make retries across
+    /// processes safe.
+    pub async fn submit_task(
+        &self,
+        queue: &str,
+        command: Vec<String>,
+        payload: Vec<u8>,
+        idempotency_key: Option<String>,
+    ) -> Result<SubmitTaskResponse, ClientError> {
+        let spec = TaskSpec {
+            queue: queue.to_string(),
+            command,
+            payload,
+            ..Default::default()
+        };
+        self.submit(spec, idempotency_key).await
+    }
+
+    /// Submits one task with every field.
+    pub async fn submit(
+        &self,
+        spec: TaskSpec,
+        idempotency_key: Option<String>,
+    ) -> Result<SubmitTaskResponse, ClientError> {
+        let req = SubmitTaskRequest {
+            meta: write_meta(idempotency_key),
+            task: Some(spec),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { TasksClient::new(ch).submit_task(req).await }
+        })
+        .await
+    }
+
+    /// Submits tasks atomically: every one is accepted or none is. The ids
+    /// come back in the order given.
+    pub async fn submit_batch(
+        &self,
+        tasks: Vec<TaskSpec>,
+        idempotency_key: Option<String>,
+    ) -> Result<SubmitTasksResponse, ClientError> {
+        let req = SubmitTasksRequest {
+            meta: write_meta(idempotency_key),
+            tasks,
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { TasksClient::new(ch).submit_tasks(req).await }
+        })
+        .await
+    }
+
+    pub async fn get_task(&self, id: u64, c: ReadConsistency) -> Result<Task, ClientError> {
+        let req = GetTaskRequest {
+            id,
+            consistency: c.proto(),
+        };
+        let resp = self
+            .call(|ch| async move { TasksClient::new(ch).get_task(req).await })
+            .await?;
+        resp.task
+            .ok_or_else(|| ClientError::Protocol("get_task: no task in reply".into()))
+    }
+
+    /// One page of tasks (without command and payload). Pass the previous
+    /// page's `next_page_token` to get the next; it is empty on the last.
+    pub async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        page_token: &str,
+        c: ReadConsistency,
+    ) -> Result<ListTasksResponse, ClientError> {
+        let req = ListTasksRequest {
+            queue: filter.queue.clone(),
+            state: filter.state.clone(),
+            project: filter.project.clone(),
+            run: filter.run.clone(),
+            page_size: filter.page_size,
+            page_token: page_token.to_string(),
+            consistency: c.proto(),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { TasksClient::new(ch).list_tasks(req).await }
+        })
+        .await
+    }
+
+    /// Cancels a queued, leased or running task.
+    pub async fn cancel_task(&self, id: u64, reason: &str) -> Result<Task, ClientError> {
+        let req = CancelTaskRequest {
+            meta: new_write_meta(),
+            id,
+            reason: reason.to_string(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { TasksClient::new(ch).cancel_task(req).await }
+            })
+            .await?;
+        resp.task
+            .ok_or_else(|| ClientError::Protocol("cancel_task: no task in reply".into()))
+    }
+
+    /// Takes a queued task out of its queue (it becomes `dequeued`).
+    pub async fn dequeue_task(&self, id: u64, reason: &str) -> Result<Task, ClientError> {
+        let req = DequeueTaskRequest {
+            meta: new_write_meta(),
+            id,
+            reason: reason.to_string(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { TasksClient::new(ch).dequeue_task(req).await }
+            })
+            .await?;
+        resp.task
+            .ok_or_else(|| ClientError::Protocol("dequeue_task: no task in reply".into()))
+    }
+
+    /// Reorders a queued task, or moves it to the back of another queue.
+    pub async fn move_task(&self, id: u64, to: To) -> Result<Task, ClientError> {
+        let req = MoveTaskRequest {
+            meta: new_write_meta(),
+            id,
+            to: Some(to),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { TasksClient::new(ch).move_task(req).await }
+            })
+            .await?;
+        resp.task
+            .ok_or_else(|| ClientError::Protocol("move_task: no task in reply".into()))
+    }
+}
