@@ -301,12 +301,15 @@ impl Cluster {
         (o.status.code(), out, err)
     }
 
-    /// Checks through a stale read on `id` that every task in `ids` is there.
+    /// Checks through a stale read on `id` that every task in `ids` is
+    /// there, with its command line (read from the node's own storage).
     pub async fn assert_has_tasks(&self, id: u64, ids: &[u64]) {
         let client = self.client_for(id);
         for &task in ids {
             let t = client.get_task(task, ReadConsistency::Stale).await;
             assert!(t.is_ok(), "node {id} lacks task {task}: {:?}", t.err());
+            let t = t.unwrap();
+            assert!(!t.command.is_empty(), "node {id} lacks the body of task {task}");
         }
     }
 }

@@ -1,0 +1,388 @@
+//! Projects, task fields, batches, lists, moves, cancel and the queue
+//! operations of issue #3, through the raw gRPC API of a 3-node cluster.
+//! Writes go to followers too (they forward them); reads are linearizable
+//! on whichever node they reach.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Cluster, Timings};
+use laneq::proto::v1::config_client::ConfigClient;
+use laneq::proto::v1::move_task_request::To;
+use laneq::proto::v1::projects_client::ProjectsClient;
+use laneq::proto::v1::queues_client::QueuesClient;
+use laneq::proto::v1::tasks_client::TasksClient;
+use laneq::proto::v1::*;
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// The gRPC clients of one node.
+struct Node {
+    ch: Channel,
+}
+
+fn meta() -> Option<WriteMeta> {
+    Some(WriteMeta {
+        idempotency_key: laneq::client::new_idempotency_key(),
+        actor: "alice".into(),
+    })
+}
+
+fn spec(queue: &str, project: &str, run: &str) -> TaskSpec {
+    TaskSpec {
+        queue: queue.into(),
+        project: project.into(),
+        run: run.into(),
+        name: format!("train-{run}"),
+        command: vec!["python".into(), "train.py".into()],
+        payload: b"{\"lr\": 0.1}".to_vec(),
+        resources: HashMap::from([("gpu".to_string(), 1), ("cpu".to_string(), 4000)]),
+        max_attempts: 2,
+        labels: HashMap::from([("team".to_string(), "vision".to_string())]),
+    }
+}
+
+impl Node {
+    fn new(c: &Cluster, id: u64) -> Self {
+        Self {
+            ch: laneq::raft::endpoint_channel(&c.addr(id)),
+        }
+    }
+    fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.ch.clone())
+    }
+    fn queues(&self) -> QueuesClient<Channel> {
+        QueuesClient::new(self.ch.clone())
+    }
+    fn projects(&self) -> ProjectsClient<Channel> {
+        ProjectsClient::new(self.ch.clone())
+    }
+
+    async fn create_queue(&self, name: &str, pool: &str, depth: Option<u64>) {
+        let req = CreateQueueRequest {
+            meta: meta(),
+            name: name.into(),
+            pool: pool.into(),
+            spec: Some(QueueSpec {
+                depth,
+                ..Default::default()
+            }),
+        };
+        self.queues().create_queue(req).await.unwrap();
+    }
+
+    async fn submit(&self, s: TaskSpec) -> Result<SubmitTaskResponse, tonic::Status> {
+        let req = SubmitTaskRequest {
+            meta: meta(),
+            task: Some(s),
+        };
+        self.tasks().submit_task(req).await.map(|r| r.into_inner())
+    }
+
+    async fn batch(&self, tasks: Vec<TaskSpec>) -> Result<Vec<u64>, tonic::Status> {
+        let req = SubmitTasksRequest {
+            meta: meta(),
+            tasks,
+        };
+        self.tasks()
+            .submit_tasks(req)
+            .await
+            .map(|r| r.into_inner().ids)
+    }
+
+    async fn get(&self, id: u64) -> Result<Task, tonic::Status> {
+        let req = GetTaskRequest {
+            id,
+            consistency: 0,
+        };
+        let r = self.tasks().get_task(req).await?;
+        Ok(r.into_inner().task.unwrap())
+    }
+
+    async fn list(&self, req: ListTasksRequest) -> Result<ListTasksResponse, tonic::Status> {
+        self.tasks().list_tasks(req).await.map(|r| r.into_inner())
+    }
+
+    /// Ids of the queued tasks of a queue, in order.
+    async fn order(&self, queue: &str) -> Vec<u64> {
+        let req = ListTasksRequest {
+            queue: queue.into(),
+            state: "queued".into(),
+            ..Default::default()
+        };
+        let tasks = self.list(req).await.unwrap().tasks;
+        for (i, t) in tasks.iter().enumerate() {
+            assert_eq!(t.position, Some(i as u64 + 1), "task {}", t.id);
+        }
+        tasks.iter().map(|t| t.id).collect()
+    }
+
+    async fn mv(&self, id: u64, to: To) -> Result<Task, tonic::Status> {
+        let req = MoveTaskRequest {
+            meta: meta(),
+            id,
+            to: Some(to),
+        };
+        let r = self.tasks().move_task(req).await?;
+        Ok(r.into_inner().task.unwrap())
+    }
+
+    async fn queue(&self, name: &str) -> Queue {
+        let req = GetQueueRequest {
+            name: name.into(),
+            consistency: 0,
+        };
+        let r = self.queues().get_queue(req).await.unwrap();
+        r.into_inner().queue.unwrap()
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let e = r.unwrap_err();
+    (e.code(), e.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let (n1, n2, n3) = (Node::new(&c, 1), Node::new(&c, 2), Node::new(&c, 3));
+
+    n2.create_queue("a", "", None).await;
+    n3.create_queue("b", "", Some(5)).await;
+    let pool = CreatePoolRequest {
+        meta: meta(),
+        name: "other".into(),
+        clusters: vec![],
+    };
+    laneq::proto::v1::pools_client::PoolsClient::new(n1.ch.clone())
+        .create_pool(pool)
+        .await
+        .unwrap();
+    n1.create_queue("far", "other", None).await;
+
+    // A project with a default queue, allowed queues and a per-run limit.
+    let settings = ProjectSettings {
+        default_queue: "a".into(),
+        allowed_queues: vec!["a".into(), "b".into()],
+        max_queued_per_run: 2,
+        description: "vision team".into(),
+    };
+    let req = CreateProjectRequest {
+        meta: meta(),
+        name: "ml".into(),
+        settings: Some(settings.clone()),
+    };
+    let p = n2.projects().create_project(req).await.unwrap().into_inner();
+    let p = p.project.unwrap();
+    assert_eq!((p.version, p.effective_default_queue.as_str()), (1, "a"));
+
+    // Without a queue, a task goes to its project's default queue.
+    let r = n2.submit(spec("", "ml", "r1")).await.unwrap();
+    assert_eq!((r.queue.as_str(), r.created), ("a", true));
+    let t = n3.get(r.id).await.unwrap();
+    assert_eq!(
+        (t.queue.as_str(), t.project.as_str(), t.run.as_str(), t.state.as_str()),
+        ("a", "ml", "r1", "queued")
+    );
+    assert_eq!(t.command, ["python", "train.py"]);
+    assert_eq!(t.payload, b"{\"lr\": 0.1}");
+    assert_eq!((t.resources["gpu"], t.max_attempts, t.attempt), (1, 2, 0));
+    assert_eq!(t.labels["team"], "vision");
+    assert_eq!(t.position, Some(1));
+    assert_eq!(t.timeline.len(), 1);
+    assert_eq!(
+        (t.timeline[0].state.as_str(), t.timeline[0].actor.as_str()),
+        ("queued", "alice")
+    );
+
+    // Refusals: not allowed, unknown project, per-run limit, atomic batches.
+    let (code_, msg) = code(n1.submit(spec("far", "ml", "")).await);
+    assert_eq!(code_, Code::PermissionDenied, "{msg}");
+    assert!(msg.starts_with("queue: "), "{msg}");
+    let (code_, msg) = code(n1.submit(spec("a", "ghost", "")).await);
+    assert_eq!(code_, Code::NotFound, "{msg}");
+    let two = vec![spec("a", "ml", "r1"), spec("a", "ml", "r1")];
+    let (code_, msg) = code(n3.batch(two).await);
+    assert_eq!(code_, Code::ResourceExhausted, "{msg}");
+    assert!(msg.starts_with("tasks[1].run: "), "{msg}");
+    let bad = vec![spec("b", "", ""), spec("b", "", ""), spec("nope", "", "")];
+    let (code_, msg) = code(n3.batch(bad).await);
+    assert_eq!(code_, Code::NotFound, "{msg}");
+    assert!(msg.starts_with("tasks[2].queue: "), "{msg}");
+    assert_eq!(n1.queue("b").await.queued, 0, "a refused batch creates nothing");
+    let mut invalid = spec("b", "", "");
+    invalid.max_attempts = 1000;
+    let (code_, msg) = code(n3.submit(invalid).await);
+    assert_eq!(code_, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("max_attempts: "), "{msg}");
+
+    // A batch goes in whole, in order; depth counts it (b holds 5).
+    let ids = n3.batch((0..4).map(|_| spec("b", "", "")).collect()).await.unwrap();
+    assert_eq!(ids.len(), 4);
+    let (code_, _) = code(n2.batch(vec![spec("b", "", ""), spec("b", "", "")]).await);
+    assert_eq!(code_, Code::ResourceExhausted);
+    assert_eq!(n1.order("b").await, ids);
+
+    // Paging in queue order.
+    let page = |token: String| ListTasksRequest {
+        queue: "b".into(),
+        state: "queued".into(),
+        page_size: 3,
+        page_token: token,
+        ..Default::default()
+    };
+    let first = n2.list(page(String::new())).await.unwrap();
+    assert_eq!(first.tasks.len(), 3);
+    assert!(first.tasks.iter().all(|t| t.command.is_empty()), "lists carry no bodies");
+    let second = n2.list(page(first.next_page_token.clone())).await.unwrap();
+    assert_eq!(second.tasks.len(), 1);
+    assert_eq!(second.next_page_token, "");
+    let by_project = ListTasksRequest {
+        project: "ml".into(),
+        ..Default::default()
+    };
+    let mine = n1.list(by_project).await.unwrap().tasks;
+    assert_eq!(mine.iter().map(|t| t.id).collect::<Vec<_>>(), [r.id]);
+    let bad_page = ListTasksRequest {
+        page_token: "garbage".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(n1.list(bad_page).await).0, Code::InvalidArgument);
+    let bad_state = ListTasksRequest {
+        state: "sleeping".into(),
+        ..Default::default()
+    };
+    let (code_, msg) = code(n1.list(bad_state).await);
+    assert_eq!(code_, Code::InvalidArgument);
+    assert!(msg.contains("queued, leased, running"), "{msg}");
+
+    // Reorder like ClearML, through different nodes.
+    let [t1, t2, t3, t4] = ids[..] else { panic!() };
+    n1.mv(t4, To::Front(true)).await.unwrap();
+    n2.mv(t1, To::Back(true)).await.unwrap();
+    n3.mv(t3, To::Forward(1)).await.unwrap();
+    assert_eq!(n1.order("b").await, [t4, t3, t2, t1]);
+    n1.mv(t4, To::Backward(2)).await.unwrap();
+    n2.mv(t1, To::Position(1)).await.unwrap();
+    let moved = n3.mv(t2, To::Before(t1)).await.unwrap();
+    assert_eq!(moved.position, Some(1));
+    n1.mv(t3, To::After(t4)).await.unwrap();
+    assert_eq!(n2.order("b").await, [t2, t1, t4, t3]);
+    let (code_, msg) = code(n1.mv(t1, To::Position(0)).await);
+    assert_eq!(code_, Code::InvalidArgument, "{msg}");
+    let (code_, msg) = code(n1.mv(t1, To::Before(999)).await);
+    assert_eq!(code_, Code::NotFound, "{msg}");
+
+    // Across queues: same pool only.
+    let (code_, msg) = code(n1.mv(t1, To::Queue("far".into())).await);
+    assert_eq!(code_, Code::FailedPrecondition, "{msg}");
+    assert!(msg.contains("never crosses pools"), "{msg}");
+    let moved = n2.mv(t1, To::Queue("a".into())).await.unwrap();
+    assert_eq!((moved.queue.as_str(), moved.position), ("a", Some(2)));
+    assert_eq!(moved.timeline.len(), 2);
+    assert!(moved.timeline[1].reason.contains("moved from queue \"b\""));
+
+    // Cancel and dequeue, with reasons in the timeline.
+    let cancel = CancelTaskRequest {
+        meta: meta(),
+        id: t2,
+        reason: "wrong learning rate".into(),
+    };
+    let t = n3.tasks().cancel_task(cancel).await.unwrap().into_inner().task.unwrap();
+    assert_eq!((t.state.as_str(), t.condition.as_str()), ("canceled", "wrong learning rate"));
+    assert_eq!(t.position, None);
+    let again = CancelTaskRequest {
+        meta: meta(),
+        id: t2,
+        reason: String::new(),
+    };
+    assert_eq!(code(n1.tasks().cancel_task(again).await).0, Code::FailedPrecondition);
+    let dq = DequeueTaskRequest {
+        meta: meta(),
+        id: t4,
+        reason: String::new(),
+    };
+    n1.tasks().dequeue_task(dq).await.unwrap();
+    assert_eq!(n3.order("b").await, [t3]);
+    let canceled = ListTasksRequest {
+        state: "canceled".into(),
+        ..Default::default()
+    };
+    assert_eq!(n2.list(canceled).await.unwrap().tasks.len(), 1);
+
+    // Queue counts, rename, clear and delete.
+    let q = n1.queue("a").await;
+    assert_eq!((q.queued, q.running, q.next_task_id), (2, 0, Some(r.id)));
+    assert!(q.activity_ms >= q.created_ms);
+    let rename = RenameQueueRequest {
+        meta: meta(),
+        name: "b".into(),
+        new_name: "bee".into(),
+    };
+    n2.queues().rename_queue(rename).await.unwrap();
+    assert_eq!(n3.get(t3).await.unwrap().queue, "bee");
+    let rename_default = RenameQueueRequest {
+        meta: meta(),
+        name: "default".into(),
+        new_name: "x".into(),
+    };
+    let (code_, _) = code(n1.queues().rename_queue(rename_default).await);
+    assert_eq!(code_, Code::FailedPrecondition);
+    let delete = |name: &str, force| DeleteQueueRequest {
+        meta: meta(),
+        name: name.into(),
+        force,
+    };
+    let (code_, msg) = code(n1.queues().delete_queue(delete("bee", false)).await);
+    assert_eq!(code_, Code::FailedPrecondition, "{msg}");
+    let clear = ClearQueueRequest {
+        meta: meta(),
+        name: "bee".into(),
+    };
+    let cleared = n3.queues().clear_queue(clear).await.unwrap().into_inner();
+    assert_eq!(cleared.dequeued, 1);
+    assert_eq!(n1.get(t3).await.unwrap().state, "dequeued");
+    let (code_, msg) = code(n1.queues().delete_queue(delete("bee", false)).await);
+    assert!(msg.contains("project \"ml\""), "{code_:?} {msg}");
+    // Read-modify-write of a project frees the queue.
+    let update = |version| UpdateProjectRequest {
+        meta: meta(),
+        name: "ml".into(),
+        settings: Some(ProjectSettings {
+            max_queued_per_run: 10,
+            allowed_queues: vec!["a".into()],
+            ..settings.clone()
+        }),
+        expected_version: version,
+    };
+    n3.projects().update_project(update(1)).await.unwrap();
+    let (code_, msg) = code(n1.projects().update_project(update(1)).await);
+    assert_eq!(code_, Code::Aborted, "{msg}");
+    n1.queues().delete_queue(delete("bee", false)).await.unwrap();
+    assert_eq!(n2.get(t3).await.unwrap().queue, "#3", "a deleted queue shows its id");
+    let (code_, _) = code(n1.queues().delete_queue(delete("default", true)).await);
+    assert_eq!(code_, Code::FailedPrecondition);
+
+    // The organisation's default queue.
+    let set = SetDefaultQueueRequest {
+        meta: meta(),
+        queue: "far".into(),
+    };
+    let cfg = ConfigClient::new(n2.ch.clone())
+        .set_default_queue(set)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cfg.config.unwrap().default_queue, "far");
+    let r = n1.submit(spec("", "", "")).await.unwrap();
+    assert_eq!(r.queue, "far");
+    let list = ListProjectsRequest { consistency: 0 };
+    let projects = n3.projects().list_projects(list).await.unwrap().into_inner();
+    let names: Vec<_> = projects.projects.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["default", "ml"]);
+
+    assert_eq!(code(n1.get(9999).await).0, Code::NotFound);
+    c.wait_converged(&[1, 2, 3], 0).await;
+}
