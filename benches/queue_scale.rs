@@ -6,12 +6,14 @@
 //! Raft's apply does: no Raft, no RocksDB, no network. What it times is one
 //! command's apply, or one read, against a queue of N tasks kept at N.
 //!
-//! `cargo bench --bench queue_scale` measures 1k and 1M tasks, prints a
-//! Markdown table and writes `bench/results/queue_scale.json`. Run any other
-//! way (`cargo test --all-targets` runs harness-less bench targets in a debug
-//! build, whose apply checks every invariant in O(n)), it is a smoke test on
-//! small queues that checks each answer against a plain `Vec` model of the
-//! queue and writes nothing. It never asserts on a timing.
+//! `cargo bench --bench queue_scale` measures queues of 1k, 10k, 100k and 1M
+//! tasks, prints Markdown tables (1k against 1M, then the growth per decade),
+//! the load time and the RSS per task, and writes
+//! `bench/results/queue_scale.json`. Run any other way (`cargo test
+//! --all-targets` runs harness-less bench targets in a debug build, whose
+//! apply checks every invariant in O(n)), it is a smoke test on small queues
+//! that checks each answer against a plain `Vec` model of the queue and writes
+//! nothing. It never asserts on a timing.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -26,11 +28,15 @@ const QUEUE: &str = "bench";
 /// The first command's stamp. Each later command is 1 ms on, so no
 /// idempotency key expires during a run (retention is 24 h).
 const START_MS: u64 = 1_700_000_000_000;
+/// Tasks that `position_hot` picks from: few enough that their tree paths
+/// stay in cache, which separates the work done from the cache misses.
+const HOT_TASKS: usize = 64;
 const RESULTS: &str = "bench/results/queue_scale.json";
 
 /// How one run is sized.
 struct Plan {
-    /// Queue lengths, smallest first; the table compares the first and last.
+    /// Queue lengths, smallest first; the main table compares the first and
+    /// last. They run largest first, so its RSS is measured in a fresh process.
     sizes: &'static [usize],
     /// Timed samples per operation and size.
     samples: usize,
@@ -41,7 +47,7 @@ struct Plan {
 }
 
 const BENCH: Plan = Plan {
-    sizes: &[1_000, 1_000_000],
+    sizes: &[1_000, 10_000, 100_000, 1_000_000],
     samples: 10_000,
     warmup: 1_000,
     shadow: false,
@@ -59,40 +65,36 @@ enum Operation {
     Submit,
     Next,
     Position,
+    PositionHot,
     MoveFront,
     MovePosition,
     Cancel,
 }
 
 impl Operation {
-    const ALL: [Operation; 6] = [
+    const ALL: [Operation; 7] = [
         Operation::Submit,
         Operation::Next,
         Operation::Position,
+        Operation::PositionHot,
         Operation::MoveFront,
         Operation::MovePosition,
         Operation::Cancel,
     ];
 
-    fn name(self) -> &'static str {
+    /// The key in the JSON results, and the label in the tables.
+    fn names(self) -> (&'static str, &'static str) {
         match self {
-            Operation::Submit => "submit 1 task (back)",
-            Operation::Next => "next task (read)",
-            Operation::Position => "position of task X (read)",
-            Operation::MoveFront => "move task to front",
-            Operation::MovePosition => "move task to random position",
-            Operation::Cancel => "cancel queued task",
-        }
-    }
-
-    fn key(self) -> &'static str {
-        match self {
-            Operation::Submit => "submit",
-            Operation::Next => "next_task",
-            Operation::Position => "position",
-            Operation::MoveFront => "move_front",
-            Operation::MovePosition => "move_position",
-            Operation::Cancel => "cancel",
+            Operation::Submit => ("submit", "submit 1 task (back)"),
+            Operation::Next => ("next_task", "next task (read)"),
+            Operation::Position => ("position", "position of task X (read)"),
+            Operation::PositionHot => (
+                "position_hot",
+                "position of task X, X among 64 (read, cache-warm)",
+            ),
+            Operation::MoveFront => ("move_front", "move task to front"),
+            Operation::MovePosition => ("move_position", "move task to random position"),
+            Operation::Cancel => ("cancel", "cancel queued task"),
         }
     }
 }
@@ -182,7 +184,11 @@ impl Bench {
         };
         assert_eq!(ids.len(), count);
         let last = *ids.last().expect("at least one task");
-        assert_eq!(self.position(last), Some(len + count - 1), "submit goes to the back");
+        assert_eq!(
+            self.position(last),
+            Some(len + count - 1),
+            "submit goes to the back"
+        );
         if let Some(shadow) = &mut self.shadow {
             shadow.extend(&ids);
         }
@@ -218,7 +224,11 @@ impl Bench {
             reason: String::new(),
         });
         assert_eq!(reply, Reply::Task { id });
-        assert_eq!(self.position(id), None, "a canceled task has left the queue");
+        assert_eq!(
+            self.position(id),
+            None,
+            "a canceled task has left the queue"
+        );
         self.queued.swap_remove(i);
         if let Some(shadow) = &mut self.shadow {
             shadow.retain(|&t| t != id);
@@ -226,7 +236,7 @@ impl Bench {
         took
     }
 
-    /// Moves a random task to `to` (which must not be `Back`-relative).
+    /// Moves a random task to 0-based position `to` (`MoveTo::Front` for 0).
     fn move_random(&mut self, to: usize) -> Duration {
         let (_, id) = self.random_task();
         let to_op = match to {
@@ -267,11 +277,18 @@ impl Bench {
                 let next = black_box(self.state.next_task(black_box(self.queue)));
                 let took = start.elapsed();
                 let next = next.expect("the queue is not empty");
-                assert_eq!(self.position(next), Some(0), "the next task is at the front");
+                assert_eq!(
+                    self.position(next),
+                    Some(0),
+                    "the next task is at the front"
+                );
                 took
             }
-            Operation::Position => {
-                let (_, id) = self.random_task();
+            Operation::Position | Operation::PositionHot => {
+                let id = match op {
+                    Operation::PositionHot => self.queued[self.rng.random_range(0..HOT_TASKS)],
+                    _ => self.random_task().1,
+                };
                 let start = Instant::now();
                 let position = black_box(self.position(black_box(id)));
                 let took = start.elapsed();
@@ -326,13 +343,15 @@ struct SizeResult {
     ops: Vec<(Operation, Stats)>,
 }
 
-fn run_size(n: usize, plan: &Plan) -> SizeResult {
-    let rss_before_kib = rss_kib();
+/// Loads a queue of `n` tasks and times every operation on it. The RSS is
+/// worth measuring only in a process that has not yet freed a larger state.
+fn run_size(n: usize, plan: &Plan, measure_rss: bool) -> SizeResult {
+    let rss_before_kib = rss_kib().filter(|_| measure_rss);
     let mut bench = Bench::new(plan.shadow, n as u64);
     let start = Instant::now();
     let batches = bench.load(n);
     let load = start.elapsed();
-    let rss_after_kib = rss_kib();
+    let rss_after_kib = rss_kib().filter(|_| measure_rss);
     bench.check_shadow();
     let mut ops = Vec::new();
     for op in Operation::ALL {
@@ -381,18 +400,35 @@ fn label(n: usize) -> String {
 
 fn print_table(small: &SizeResult, large: &SizeResult) {
     let (s, l) = (label(small.tasks), label(large.tasks));
-    println!("| op | p50 at {s} (µs) | p50 at {l} (µs) | ratio | p99 at {s} (µs) | p99 at {l} (µs) |");
+    println!(
+        "| op | p50 at {s} (µs) | p50 at {l} (µs) | ratio | p99 at {s} (µs) | p99 at {l} (µs) |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for ((op, a), (_, b)) in small.ops.iter().zip(&large.ops) {
         println!(
             "| {} | {:.3} | {:.3} | {:.2}x | {:.3} | {:.3} |",
-            op.name(),
+            op.names().1,
             a.p50_us,
             b.p50_us,
             b.p50_us / a.p50_us,
             a.p99_us,
             b.p99_us
         );
+    }
+}
+
+/// The median of every operation at every size: how the cost grows.
+fn print_growth(results: &[SizeResult]) {
+    let sizes: Vec<String> = results.iter().map(|r| label(r.tasks)).collect();
+    println!("\np50 (µs) by queue length:\n");
+    println!("| op | {} |", sizes.join(" | "));
+    println!("|---|{}", "---:|".repeat(sizes.len()));
+    for (i, op) in Operation::ALL.iter().enumerate() {
+        let cells: Vec<String> = results
+            .iter()
+            .map(|r| format!("{:.3}", r.ops[i].1.p50_us))
+            .collect();
+        println!("| {} | {} |", op.names().1, cells.join(" | "));
     }
 }
 
@@ -418,23 +454,28 @@ fn print_load(r: &SizeResult) {
 }
 
 const RSS_NOTE: &str = "\
-note: the RSS per task is the whole in-memory model state a queued task costs: its \
-Task record (project, name, idempotency key, labels, a one-entry timeline), its entry \
-in the task map and in the queue's order index, plus its share of the idempotency \
-records (one per submit of 1,000). Command lines and payloads are not held in memory: \
-apply hands them to storage. It also includes allocator slack.";
+note: RSS is measured for the largest queue only, before anything was freed. Per task \
+it is the whole in-memory model state a queued task costs: its Task record in the task \
+map (with its project, idempotency key and a one-entry timeline on the heap), its \
+entries in the queue's order index, and its share of the idempotency records (one per \
+submit of 1,000), plus allocator slack. Command lines and payloads are not held in \
+memory: apply hands them to storage.";
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
 
 fn write_json(results: &[SizeResult]) -> std::io::Result<()> {
     let mut records = Vec::new();
     for r in results {
         for (op, stats) in &r.ops {
             records.push(serde_json::json!({
-                "scenario": format!("queue_scale/{}", op.key()),
+                "scenario": format!("queue_scale/{}", op.names().0),
                 "system": "laneq-model",
-                "op": op.key(),
+                "op": op.names().0,
                 "tasks": r.tasks,
-                "p50_us": stats.p50_us,
-                "p99_us": stats.p99_us,
+                "p50_us": round3(stats.p50_us),
+                "p99_us": round3(stats.p99_us),
             }));
         }
         let rss_per_task = r
@@ -446,11 +487,11 @@ fn write_json(results: &[SizeResult]) -> std::io::Result<()> {
             "system": "laneq-model",
             "op": "submit_batch_1000",
             "tasks": r.tasks,
-            "p50_us": r.load_batches.p50_us,
-            "p99_us": r.load_batches.p99_us,
-            "load_total_s": r.load.as_secs_f64(),
+            "p50_us": round3(r.load_batches.p50_us),
+            "p99_us": round3(r.load_batches.p99_us),
+            "load_total_s": round3(r.load.as_secs_f64()),
             "rss_after_load_kib": r.rss_after_kib,
-            "rss_bytes_per_task": rss_per_task,
+            "rss_bytes_per_task": rss_per_task.map(f64::round),
         }));
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(RESULTS);
@@ -470,7 +511,10 @@ fn main() {
              in a debug build every apply also checks all invariants in O(n)"
         );
     }
-    let results: Vec<SizeResult> = plan.sizes.iter().map(|&n| run_size(n, plan)).collect();
+    let mut results: Vec<SizeResult> = (plan.sizes.iter().rev().enumerate())
+        .map(|(i, &n)| run_size(n, plan, i == 0))
+        .collect();
+    results.reverse();
     let (small, large) = (&results[0], &results[results.len() - 1]);
     println!(
         "\n{} samples per op and size; every sample includes ~{:.3} µs of clock reads\n",
@@ -478,8 +522,14 @@ fn main() {
         timer_overhead_us()
     );
     print_table(small, large);
+    if results.len() > 2 {
+        print_growth(&results);
+    }
     results.iter().for_each(print_load);
-    println!("{RSS_NOTE}");
+    println!(
+        "{RSS_NOTE} A Task is {} bytes inline.",
+        std::mem::size_of::<laneq::model::Task>()
+    );
     if measuring {
         write_json(&results).expect("write the results");
     }

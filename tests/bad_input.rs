@@ -101,6 +101,9 @@ async fn bad_names_and_unknown_queues_are_refused_and_write_nothing() {
         assert_eq!(e.code(), Code::InvalidArgument, "{name:?}: {e}");
         assert!(e.to_string().starts_with("name: "), "{e}");
         assert!(e.to_string().contains(needle), "{name:?}: {e}");
+        if name.is_empty() {
+            continue; // A task without a queue goes to its project's default queue.
+        }
         let e = client
             .submit_task(name, vec!["x".into()], vec![], None)
             .await

@@ -92,10 +92,7 @@ impl Node {
     }
 
     async fn get(&self, id: u64) -> Result<Task, tonic::Status> {
-        let req = GetTaskRequest {
-            id,
-            consistency: 0,
-        };
+        let req = GetTaskRequest { id, consistency: 0 };
         let r = self.tasks().get_task(req).await?;
         Ok(r.into_inner().task.unwrap())
     }
@@ -174,7 +171,12 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
         name: "ml".into(),
         settings: Some(settings.clone()),
     };
-    let p = n2.projects().create_project(req).await.unwrap().into_inner();
+    let p = n2
+        .projects()
+        .create_project(req)
+        .await
+        .unwrap()
+        .into_inner();
     let p = p.project.unwrap();
     assert_eq!((p.version, p.effective_default_queue.as_str()), (1, "a"));
 
@@ -183,7 +185,12 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     assert_eq!((r.queue.as_str(), r.created), ("a", true));
     let t = n3.get(r.id).await.unwrap();
     assert_eq!(
-        (t.queue.as_str(), t.project.as_str(), t.run.as_str(), t.state.as_str()),
+        (
+            t.queue.as_str(),
+            t.project.as_str(),
+            t.run.as_str(),
+            t.state.as_str()
+        ),
         ("a", "ml", "r1", "queued")
     );
     assert_eq!(t.command, ["python", "train.py"]);
@@ -211,7 +218,11 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     let (code_, msg) = code(n3.batch(bad).await);
     assert_eq!(code_, Code::NotFound, "{msg}");
     assert!(msg.starts_with("tasks[2].queue: "), "{msg}");
-    assert_eq!(n1.queue("b").await.queued, 0, "a refused batch creates nothing");
+    assert_eq!(
+        n1.queue("b").await.queued,
+        0,
+        "a refused batch creates nothing"
+    );
     let mut invalid = spec("b", "", "");
     invalid.max_attempts = 1000;
     let (code_, msg) = code(n3.submit(invalid).await);
@@ -219,7 +230,10 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     assert!(msg.starts_with("max_attempts: "), "{msg}");
 
     // A batch goes in whole, in order; depth counts it (b holds 5).
-    let ids = n3.batch((0..4).map(|_| spec("b", "", "")).collect()).await.unwrap();
+    let ids = n3
+        .batch((0..4).map(|_| spec("b", "", "")).collect())
+        .await
+        .unwrap();
     assert_eq!(ids.len(), 4);
     let (code_, _) = code(n2.batch(vec![spec("b", "", ""), spec("b", "", "")]).await);
     assert_eq!(code_, Code::ResourceExhausted);
@@ -235,7 +249,10 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     };
     let first = n2.list(page(String::new())).await.unwrap();
     assert_eq!(first.tasks.len(), 3);
-    assert!(first.tasks.iter().all(|t| t.command.is_empty()), "lists carry no bodies");
+    assert!(
+        first.tasks.iter().all(|t| t.command.is_empty()),
+        "lists carry no bodies"
+    );
     let second = n2.list(page(first.next_page_token.clone())).await.unwrap();
     assert_eq!(second.tasks.len(), 1);
     assert_eq!(second.next_page_token, "");
@@ -290,15 +307,28 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
         id: t2,
         reason: "wrong learning rate".into(),
     };
-    let t = n3.tasks().cancel_task(cancel).await.unwrap().into_inner().task.unwrap();
-    assert_eq!((t.state.as_str(), t.condition.as_str()), ("canceled", "wrong learning rate"));
+    let t = n3
+        .tasks()
+        .cancel_task(cancel)
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.condition.as_str()),
+        ("canceled", "wrong learning rate")
+    );
     assert_eq!(t.position, None);
     let again = CancelTaskRequest {
         meta: meta(),
         id: t2,
         reason: String::new(),
     };
-    assert_eq!(code(n1.tasks().cancel_task(again).await).0, Code::FailedPrecondition);
+    assert_eq!(
+        code(n1.tasks().cancel_task(again).await).0,
+        Code::FailedPrecondition
+    );
     let dq = DequeueTaskRequest {
         meta: meta(),
         id: t4,
@@ -360,8 +390,15 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     n3.projects().update_project(update(1)).await.unwrap();
     let (code_, msg) = code(n1.projects().update_project(update(1)).await);
     assert_eq!(code_, Code::Aborted, "{msg}");
-    n1.queues().delete_queue(delete("bee", false)).await.unwrap();
-    assert_eq!(n2.get(t3).await.unwrap().queue, "#3", "a deleted queue shows its id");
+    n1.queues()
+        .delete_queue(delete("bee", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        n2.get(t3).await.unwrap().queue,
+        "#3",
+        "a deleted queue shows its id"
+    );
     let (code_, _) = code(n1.queues().delete_queue(delete("default", true)).await);
     assert_eq!(code_, Code::FailedPrecondition);
 
@@ -379,7 +416,12 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     let r = n1.submit(spec("", "", "")).await.unwrap();
     assert_eq!(r.queue, "far");
     let list = ListProjectsRequest { consistency: 0 };
-    let projects = n3.projects().list_projects(list).await.unwrap().into_inner();
+    let projects = n3
+        .projects()
+        .list_projects(list)
+        .await
+        .unwrap()
+        .into_inner();
     let names: Vec<_> = projects.projects.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["default", "ml"]);
 

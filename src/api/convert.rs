@@ -96,7 +96,11 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> v1::Task {
         resources: t.resources.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         max_attempts: t.max_attempts,
         attempt: t.attempt,
-        labels: t.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        labels: t
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         timeline: t
             .timeline
             .iter()

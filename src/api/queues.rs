@@ -85,7 +85,10 @@ impl Queues for QueuesApi {
         req: Request<ClearQueueRequest>,
     ) -> Result<Response<ClearQueueResponse>, Status> {
         let req = req.into_inner();
-        match propose(&self.node, req.meta, Op::ClearQueue { name: req.name }).await?.0 {
+        match propose(&self.node, req.meta, Op::ClearQueue { name: req.name })
+            .await?
+            .0
+        {
             Reply::QueueCleared { name, dequeued } => {
                 let state = self.node.sm().state();
                 let queue = state.queue(&name).map(|q| convert::queue(&state, q));

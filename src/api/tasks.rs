@@ -151,11 +151,9 @@ impl Tasks for TasksApi {
     ) -> Result<Response<MoveTaskResponse>, Status> {
         let req = req.into_inner();
         let to = match req.to {
-            None => {
-                return Err(Status::invalid_argument(
-                    "to: say where: front, back, forward, backward, position, before, after or queue",
-                ))
-            }
+            None => return Err(Status::invalid_argument(
+                "to: say where: front, back, forward, backward, position, before, after or queue",
+            )),
             Some(To::Front(_)) => MoveTo::Front,
             Some(To::Back(_)) => MoveTo::Back,
             Some(To::Forward(n)) => MoveTo::Forward(n),
@@ -170,7 +168,9 @@ impl Tasks for TasksApi {
             Some(To::After(id)) => MoveTo::After(id),
             Some(To::Queue(q)) => MoveTo::Queue(q),
         };
-        let task = self.change(req.meta, Op::MoveTask { id: req.id, to }).await?;
+        let task = self
+            .change(req.meta, Op::MoveTask { id: req.id, to })
+            .await?;
         Ok(Response::new(MoveTaskResponse { task }))
     }
 }
@@ -204,7 +204,12 @@ impl Token {
     }
 
     fn parse(s: &str) -> Result<Self, ModelError> {
-        let bad = || ModelError::invalid("page_token", format!("{s:?} is not a token from a previous page"));
+        let bad = || {
+            ModelError::invalid(
+                "page_token",
+                format!("{s:?} is not a token from a previous page"),
+            )
+        };
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             [""] => Ok(Token::Start),
@@ -259,7 +264,10 @@ impl Filter {
 fn list<'s>(state: &'s State, f: &Filter) -> Result<(Vec<&'s Task>, String), ModelError> {
     if let Some(q) = &f.queue {
         if state.queue(q).is_none() {
-            return Err(ModelError::not_found("queue", format!("no queue named {q:?}")));
+            return Err(ModelError::not_found(
+                "queue",
+                format!("no queue named {q:?}"),
+            ));
         }
     }
     let mut page = Vec::new();
@@ -268,7 +276,10 @@ fn list<'s>(state: &'s State, f: &Filter) -> Result<(Vec<&'s Task>, String), Mod
             Token::Start => (String::new(), 0),
             Token::Queued { queue, offset } => (queue.clone(), *offset),
             Token::AfterId(_) => {
-                return Err(ModelError::invalid("page_token", "is from a list of another kind"))
+                return Err(ModelError::invalid(
+                    "page_token",
+                    "is from a list of another kind",
+                ))
             }
         };
         let queues = state
@@ -290,7 +301,10 @@ fn list<'s>(state: &'s State, f: &Filter) -> Result<(Vec<&'s Task>, String), Mod
                     if f.matches(state, t) {
                         page.push(t);
                         if page.len() == f.page_size {
-                            let next = Token::Queued { queue: q.name.clone(), offset };
+                            let next = Token::Queued {
+                                queue: q.name.clone(),
+                                offset,
+                            };
                             return Ok((page, next.encode()));
                         }
                     }
@@ -303,7 +317,10 @@ fn list<'s>(state: &'s State, f: &Filter) -> Result<(Vec<&'s Task>, String), Mod
         Token::Start => 0,
         Token::AfterId(id) => id,
         Token::Queued { .. } => {
-            return Err(ModelError::invalid("page_token", "is from a list of another kind"))
+            return Err(ModelError::invalid(
+                "page_token",
+                "is from a list of another kind",
+            ))
         }
     };
     for t in state.tasks_after(after) {

@@ -2,9 +2,13 @@
 //! `laneq node`. Output is a table for people or JSON (`-o json`) for programs.
 
 mod cluster;
+mod config;
+mod edit;
 mod output;
 mod pool;
+mod project;
 mod queue;
+mod submit;
 mod task;
 
 use std::path::PathBuf;
@@ -24,8 +28,12 @@ pub use output::Output;
     long_about = "laneq keeps queues of ML jobs (tasks) replicated on a small cluster of nodes.\n\
                   Run `laneq node` on each machine, then use the other commands from anywhere:\n\
                   they find the leader by themselves.\n\n\
-                  Quick start: scripts/cluster up; laneq queue create gpu; \
-                  laneq task submit --queue gpu -- python train.py"
+                  Quick start:\n  \
+                  scripts/cluster up\n  \
+                  laneq queue create gpu --priority max\n  \
+                  laneq task submit --queue gpu --gpu 1 -- python train.py\n  \
+                  laneq task list --queue gpu      # the queue, next to run first\n  \
+                  laneq task move 1 --to-front"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -35,6 +43,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Nodes to talk to, comma-separated host:port. Any node will do; give
     /// several so that a dead one is skipped.
@@ -68,12 +77,18 @@ pub enum Command {
     /// Pools (isolation boundaries) and their clusters.
     #[command(subcommand)]
     Pool(pool::PoolCmd),
-    /// Create, list and inspect queues.
+    /// Create, change, list, rename and delete queues.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
-    /// Submit and inspect tasks.
+    /// Submit, list, inspect, reorder and cancel tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// Projects: default queue, allowed queues and per-run limits of a team.
+    #[command(subcommand)]
+    Project(project::ProjectCmd),
+    /// The organisation's settings (the default queue).
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
 }
 
 #[derive(Args, Debug)]
@@ -106,9 +121,20 @@ pub enum LogFormat {
 }
 
 /// A command's failure: what to print and the exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub message: String,
     pub code: u8,
+}
+
+impl Failure {
+    /// Bad input: exit code 2.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
 }
 
 impl From<ClientError> for Failure {
@@ -207,6 +233,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Task(cmd) => {
             init_logging(LogFormat::Text, "warn");
             task::run(&cli.global, cmd).await
+        }
+        Command::Project(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            project::run(&cli.global, cmd).await
+        }
+        Command::Config(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            config::run(&cli.global, cmd).await
         }
     }
 }

@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::edit::{self, Edited};
 use super::output::{self, Output};
 use super::{Failure, GlobalArgs};
 use crate::model::spec::{format_quantity, parse_priority, parse_resources, Fairness};
@@ -23,23 +24,65 @@ pub enum QueueCmd {
     },
     /// List every queue with its state, priority and counts.
     List,
-    /// Change a queue's settings: only the flags given change. It reads the
-    /// queue and writes it back with its version, so a concurrent edit is
-    /// refused (exit 9) rather than silently overwritten.
+    /// Change a queue's settings: only the flags given change, or with
+    /// --edit all of them in an editor. It reads the queue and writes it back
+    /// with its version, so a concurrent edit is refused (exit 9) rather than
+    /// silently overwritten.
     Update {
+        /// The queue.
         name: String,
+        /// Edit the whole spec as TOML in $VISUAL, else $EDITOR, else vi.
+        /// An unchanged file changes nothing; a bad one is reported (exit 2)
+        /// and kept.
+        #[arg(
+            long,
+            conflicts_with_all = [
+                "pool", "clusters", "run_concurrency", "action_concurrency", "depth",
+                "priority", "fairness", "quota", "description",
+            ]
+        )]
+        edit: bool,
         #[command(flatten)]
         changes: UpdateArgs,
     },
     /// Stop admitting submissions; queued and running work finishes, then the
     /// queue is drained. The default queue cannot be drained.
-    Drain { name: String },
+    Drain {
+        /// The queue.
+        name: String,
+    },
     /// Put a draining or drained queue back in rotation.
-    Activate { name: String },
+    Activate {
+        /// The queue.
+        name: String,
+    },
     /// Show one queue: settings, counts and the next task.
     Get {
+        /// The queue.
         #[arg(default_value = "default")]
         name: String,
+    },
+    /// Rename a queue; its tasks, settings and id stay. The default queue
+    /// cannot be renamed.
+    Rename {
+        /// The queue's name now.
+        name: String,
+        /// Its new name.
+        new_name: String,
+    },
+    /// Dequeue every queued task of a queue; leased and running tasks go on.
+    Clear {
+        /// The queue.
+        name: String,
+    },
+    /// Delete an empty queue. The default queue cannot be deleted, nor one
+    /// with leased or running tasks.
+    Delete {
+        /// The queue.
+        name: String,
+        /// Dequeue its queued tasks first.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -80,10 +123,13 @@ pub struct UpdateArgs {
     /// Replace the cluster selector (repeat for several; `*` for all).
     #[arg(long = "cluster", value_name = "CLUSTER")]
     clusters: Vec<String>,
+    /// Most runs active on the queue at once (0: unlimited).
     #[arg(long)]
     run_concurrency: Option<u32>,
+    /// Most tasks running at once (0: unlimited; 1 serialises the queue).
     #[arg(long)]
     action_concurrency: Option<u32>,
+    /// Most tasks queued plus running (0: unlimited).
     #[arg(long)]
     depth: Option<u64>,
     /// min, medium, max, or 1 to 100.
@@ -95,6 +141,7 @@ pub struct UpdateArgs {
     /// Replace the quota, e.g. cpu=64,memory=256Gi,gpu=8 ("" for unlimited).
     #[arg(long)]
     quota: Option<String>,
+    /// Free text.
     #[arg(long)]
     description: Option<String>,
 }
@@ -199,6 +246,10 @@ pub fn queue_json(q: &Queue) -> serde_json::Value {
         "clusters": spec.clusters,
         "description": spec.description,
         "next_task_id": q.next_task_id,
+        "runs_active": q.runs_active,
+        "avg_wait_ms": q.avg_wait_ms,
+        "activity_ms": q.activity_ms,
+        "id": q.id,
         "created_ms": q.created_ms,
         "updated_ms": q.updated_ms,
         "version": q.version,
@@ -215,6 +266,8 @@ fn print_queue(q: &Queue) {
         ("priority", spec.priority.to_string()),
         ("queued", q.queued.to_string()),
         ("running", q.running.to_string()),
+        ("runs active", q.runs_active.to_string()),
+        ("avg wait", avg_wait(q)),
         ("depth", limit(spec.depth.unwrap_or(0))),
         ("run concurrency", limit(u64::from(spec.run_concurrency))),
         (
@@ -228,9 +281,23 @@ fn print_queue(q: &Queue) {
             q.next_task_id.map_or("-".into(), |id| id.to_string()),
         ),
         ("description", spec.description.clone()),
+        ("last change", last_change(q)),
         ("created", output::time(q.created_ms)),
         ("updated", output::time(q.updated_ms)),
     ]);
+}
+
+/// The average wait of recently started tasks; "—" before any started.
+fn avg_wait(q: &Queue) -> String {
+    q.avg_wait_ms.map_or("—".into(), output::duration)
+}
+
+/// When a task last entered, left or moved within the queue.
+fn last_change(q: &Queue) -> String {
+    match q.activity_ms {
+        0 => "-".into(),
+        ms => format!("{} ({})", output::time(ms), output::age(ms)),
+    }
 }
 
 pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
@@ -267,14 +334,26 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                                 spec.priority.to_string(),
                                 q.queued.to_string(),
                                 q.running.to_string(),
+                                q.runs_active.to_string(),
                                 limit(spec.depth.unwrap_or(0)),
+                                avg_wait(q),
+                                output::age(q.activity_ms),
                                 q.next_task_id.map_or("-".into(), |id| id.to_string()),
                             ]
                         })
                         .collect();
                     output::table(
                         &[
-                            "name", "pool", "state", "priority", "queued", "running", "depth",
+                            "name",
+                            "pool",
+                            "state",
+                            "priority",
+                            "queued",
+                            "running",
+                            "runs",
+                            "depth",
+                            "avg wait",
+                            "last change",
                             "next",
                         ],
                         &rows,
@@ -282,7 +361,16 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 }
             }
         }
-        QueueCmd::Update { name, changes } => {
+        QueueCmd::Update {
+            name, edit: true, ..
+        } => match edit::edit_queue(&client, &name).await? {
+            Edited::Unchanged(q) => match g.output {
+                Output::Json => output::json(&queue_json(&q)),
+                Output::Table => println!("no change"),
+            },
+            Edited::Updated(q) => print_updated(g, &q),
+        },
+        QueueCmd::Update { name, changes, .. } => {
             let current = client
                 .get_queue(&name, crate::client::ReadConsistency::Linearizable)
                 .await?;
@@ -290,13 +378,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
             let q = client
                 .update_queue(&name, spec, current.version, changes.pool.as_deref())
                 .await?;
-            match g.output {
-                Output::Json => output::json(&queue_json(&q)),
-                Output::Table => {
-                    println!("updated queue {} (version {})", q.name, q.version);
-                    print_queue(&q);
-                }
-            }
+            print_updated(g, &q);
         }
         QueueCmd::Drain { name } => {
             let q = client.set_queue_active(&name, false).await?;
@@ -319,6 +401,43 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 Output::Table => print_queue(&q),
             }
         }
+        QueueCmd::Rename { name, new_name } => {
+            let q = client.rename_queue(&name, &new_name).await?;
+            match g.output {
+                Output::Json => output::json(&queue_json(&q)),
+                Output::Table => println!("renamed queue {name} to {}", q.name),
+            }
+        }
+        QueueCmd::Clear { name } => {
+            let r = client.clear_queue(&name).await?;
+            match g.output {
+                Output::Json => output::json(&json!({
+                    "queue": r.queue.as_ref().map(queue_json),
+                    "dequeued": r.dequeued,
+                })),
+                Output::Table => println!("cleared queue {name}: {} dequeued", r.dequeued),
+            }
+        }
+        QueueCmd::Delete { name, force } => {
+            let dequeued = client.delete_queue(&name, force).await?;
+            match g.output {
+                Output::Json => output::json(&json!({"name": name, "dequeued": dequeued})),
+                Output::Table if dequeued > 0 => {
+                    println!("deleted queue {name} ({dequeued} queued tasks dequeued)")
+                }
+                Output::Table => println!("deleted queue {name}"),
+            }
+        }
     }
     Ok(())
+}
+
+fn print_updated(g: &GlobalArgs, q: &Queue) {
+    match g.output {
+        Output::Json => output::json(&queue_json(q)),
+        Output::Table => {
+            println!("updated queue {} (version {})", q.name, q.version);
+            print_queue(q);
+        }
+    }
 }

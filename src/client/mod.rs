@@ -70,7 +70,11 @@ pub fn default_actor() -> String {
     let actor = std::env::var("LANEQ_ACTOR")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_default();
-    actor.chars().filter(|c| !c.is_control()).take(128).collect()
+    actor
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(128)
+        .collect()
 }
 
 /// A fresh idempotency key for one logical write.

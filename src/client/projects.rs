@@ -26,7 +26,11 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("create_project: no project in reply".into()))
     }
 
-    pub async fn get_project(&self, name: &str, c: ReadConsistency) -> Result<Project, ClientError> {
+    pub async fn get_project(
+        &self,
+        name: &str,
+        c: ReadConsistency,
+    ) -> Result<Project, ClientError> {
         let req = GetProjectRequest {
             name: name.to_string(),
             consistency: c.proto(),

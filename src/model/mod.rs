@@ -16,7 +16,8 @@ pub mod validate;
 pub use error::{ErrorKind, ModelError};
 use limits::CLUSTERS_PER_POOL_MAX;
 pub use state::{
-    InFlight, Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_PROJECT, DEFAULT_QUEUE, DEFAULT_QUEUE_ID,
+    InFlight, Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_PROJECT, DEFAULT_QUEUE,
+    DEFAULT_QUEUE_ID,
 };
 
 use serde::{Deserialize, Serialize};
@@ -318,7 +319,10 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
         }
         Op::SubmitTasks { tasks } => {
             if tasks.is_empty() {
-                return Err(ModelError::invalid("tasks", "a submit needs at least one task"));
+                return Err(ModelError::invalid(
+                    "tasks",
+                    "a submit needs at least one task",
+                ));
             }
             if tasks.len() > limits::BATCH_MAX_TASKS {
                 return Err(ModelError::invalid(
@@ -452,7 +456,10 @@ impl TaskState {
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
                 let all: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
-                ModelError::invalid(field, format!("{s:?} is not a task state; use one of {}", all.join(", ")))
+                ModelError::invalid(
+                    field,
+                    format!("{s:?} is not a task state; use one of {}", all.join(", ")),
+                )
             })
     }
 

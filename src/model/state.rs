@@ -474,7 +474,10 @@ impl State {
             .queues
             .get(&DEFAULT_QUEUE_ID)
             .expect("the default queue must exist");
-        assert_eq!(default.name, DEFAULT_QUEUE, "the default queue keeps its name");
+        assert_eq!(
+            default.name, DEFAULT_QUEUE,
+            "the default queue keeps its name"
+        );
         assert_eq!(
             default.state,
             QueueState::Active,
@@ -508,7 +511,11 @@ impl State {
         }
         for p in self.projects.values() {
             for q in p.default_queue.iter().chain(&p.allowed_queues) {
-                assert!(self.queues.contains_key(q), "project {} names queue {q}", p.name);
+                assert!(
+                    self.queues.contains_key(q),
+                    "project {} names queue {q}",
+                    p.name
+                );
             }
         }
 
@@ -531,15 +538,25 @@ impl State {
             rebuilt.insert_task(t.clone());
         }
         assert_eq!(rebuilt.in_flight, self.in_flight, "in-flight counts");
-        assert_eq!(rebuilt.queued_per_run, self.queued_per_run, "per-run counts");
-        assert_eq!(self.pending.keys().collect::<Vec<_>>(), self.queues.keys().collect::<Vec<_>>());
+        assert_eq!(
+            rebuilt.queued_per_run, self.queued_per_run,
+            "per-run counts"
+        );
+        assert_eq!(
+            self.pending.keys().collect::<Vec<_>>(),
+            self.queues.keys().collect::<Vec<_>>()
+        );
         for (queue, order) in &self.pending {
             order.check_invariants();
             let ours: Vec<(u64, u128)> = order.iter().collect();
             let theirs: Vec<(u64, u128)> = rebuilt.pending[queue].iter().collect();
             assert_eq!(ours, theirs, "queue {queue}: order out of date");
             for (position, (id, _)) in ours.iter().enumerate() {
-                assert_eq!(order.position(*id), Some(position), "positions are a permutation");
+                assert_eq!(
+                    order.position(*id),
+                    Some(position),
+                    "positions are a permutation"
+                );
             }
         }
         if let Some((&max_id, _)) = self.tasks.last_key_value() {

@@ -47,7 +47,10 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), ModelError> {
         ));
     }
     if value.chars().any(|c| c.is_control()) {
-        return Err(ModelError::invalid(field, "must not contain control characters"));
+        return Err(ModelError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }

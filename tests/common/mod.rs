@@ -309,7 +309,10 @@ impl Cluster {
             let t = client.get_task(task, ReadConsistency::Stale).await;
             assert!(t.is_ok(), "node {id} lacks task {task}: {:?}", t.err());
             let t = t.unwrap();
-            assert!(!t.command.is_empty(), "node {id} lacks the body of task {task}");
+            assert!(
+                !t.command.is_empty(),
+                "node {id} lacks the body of task {task}"
+            );
         }
     }
 }

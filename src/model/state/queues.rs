@@ -145,7 +145,13 @@ impl State {
         })
     }
 
-    fn dequeue_all(&mut self, queue: u64, actor: &str, reason: &str, changed: &mut Vec<Key>) -> u64 {
+    fn dequeue_all(
+        &mut self,
+        queue: u64,
+        actor: &str,
+        reason: &str,
+        changed: &mut Vec<Key>,
+    ) -> u64 {
         let ids = self.queued_range(queue, 0, usize::MAX);
         for &task in &ids {
             self.transition(task, TaskState::Dequeued, actor, reason, None, changed);

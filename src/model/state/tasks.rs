@@ -23,9 +23,13 @@ impl State {
         let mut per_run: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut targets = Vec::with_capacity(tasks.len());
         for (i, t) in tasks.iter().enumerate() {
-            let queue = self
-                .admit(t, &per_queue, &per_run)
-                .map_err(|e| if batch { e.within(&format!("tasks[{i}]")) } else { e })?;
+            let queue = self.admit(t, &per_queue, &per_run).map_err(|e| {
+                if batch {
+                    e.within(&format!("tasks[{i}]"))
+                } else {
+                    e
+                }
+            })?;
             *per_queue.entry(queue).or_default() += 1;
             if !t.run.is_empty() {
                 *per_run.entry((project_of(t), &t.run)).or_default() += 1;
@@ -232,7 +236,14 @@ impl State {
             "" => format!("canceled by {actor}"),
             r => r.to_string(),
         };
-        self.transition(id, TaskState::Canceled, actor, &reason, Some(reason.clone()), changed);
+        self.transition(
+            id,
+            TaskState::Canceled,
+            actor,
+            &reason,
+            Some(reason.clone()),
+            changed,
+        );
         self.queue_activity(queue, changed);
         self.settle_queue(queue, changed);
         Ok(Reply::Task { id })
@@ -275,7 +286,10 @@ impl State {
         let last = order.len() as u64 - 1;
         let neighbour = |field: &str, other: u64| -> Result<u64, ModelError> {
             if other == id {
-                return Err(ModelError::invalid(field, "a task cannot move next to itself"));
+                return Err(ModelError::invalid(
+                    field,
+                    "a task cannot move next to itself",
+                ));
             }
             match self.tasks.get(&other) {
                 None => Err(ModelError::not_found(field, format!("no task {other}"))),
@@ -366,7 +380,10 @@ impl State {
         self.check_allowed(&task.project.clone(), to)?;
         self.check_depth(to, 0)?;
         let reason = format!("moved from queue {:?} to {target:?}", source.name);
-        self.pending.get_mut(&from).expect("queue exists").remove(id);
+        self.pending
+            .get_mut(&from)
+            .expect("queue exists")
+            .remove(id);
         let mut task = self.tasks.remove(&id).expect("task exists");
         task.queue = to;
         task.updated_ms = self.clock_ms;

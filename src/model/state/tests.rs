@@ -196,7 +196,11 @@ fn random_op(rng: &mut StdRng, next_task: u64) -> Op {
         10 => Op::CreateProject {
             name: project,
             settings: ProjectSettings {
-                default_queue: if rng.random_bool(0.5) { queue } else { String::new() },
+                default_queue: if rng.random_bool(0.5) {
+                    queue
+                } else {
+                    String::new()
+                },
                 allowed_queues: if rng.random_bool(0.5) {
                     [other].into()
                 } else {
@@ -303,12 +307,27 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
     }
     // The universe is small enough that every kind of op succeeds sometimes.
     let kinds = [
-        "create-queue", "submit", "create-pool", "add-cluster", "remove-cluster",
-        "drain-queue", "activate-queue", "rename-queue", "clear-queue", "delete-queue",
-        "create-project", "set-default-queue", "cancel-task", "dequeue-task", "move-task",
+        "create-queue",
+        "submit",
+        "create-pool",
+        "add-cluster",
+        "remove-cluster",
+        "drain-queue",
+        "activate-queue",
+        "rename-queue",
+        "clear-queue",
+        "delete-queue",
+        "create-project",
+        "set-default-queue",
+        "cancel-task",
+        "dequeue-task",
+        "move-task",
     ];
     for kind in kinds {
-        assert!(succeeded.contains(kind), "no {kind} ever succeeded: {succeeded:?}");
+        assert!(
+            succeeded.contains(kind),
+            "no {kind} ever succeeded: {succeeded:?}"
+        );
     }
 }
 
@@ -658,18 +677,50 @@ fn queue_choice_goes_project_default_then_organisation_default() {
         },
     };
     run_op(&mut s, project("ml-q")).unwrap();
-    let id = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("", "ml", "")] }))[0];
+    let id = ids(run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("", "ml", "")],
+        },
+    ))[0];
     assert_eq!(s.task(id).unwrap().queue, s.queue("ml-q").unwrap().id);
 
-    run_op(&mut s, Op::SetDefaultQueue { queue: "org".into() }).unwrap();
-    let id = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("", "", "")] }))[0];
+    run_op(
+        &mut s,
+        Op::SetDefaultQueue {
+            queue: "org".into(),
+        },
+    )
+    .unwrap();
+    let id = ids(run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("", "", "")],
+        },
+    ))[0];
     assert_eq!(s.task(id).unwrap().queue, s.queue("org").unwrap().id);
     assert_eq!(s.task(id).unwrap().project, "default");
 
-    let e = run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("", "ghost", "")] }).unwrap_err();
-    assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::NotFound, Some("project")));
+    let e = run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("", "ghost", "")],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::NotFound, Some("project"))
+    );
     // The organisation's default queue cannot be deleted.
-    let e = run_op(&mut s, Op::DeleteQueue { name: "org".into(), force: true }).unwrap_err();
+    let e = run_op(
+        &mut s,
+        Op::DeleteQueue {
+            name: "org".into(),
+            force: true,
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::FailedPrecondition);
 }
 
@@ -688,23 +739,74 @@ fn allowed_queues_and_the_per_run_limit_are_enforced() {
         },
     };
     run_op(&mut s, op).unwrap();
-    let e = run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("b", "ml", "")] }).unwrap_err();
-    assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::PermissionDenied, Some("queue")));
+    let e = run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("b", "ml", "")],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::PermissionDenied, Some("queue"))
+    );
     assert!(e.message.contains("allowed queues are a"), "{e}");
 
     let two = (0..2).map(|_| task_to("a", "ml", "r1")).collect();
     let first = ids(run_op(&mut s, Op::SubmitTasks { tasks: two }));
-    let e = run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("a", "ml", "r1")] }).unwrap_err();
-    assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::ResourceExhausted, Some("run")));
+    let e = run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("a", "ml", "r1")],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::ResourceExhausted, Some("run"))
+    );
     // Another run, or the same run once a task has left the queue, fits.
-    run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("a", "ml", "r2")] }).unwrap();
-    run_op(&mut s, Op::CancelTask { id: first[0], reason: String::new() }).unwrap();
-    run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("a", "ml", "r1")] }).unwrap();
+    run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("a", "ml", "r2")],
+        },
+    )
+    .unwrap();
+    run_op(
+        &mut s,
+        Op::CancelTask {
+            id: first[0],
+            reason: String::new(),
+        },
+    )
+    .unwrap();
+    run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("a", "ml", "r1")],
+        },
+    )
+    .unwrap();
     // A move into a queue the project may not use is refused too.
-    let e = run_op(&mut s, Op::MoveTask { id: first[1], to: MoveTo::Queue("b".into()) }).unwrap_err();
+    let e = run_op(
+        &mut s,
+        Op::MoveTask {
+            id: first[1],
+            to: MoveTo::Queue("b".into()),
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::PermissionDenied);
     // A queue a project names cannot be deleted.
-    let e = run_op(&mut s, Op::DeleteQueue { name: "a".into(), force: true }).unwrap_err();
+    let e = run_op(
+        &mut s,
+        Op::DeleteQueue {
+            name: "a".into(),
+            force: true,
+        },
+    )
+    .unwrap_err();
     assert!(e.message.contains("project \"ml\""), "{e}");
 }
 
@@ -723,7 +825,10 @@ fn moves_reorder_a_queue_like_clearml() {
     mv(3, MoveTo::Position(0)).unwrap();
     mv(2, MoveTo::Position(99)).unwrap();
     assert!(mv(2, MoveTo::Before(2)).is_err());
-    assert_eq!(mv(2, MoveTo::After(77)).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        mv(2, MoveTo::After(77)).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
     mv(1, MoveTo::Before(4)).unwrap();
     mv(5, MoveTo::After(2)).unwrap();
     assert_eq!(order(&s, "default"), vec![3, 1, 4, 2, 5]);
@@ -735,24 +840,65 @@ fn moves_reorder_a_queue_like_clearml() {
 #[test]
 fn moves_to_another_queue_keep_pool_state_and_depth() {
     let mut s = State::new();
-    run_op(&mut s, Op::CreatePool { name: "other".into(), clusters: vec![] }).unwrap();
+    run_op(
+        &mut s,
+        Op::CreatePool {
+            name: "other".into(),
+            clusters: vec![],
+        },
+    )
+    .unwrap();
     new_queue(&mut s, "far", "other", 0);
     new_queue(&mut s, "near", "default", 1);
-    let id = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("default", "", "")] }))[0];
-    let to = |q: &str| Op::MoveTask { id, to: MoveTo::Queue(q.into()) };
+    let id = ids(run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("default", "", "")],
+        },
+    ))[0];
+    let to = |q: &str| Op::MoveTask {
+        id,
+        to: MoveTo::Queue(q.into()),
+    };
     let e = run_op(&mut s, to("far")).unwrap_err();
     assert!(e.message.contains("never crosses pools"), "{e}");
     run_op(&mut s, to("near")).unwrap();
     let t = s.task(id).unwrap();
-    assert_eq!((t.queue, s.position(t)), (s.queue("near").unwrap().id, Some(0)));
-    assert!(t.timeline.last().unwrap().reason.contains("moved from queue \"default\""));
+    assert_eq!(
+        (t.queue, s.position(t)),
+        (s.queue("near").unwrap().id, Some(0))
+    );
+    assert!(t
+        .timeline
+        .last()
+        .unwrap()
+        .reason
+        .contains("moved from queue \"default\""));
     assert_eq!(queued(&s, "default"), 0);
     // near is full (depth 1), and a drained queue takes nothing.
-    let other = ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("default", "", "")] }))[0];
-    let e = run_op(&mut s, Op::MoveTask { id: other, to: MoveTo::Queue("near".into()) }).unwrap_err();
+    let other = ids(run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("default", "", "")],
+        },
+    ))[0];
+    let e = run_op(
+        &mut s,
+        Op::MoveTask {
+            id: other,
+            to: MoveTo::Queue("near".into()),
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::ResourceExhausted);
     run_op(&mut s, to("default")).unwrap();
-    run_op(&mut s, Op::DrainQueue { name: "near".into() }).unwrap();
+    run_op(
+        &mut s,
+        Op::DrainQueue {
+            name: "near".into(),
+        },
+    )
+    .unwrap();
     assert_eq!(s.queue("near").unwrap().state, QueueState::Drained);
     let e = run_op(&mut s, to("near")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::FailedPrecondition);
@@ -768,15 +914,46 @@ fn cancel_and_dequeue_record_the_timeline_and_settle_a_draining_queue() {
     let ids = ids(run_op(&mut s, two));
     run_op(&mut s, Op::DrainQueue { name: "q".into() }).unwrap();
     assert_eq!(s.queue("q").unwrap().state, QueueState::Draining);
-    run_op(&mut s, Op::CancelTask { id: ids[0], reason: "wrong lr".into() }).unwrap();
+    run_op(
+        &mut s,
+        Op::CancelTask {
+            id: ids[0],
+            reason: "wrong lr".into(),
+        },
+    )
+    .unwrap();
     let t = s.task(ids[0]).unwrap();
     assert_eq!(t.state, TaskState::Canceled);
     assert_eq!(t.condition.as_deref(), Some("wrong lr"));
-    let states: Vec<_> = t.timeline.iter().map(|e| (e.state, e.actor.as_str())).collect();
-    assert_eq!(states, [(TaskState::Queued, "tester"), (TaskState::Canceled, "tester")]);
-    let e = run_op(&mut s, Op::CancelTask { id: ids[0], reason: String::new() }).unwrap_err();
+    let states: Vec<_> = t
+        .timeline
+        .iter()
+        .map(|e| (e.state, e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (TaskState::Queued, "tester"),
+            (TaskState::Canceled, "tester")
+        ]
+    );
+    let e = run_op(
+        &mut s,
+        Op::CancelTask {
+            id: ids[0],
+            reason: String::new(),
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::FailedPrecondition);
-    run_op(&mut s, Op::DequeueTask { id: ids[1], reason: String::new() }).unwrap();
+    run_op(
+        &mut s,
+        Op::DequeueTask {
+            id: ids[1],
+            reason: String::new(),
+        },
+    )
+    .unwrap();
     assert_eq!(s.task(ids[1]).unwrap().state, TaskState::Dequeued);
     assert_eq!(s.queue("q").unwrap().state, QueueState::Drained);
 }
@@ -789,30 +966,84 @@ fn rename_clear_and_delete_keep_tasks_and_protect_the_default_queue() {
         tasks: (0..3).map(|_| task_to("old", "", "")).collect(),
     };
     let ids = ids(run_op(&mut s, three));
-    run_op(&mut s, Op::RenameQueue { name: "old".into(), new_name: "new".into() }).unwrap();
+    run_op(
+        &mut s,
+        Op::RenameQueue {
+            name: "old".into(),
+            new_name: "new".into(),
+        },
+    )
+    .unwrap();
     assert!(s.queue("old").is_none());
     assert_eq!(order(&s, "new"), ids);
-    for name in ["default"] {
-        let rename = Op::RenameQueue { name: name.into(), new_name: "x".into() };
-        assert_eq!(run_op(&mut s, rename).unwrap_err().kind, ErrorKind::FailedPrecondition);
-        let delete = Op::DeleteQueue { name: name.into(), force: true };
-        assert_eq!(run_op(&mut s, delete).unwrap_err().kind, ErrorKind::FailedPrecondition);
-    }
-    let taken = Op::RenameQueue { name: "new".into(), new_name: "default".into() };
-    assert_eq!(run_op(&mut s, taken).unwrap_err().kind, ErrorKind::AlreadyExists);
+    let rename = Op::RenameQueue {
+        name: "default".into(),
+        new_name: "x".into(),
+    };
+    assert_eq!(
+        run_op(&mut s, rename).unwrap_err().kind,
+        ErrorKind::FailedPrecondition
+    );
+    let delete = Op::DeleteQueue {
+        name: "default".into(),
+        force: true,
+    };
+    assert_eq!(
+        run_op(&mut s, delete).unwrap_err().kind,
+        ErrorKind::FailedPrecondition
+    );
+    let taken = Op::RenameQueue {
+        name: "new".into(),
+        new_name: "default".into(),
+    };
+    assert_eq!(
+        run_op(&mut s, taken).unwrap_err().kind,
+        ErrorKind::AlreadyExists
+    );
 
-    let e = run_op(&mut s, Op::DeleteQueue { name: "new".into(), force: false }).unwrap_err();
+    let e = run_op(
+        &mut s,
+        Op::DeleteQueue {
+            name: "new".into(),
+            force: false,
+        },
+    )
+    .unwrap_err();
     assert!(e.message.contains("3 queued tasks"), "{e}");
-    run_op(&mut s, Op::DequeueTask { id: ids[0], reason: String::new() }).unwrap();
+    run_op(
+        &mut s,
+        Op::DequeueTask {
+            id: ids[0],
+            reason: String::new(),
+        },
+    )
+    .unwrap();
     assert_eq!(
         run_op(&mut s, Op::ClearQueue { name: "new".into() }),
-        Ok(Reply::QueueCleared { name: "new".into(), dequeued: 2 })
+        Ok(Reply::QueueCleared {
+            name: "new".into(),
+            dequeued: 2
+        })
     );
     new_queue(&mut s, "gone", "default", 0);
-    let id = self::ids(run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("gone", "", "")] }))[0];
+    let id = self::ids(run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("gone", "", "")],
+        },
+    ))[0];
     assert_eq!(
-        run_op(&mut s, Op::DeleteQueue { name: "gone".into(), force: true }),
-        Ok(Reply::QueueCleared { name: "gone".into(), dequeued: 1 })
+        run_op(
+            &mut s,
+            Op::DeleteQueue {
+                name: "gone".into(),
+                force: true
+            }
+        ),
+        Ok(Reply::QueueCleared {
+            name: "gone".into(),
+            dequeued: 1
+        })
     );
     assert!(s.queue("gone").is_none());
     assert_eq!(s.task(id).unwrap().state, TaskState::Dequeued);
@@ -826,7 +1057,13 @@ fn an_edit_races_no_submit_but_a_concurrent_edit() {
     let mut s = State::new();
     new_queue(&mut s, "q", "default", 0);
     let version = s.queue("q").unwrap().version;
-    run_op(&mut s, Op::SubmitTasks { tasks: vec![task_to("q", "", "")] }).unwrap();
+    run_op(
+        &mut s,
+        Op::SubmitTasks {
+            tasks: vec![task_to("q", "", "")],
+        },
+    )
+    .unwrap();
     let update = |v| Op::UpdateQueue {
         name: "q".into(),
         pool: None,
@@ -834,5 +1071,8 @@ fn an_edit_races_no_submit_but_a_concurrent_edit() {
         expected_version: v,
     };
     run_op(&mut s, update(version)).unwrap();
-    assert_eq!(run_op(&mut s, update(version)).unwrap_err().kind, ErrorKind::Aborted);
+    assert_eq!(
+        run_op(&mut s, update(version)).unwrap_err().kind,
+        ErrorKind::Aborted
+    );
 }
