@@ -101,11 +101,17 @@ pub async fn run(g: &GlobalArgs, args: SubmitArgs) -> Result<(), Failure> {
     let r = client.submit(spec, args.idempotency_key).await?;
     match g.output {
         Output::Json => output::json(&json!({"id": r.id, "created": r.created, "queue": r.queue})),
-        Output::Table if r.created => println!("{} (queue {})", r.id, r.queue),
-        Output::Table => println!(
-            "{} (queue {}; already submitted with this idempotency key)",
-            r.id, r.queue
-        ),
+        // The id alone on stdout, so that `id=$(laneq task submit ...)` works.
+        Output::Table => {
+            println!("{}", r.id);
+            match r.created {
+                true => eprintln!("queued in {}", r.queue),
+                false => eprintln!(
+                    "already submitted with this idempotency key (queue {})",
+                    r.queue
+                ),
+            }
+        }
     }
     Ok(())
 }

@@ -416,29 +416,7 @@ impl State {
     /// Adds a task to (or removes it from) the derived counters of its state,
     /// except the queue order, which callers keep with its ranks.
     fn count(&mut self, t: &Task, add: bool) {
-        fn bump(n: &mut u64, add: bool) {
-            *n = if add { *n + 1 } else { *n - 1 };
-        }
-        if t.state == TaskState::Queued && !t.run.is_empty() {
-            let key = (t.project.clone(), t.run.clone());
-            let n = self.queued_per_run.entry(key.clone()).or_default();
-            bump(n, add);
-            if *n == 0 {
-                self.queued_per_run.remove(&key);
-            }
-        }
-        if t.state.in_flight() {
-            let f = self.in_flight.entry(t.queue).or_default();
-            bump(&mut f.tasks, add);
-            let n = f.runs.entry(t.run.clone()).or_default();
-            bump(n, add);
-            if *n == 0 {
-                f.runs.remove(&t.run);
-            }
-            if f.tasks == 0 {
-                self.in_flight.remove(&t.queue);
-            }
-        }
+        count(&mut self.in_flight, &mut self.queued_per_run, t, add);
     }
 
     fn insert_idempotency(&mut self, record: IdempotencyRecord) {
@@ -563,6 +541,39 @@ impl State {
             assert!(self.next_task_id > max_id, "task ids only grow");
         }
         assert_eq!(self.idempotency.len(), self.idempotency_by_time.len());
+    }
+}
+
+/// [`State::count`] over the counters alone, so that a caller can hold a
+/// task of `State::tasks` mutably meanwhile.
+fn count(
+    in_flight: &mut BTreeMap<u64, InFlight>,
+    queued_per_run: &mut BTreeMap<(String, String), u64>,
+    t: &Task,
+    add: bool,
+) {
+    fn bump(n: &mut u64, add: bool) {
+        *n = if add { *n + 1 } else { *n - 1 };
+    }
+    if t.state == TaskState::Queued && !t.run.is_empty() {
+        let key = (t.project.clone(), t.run.clone());
+        let n = queued_per_run.entry(key.clone()).or_default();
+        bump(n, add);
+        if *n == 0 {
+            queued_per_run.remove(&key);
+        }
+    }
+    if t.state.in_flight() {
+        let f = in_flight.entry(t.queue).or_default();
+        bump(&mut f.tasks, add);
+        let n = f.runs.entry(t.run.clone()).or_default();
+        bump(n, add);
+        if *n == 0 {
+            f.runs.remove(&t.run);
+        }
+        if f.tasks == 0 {
+            in_flight.remove(&t.queue);
+        }
     }
 }
 

@@ -185,8 +185,9 @@ impl State {
         condition: Option<String>,
         changed: &mut Vec<Key>,
     ) {
-        let mut task = self.tasks.remove(&id).expect("task exists");
-        self.count(&task, false);
+        let now = self.clock_ms;
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        super::count(&mut self.in_flight, &mut self.queued_per_run, task, false);
         if task.state == TaskState::Queued && to != TaskState::Queued {
             self.pending
                 .get_mut(&task.queue)
@@ -194,13 +195,12 @@ impl State {
                 .remove(id);
         }
         task.state = to;
-        task.updated_ms = self.clock_ms;
+        task.updated_ms = now;
         if condition.is_some() {
             task.condition = condition;
         }
-        record(&mut task, self.clock_ms, actor, reason);
-        self.count(&task, true);
-        self.tasks.insert(id, task);
+        record(task, now, actor, reason);
+        super::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
         changed.push(Key::Task(id));
     }
 
