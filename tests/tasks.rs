@@ -352,6 +352,15 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
         new_name: "bee".into(),
     };
     n2.queues().rename_queue(rename).await.unwrap();
+    let taken = RenameQueueRequest {
+        meta: meta(),
+        name: "bee".into(),
+        new_name: "a".into(),
+    };
+    assert_eq!(
+        code(n1.queues().rename_queue(taken).await).0,
+        Code::AlreadyExists
+    );
     assert_eq!(n3.get(t3).await.unwrap().queue, "bee");
     let rename_default = RenameQueueRequest {
         meta: meta(),

@@ -121,3 +121,69 @@ async fn the_readme_tour_runs_as_written() {
     );
     c.wait_converged(&[1, 2, 3], 0).await;
 }
+
+/// `queue update --edit` with a scripted editor: an edit is applied, and an
+/// edit that a concurrent change overtook is refused with exit 9 and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_edit_applies_an_edit_and_refuses_a_raced_one() {
+    let c = Cluster::start(3, Timings::default());
+    c.init(1).await;
+    let (code, _, err) = c.cli(&["queue", "create", "q"]);
+    assert_eq!(code, Some(0), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let editor = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+        Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        path.display().to_string()
+    };
+    let edit = |editor: &str| {
+        let o = Command::new(BIN)
+            .args(["queue", "update", "q", "--edit"])
+            .env("LANEQ_ENDPOINTS", c.endpoints().join(","))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .env("EDITOR", editor)
+            .env_remove("VISUAL")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let priority = || {
+        let (_, out, _) = c.cli(&["queue", "get", "q", "-o", "json"]);
+        let q: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            q["priority"].as_u64().unwrap(),
+            q["description"].as_str().unwrap().to_string(),
+        )
+    };
+
+    let plain = editor("plain", r#"sed -i 's/^priority = .*/priority = 70/' "$1""#);
+    let (code, err) = edit(&plain);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(priority(), (70, String::new()));
+
+    let raced = editor(
+        "raced",
+        &format!(
+            "laneq --endpoints {} queue update q --description raced >/dev/null\n\
+             sed -i 's/^priority = .*/priority = 20/' \"$1\"",
+            c.endpoints().join(",")
+        ),
+    );
+    let (code, err) = edit(&raced);
+    assert_eq!(code, Some(9), "{err}");
+    assert_eq!(
+        priority(),
+        (70, "raced".to_string()),
+        "the raced edit changed nothing"
+    );
+
+    let broken = editor("broken", r#"echo 'priority = "high"' >> "$1""#);
+    let (code, err) = edit(&broken);
+    assert_eq!(code, Some(2), "{err}");
+}
