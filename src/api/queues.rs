@@ -28,6 +28,59 @@ impl QueuesApi {
     }
 }
 
+impl QueuesApi {
+    /// Proposes a clear or forced delete until no queued task remains: each
+    /// command dequeues a bounded number. The n-th command's idempotency key
+    /// is derived from the request's, so a retried request replays the
+    /// commands that were applied and goes on from there. Returns how many
+    /// tasks were dequeued in all.
+    async fn until_cleared(
+        &self,
+        meta: Option<WriteMeta>,
+        op: impl Fn() -> Op,
+    ) -> Result<u64, Status> {
+        let meta = meta.unwrap_or_default();
+        let mut total = 0;
+        for n in 0u64.. {
+            let key = match n {
+                0 => meta.idempotency_key.clone(),
+                n => derived_key(&meta.idempotency_key, n),
+            };
+            let meta = WriteMeta {
+                idempotency_key: key,
+                actor: meta.actor.clone(),
+            };
+            match propose(&self.node, Some(meta), op()).await?.0 {
+                Reply::QueueCleared {
+                    dequeued,
+                    remaining,
+                    ..
+                } => {
+                    total += dequeued;
+                    if remaining == 0 {
+                        break;
+                    }
+                }
+                other => return Err(key_reused(other)),
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// The idempotency key of the n-th follow-up command of a request.
+fn derived_key(key: &str, n: u64) -> String {
+    let mut prefix = key;
+    while prefix.len() > 100 {
+        let mut cut = 100;
+        while !prefix.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        prefix = &prefix[..cut];
+    }
+    format!("{prefix}/{n}")
+}
+
 #[tonic::async_trait]
 impl Queues for QueuesApi {
     async fn update_queue(
@@ -85,17 +138,13 @@ impl Queues for QueuesApi {
         req: Request<ClearQueueRequest>,
     ) -> Result<Response<ClearQueueResponse>, Status> {
         let req = req.into_inner();
-        match propose(&self.node, req.meta, Op::ClearQueue { name: req.name })
-            .await?
-            .0
-        {
-            Reply::QueueCleared { name, dequeued } => {
-                let state = self.node.sm().state();
-                let queue = state.queue(&name).map(|q| convert::queue(&state, q));
-                Ok(Response::new(ClearQueueResponse { queue, dequeued }))
-            }
-            other => Err(key_reused(other)),
-        }
+        let name = req.name;
+        let dequeued = self
+            .until_cleared(req.meta, || Op::ClearQueue { name: name.clone() })
+            .await?;
+        let state = self.node.sm().state();
+        let queue = state.queue(&name).map(|q| convert::queue(&state, q));
+        Ok(Response::new(ClearQueueResponse { queue, dequeued }))
     }
 
     async fn delete_queue(
@@ -103,16 +152,14 @@ impl Queues for QueuesApi {
         req: Request<DeleteQueueRequest>,
     ) -> Result<Response<DeleteQueueResponse>, Status> {
         let req = req.into_inner();
-        let op = Op::DeleteQueue {
-            name: req.name,
-            force: req.force,
-        };
-        match propose(&self.node, req.meta, op).await?.0 {
-            Reply::QueueCleared { dequeued, .. } => {
-                Ok(Response::new(DeleteQueueResponse { dequeued }))
-            }
-            other => Err(key_reused(other)),
-        }
+        let (name, force) = (req.name, req.force);
+        let dequeued = self
+            .until_cleared(req.meta, || Op::DeleteQueue {
+                name: name.clone(),
+                force,
+            })
+            .await?;
+        Ok(Response::new(DeleteQueueResponse { dequeued }))
     }
 
     async fn create_queue(

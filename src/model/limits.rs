@@ -50,3 +50,6 @@ pub const RECENT_WAITS: usize = 32;
 pub const LIST_PAGE_MAX: usize = 1_000;
 /// Tasks in a page of a task list when the request names no size.
 pub const LIST_PAGE_DEFAULT: usize = 100;
+/// Most tasks one clear (or forced delete) dequeues; the API repeats the
+/// command until the queue is empty, so no single apply does unbounded work.
+pub const CLEAR_MAX_PER_COMMAND: usize = 10_000;

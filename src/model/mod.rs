@@ -93,11 +93,14 @@ pub enum Op {
         name: String,
         new_name: String,
     },
-    /// Every queued task of the queue becomes `dequeued`.
+    /// Queued tasks of the queue become `dequeued`, at most
+    /// [`limits::CLEAR_MAX_PER_COMMAND`] per command.
     ClearQueue {
         name: String,
     },
-    /// Deletes an empty queue; `force` dequeues its queued tasks first.
+    /// Deletes an empty queue; `force` dequeues its queued tasks first (at
+    /// most [`limits::CLEAR_MAX_PER_COMMAND`] per command: the queue is
+    /// deleted by the command that dequeues the last).
     DeleteQueue {
         name: String,
         force: bool,
@@ -242,10 +245,13 @@ pub enum Reply {
     Task {
         id: u64,
     },
-    /// Queued tasks were dequeued (clear, or a forced delete).
+    /// Queued tasks were dequeued (clear, or a forced delete), at most
+    /// [`limits::CLEAR_MAX_PER_COMMAND`] per command. `remaining` are still
+    /// queued: repeat the command. A delete has happened when none remain.
     QueueCleared {
         name: String,
         dequeued: u64,
+        remaining: u64,
     },
     /// The organisation's settings changed.
     Config,

@@ -1,7 +1,7 @@
 //! Queues: create, update, rename, clear, delete, drain and activate.
 
 use super::{Key, State, DEFAULT_QUEUE_ID};
-use crate::model::limits::QUEUES_MAX;
+use crate::model::limits::{CLEAR_MAX_PER_COMMAND, QUEUES_MAX};
 use crate::model::spec::{ClusterSelector, QueueSpec, QueueState};
 use crate::model::{ModelError, Queue, Reply, TaskState};
 
@@ -129,7 +129,8 @@ impl State {
         })
     }
 
-    /// Every queued task becomes `dequeued`; in-flight work is untouched.
+    /// Queued tasks become `dequeued`, from the back, at most
+    /// `CLEAR_MAX_PER_COMMAND`; in-flight work is untouched.
     pub(super) fn clear_queue(
         &mut self,
         name: &str,
@@ -137,22 +138,25 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         let id = self.queue_id("name", name)?;
-        let dequeued = self.dequeue_all(id, actor, "the queue was cleared", changed);
+        let dequeued = self.dequeue_some(id, actor, "the queue was cleared", changed);
         self.settle_queue(id, changed);
         Ok(Reply::QueueCleared {
             name: name.to_string(),
             dequeued,
+            remaining: self.queued(id) as u64,
         })
     }
 
-    fn dequeue_all(
+    /// Dequeues the last `CLEAR_MAX_PER_COMMAND` queued tasks of a queue.
+    fn dequeue_some(
         &mut self,
         queue: u64,
         actor: &str,
         reason: &str,
         changed: &mut Vec<Key>,
     ) -> u64 {
-        let ids = self.queued_range(queue, 0, usize::MAX);
+        let from = self.queued(queue).saturating_sub(CLEAR_MAX_PER_COMMAND);
+        let ids = self.queued_range(queue, from, CLEAR_MAX_PER_COMMAND);
         for &task in &ids {
             self.transition(task, TaskState::Dequeued, actor, reason, None, changed);
         }
@@ -218,7 +222,15 @@ impl State {
                 ),
             ));
         }
-        let dequeued = self.dequeue_all(id, actor, "the queue was deleted", changed);
+        let dequeued = self.dequeue_some(id, actor, "the queue was deleted", changed);
+        let remaining = self.queued(id) as u64;
+        if remaining > 0 {
+            return Ok(Reply::QueueCleared {
+                name: name.to_string(),
+                dequeued,
+                remaining,
+            });
+        }
         self.queues.remove(&id);
         self.queue_ids.remove(name);
         self.pending.remove(&id);
@@ -226,6 +238,7 @@ impl State {
         Ok(Reply::QueueCleared {
             name: name.to_string(),
             dequeued,
+            remaining: 0,
         })
     }
 

@@ -1022,7 +1022,8 @@ fn rename_clear_and_delete_keep_tasks_and_protect_the_default_queue() {
         run_op(&mut s, Op::ClearQueue { name: "new".into() }),
         Ok(Reply::QueueCleared {
             name: "new".into(),
-            dequeued: 2
+            dequeued: 2,
+            remaining: 0
         })
     );
     new_queue(&mut s, "gone", "default", 0);
@@ -1042,7 +1043,8 @@ fn rename_clear_and_delete_keep_tasks_and_protect_the_default_queue() {
         ),
         Ok(Reply::QueueCleared {
             name: "gone".into(),
-            dequeued: 1
+            dequeued: 1,
+            remaining: 0
         })
     );
     assert!(s.queue("gone").is_none());
@@ -1075,4 +1077,45 @@ fn an_edit_races_no_submit_but_a_concurrent_edit() {
         run_op(&mut s, update(version)).unwrap_err().kind,
         ErrorKind::Aborted
     );
+}
+
+#[test]
+fn clear_and_forced_delete_work_in_bounded_chunks() {
+    use crate::model::limits::{BATCH_MAX_TASKS, CLEAR_MAX_PER_COMMAND};
+    let mut s = State::new();
+    new_queue(&mut s, "big", "default", 0);
+    let total = CLEAR_MAX_PER_COMMAND + 1;
+    for start in (0..total).step_by(BATCH_MAX_TASKS) {
+        let n = BATCH_MAX_TASKS.min(total - start);
+        let batch = Op::SubmitTasks {
+            tasks: (0..n).map(|_| task_to("big", "", "")).collect(),
+        };
+        run_op(&mut s, batch).unwrap();
+    }
+    let clear = || Op::ClearQueue { name: "big".into() };
+    let first = run_op(&mut s, clear()).unwrap();
+    assert_eq!(
+        first,
+        Reply::QueueCleared {
+            name: "big".into(),
+            dequeued: CLEAR_MAX_PER_COMMAND as u64,
+            remaining: 1
+        }
+    );
+    // The back went first: the head of the queue is still queued.
+    assert_eq!(order(&s, "big"), vec![1]);
+    let delete = Op::DeleteQueue {
+        name: "big".into(),
+        force: true,
+    };
+    let last = run_op(&mut s, delete).unwrap();
+    assert_eq!(
+        last,
+        Reply::QueueCleared {
+            name: "big".into(),
+            dequeued: 1,
+            remaining: 0
+        }
+    );
+    assert!(s.queue("big").is_none());
 }
