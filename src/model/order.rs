@@ -7,20 +7,25 @@
 //! evenly (O(n), rare) and every changed rank is reported for the caller to
 //! persist.
 //!
-//! The index is a weight-balanced search tree keyed by rank (Adams' tree with
-//! the verified parameters delta = 3, gamma = 2, weight = size + 1), held in an
-//! arena of nodes linked by `u32` slots with an intrusive free list, plus a
-//! `BTreeMap` from task id to slot.
+//! The index is a counted B+tree keyed by rank: leaves hold up to [`CAP`]
+//! (rank, id) pairs in order and are linked both ways; an inner node holds,
+//! for each child, a lower bound of its ranks and the number of tasks under
+//! it. A lookup touches about log_64(n) nodes (4 for a million tasks), each a
+//! few contiguous cache lines, so a long queue costs little more than a short
+//! one. Nodes live in two arenas of fixed-size nodes with free lists; a map
+//! from task id to rank finds a task without a scan.
 //!
 //! **Architecture Invariant:** this is part of the replicated state machine. It
 //! never reads a clock or a random source, never uses floating point and never
-//! lets hash order leak: the same operations in the same order give the same
-//! ranks on every replica. Equality compares only the (id, rank) order, never
-//! the arena layout, so an index rebuilt from storage equals the live one.
-//! Nothing but the rare renumbering scans or shifts the whole queue.
+//! lets hash order leak (the id map is only ever probed, never iterated): the
+//! same operations in the same order give the same ranks on every replica.
+//! Equality compares only the (id, rank) order, never the tree's shape, so an
+//! index rebuilt from storage equals the live one. Nothing but the rare
+//! renumbering scans or shifts the whole queue; a node shifts at most [`CAP`]
+//! entries.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// A rank change the caller must persist: (task id, new rank).
 pub type Reranked = Vec<(u64, u128)>;
@@ -29,46 +34,69 @@ pub type Reranked = Vec<(u64, u128)>;
 const START_RANK: u128 = u128::MAX / 2;
 /// The step between a queue's end and a task pushed past it.
 const END_GAP: u128 = 1 << 64;
-/// Balance: a subtree weighs at most `DELTA` times its sibling.
-const DELTA: u64 = 3;
-/// Rebalancing uses a single rotation when the inner grandchild weighs less
-/// than `GAMMA` times the outer one, a double rotation otherwise.
-const GAMMA: u64 = 2;
+/// Entries per node. Small in unit tests, so that they build deep trees.
+const CAP: usize = if cfg!(test) { 8 } else { 64 };
+/// A node with fewer entries than this merges with a neighbour when they fit.
+const MIN_FILL: usize = CAP / 4;
+/// How full a rebuild packs the leaves, leaving room for inserts.
+const BUILD_FILL: usize = CAP - CAP / 4;
 /// The empty link.
 const NIL: u32 = u32::MAX;
-/// Index of the left and right child in [`Node::kids`].
-const L: usize = 0;
-const R: usize = 1;
 
-/// One task in the arena. The rank is split in halves so that the node is
-/// 8-byte aligned (40 bytes) instead of 16-byte aligned (48 bytes).
-#[derive(Clone, Debug)]
-struct Node {
-    rank_hi: u64,
-    rank_lo: u64,
-    id: u64,
-    /// Left and right child; a free slot links the free list through `kids[L]`.
-    kids: [u32; 2],
-    /// Nodes in this subtree, this one included; 0 marks a free slot.
-    size: u32,
+/// Multiplicative hashing of task ids (FxHash's step). Deterministic, and
+/// sequential ids spread over every bucket.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
-impl Node {
-    fn rank(&self) -> u128 {
-        (u128::from(self.rank_hi) << 64) | u128::from(self.rank_lo)
-    }
+type IdMap = HashMap<u64, u128, BuildHasherDefault<IdHasher>>;
+
+/// Up to [`CAP`] tasks in rank order, linked to the leaves before and after.
+#[derive(Clone, Debug)]
+struct Leaf {
+    prev: u32,
+    next: u32,
+    len: u32,
+    ranks: [u128; CAP],
+    ids: [u64; CAP],
+}
+
+/// Up to [`CAP`] children: each with a lower bound of its ranks (above every
+/// rank of the child before) and the number of tasks under it.
+#[derive(Clone, Debug)]
+struct Inner {
+    len: u32,
+    mins: [u128; CAP],
+    sizes: [u32; CAP],
+    kids: [u32; CAP],
 }
 
 /// The order of the tasks queued in one queue. See the module docs.
 #[derive(Clone, Debug)]
 pub struct QueueOrder {
-    /// Every slot is either in the tree or on the free list.
-    nodes: Vec<Node>,
-    /// Head of the free list, or NIL.
-    free: u32,
+    leaves: Vec<Leaf>,
+    inners: Vec<Inner>,
+    free_leaves: Vec<u32>,
+    free_inners: Vec<u32>,
+    /// NIL when empty.
     root: u32,
-    /// Task id to its slot: finds a task's rank without a scan.
-    slot_by_id: BTreeMap<u64, u32>,
+    /// Levels of inner nodes above the leaves (0: the root is a leaf).
+    height: u32,
+    len: usize,
+    rank_of: IdMap,
 }
 
 impl PartialEq for QueueOrder {
@@ -100,30 +128,39 @@ fn rank_between(lo: Option<u128>, hi: Option<u128>) -> Option<u128> {
     }
 }
 
+/// The child of an inner node whose range holds `rank`.
+fn child_index(mins: &[u128], rank: u128) -> usize {
+    mins.partition_point(|&m| m <= rank).saturating_sub(1)
+}
+
 impl QueueOrder {
     pub fn new() -> Self {
         Self {
-            nodes: Vec::new(),
-            free: NIL,
+            leaves: Vec::new(),
+            inners: Vec::new(),
+            free_leaves: Vec::new(),
+            free_inners: Vec::new(),
             root: NIL,
-            slot_by_id: BTreeMap::new(),
+            height: 0,
+            len: 0,
+            rank_of: IdMap::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.slot_by_id.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slot_by_id.is_empty()
+        self.len == 0
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.slot_by_id.contains_key(&id)
+        self.rank_of.contains_key(&id)
     }
 
     pub fn rank(&self, id: u64) -> Option<u128> {
-        self.slot_by_id.get(&id).map(|&x| self.node(x).rank())
+        self.rank_of.get(&id).copied()
     }
 
     /// Rebuild from storage: insert with a known rank.
@@ -131,16 +168,17 @@ impl QueueOrder {
     /// # Panics
     /// If the id or the rank is already present: a corrupt state must not be served.
     pub fn insert_with_rank(&mut self, id: u64, rank: u128) {
-        let taken = self.locate(rank).1.is_some();
-        assert!(!taken, "rank {rank} is already in the queue order");
-        let x = self.alloc(id);
-        self.attach(x, rank);
+        assert!(
+            !self.locate(rank).1,
+            "rank {rank} is already in the queue order"
+        );
+        self.insert(rank, id);
     }
 
     /// Append at the back. Returns the ranks to persist (the new task's, plus any renumbered).
     /// Panics if the id is already present.
     pub fn push_back(&mut self, id: u64) -> Reranked {
-        self.insert_at(id, self.len())
+        self.insert_at(id, self.len)
     }
 
     /// Append at the front. Returns the ranks to persist (the new task's, plus any renumbered).
@@ -151,27 +189,24 @@ impl QueueOrder {
 
     /// Remove; returns whether it was present.
     pub fn remove(&mut self, id: u64) -> bool {
-        let Some(x) = self.slot_by_id.remove(&id) else {
+        let Some(rank) = self.rank_of.remove(&id) else {
             return false;
         };
-        self.detach(x);
-        let next_free = self.free;
-        let node = self.node_mut(x);
-        (node.kids, node.size) = ([next_free, NIL], 0);
-        self.free = x;
+        self.erase(rank, id);
         true
     }
 
     /// 0-based position of a task.
     pub fn position(&self, id: u64) -> Option<usize> {
         let (before, found) = self.locate(self.rank(id)?);
-        assert!(found.is_some(), "task {id} is mapped but not in the tree");
+        assert!(found, "task {id} is mapped but not in the tree");
         Some(before)
     }
 
     /// The task at a 0-based position.
     pub fn at(&self, position: usize) -> Option<u64> {
-        self.slot_at(position).map(|x| self.node(x).id)
+        let (leaf, i) = self.slot_at(position)?;
+        Some(self.leaves[leaf as usize].ids[i])
     }
 
     pub fn first(&self) -> Option<u64> {
@@ -183,27 +218,29 @@ impl QueueOrder {
     /// already there), or None if id is absent.
     pub fn move_to(&mut self, id: u64, position: usize) -> Option<Reranked> {
         let current = self.position(id)?;
-        let target = position.min(self.len() - 1);
+        let target = position.min(self.len - 1);
         if target == current {
             return Some(Vec::new());
         }
-        let x = self.slot_by_id[&id];
-        self.detach(x);
-        Some(self.place(x, target))
+        let rank = self.rank_of.remove(&id).expect("present");
+        self.erase(rank, id);
+        Some(self.place(id, target))
     }
 
     /// Insert a new (absent) task at 0-based position (clamped to len).
     /// Returns the ranks to persist (the new task's, plus any renumbered).
     /// Panics if the id is already present.
     pub fn insert_at(&mut self, id: u64, position: usize) -> Reranked {
-        let target = position.min(self.len());
-        let x = self.alloc(id);
-        self.place(x, target)
+        assert!(
+            !self.contains(id),
+            "task {id} is already in the queue order"
+        );
+        self.place(id, position.min(self.len))
     }
 
     /// Ids in queue order starting at 0-based `from`, at most `limit`. O(log n + limit).
     pub fn range(&self, from: usize, limit: usize) -> Vec<u64> {
-        let taken = limit.min(self.len().saturating_sub(from));
+        let taken = limit.min(self.len.saturating_sub(from));
         let mut out = Vec::with_capacity(taken);
         out.extend(self.iter_from(from).take(taken).map(|(id, _)| id));
         out
@@ -214,322 +251,549 @@ impl QueueOrder {
         self.iter_from(0)
     }
 
-    /// Panics if internal invariants do not hold: subtree sizes, weight
-    /// balance, strictly increasing ranks, the id map and the free list.
+    /// Panics if the structure is broken: ranks out of order or outside
+    /// their node's bounds, wrong counts, uneven depth, a stale id map,
+    /// broken leaf links, or arena slots leaked.
     pub fn check_invariants(&self) {
-        let mut seen = 0usize;
-        let size = self.check_subtree(self.root, (None, None), &mut seen);
+        if self.root == NIL {
+            assert_eq!(
+                (self.len, self.height),
+                (0, 0),
+                "an empty tree has no length"
+            );
+            assert!(self.rank_of.is_empty(), "id map of an empty tree");
+        } else {
+            if self.height > 0 {
+                assert!(
+                    self.inners[self.root as usize].len >= 2,
+                    "a root with one child"
+                );
+            }
+            let mut leaves = Vec::new();
+            let mut inners = 0usize;
+            let count = self.check_node(
+                self.root,
+                self.height,
+                (None, None),
+                &mut leaves,
+                &mut inners,
+            );
+            assert_eq!(count, self.len, "tree size differs from the length");
+            assert_eq!(self.rank_of.len(), self.len, "id map size differs");
+            let mut prev = NIL;
+            for (k, &leaf) in leaves.iter().enumerate() {
+                let l = &self.leaves[leaf as usize];
+                assert_eq!(l.prev, prev, "leaf links broken");
+                let next = leaves.get(k + 1).copied().unwrap_or(NIL);
+                assert_eq!(l.next, next, "leaf links broken");
+                prev = leaf;
+            }
+            assert_eq!(
+                leaves.len() + self.free_leaves.len(),
+                self.leaves.len(),
+                "leaves leaked"
+            );
+            assert_eq!(
+                inners + self.free_inners.len(),
+                self.inners.len(),
+                "inner nodes leaked"
+            );
+        }
+        let free: std::collections::BTreeSet<_> = self.free_leaves.iter().collect();
+        assert_eq!(free.len(), self.free_leaves.len(), "a leaf is freed twice");
+        let free: std::collections::BTreeSet<_> = self.free_inners.iter().collect();
         assert_eq!(
-            size as usize,
-            self.len(),
-            "tree size differs from the id map"
+            free.len(),
+            self.free_inners.len(),
+            "an inner node is freed twice"
         );
-        assert_eq!(seen, self.len(), "tree node count differs from the id map");
-        let (mut free, mut cur) = (0usize, self.free);
-        while cur != NIL {
-            free += 1;
-            assert!(free <= self.nodes.len(), "free list has a cycle");
-            assert_eq!(self.node(cur).size, 0, "a free slot is in use");
-            cur = self.node(cur).kids[L];
-        }
-        assert_eq!(free + self.len(), self.nodes.len(), "arena slots leaked");
     }
 
-    /// Checks subtree `t`, whose ranks must lie strictly within `bounds`; returns its size.
-    fn check_subtree(&self, t: u32, bounds: (Option<u128>, Option<u128>), seen: &mut usize) -> u32 {
-        if t == NIL {
-            return 0;
-        }
-        *seen += 1;
-        assert!(*seen <= self.nodes.len(), "tree has a cycle");
-        let node = self.node(t);
-        let rank = node.rank();
-        assert!(bounds.0.is_none_or(|lo| lo < rank), "ranks out of order");
-        assert!(bounds.1.is_none_or(|hi| rank < hi), "ranks out of order");
-        assert_eq!(self.slot_by_id.get(&node.id), Some(&t), "id map is stale");
-        let left = self.check_subtree(node.kids[L], (bounds.0, Some(rank)), seen);
-        let right = self.check_subtree(node.kids[R], (Some(rank), bounds.1), seen);
-        assert_eq!(node.size, left + right + 1, "subtree size is wrong");
-        let (wl, wr) = (u64::from(left) + 1, u64::from(right) + 1);
-        assert!(
-            wl <= DELTA * wr && wr <= DELTA * wl,
-            "tree is out of balance"
-        );
-        node.size
-    }
-
-    fn node(&self, x: u32) -> &Node {
-        &self.nodes[x as usize]
-    }
-
-    fn node_mut(&mut self, x: u32) -> &mut Node {
-        &mut self.nodes[x as usize]
-    }
-
-    fn size(&self, t: u32) -> u32 {
-        if t == NIL {
-            0
-        } else {
-            self.node(t).size
-        }
-    }
-
-    fn weight(&self, t: u32) -> u64 {
-        u64::from(self.size(t)) + 1
-    }
-
-    /// How many ranks are below `rank`, and the slot holding `rank` if any.
-    fn locate(&self, rank: u128) -> (usize, Option<u32>) {
-        let (mut cur, mut before) = (self.root, 0usize);
-        while cur != NIL {
-            let node = self.node(cur);
-            let left_size = self.size(node.kids[L]) as usize;
-            match rank.cmp(&node.rank()) {
-                Ordering::Less => cur = node.kids[L],
-                Ordering::Equal => return (before + left_size, Some(cur)),
-                Ordering::Greater => (before, cur) = (before + left_size + 1, node.kids[R]),
+    /// Checks the subtree at `node` (`level` 0: a leaf), whose ranks must lie
+    /// within `[lo, hi)`; returns how many tasks it holds.
+    fn check_node(
+        &self,
+        node: u32,
+        level: u32,
+        (lo, hi): (Option<u128>, Option<u128>),
+        leaves: &mut Vec<u32>,
+        inners: &mut usize,
+    ) -> usize {
+        let within = |r: u128| lo.is_none_or(|lo| lo <= r) && hi.is_none_or(|hi| r < hi);
+        if level == 0 {
+            leaves.push(node);
+            let l = &self.leaves[node as usize];
+            let n = l.len as usize;
+            assert!((1..=CAP).contains(&n), "leaf of {n} entries");
+            for k in 0..n {
+                assert!(within(l.ranks[k]), "rank outside its node's bounds");
+                assert!(k == 0 || l.ranks[k - 1] < l.ranks[k], "ranks out of order");
+                assert_eq!(
+                    self.rank_of.get(&l.ids[k]),
+                    Some(&l.ranks[k]),
+                    "id map is stale"
+                );
             }
+            return n;
         }
-        (before, None)
+        *inners += 1;
+        let inner = &self.inners[node as usize];
+        let n = inner.len as usize;
+        assert!((1..=CAP).contains(&n), "inner node of {n} children");
+        let mut total = 0;
+        for k in 0..n {
+            assert!(
+                k == 0 || inner.mins[k - 1] < inner.mins[k],
+                "bounds out of order"
+            );
+            let child_lo = if k == 0 { lo } else { Some(inner.mins[k]) };
+            let child_hi = inner.mins.get(k + 1).filter(|_| k + 1 < n).copied().or(hi);
+            let count = self.check_node(
+                inner.kids[k],
+                level - 1,
+                (child_lo, child_hi),
+                leaves,
+                inners,
+            );
+            assert_eq!(inner.sizes[k] as usize, count, "subtree count is wrong");
+            total += count;
+        }
+        total
     }
 
-    fn slot_at(&self, position: usize) -> Option<u32> {
-        let (mut cur, mut pos) = (self.root, position);
-        while cur != NIL {
-            let node = self.node(cur);
-            let left_size = self.size(node.kids[L]) as usize;
-            match pos.cmp(&left_size) {
-                Ordering::Less => cur = node.kids[L],
-                Ordering::Equal => return Some(cur),
-                Ordering::Greater => (pos, cur) = (pos - left_size - 1, node.kids[R]),
+    /// How many ranks are below `rank`, and whether `rank` is present.
+    fn locate(&self, rank: u128) -> (usize, bool) {
+        if self.root == NIL {
+            return (0, false);
+        }
+        let (mut node, mut before) = (self.root, 0usize);
+        for _ in 0..self.height {
+            let inner = &self.inners[node as usize];
+            let i = child_index(&inner.mins[..inner.len as usize], rank);
+            before += inner.sizes[..i].iter().map(|&s| s as usize).sum::<usize>();
+            node = inner.kids[i];
+        }
+        let leaf = &self.leaves[node as usize];
+        let ranks = &leaf.ranks[..leaf.len as usize];
+        let p = ranks.partition_point(|&r| r < rank);
+        (before + p, ranks.get(p) == Some(&rank))
+    }
+
+    /// The leaf and index within it of the task at `position`.
+    fn slot_at(&self, position: usize) -> Option<(u32, usize)> {
+        if position >= self.len {
+            return None;
+        }
+        let (mut node, mut pos) = (self.root, position);
+        for _ in 0..self.height {
+            let inner = &self.inners[node as usize];
+            let mut i = 0;
+            while pos >= inner.sizes[i] as usize {
+                pos -= inner.sizes[i] as usize;
+                i += 1;
             }
+            node = inner.kids[i];
         }
-        None
+        Some((node, pos))
     }
 
-    /// In-order walk from `position`: the stack holds the slot at `position`
-    /// and the ancestors whose left subtree the path entered.
     fn iter_from(&self, position: usize) -> InOrder<'_> {
-        let (mut stack, mut cur, mut pos) = (Vec::new(), self.root, position);
-        while cur != NIL {
-            let node = self.node(cur);
-            let left_size = self.size(node.kids[L]) as usize;
-            if pos <= left_size {
-                stack.push(cur);
-                if pos == left_size {
-                    break;
-                }
-                cur = node.kids[L];
-            } else {
-                (pos, cur) = (pos - left_size - 1, node.kids[R]);
-            }
+        let (leaf, i) = self.slot_at(position).unwrap_or((NIL, 0));
+        InOrder {
+            order: self,
+            leaf,
+            i,
         }
-        InOrder { order: self, stack }
     }
 
-    /// Takes a slot for task `id` and maps the id to it; the slot is not in the tree yet.
-    fn alloc(&mut self, id: u64) -> u32 {
-        assert!(
-            !self.contains(id),
-            "task {id} is already in the queue order"
-        );
-        let fresh = Node {
-            rank_hi: 0,
-            rank_lo: 0,
-            id,
-            kids: [NIL; 2],
-            size: 1,
+    /// Gives task `id` a rank that puts it at `position` among the tasks in
+    /// the tree, renumbering them all if its neighbours are adjacent.
+    fn place(&mut self, id: u64, position: usize) -> Reranked {
+        assert!(position <= self.len, "position past the end");
+        let rank_at = |p: usize| {
+            let (leaf, i) = self.slot_at(p).expect("in the tree");
+            self.leaves[leaf as usize].ranks[i]
         };
-        let x = if self.free != NIL {
-            let x = self.free;
-            self.free = self.node(x).kids[L];
-            *self.node_mut(x) = fresh;
-            x
-        } else {
-            let x = u32::try_from(self.nodes.len()).ok().filter(|&x| x != NIL);
-            self.nodes.push(fresh);
-            x.expect("queue order arena is full")
-        };
-        self.slot_by_id.insert(id, x);
-        x
-    }
-
-    /// Gives detached slot `x` a rank that puts it at `position` among the
-    /// tasks in the tree, renumbering them all if its neighbours are adjacent.
-    fn place(&mut self, x: u32, position: usize) -> Reranked {
-        let len = self.size(self.root) as usize;
-        assert!(position <= len, "position past the end");
-        let rank_at = |p: usize| self.node(self.slot_at(p).expect("in the tree")).rank();
         let lo = position.checked_sub(1).map(rank_at);
-        let hi = (position < len).then(|| rank_at(position));
-        let id = self.node(x).id;
-        let (rank, reranked) = match rank_between(lo, hi) {
-            Some(rank) => (rank, vec![(id, rank)]),
+        let hi = (position < self.len).then(|| rank_at(position));
+        match rank_between(lo, hi) {
+            Some(rank) => {
+                self.insert(rank, id);
+                vec![(id, rank)]
+            }
             None => self.renumber_around(id, position),
-        };
-        self.attach(x, rank);
-        reranked
+        }
     }
 
-    /// Evenly renumbers the tasks in the tree, in place and in order, leaving a
-    /// free rank at `position` for task `id`. Ranks span the middle half of the
-    /// range, so both ends keep room. Returns that free rank and every changed
-    /// (id, rank) in queue order, `id`'s included. O(n).
-    fn renumber_around(&mut self, id: u64, position: usize) -> (u128, Reranked) {
-        let n = self.size(self.root) as usize;
+    /// Evenly renumbers the queue, in order, with task `id` at `position`.
+    /// Ranks span the middle half of the range, so both ends keep room.
+    /// Returns every changed (id, rank) in queue order, `id`'s included. O(n):
+    /// the tree is rebuilt from the new ranks.
+    fn renumber_around(&mut self, id: u64, position: usize) -> Reranked {
+        let n = self.len;
         let spacing = (u128::MAX / 2) / (n as u128 + 2);
         assert!(spacing >= 2, "queue too long to renumber");
         let rank_of = |i: usize| u128::MAX / 4 + spacing * (i as u128 + 1);
-        let mut walk = self.iter_from(0);
-        let slots: Vec<u32> = std::iter::from_fn(|| walk.next_slot()).collect();
+        let old: Vec<(u64, u128)> = self.iter().collect();
+        let mut all = Vec::with_capacity(n + 1);
         let mut reranked = Vec::with_capacity(n + 1);
-        for (i, &slot) in slots.iter().enumerate() {
+        for (i, (other, rank)) in old.into_iter().enumerate() {
             if i == position {
+                all.push((id, rank_of(i)));
                 reranked.push((id, rank_of(i)));
             }
             let new_rank = rank_of(if i < position { i } else { i + 1 });
-            let node = self.node_mut(slot);
-            if node.rank() != new_rank {
-                (node.rank_hi, node.rank_lo) = ((new_rank >> 64) as u64, new_rank as u64);
-                reranked.push((node.id, new_rank));
+            if rank != new_rank {
+                reranked.push((other, new_rank));
             }
+            all.push((other, new_rank));
         }
         if position == n {
+            all.push((id, rank_of(n)));
             reranked.push((id, rank_of(n)));
         }
-        (rank_of(position), reranked)
+        self.rebuild(&all);
+        reranked
     }
 
-    /// Links detached slot `x` into the tree with `rank`.
-    fn attach(&mut self, x: u32, rank: u128) {
-        let node = self.node_mut(x);
-        (node.rank_hi, node.rank_lo) = ((rank >> 64) as u64, rank as u64);
-        (node.kids, node.size) = ([NIL; 2], 1);
-        self.root = self.insert_node(self.root, x);
-    }
-
-    /// Unlinks slot `x` from the tree, keeping its slot and id mapping.
-    fn detach(&mut self, x: u32) {
-        self.root = self.remove_node(self.root, self.node(x).rank());
-    }
-
-    /// Inserts detached slot `x` into subtree `t`; returns the new subtree root.
-    fn insert_node(&mut self, t: u32, x: u32) -> u32 {
-        if t == NIL {
-            return x;
+    /// Replaces the tree with `entries` (in rank order), leaves packed to
+    /// `BUILD_FILL`.
+    fn rebuild(&mut self, entries: &[(u64, u128)]) {
+        *self = Self::new();
+        let mut level: Vec<(u32, u128, u32)> = Vec::new(); // (node, min, size)
+        for chunk in entries.chunks(BUILD_FILL) {
+            let leaf = self.alloc_leaf();
+            let prev = level.last().map_or(NIL, |&(l, _, _)| l);
+            let l = &mut self.leaves[leaf as usize];
+            l.len = chunk.len() as u32;
+            for (k, &(id, rank)) in chunk.iter().enumerate() {
+                (l.ids[k], l.ranks[k]) = (id, rank);
+            }
+            l.prev = prev;
+            if prev != NIL {
+                self.leaves[prev as usize].next = leaf;
+            }
+            level.push((leaf, chunk[0].1, chunk.len() as u32));
         }
-        let (rank, here) = (self.node(x).rank(), self.node(t).rank());
-        assert!(rank != here, "rank {rank} is already in the queue order");
-        let side = if rank < here { L } else { R };
-        let kid = self.insert_node(self.node(t).kids[side], x);
-        self.node_mut(t).kids[side] = kid;
-        self.balance(t)
-    }
-
-    /// Unlinks the node with `rank` from subtree `t`; returns the new subtree root.
-    fn remove_node(&mut self, t: u32, rank: u128) -> u32 {
-        assert!(t != NIL, "rank {rank} is not in the tree");
-        let [left, right] = self.node(t).kids;
-        let side = match rank.cmp(&self.node(t).rank()) {
-            Ordering::Less => L,
-            Ordering::Greater => R,
-            Ordering::Equal => return self.glue(left, right),
-        };
-        let kid = self.remove_node(self.node(t).kids[side], rank);
-        self.node_mut(t).kids[side] = kid;
-        self.balance(t)
-    }
-
-    /// Joins two balanced siblings whose parent was removed by lifting the
-    /// nearest node of the larger one into the root.
-    fn glue(&mut self, left: u32, right: u32) -> u32 {
-        if left == NIL || right == NIL {
-            return if left == NIL { right } else { left };
+        self.rank_of
+            .extend(entries.iter().map(|&(id, rank)| (id, rank)));
+        self.len = entries.len();
+        while level.len() > 1 {
+            let mut up = Vec::new();
+            for chunk in level.chunks(BUILD_FILL) {
+                let node = self.alloc_inner();
+                let inner = &mut self.inners[node as usize];
+                inner.len = chunk.len() as u32;
+                for (k, &(kid, min, size)) in chunk.iter().enumerate() {
+                    (inner.kids[k], inner.mins[k], inner.sizes[k]) = (kid, min, size);
+                }
+                up.push((node, chunk[0].1, chunk.iter().map(|c| c.2).sum()));
+            }
+            // A last node of one child would make a lopsided level; no
+            // invariant forbids it, so it is left as is.
+            level = up;
+            self.height += 1;
         }
-        let kids = if self.size(left) > self.size(right) {
-            let (m, rest) = self.pop_extreme(left, R);
-            (m, [rest, right])
+        self.root = level.first().map_or(NIL, |&(node, _, _)| node);
+    }
+
+    /// Entries of the node at `level`.
+    fn node_len(&self, node: u32, level: u32) -> usize {
+        match level {
+            0 => self.leaves[node as usize].len as usize,
+            _ => self.inners[node as usize].len as usize,
+        }
+    }
+
+    /// Inserts a rank known to be absent.
+    fn insert(&mut self, rank: u128, id: u64) {
+        let total = self.len;
+        self.rank_of.insert(id, rank);
+        self.len += 1;
+        if self.root == NIL {
+            let leaf = self.alloc_leaf();
+            let l = &mut self.leaves[leaf as usize];
+            (l.len, l.ranks[0], l.ids[0]) = (1, rank, id);
+            (self.root, self.height) = (leaf, 0);
+            return;
+        }
+        if self.node_len(self.root, self.height) == CAP {
+            let min = match self.height {
+                0 => self.leaves[self.root as usize].ranks[0],
+                _ => self.inners[self.root as usize].mins[0],
+            };
+            let node = self.alloc_inner();
+            let inner = &mut self.inners[node as usize];
+            inner.len = 1;
+            (inner.mins[0], inner.sizes[0], inner.kids[0]) = (min, total as u32, self.root);
+            (self.root, self.height) = (node, self.height + 1);
+            self.split_child(node, 0, self.height - 1, rank);
+        }
+        let (mut node, mut level) = (self.root, self.height);
+        while level > 0 {
+            let inner = &self.inners[node as usize];
+            let mut i = child_index(&inner.mins[..inner.len as usize], rank);
+            if self.node_len(inner.kids[i], level - 1) == CAP {
+                self.split_child(node, i, level - 1, rank);
+                if rank >= self.inners[node as usize].mins[i + 1] {
+                    i += 1;
+                }
+            }
+            let inner = &mut self.inners[node as usize];
+            inner.mins[i] = inner.mins[i].min(rank);
+            inner.sizes[i] += 1;
+            (node, level) = (inner.kids[i], level - 1);
+        }
+        let l = &mut self.leaves[node as usize];
+        let n = l.len as usize;
+        let p = l.ranks[..n].partition_point(|&r| r < rank);
+        l.ranks.copy_within(p..n, p + 1);
+        l.ids.copy_within(p..n, p + 1);
+        (l.ranks[p], l.ids[p], l.len) = (rank, id, l.len + 1);
+    }
+
+    /// Splits the full child `i` of inner node `parent` (which has room) in
+    /// two. Where depends on `rank`, the rank about to go in: past either end,
+    /// the split leaves the full side full, so that a queue filled from one
+    /// end packs its nodes.
+    fn split_child(&mut self, parent: u32, i: usize, level: u32, rank: u128) {
+        let child = self.inners[parent as usize].kids[i];
+        let (at, new, new_min, moved) = if level == 0 {
+            let l = &self.leaves[child as usize];
+            let at = if rank > l.ranks[CAP - 1] {
+                CAP - 1
+            } else if rank < l.ranks[0] {
+                1
+            } else {
+                CAP / 2
+            };
+            let (ranks, ids, next) = (l.ranks, l.ids, l.next);
+            let new = self.alloc_leaf();
+            let n = &mut self.leaves[new as usize];
+            n.ranks[..CAP - at].copy_from_slice(&ranks[at..]);
+            n.ids[..CAP - at].copy_from_slice(&ids[at..]);
+            (n.len, n.prev, n.next) = ((CAP - at) as u32, child, next);
+            if next != NIL {
+                self.leaves[next as usize].prev = new;
+            }
+            let c = &mut self.leaves[child as usize];
+            (c.len, c.next) = (at as u32, new);
+            (at, new, ranks[at], (CAP - at) as u32)
         } else {
-            let (m, rest) = self.pop_extreme(right, L);
-            (m, [left, rest])
+            let c = &self.inners[child as usize];
+            let at = if rank >= c.mins[CAP - 1] {
+                CAP - 1
+            } else if rank < c.mins[0] {
+                1
+            } else {
+                CAP / 2
+            };
+            let (mins, sizes, kids) = (c.mins, c.sizes, c.kids);
+            let new = self.alloc_inner();
+            let n = &mut self.inners[new as usize];
+            n.mins[..CAP - at].copy_from_slice(&mins[at..]);
+            n.sizes[..CAP - at].copy_from_slice(&sizes[at..]);
+            n.kids[..CAP - at].copy_from_slice(&kids[at..]);
+            n.len = (CAP - at) as u32;
+            self.inners[child as usize].len = at as u32;
+            (at, new, mins[at], sizes[at..].iter().sum())
         };
-        self.node_mut(kids.0).kids = kids.1;
-        self.balance(kids.0)
+        debug_assert!(at > 0 && at < CAP);
+        let p = &mut self.inners[parent as usize];
+        let n = p.len as usize;
+        debug_assert!(n < CAP, "the parent of a split has room");
+        p.mins.copy_within(i + 1..n, i + 2);
+        p.sizes.copy_within(i + 1..n, i + 2);
+        p.kids.copy_within(i + 1..n, i + 2);
+        (p.mins[i + 1], p.sizes[i + 1], p.kids[i + 1]) = (new_min, moved, new);
+        p.sizes[i] -= moved;
+        p.len += 1;
     }
 
-    /// Unlinks the leftmost (`side` L) or rightmost node of subtree `t`;
-    /// returns it and the new subtree root.
-    fn pop_extreme(&mut self, t: u32, side: usize) -> (u32, u32) {
-        let kids = self.node(t).kids;
-        if kids[side] == NIL {
-            return (t, kids[1 - side]);
+    /// Removes `rank`, which must belong to task `id`, then merges nodes left
+    /// nearly empty.
+    fn erase(&mut self, rank: u128, id: u64) {
+        let mut path = Vec::with_capacity(self.height as usize);
+        let mut node = self.root;
+        for _ in 0..self.height {
+            let inner = &mut self.inners[node as usize];
+            let i = child_index(&inner.mins[..inner.len as usize], rank);
+            inner.sizes[i] -= 1;
+            path.push((node, i));
+            node = inner.kids[i];
         }
-        let (m, rest) = self.pop_extreme(kids[side], side);
-        self.node_mut(t).kids[side] = rest;
-        (m, self.balance(t))
+        let l = &mut self.leaves[node as usize];
+        let n = l.len as usize;
+        let p = l.ranks[..n].partition_point(|&r| r < rank);
+        assert!(
+            p < n && l.ranks[p] == rank && l.ids[p] == id,
+            "task {id} at rank {rank} is not in the queue order"
+        );
+        l.ranks.copy_within(p + 1..n, p);
+        l.ids.copy_within(p + 1..n, p);
+        l.len -= 1;
+        self.len -= 1;
+        if self.len == 0 {
+            let rank_of = std::mem::take(&mut self.rank_of);
+            *self = Self {
+                rank_of,
+                ..Self::new()
+            };
+            return;
+        }
+        let mut level = 0;
+        while let Some((parent, i)) = path.pop() {
+            if !self.mend(parent, i, level) {
+                break;
+            }
+            level += 1;
+        }
+        while self.height > 0 && self.inners[self.root as usize].len == 1 {
+            let old = self.root;
+            self.root = self.inners[old as usize].kids[0];
+            self.free_inners.push(old);
+            self.height -= 1;
+        }
     }
 
-    /// Restores balance and size at `t` after one insertion or removal below it.
-    fn balance(&mut self, t: u32) -> u32 {
-        let [left, right] = self.node(t).kids;
-        let (wl, wr) = (self.weight(left), self.weight(right));
-        let heavy = if DELTA * wl < wr {
-            R
-        } else if DELTA * wr < wl {
-            L
+    /// After a removal under child `i` of `parent`: drops the child if it is
+    /// empty, or merges it with a neighbour if it is nearly empty and they
+    /// fit in one node. Returns whether `parent` lost a child.
+    fn mend(&mut self, parent: u32, i: usize, level: u32) -> bool {
+        let p = &self.inners[parent as usize];
+        let n = p.len as usize;
+        let child = p.kids[i];
+        let len = self.node_len(child, level);
+        if len == 0 {
+            self.free_node(child, level);
+            self.drop_kid(parent, i);
+            return true;
+        }
+        if len >= MIN_FILL || n < 2 {
+            return false;
+        }
+        let (a, b) = if i + 1 < n { (i, i + 1) } else { (i - 1, i) };
+        let (left, right) = (p.kids[a], p.kids[b]);
+        let right_len = self.node_len(right, level);
+        let left_len = self.node_len(left, level);
+        if left_len + right_len > CAP {
+            return false;
+        }
+        if level == 0 {
+            let r = self.leaves[right as usize].clone();
+            let l = &mut self.leaves[left as usize];
+            l.ranks[left_len..left_len + right_len].copy_from_slice(&r.ranks[..right_len]);
+            l.ids[left_len..left_len + right_len].copy_from_slice(&r.ids[..right_len]);
+            (l.len, l.next) = ((left_len + right_len) as u32, r.next);
+            if r.next != NIL {
+                self.leaves[r.next as usize].prev = left;
+            }
+            self.free_leaves.push(right);
         } else {
-            self.update_size(t);
-            return t;
-        };
-        let child = self.node(t).kids[heavy];
-        let grandkids = self.node(child).kids;
-        if self.weight(grandkids[1 - heavy]) >= GAMMA * self.weight(grandkids[heavy]) {
-            let up = self.rotate(child, 1 - heavy);
-            self.node_mut(t).kids[heavy] = up;
+            let r = self.inners[right as usize].clone();
+            let l = &mut self.inners[left as usize];
+            l.mins[left_len..left_len + right_len].copy_from_slice(&r.mins[..right_len]);
+            l.sizes[left_len..left_len + right_len].copy_from_slice(&r.sizes[..right_len]);
+            l.kids[left_len..left_len + right_len].copy_from_slice(&r.kids[..right_len]);
+            l.len = (left_len + right_len) as u32;
+            self.free_inners.push(right);
         }
-        self.rotate(t, heavy)
+        let p = &mut self.inners[parent as usize];
+        p.sizes[a] += p.sizes[b];
+        self.drop_kid(parent, b);
+        true
     }
 
-    /// Lifts `t`'s child on `side` above `t`; returns the new subtree root.
-    fn rotate(&mut self, t: u32, side: usize) -> u32 {
-        let up = self.node(t).kids[side];
-        self.node_mut(t).kids[side] = self.node(up).kids[1 - side];
-        self.node_mut(up).kids[1 - side] = t;
-        self.update_size(t);
-        self.update_size(up);
-        up
+    /// Removes child `k` from an inner node's arrays.
+    fn drop_kid(&mut self, parent: u32, k: usize) {
+        let p = &mut self.inners[parent as usize];
+        let n = p.len as usize;
+        p.mins.copy_within(k + 1..n, k);
+        p.sizes.copy_within(k + 1..n, k);
+        p.kids.copy_within(k + 1..n, k);
+        p.len -= 1;
     }
 
-    fn update_size(&mut self, t: u32) {
-        let [left, right] = self.node(t).kids;
-        self.node_mut(t).size = self.size(left) + self.size(right) + 1;
+    /// Returns an emptied node to its free list (a leaf leaves the links).
+    fn free_node(&mut self, node: u32, level: u32) {
+        if level > 0 {
+            self.free_inners.push(node);
+            return;
+        }
+        let (prev, next) = {
+            let l = &self.leaves[node as usize];
+            (l.prev, l.next)
+        };
+        if prev != NIL {
+            self.leaves[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.leaves[next as usize].prev = prev;
+        }
+        self.free_leaves.push(node);
+    }
+
+    fn alloc_leaf(&mut self) -> u32 {
+        let fresh = Leaf {
+            prev: NIL,
+            next: NIL,
+            len: 0,
+            ranks: [0; CAP],
+            ids: [0; CAP],
+        };
+        match self.free_leaves.pop() {
+            Some(x) => {
+                self.leaves[x as usize] = fresh;
+                x
+            }
+            None => {
+                self.leaves.push(fresh);
+                u32::try_from(self.leaves.len() - 1).expect("queue order arena is full")
+            }
+        }
+    }
+
+    fn alloc_inner(&mut self) -> u32 {
+        let fresh = Inner {
+            len: 0,
+            mins: [0; CAP],
+            sizes: [0; CAP],
+            kids: [NIL; CAP],
+        };
+        match self.free_inners.pop() {
+            Some(x) => {
+                self.inners[x as usize] = fresh;
+                x
+            }
+            None => {
+                self.inners.push(fresh);
+                u32::try_from(self.inners.len() - 1).expect("queue order arena is full")
+            }
+        }
     }
 }
 
-/// In-order walk with an explicit stack of O(log n) slots.
+/// In-order walk along the leaf links.
 struct InOrder<'a> {
     order: &'a QueueOrder,
-    stack: Vec<u32>,
-}
-
-impl InOrder<'_> {
-    fn next_slot(&mut self) -> Option<u32> {
-        let x = self.stack.pop()?;
-        let mut cur = self.order.node(x).kids[R];
-        while cur != NIL {
-            self.stack.push(cur);
-            cur = self.order.node(cur).kids[L];
-        }
-        Some(x)
-    }
+    leaf: u32,
+    i: usize,
 }
 
 impl Iterator for InOrder<'_> {
     type Item = (u64, u128);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let node = self.order.node(self.next_slot()?);
-        Some((node.id, node.rank()))
+        if self.leaf == NIL {
+            return None;
+        }
+        let l = &self.order.leaves[self.leaf as usize];
+        let item = (l.ids[self.i], l.ranks[self.i]);
+        self.i += 1;
+        if self.i == l.len as usize {
+            (self.leaf, self.i) = (l.next, 0);
+        }
+        Some(item)
     }
 }
 
@@ -538,6 +802,7 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
 
     fn ids(order: &QueueOrder) -> Vec<u64> {
         order.iter().map(|(id, _)| id).collect()
@@ -569,7 +834,7 @@ mod tests {
         );
         assert_eq!(order.move_to(7, 5), Some(Vec::new()));
         assert!(order.remove(7) && !order.remove(7) && order == QueueOrder::new());
-        assert_eq!(std::mem::size_of::<Node>(), 40);
+        order.check_invariants();
     }
 
     #[test]
@@ -726,6 +991,37 @@ mod tests {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Fills a tree many levels deep from both ends and the middle, then
+    /// empties it in a scrambled order: every split and merge path runs, the
+    /// height grows and shrinks back, and no node leaks.
+    #[test]
+    fn deep_trees_split_merge_and_shrink() {
+        let mut order = QueueOrder::new();
+        let mut model = Vec::new();
+        for id in 0..3000u64 {
+            let pos = match id % 3 {
+                0 => 0,
+                1 => model.len(),
+                _ => model.len() / 2,
+            };
+            order.insert_at(id, pos);
+            model.insert(pos, id);
+        }
+        order.check_invariants();
+        assert!(order.height >= 3, "height {}", order.height);
+        assert_eq!(order.iter().map(|(id, _)| id).collect::<Vec<_>>(), model);
+        for (k, id) in (0..3000u64).map(|i| i * 1237 % 3000).enumerate() {
+            assert!(order.remove(id));
+            model.retain(|&m| m != id);
+            if k % 97 == 0 {
+                order.check_invariants();
+                assert_eq!(order.range(0, usize::MAX), model);
+            }
+        }
+        assert!(order.is_empty() && order.height == 0 && order.root == NIL);
+        order.check_invariants();
     }
 
     #[test]
