@@ -85,10 +85,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Nagle's algorithm off on every accepted connection: a small reply (a
+    // heartbeat's ack, a read's answer) must not wait for the peer's delayed
+    // ACK. `Server::tcp_nodelay` applies only to listeners tonic binds itself.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let limit = crate::raft::PEER_MESSAGE_MAX_BYTES;
     Server::builder()
-        .tcp_nodelay(true)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .add_service(
             RaftPeerServer::new(PeerService::new(node.clone()))

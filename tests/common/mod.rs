@@ -142,7 +142,10 @@ impl Cluster {
             .args(["node", "--config"])
             .arg(&node.config)
             .args(flags)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("LANEQ_TEST_NODE_LOG").unwrap_or("info,openraft=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
