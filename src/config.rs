@@ -25,6 +25,31 @@ pub struct NodeConfig {
     pub peers: Vec<Peer>,
     #[serde(default)]
     pub raft: RaftTimings,
+    #[serde(default)]
+    pub workers: WorkerSettings,
+}
+
+/// Leases and heartbeats. Every node of a cluster should use the same values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// A lease not renewed (by a heartbeat or a call about its task) for
+    /// this long expires; its task goes back to its queue.
+    pub lease_ttl_ms: u64,
+    /// A worker silent this long is marked lost and its leases expire.
+    pub worker_timeout_ms: u64,
+    /// How often a node passes the heartbeats it gathered on, in one write.
+    pub heartbeat_batch_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 15_000,
+            worker_timeout_ms: 15_000,
+            heartbeat_batch_ms: 500,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +114,27 @@ impl NodeConfig {
         }
         if t.snapshot_logs_since_last == 0 {
             return Err("raft: snapshot_logs_since_last must be 1 or more".into());
+        }
+        let w = &self.workers;
+        let range = crate::model::limits::TTL_MIN_MS..=crate::model::limits::TTL_MAX_MS;
+        for (field, ms) in [
+            ("lease_ttl_ms", w.lease_ttl_ms),
+            ("worker_timeout_ms", w.worker_timeout_ms),
+        ] {
+            if !range.contains(&ms) {
+                return Err(format!(
+                    "workers: {field} = {ms} is out of range; use {} to {} ms",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        if !(10..=w.lease_ttl_ms / 2).contains(&w.heartbeat_batch_ms) {
+            return Err(format!(
+                "workers: heartbeat_batch_ms = {} must be 10 ms or more and at most half of \
+                 lease_ttl_ms",
+                w.heartbeat_batch_ms
+            ));
         }
         Ok(())
     }

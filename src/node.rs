@@ -46,8 +46,11 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     .await?;
     tracing::info!(id = config.id, %listen, data_dir = %config.data_dir.display(), "node started");
 
+    let hub = api::WorkerHub::new(config.workers.clone());
+    tokio::spawn(api::run_heartbeat_batches(node.clone(), hub.clone()));
+    tokio::spawn(api::run_expiry(node.clone(), hub.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = serve(node.clone(), listener, async move {
+    let server = serve(node.clone(), hub, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     });
     let server = tokio::spawn(server);
@@ -82,6 +85,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
 /// Serves the peer protocol and the public API on one listener.
 pub async fn serve(
     node: Arc<RaftNode>,
+    hub: Arc<api::WorkerHub>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -102,6 +106,7 @@ pub async fn serve(
         .add_service(api::queues_server(node.clone()))
         .add_service(api::projects_server(node.clone()))
         .add_service(api::config_server(node.clone()))
+        .add_service(api::workers_server(node.clone(), hub))
         .add_service(api::tasks_server(node))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -1,6 +1,7 @@
 //! Model types to protobuf messages and back.
 
 use crate::model::spec::{ClusterSelector, Fairness, QueueSpec, DEPTH_DEFAULT, PRIORITY_DEFAULT};
+use crate::model::worker::{GpuUsage, Usage, Worker};
 use crate::model::{ModelError, NewTask, Project, ProjectSettings, Queue, State, Task, TaskBody};
 use crate::proto::v1;
 
@@ -64,6 +65,11 @@ pub fn queue(state: &State, q: &Queue) -> v1::Queue {
         running: in_flight.map_or(0, |f| f.tasks),
         runs_active: in_flight.map_or(0, |f| f.runs.len() as u64),
         avg_wait_ms: (!waits.is_empty()).then(|| waits.iter().sum::<u64>() / waits.len() as u64),
+        workers: state
+            .workers()
+            .filter(|w| w.queues.contains(&q.id))
+            .map(|w| w.name.clone())
+            .collect(),
     }
 }
 
@@ -80,6 +86,7 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> v1::Task {
         command: vec![],
         payload: vec![],
     });
+    let exec = t.execution.as_deref();
     v1::Task {
         id: t.id,
         queue: queue_name(state, t.queue),
@@ -113,6 +120,13 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> v1::Task {
             .collect(),
         condition: t.condition.clone().unwrap_or_default(),
         payload_bytes: t.payload_bytes,
+        worker: t.worker().unwrap_or_default().to_string(),
+        fencing_token: t.fencing_token(),
+        lease_expires_ms: exec.and_then(|e| e.lease_expires_ms),
+        started_ms: exec.and_then(|e| e.started_ms),
+        finished_ms: exec.and_then(|e| e.finished_ms),
+        iteration: exec.and_then(|e| e.iteration),
+        exit_code: exec.and_then(|e| e.exit_code),
     }
 }
 
@@ -161,5 +175,72 @@ pub fn project(state: &State, p: &Project) -> v1::Project {
         updated_ms: p.updated_ms,
         version: p.version,
         effective_default_queue: queue_name(state, effective),
+    }
+}
+
+pub fn usage_to_proto(u: &Usage) -> v1::Usage {
+    v1::Usage {
+        cpu_pct: u.cpu_permille.map(|p| f64::from(p) / 10.0),
+        memory_used_bytes: u.memory_used_bytes,
+        memory_total_bytes: u.memory_total_bytes,
+        gpus: u
+            .gpus
+            .iter()
+            .map(|g| v1::GpuUsage {
+                index: g.index,
+                name: g.name.clone(),
+                util_pct: f64::from(g.util_permille) / 10.0,
+                memory_used_bytes: g.memory_used_bytes,
+                memory_total_bytes: g.memory_total_bytes,
+            })
+            .collect(),
+        net_rx_bytes_per_s: u.net_rx_bytes_per_s,
+        net_tx_bytes_per_s: u.net_tx_bytes_per_s,
+        at_ms: u.at_ms,
+    }
+}
+
+/// A reported usage, percentages rounded to per mille (the state holds no
+/// floating point). Out-of-range or non-finite percentages are dropped.
+pub fn usage_from_proto(u: v1::Usage) -> Usage {
+    let permille = |pct: f64| {
+        (pct.is_finite() && (0.0..=100_000.0).contains(&pct)).then(|| (pct * 10.0).round() as u32)
+    };
+    Usage {
+        cpu_permille: u.cpu_pct.and_then(permille),
+        memory_used_bytes: u.memory_used_bytes,
+        memory_total_bytes: u.memory_total_bytes,
+        gpus: u
+            .gpus
+            .into_iter()
+            .take(64)
+            .map(|g| GpuUsage {
+                index: g.index,
+                name: g.name.chars().take(128).collect(),
+                util_permille: permille(g.util_pct).unwrap_or(0),
+                memory_used_bytes: g.memory_used_bytes,
+                memory_total_bytes: g.memory_total_bytes,
+            })
+            .collect(),
+        net_rx_bytes_per_s: u.net_rx_bytes_per_s,
+        net_tx_bytes_per_s: u.net_tx_bytes_per_s,
+        at_ms: u.at_ms,
+    }
+}
+
+pub fn worker(state: &State, w: &Worker) -> v1::Worker {
+    v1::Worker {
+        name: w.name.clone(),
+        ip: w.ip.clone(),
+        pool: w.pool.clone(),
+        cluster: w.cluster.clone(),
+        queues: w.queues.iter().map(|q| queue_name(state, *q)).collect(),
+        capacity: w.capacity.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        slots: w.slots,
+        state: w.state.as_str().to_string(),
+        tasks: w.tasks.iter().copied().collect(),
+        registered_ms: w.registered_ms,
+        last_seen_ms: w.last_seen_ms,
+        usage: w.usage.as_ref().map(usage_to_proto),
     }
 }

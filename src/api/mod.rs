@@ -11,6 +11,7 @@ mod pools;
 mod projects;
 mod queues;
 mod tasks;
+mod workers;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
 
 pub use error::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+pub use workers::{run_expiry, run_heartbeat_batches, WorkerHub};
 
 /// Largest client request or response (a submit carries at most 1 MiB of payload).
 pub const CLIENT_MESSAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -47,6 +49,15 @@ pub fn config_server(node: Arc<RaftNode>) -> ConfigServer<projects::ConfigApi> {
 
 pub fn queues_server(node: Arc<RaftNode>) -> QueuesServer<queues::QueuesApi> {
     QueuesServer::new(queues::QueuesApi { node })
+        .max_decoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
+        .max_encoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
+}
+
+pub fn workers_server(
+    node: Arc<RaftNode>,
+    hub: Arc<WorkerHub>,
+) -> crate::proto::v1::workers_server::WorkersServer<workers::WorkersApi> {
+    crate::proto::v1::workers_server::WorkersServer::new(workers::WorkersApi { node, hub })
         .max_decoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
         .max_encoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
 }

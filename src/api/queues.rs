@@ -69,7 +69,7 @@ impl QueuesApi {
 }
 
 /// The idempotency key of the n-th follow-up command of a request.
-fn derived_key(key: &str, n: u64) -> String {
+pub(super) fn derived_key(key: &str, n: u64) -> String {
     let mut prefix = key;
     while prefix.len() > 100 {
         let mut cut = 100;

@@ -53,3 +53,24 @@ pub const LIST_PAGE_DEFAULT: usize = 100;
 /// Most tasks one clear (or forced delete) dequeues; the API repeats the
 /// command until the queue is empty, so no single apply does unbounded work.
 pub const CLEAR_MAX_PER_COMMAND: usize = 10_000;
+/// Longest worker IP (or host) text, in bytes.
+pub const IP_MAX_BYTES: usize = 64;
+/// Most queues one worker listens to.
+pub const WORKER_QUEUES_MAX: usize = 64;
+/// Most workers in the store.
+pub const WORKERS_MAX: usize = 100_000;
+/// Most tasks one lease hands out.
+pub const LEASE_MAX_TASKS: u32 = 64;
+/// Most tasks in a worker's heartbeat.
+pub const HEARTBEAT_TASKS_MAX: usize = 1_024;
+/// Most heartbeat reports in one batch command.
+pub const HEARTBEAT_BATCH_MAX: usize = 10_000;
+/// Most leases or workers one expiry command handles; the leader repeats.
+pub const EXPIRE_MAX_PER_COMMAND: usize = 1_000;
+/// Queued tasks the dispatcher looks at per project of a queue for one that
+/// fits, before it moves on: a task that does not fit is skipped, but the
+/// search stays bounded.
+pub const DISPATCH_LOOKAHEAD: usize = 16;
+/// Shortest and longest lease TTL and worker timeout a node may ask for.
+pub const TTL_MIN_MS: u64 = 100;
+pub const TTL_MAX_MS: u64 = 3_600_000;

@@ -6,15 +6,26 @@
 //! RocksDB. Time and seeds arrive stamped inside each [`Command`] by the leader.
 //! The same log therefore yields the same state on every replica.
 
+mod dispatch;
 pub mod error;
 pub mod limits;
 pub mod order;
 pub mod spec;
 mod state;
 pub mod validate;
+pub mod worker;
 
 pub use error::{ErrorKind, ModelError};
 use limits::CLUSTERS_PER_POOL_MAX;
+/// The tasks the dispatcher would lease to `worker` now (a read-only
+/// preview; the lease itself runs the dispatcher again inside apply).
+pub fn dispatch_preview(state: &State, worker: &str, max_tasks: u32) -> Vec<u64> {
+    dispatch::pick(state, worker, max_tasks as usize, 0)
+        .into_iter()
+        .map(|p| p.task)
+        .collect()
+}
+
 pub use state::{
     InFlight, Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_PROJECT, DEFAULT_QUEUE,
     DEFAULT_QUEUE_ID,
@@ -134,6 +145,49 @@ pub enum Op {
         id: u64,
         to: MoveTo,
     },
+    /// Registers a worker, or updates the one with that name.
+    RegisterWorker(worker::Registration),
+    /// The dispatcher, run inside apply, leases up to `max_tasks` tasks to
+    /// `worker`, each for `ttl_ms`.
+    LeaseTasks {
+        worker: String,
+        max_tasks: u32,
+        ttl_ms: u64,
+    },
+    /// Heartbeats that a node gathered: renews the leases of the tasks each
+    /// worker holds with their current tokens, for `ttl_ms`.
+    WorkerHeartbeats {
+        reports: Vec<worker::HeartbeatReport>,
+        ttl_ms: u64,
+    },
+    StartTask {
+        id: u64,
+        fencing_token: u64,
+    },
+    ReportProgress {
+        id: u64,
+        fencing_token: u64,
+        iteration: u64,
+    },
+    CompleteTask {
+        id: u64,
+        fencing_token: u64,
+        succeeded: bool,
+        exit_code: Option<i32>,
+        condition: String,
+    },
+    /// Gives a lease back: the task is queued again at the front, and the
+    /// attempt does not count.
+    ReleaseTask {
+        id: u64,
+        fencing_token: u64,
+        reason: String,
+    },
+    /// Expires the leases whose time (by the stamp) has passed, and marks
+    /// workers silent for `worker_timeout_ms` lost, expiring their leases.
+    ExpireLeases {
+        worker_timeout_ms: u64,
+    },
 }
 
 /// A task as submitted.
@@ -214,6 +268,14 @@ impl std::fmt::Display for Command {
             Op::CancelTask { id, .. } => write!(f, "cancel-task {id}"),
             Op::DequeueTask { id, .. } => write!(f, "dequeue-task {id}"),
             Op::MoveTask { id, to } => write!(f, "move-task {id} {to:?}"),
+            Op::RegisterWorker(r) => write!(f, "register-worker {}", r.name),
+            Op::LeaseTasks { worker, .. } => write!(f, "lease-tasks {worker}"),
+            Op::WorkerHeartbeats { reports, .. } => write!(f, "heartbeats {}", reports.len()),
+            Op::StartTask { id, .. } => write!(f, "start-task {id}"),
+            Op::ReportProgress { id, .. } => write!(f, "report-progress {id}"),
+            Op::CompleteTask { id, .. } => write!(f, "complete-task {id}"),
+            Op::ReleaseTask { id, .. } => write!(f, "release-task {id}"),
+            Op::ExpireLeases { .. } => write!(f, "expire-leases"),
         }
     }
 }
@@ -255,6 +317,21 @@ pub enum Reply {
     },
     /// The organisation's settings changed.
     Config,
+    Worker {
+        name: String,
+    },
+    /// Leases granted: (task id, fencing token, expiry), in dispatch order.
+    Leased {
+        leases: Vec<(u64, u64, u64)>,
+    },
+    /// Heartbeats applied; leases of tasks not listed were not renewed.
+    Heartbeats {
+        renewed: u64,
+    },
+    Expired {
+        tasks: u64,
+        workers_lost: u64,
+    },
 }
 
 /// The outcome of applying one log entry, as the proposer sees it.
@@ -360,7 +437,76 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
             MoveTo::Queue(q) => validate::name("queue", q),
             _ => Ok(()),
         },
+        Op::RegisterWorker(r) => r.validate(),
+        Op::LeaseTasks {
+            worker,
+            max_tasks,
+            ttl_ms,
+        } => {
+            validate::name("worker", worker)?;
+            if !(1..=limits::LEASE_MAX_TASKS).contains(max_tasks) {
+                return Err(ModelError::invalid(
+                    "max_tasks",
+                    format!(
+                        "{max_tasks} is out of range; use 1 to {}",
+                        limits::LEASE_MAX_TASKS
+                    ),
+                ));
+            }
+            validate_ttl("ttl_ms", *ttl_ms)
+        }
+        Op::WorkerHeartbeats { reports, ttl_ms } => {
+            validate_ttl("ttl_ms", *ttl_ms)?;
+            if reports.len() > limits::HEARTBEAT_BATCH_MAX {
+                return Err(ModelError::invalid(
+                    "reports",
+                    format!(
+                        "{} reports; the limit is {}",
+                        reports.len(),
+                        limits::HEARTBEAT_BATCH_MAX
+                    ),
+                ));
+            }
+            reports.iter().try_for_each(|r| {
+                validate::name("worker", &r.worker)?;
+                if r.tasks.len() > limits::HEARTBEAT_TASKS_MAX {
+                    return Err(ModelError::invalid(
+                        "tasks",
+                        format!(
+                            "{} tasks; the limit is {}",
+                            r.tasks.len(),
+                            limits::HEARTBEAT_TASKS_MAX
+                        ),
+                    ));
+                }
+                Ok(())
+            })
+        }
+        Op::StartTask { .. } | Op::ReportProgress { .. } => Ok(()),
+        Op::CompleteTask { condition, .. } => {
+            validate::text("condition", condition, limits::REASON_MAX_BYTES)
+        }
+        Op::ReleaseTask { reason, .. } => {
+            validate::text("reason", reason, limits::REASON_MAX_BYTES)
+        }
+        Op::ExpireLeases { worker_timeout_ms } => {
+            validate_ttl("worker_timeout_ms", *worker_timeout_ms)
+        }
     }
+}
+
+fn validate_ttl(field: &str, ms: u64) -> Result<(), ModelError> {
+    if !(limits::TTL_MIN_MS..=limits::TTL_MAX_MS).contains(&ms) {
+        return Err(ModelError::invalid(
+            field,
+            format!(
+                "{ms} ms is out of range; use {} to {} ms",
+                limits::TTL_MIN_MS,
+                limits::TTL_MAX_MS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl NewTask {
@@ -547,6 +693,8 @@ pub struct Queue {
     /// How long the most recently started tasks waited, in ms, oldest first
     /// (at most [`limits::RECENT_WAITS`]).
     pub recent_waits: std::collections::VecDeque<u64>,
+    /// Round-robin fairness: the project served last.
+    pub rr_last_project: String,
 }
 
 /// The unit that is queued and run. Its command line and payload live in
@@ -576,6 +724,20 @@ pub struct Task {
     /// Why a task failed or was canceled.
     pub condition: Option<String>,
     pub payload_bytes: u32,
+    /// Its leases and run, once it has been leased.
+    pub execution: Option<Box<worker::Execution>>,
+}
+
+impl Task {
+    /// The token of the current lease (0: never leased).
+    pub fn fencing_token(&self) -> u64 {
+        self.execution.as_ref().map_or(0, |e| e.fencing_token)
+    }
+
+    /// The worker of the current or last lease.
+    pub fn worker(&self) -> Option<&str> {
+        self.execution.as_ref().map(|e| e.worker.as_str())
+    }
 }
 
 /// What an idempotency key remembers: when it was first used and the outcome.

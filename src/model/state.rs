@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::order::{QueueOrder, Reranked};
-use super::spec::{QueueSpec, QueueState};
+use super::spec::{QueueSpec, QueueState, Resources};
+use super::worker::Worker;
 
 use super::limits::*;
 use super::{
@@ -32,6 +33,7 @@ pub enum Key {
     Task(u64),
     Idempotency(String),
     Project(String),
+    Worker(String),
     /// A new task's command line and payload, which the state does not keep:
     /// the key carries the record itself.
     Body(u64, TaskBody),
@@ -45,14 +47,19 @@ pub struct MetaRecord {
     pub next_queue_id: u64,
     /// The organisation's default queue (an id).
     pub default_queue: u64,
+    /// The next lease's fencing token: tokens only grow.
+    pub next_fencing_token: u64,
 }
 
 /// Leased and running tasks of one queue (derived).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InFlight {
     pub tasks: u64,
-    /// Runs with in-flight tasks, and how many each has.
+    /// Runs with in-flight tasks, and how many each has. A task without a
+    /// run is a run of its own (`#<id>`).
     pub runs: BTreeMap<String, u64>,
+    /// What the in-flight tasks request, summed.
+    pub resources: Resources,
 }
 
 /// The whole replicated state. Every replica holds the same value at the same
@@ -65,16 +72,22 @@ pub struct State {
     next_task_id: u64,
     next_queue_id: u64,
     default_queue: u64,
+    next_fencing_token: u64,
     /// By id.
     queues: BTreeMap<u64, Queue>,
     tasks: BTreeMap<u64, Task>,
     idempotency: BTreeMap<String, IdempotencyRecord>,
     pools: BTreeMap<String, Pool>,
     projects: BTreeMap<String, Project>,
+    workers: BTreeMap<String, Worker>,
     /// Derived: queue ids by name.
     queue_ids: BTreeMap<String, u64>,
     /// Derived: the queued tasks of each queue, in order (O(log n) positions).
     pending: BTreeMap<u64, QueueOrder>,
+    /// Derived: the same order split by project (same ranks), for fairness.
+    pending_by_project: BTreeMap<(u64, String), QueueOrder>,
+    /// Derived: (lease expiry, task id) of every leased or running task.
+    lease_expiry: BTreeSet<(u64, u64)>,
     /// Derived: leased and running tasks of each queue.
     in_flight: BTreeMap<u64, InFlight>,
     /// Derived: queued tasks per (project, run), for runs that have a name.
@@ -97,13 +110,17 @@ impl State {
             next_task_id: 1,
             next_queue_id: DEFAULT_QUEUE_ID + 1,
             default_queue: DEFAULT_QUEUE_ID,
+            next_fencing_token: 1,
             queues: BTreeMap::new(),
             pools: BTreeMap::new(),
             projects: BTreeMap::new(),
+            workers: BTreeMap::new(),
             tasks: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             queue_ids: BTreeMap::new(),
             pending: BTreeMap::new(),
+            pending_by_project: BTreeMap::new(),
+            lease_expiry: BTreeSet::new(),
             in_flight: BTreeMap::new(),
             queued_per_run: BTreeMap::new(),
             idempotency_by_time: BTreeSet::new(),
@@ -129,6 +146,7 @@ impl State {
             activity_ms: 0,
             version: 1,
             recent_waits: Default::default(),
+            rr_last_project: String::new(),
         });
         state.projects.insert(
             DEFAULT_PROJECT.to_string(),
@@ -152,6 +170,7 @@ impl State {
             next_task_id: self.next_task_id,
             next_queue_id: self.next_queue_id,
             default_queue: self.default_queue,
+            next_fencing_token: self.next_fencing_token,
         }
     }
 
@@ -192,6 +211,42 @@ impl State {
 
     pub fn projects(&self) -> impl Iterator<Item = &Project> {
         self.projects.values()
+    }
+
+    pub fn worker(&self, name: &str) -> Option<&Worker> {
+        self.workers.get(name)
+    }
+
+    /// Every worker, by name.
+    pub fn workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.values()
+    }
+
+    /// Tasks of a queue with queued tasks of a project, in queue order.
+    pub(crate) fn project_order(&self, queue: u64, project: &str) -> Option<&QueueOrder> {
+        self.pending_by_project.get(&(queue, project.to_string()))
+    }
+
+    /// Projects with queued tasks in a queue, by name.
+    pub(crate) fn projects_queued_in(&self, queue: u64) -> impl Iterator<Item = &str> {
+        self.pending_by_project
+            .range((queue, String::new())..)
+            .take_while(move |((q, _), _)| *q == queue)
+            .map(|((_, p), _)| p.as_str())
+    }
+
+    /// Whether an expiry command would find work: a lease expired by
+    /// `now_ms`, or an active worker silent since `now_ms - worker_timeout_ms`.
+    pub fn expiry_due(&self, now_ms: u64, worker_timeout_ms: u64) -> bool {
+        let lease_due = self
+            .lease_expiry
+            .first()
+            .is_some_and(|&(expires, _)| expires <= now_ms);
+        lease_due
+            || self.workers.values().any(|w| {
+                w.state == super::worker::WorkerState::Active
+                    && w.last_seen_ms.saturating_add(worker_timeout_ms) <= now_ms
+            })
     }
 
     /// Number of queues in a pool.
@@ -270,6 +325,11 @@ impl State {
         self.next_task_id = meta.next_task_id;
         self.next_queue_id = meta.next_queue_id;
         self.default_queue = meta.default_queue;
+        self.next_fencing_token = meta.next_fencing_token;
+    }
+
+    pub fn load_worker(&mut self, worker: Worker) {
+        self.workers.insert(worker.name.clone(), worker);
     }
 
     pub fn load_pool(&mut self, pool: Pool) {
@@ -311,7 +371,8 @@ impl State {
                 replayed: true,
             };
         }
-        let result = validate_write(&cmd.write).and_then(|()| self.apply_op(&cmd.write, changed));
+        let result = validate_write(&cmd.write)
+            .and_then(|()| self.apply_op(&cmd.write, cmd.stamp.seed, changed));
         // A malformed key cannot be remembered; every other outcome is, so a
         // retry answers the same even when the first attempt was refused.
         if crate::model::validate::idempotency_key(key).is_ok() {
@@ -333,6 +394,7 @@ impl State {
     fn apply_op(
         &mut self,
         write: &super::Write,
+        seed: u64,
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         let actor = match write.actor.as_str() {
@@ -372,6 +434,41 @@ impl State {
             Op::CancelTask { id, reason } => self.cancel_task(*id, actor, reason, changed),
             Op::DequeueTask { id, reason } => self.dequeue_task(*id, actor, reason, changed),
             Op::MoveTask { id, to } => self.move_task(*id, to, actor, changed),
+            Op::RegisterWorker(r) => self.register_worker(r, changed),
+            Op::LeaseTasks {
+                worker,
+                max_tasks,
+                ttl_ms,
+            } => self.lease_tasks(worker, *max_tasks, *ttl_ms, seed, changed),
+            Op::WorkerHeartbeats { reports, ttl_ms } => self.heartbeats(reports, *ttl_ms, changed),
+            Op::StartTask { id, fencing_token } => self.start_task(*id, *fencing_token, changed),
+            Op::ReportProgress {
+                id,
+                fencing_token,
+                iteration,
+            } => self.report_progress(*id, *fencing_token, *iteration, changed),
+            Op::CompleteTask {
+                id,
+                fencing_token,
+                succeeded,
+                exit_code,
+                condition,
+            } => self.complete_task(
+                *id,
+                *fencing_token,
+                *succeeded,
+                *exit_code,
+                condition,
+                changed,
+            ),
+            Op::ReleaseTask {
+                id,
+                fencing_token,
+                reason,
+            } => self.release_task(*id, *fencing_token, actor, reason, changed),
+            Op::ExpireLeases { worker_timeout_ms } => {
+                self.expire_leases(*worker_timeout_ms, changed)
+            }
         }
     }
 
@@ -391,13 +488,30 @@ impl State {
     }
 
     /// Records the ranks a queue change assigned, so they are persisted.
+    /// Also places each task in its project's order with its new rank, so a
+    /// task entering a queue is indexed by the rerank its insertion reports.
     fn rerank(&mut self, reranked: Reranked, changed: &mut Vec<Key>) {
         for (id, rank) in reranked {
-            self.tasks
-                .get_mut(&id)
-                .expect("a reranked task exists")
-                .rank = rank;
+            let task = self.tasks.get_mut(&id).expect("a reranked task exists");
+            task.rank = rank;
+            let by_project = self
+                .pending_by_project
+                .entry((task.queue, task.project.clone()))
+                .or_default();
+            by_project.remove(id);
+            by_project.insert_with_rank(id, rank);
             changed.push(Key::Task(id));
+        }
+    }
+
+    /// Takes a task out of its project's order (it left its queue's order).
+    fn unindex_project(&mut self, queue: u64, project: &str, id: u64) {
+        let key = (queue, project.to_string());
+        if let Some(order) = self.pending_by_project.get_mut(&key) {
+            order.remove(id);
+            if order.is_empty() {
+                self.pending_by_project.remove(&key);
+            }
         }
     }
 
@@ -407,6 +521,15 @@ impl State {
                 .entry(task.queue)
                 .or_default()
                 .insert_with_rank(task.id, task.rank);
+            self.pending_by_project
+                .entry((task.queue, task.project.clone()))
+                .or_default()
+                .insert_with_rank(task.id, task.rank);
+        }
+        if let Some(expires) = task.execution.as_ref().and_then(|e| e.lease_expires_ms) {
+            if task.state.in_flight() {
+                self.lease_expiry.insert((expires, task.id));
+            }
         }
         self.count(&task, true);
         self.next_task_id = self.next_task_id.max(task.id + 1);
@@ -517,6 +640,47 @@ impl State {
         }
         assert_eq!(rebuilt.in_flight, self.in_flight, "in-flight counts");
         assert_eq!(
+            rebuilt.lease_expiry, self.lease_expiry,
+            "lease expiry index"
+        );
+        assert_eq!(
+            rebuilt.pending_by_project, self.pending_by_project,
+            "per-project orders"
+        );
+        for w in self.workers.values() {
+            assert!(
+                self.pools.contains_key(&w.pool),
+                "worker {} in unknown pool",
+                w.name
+            );
+            for t in &w.tasks {
+                let task = &self.tasks[t];
+                assert!(
+                    task.state.in_flight(),
+                    "worker {} holds task {t}, which is {}",
+                    w.name,
+                    task.state.as_str()
+                );
+                assert_eq!(
+                    task.worker(),
+                    Some(w.name.as_str()),
+                    "task {t} names its worker"
+                );
+            }
+        }
+        for t in self.tasks.values().filter(|t| t.state.in_flight()) {
+            let w = t.worker().and_then(|w| self.workers.get(w));
+            assert!(
+                w.is_some_and(|w| w.tasks.contains(&t.id)),
+                "in-flight task {} is held",
+                t.id
+            );
+            assert!(
+                t.fencing_token() < self.next_fencing_token,
+                "fencing tokens only grow"
+            );
+        }
+        assert_eq!(
             rebuilt.queued_per_run, self.queued_per_run,
             "per-run counts"
         );
@@ -544,6 +708,14 @@ impl State {
     }
 }
 
+/// The run a task counts in for run concurrency: its run, or itself alone.
+pub(crate) fn run_key(t: &Task) -> String {
+    match t.run.as_str() {
+        "" => format!("#{}", t.id),
+        run => run.to_string(),
+    }
+}
+
 /// [`State::count`] over the counters alone, so that a caller can hold a
 /// task of `State::tasks` mutably meanwhile.
 fn count(
@@ -566,10 +738,18 @@ fn count(
     if t.state.in_flight() {
         let f = in_flight.entry(t.queue).or_default();
         bump(&mut f.tasks, add);
-        let n = f.runs.entry(t.run.clone()).or_default();
+        let run = run_key(t);
+        let n = f.runs.entry(run.clone()).or_default();
         bump(n, add);
         if *n == 0 {
-            f.runs.remove(&t.run);
+            f.runs.remove(&run);
+        }
+        for (name, amount) in &t.resources {
+            let sum = f.resources.entry(name.clone()).or_default();
+            *sum = if add { *sum + amount } else { *sum - amount };
+            if *sum == 0 {
+                f.resources.remove(name);
+            }
         }
         if f.tasks == 0 {
             in_flight.remove(&t.queue);
@@ -583,3 +763,4 @@ mod queues;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod workers;

@@ -32,10 +32,11 @@ pub enum Table {
     Projects,
     /// Task command lines and payloads, which the in-memory model does not keep.
     Bodies,
+    Workers,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Queues,
         Table::Tasks,
@@ -43,6 +44,7 @@ impl Table {
         Table::Pools,
         Table::Projects,
         Table::Bodies,
+        Table::Workers,
     ];
 
     pub(crate) fn cf(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Table {
             Table::Pools => "sm_pools",
             Table::Projects => "sm_projects",
             Table::Bodies => "sm_bodies",
+            Table::Workers => "sm_workers",
         }
     }
 
@@ -66,6 +69,7 @@ impl Table {
             Table::Pools => 5,
             Table::Projects => 6,
             Table::Bodies => 7,
+            Table::Workers => 8,
         }
     }
 
@@ -106,6 +110,11 @@ impl SmBatch {
                 Table::Projects,
                 name.as_bytes().to_vec(),
                 state.project(name).map(encode),
+            ),
+            Key::Worker(name) => (
+                Table::Workers,
+                name.as_bytes().to_vec(),
+                state.worker(name).map(encode),
             ),
             Key::Body(id, body) => (Table::Bodies, id.to_be_bytes().to_vec(), Some(encode(body))),
             Key::Task(id) => (
@@ -173,6 +182,10 @@ impl Store {
         for item in db.iterator_cf(self.cf(Table::Pools.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
             state.load_pool(decode(&v)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Workers.cf()), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            state.load_worker(decode(&v)?);
         }
         for item in db.iterator_cf(self.cf(Table::Projects.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;

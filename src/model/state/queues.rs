@@ -38,6 +38,7 @@ impl State {
             activity_ms: self.clock_ms,
             version: 1,
             recent_waits: Default::default(),
+            rr_last_project: String::new(),
         });
         changed.push(Key::Queue(id));
         Ok(Reply::QueueCreated {

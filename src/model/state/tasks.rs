@@ -66,6 +66,7 @@ impl State {
                 }],
                 condition: None,
                 payload_bytes: t.payload.len() as u32,
+                execution: None,
             };
             self.count(&task, true);
             self.tasks.insert(id, task);
@@ -188,7 +189,8 @@ impl State {
         let now = self.clock_ms;
         let task = self.tasks.get_mut(&id).expect("task exists");
         super::count(&mut self.in_flight, &mut self.queued_per_run, task, false);
-        if task.state == TaskState::Queued && to != TaskState::Queued {
+        let left_queue = task.state == TaskState::Queued && to != TaskState::Queued;
+        if left_queue {
             self.pending
                 .get_mut(&task.queue)
                 .expect("a queued task's queue exists")
@@ -201,6 +203,10 @@ impl State {
         }
         record(task, now, actor, reason);
         super::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
+        if left_queue {
+            let (queue, project) = (task.queue, task.project.clone());
+            self.unindex_project(queue, &project, id);
+        }
         changed.push(Key::Task(id));
     }
 
@@ -384,11 +390,13 @@ impl State {
             .get_mut(&from)
             .expect("queue exists")
             .remove(id);
-        let mut task = self.tasks.remove(&id).expect("task exists");
+        let project = task.project.clone();
+        self.unindex_project(from, &project, id);
+        let now = self.clock_ms;
+        let task = self.tasks.get_mut(&id).expect("task exists");
         task.queue = to;
-        task.updated_ms = self.clock_ms;
-        record(&mut task, self.clock_ms, actor, &reason);
-        self.tasks.insert(id, task);
+        task.updated_ms = now;
+        record(task, now, actor, &reason);
         changed.push(Key::Task(id));
         let reranked = self.pending.entry(to).or_default().push_back(id);
         self.rerank(reranked, changed);
@@ -408,7 +416,7 @@ fn project_of(t: &NewTask) -> &str {
 }
 
 /// Appends a transition, dropping the oldest after the first past the limit.
-fn record(task: &mut Task, at_ms: u64, actor: &str, reason: &str) {
+pub(super) fn record(task: &mut Task, at_ms: u64, actor: &str, reason: &str) {
     if task.timeline.len() >= TIMELINE_MAX {
         task.timeline.remove(1);
     }
