@@ -24,6 +24,10 @@ pub struct Timings {
     pub election_timeout_max_ms: u64,
     pub snapshot_logs_since_last: u64,
     pub max_in_snapshot_log_to_keep: u64,
+    /// `[workers]`: lease TTL, worker timeout and heartbeat batch period.
+    pub lease_ttl_ms: u64,
+    pub worker_timeout_ms: u64,
+    pub heartbeat_batch_ms: u64,
 }
 
 impl Default for Timings {
@@ -34,6 +38,9 @@ impl Default for Timings {
             election_timeout_max_ms: 800,
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
+            lease_ttl_ms: 15_000,
+            worker_timeout_ms: 15_000,
+            heartbeat_batch_ms: 500,
         }
     }
 }
@@ -109,6 +116,10 @@ impl Cluster {
             t.election_timeout_max_ms,
             t.snapshot_logs_since_last,
             t.max_in_snapshot_log_to_keep
+        );
+        text += &format!(
+            "\n[workers]\nlease_ttl_ms = {}\nworker_timeout_ms = {}\nheartbeat_batch_ms = {}\n",
+            t.lease_ttl_ms, t.worker_timeout_ms, t.heartbeat_batch_ms
         );
         let config = self.dir.path().join(format!("node{id}.toml"));
         fs::write(&config, text).unwrap();
