@@ -242,6 +242,14 @@ impl State {
             "" => format!("canceled by {actor}"),
             r => r.to_string(),
         };
+        // A leased or running task loses its lease: the worker's next
+        // heartbeat is told to stop it, and its token is stale from now on.
+        if let Some(worker) = self.tasks[&id].worker().map(str::to_string) {
+            if self.tasks[&id].state.in_flight() {
+                self.unlease(id);
+                changed.push(Key::Worker(worker));
+            }
+        }
         self.transition(
             id,
             TaskState::Canceled,

@@ -144,7 +144,21 @@ fn the_clock_never_goes_backwards() {
 
 /// One random command over a small universe of names, so that commands
 /// collide: every op kind, valid and invalid.
-fn random_op(rng: &mut StdRng, next_task: u64) -> Op {
+fn random_op(rng: &mut StdRng, state: &State) -> Op {
+    let next_task = state.meta().next_task_id;
+    // Often a task that holds a lease, with its current token.
+    let held: Vec<(u64, u64)> = state
+        .tasks_after(0)
+        .filter(|t| t.state.in_flight())
+        .map(|t| (t.id, t.fencing_token()))
+        .collect();
+    let (held_id, held_token) = match held.is_empty() || rng.random_bool(0.3) {
+        true => (
+            rng.random_range(1..next_task.max(2) + 2),
+            rng.random_range(1..12),
+        ),
+        false => held[rng.random_range(0..held.len())],
+    };
     let queues = ["default", "a", "b", "c"];
     let pools = ["default", "p1", "p2"];
     let projects = ["default", "ml", "web"];
@@ -167,7 +181,7 @@ fn random_op(rng: &mut StdRng, next_task: u64) -> Op {
         command: vec!["train".into()],
         ..Default::default()
     };
-    match rng.random_range(0..40) {
+    match rng.random_range(0..44) {
         0 | 1 => Op::CreateQueue {
             name: queue,
             pool,
@@ -232,6 +246,59 @@ fn random_op(rng: &mut StdRng, next_task: u64) -> Op {
                 _ => MoveTo::Queue(queue),
             },
         },
+        26 | 27 => Op::RegisterWorker(crate::model::worker::Registration {
+            name: format!("w{}", rng.random_range(0..3)),
+            ip: "10.0.0.1".into(),
+            pool,
+            cluster: if rng.random_bool(0.5) {
+                String::new()
+            } else {
+                format!("c{}", rng.random_range(0..3))
+            },
+            queues: vec![queue, other],
+            capacity: if rng.random_bool(0.5) {
+                Default::default()
+            } else {
+                [("gpu".to_string(), rng.random_range(0..3))].into()
+            },
+            slots: rng.random_range(0..3),
+        }),
+        28..=30 => Op::LeaseTasks {
+            worker: format!("w{}", rng.random_range(0..3)),
+            max_tasks: rng.random_range(1..4),
+            ttl_ms: 5_000,
+        },
+        31 => Op::StartTask {
+            id: held_id,
+            fencing_token: held_token,
+        },
+        32 => Op::CompleteTask {
+            id: held_id,
+            fencing_token: held_token,
+            succeeded: rng.random_bool(0.5),
+            exit_code: Some(rng.random_range(0..3)),
+            condition: String::new(),
+        },
+        33 => Op::ReleaseTask {
+            id: held_id,
+            fencing_token: held_token,
+            reason: String::new(),
+        },
+        34 => Op::WorkerHeartbeats {
+            reports: vec![crate::model::worker::HeartbeatReport {
+                worker: format!("w{}", rng.random_range(0..3)),
+                tasks: vec![crate::model::worker::HeldTask {
+                    id: held_id,
+                    fencing_token: held_token,
+                    iteration: Some(3),
+                }],
+                usage: None,
+            }],
+            ttl_ms: 5_000,
+        },
+        35 => Op::ExpireLeases {
+            worker_timeout_ms: 20_000,
+        },
         23..=25 => Op::SubmitTasks {
             tasks: (0..rng.random_range(1..5)).map(|_| new_task(rng)).collect(),
         },
@@ -264,6 +331,11 @@ fn reload(a: &State, changed: &[Key]) -> State {
                     reloaded.load_idempotency(r.clone())
                 }
             }
+            Key::Worker(n) => {
+                if let Some(w) = a.worker(&n) {
+                    reloaded.load_worker(w.clone())
+                }
+            }
             Key::Body(..) => {}
         }
     }
@@ -286,7 +358,7 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
             let mut responses = vec![];
             for i in 0..300u64 {
                 let key = format!("k{}", rng.random_range(0..250));
-                let op = random_op(rng, s.meta().next_task_id);
+                let op = random_op(rng, &s);
                 let c = cmd(i * 1000, &key, op);
                 let r = s.apply(&c, &mut changed);
                 if r.result.is_ok() && !r.replayed {
@@ -322,6 +394,13 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
         "cancel-task",
         "dequeue-task",
         "move-task",
+        "register-worker",
+        "lease-tasks",
+        "start-task",
+        "complete-task",
+        "release-task",
+        "heartbeats",
+        "expire-leases",
     ];
     for kind in kinds {
         assert!(

@@ -172,7 +172,7 @@ impl State {
     }
 
     /// Ends a task's lease: off its worker and out of the expiry index.
-    fn unlease(&mut self, id: u64) {
+    pub(super) fn unlease(&mut self, id: u64) {
         let task = self.tasks.get_mut(&id).expect("task exists");
         let Some(exec) = task.execution.as_mut() else {
             return;
