@@ -9,6 +9,7 @@ pub mod model;
 pub mod node;
 pub mod raft;
 pub mod store;
+pub mod worker;
 
 /// Generated protobuf and gRPC code.
 pub mod proto {

@@ -151,6 +151,24 @@ impl Workers for WorkersApi {
         let wait = Duration::from_millis(req.wait_ms).min(LEASE_WAIT_MAX);
         let deadline = Instant::now() + wait;
         let mut attempt = 0;
+        // A retried request first replays what its key (and the keys derived
+        // from it) already leased, so a lost answer loses no lease.
+        loop {
+            let key = match attempt {
+                0 => meta.idempotency_key.clone(),
+                n => super::queues::derived_key(&meta.idempotency_key, n),
+            };
+            if self.node.sm().state().idempotency(&key).is_none() {
+                break;
+            }
+            let leases = self
+                .try_lease(&meta, &req.worker, max_tasks, attempt)
+                .await?;
+            attempt += 1;
+            if !leases.is_empty() {
+                return Ok(Response::new(LeaseResponse { leases }));
+            }
+        }
         loop {
             let applied = self.node.sm().applied().index;
             let (known, found) = {

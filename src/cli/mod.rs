@@ -10,6 +10,7 @@ mod project;
 mod queue;
 mod submit;
 mod task;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +90,9 @@ pub enum Command {
     /// The organisation's settings (the default queue).
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Run a worker agent; list and show workers.
+    #[command(subcommand)]
+    Worker(worker::WorkerCmd),
 }
 
 #[derive(Args, Debug)]
@@ -186,8 +190,11 @@ impl GlobalArgs {
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a terminal: node and worker logs usually go to files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -241,6 +248,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config(cmd) => {
             init_logging(LogFormat::Text, "warn");
             config::run(&cli.global, cmd).await
+        }
+        Command::Worker(cmd) => {
+            match &cmd {
+                worker::WorkerCmd::Run(args) => init_logging(args.log_format, "info"),
+                _ => init_logging(LogFormat::Text, "warn"),
+            }
+            worker::run(&cli.global, cmd).await
         }
     }
 }

@@ -45,6 +45,20 @@ pub enum TaskCmd {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Report a running task's training iteration. Inside a task that a
+    /// worker runs, the id and fencing token come from its environment
+    /// (LANEQ_TASK_ID, LANEQ_FENCING_TOKEN). A stale token is refused (exit 7).
+    Progress {
+        /// The iteration reached.
+        #[arg(long)]
+        iteration: u64,
+        /// The task's id.
+        #[arg(long, env = "LANEQ_TASK_ID")]
+        id: u64,
+        /// The fencing token of the task's lease.
+        #[arg(long, env = "LANEQ_FENCING_TOKEN")]
+        token: u64,
+    },
     /// Move a queued task within its queue, or to the back of another queue
     /// of the same pool. Give exactly one destination.
     Move {
@@ -170,6 +184,13 @@ pub fn task_json(t: &Task, full: bool) -> serde_json::Value {
         "labels": t.labels,
         "condition": t.condition,
         "payload_bytes": t.payload_bytes,
+        "worker": t.worker,
+        "fencing_token": t.fencing_token,
+        "lease_expires_ms": t.lease_expires_ms,
+        "started_ms": t.started_ms,
+        "finished_ms": t.finished_ms,
+        "iteration": t.iteration,
+        "exit_code": t.exit_code,
         "idempotency_key": t.idempotency_key,
         "created_ms": t.created_ms,
         "updated_ms": t.updated_ms,
@@ -187,6 +208,23 @@ pub fn task_json(t: &Task, full: bool) -> serde_json::Value {
     v
 }
 
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn opt_time(ms: Option<u64>) -> String {
+    ms.map_or("-".into(), output::time)
+}
+
+/// The current lease: its fencing token and when it expires.
+fn lease_text(t: &Task) -> String {
+    match (t.fencing_token, t.lease_expires_ms) {
+        (0, _) => "-".into(),
+        (token, Some(ms)) => format!("token {token}, expires {}", output::time(ms)),
+        (token, None) => format!("token {token}"),
+    }
+}
+
 fn print_task(t: &Task) {
     output::fields(&[
         ("id", t.id.to_string()),
@@ -201,6 +239,13 @@ fn print_task(t: &Task) {
         ("resources", resources_text(t)),
         ("labels", labels_text(t)),
         ("attempt", format!("{} of {}", t.attempt, t.max_attempts)),
+        ("worker", output::or_dash(&t.worker)),
+        ("lease", lease_text(t)),
+        ("started", opt_time(t.started_ms)),
+        ("finished", opt_time(t.finished_ms)),
+        ("runtime", super::worker::runtime(t)),
+        ("iteration", opt(t.iteration)),
+        ("exit code", opt(t.exit_code)),
         ("condition", output::or_dash(&t.condition)),
         ("idempotency key", t.idempotency_key.clone()),
         ("created", output::time(t.created_ms)),
@@ -248,6 +293,21 @@ pub async fn run(g: &GlobalArgs, cmd: TaskCmd) -> Result<(), Failure> {
             match g.output {
                 Output::Json => output::json(&task_json(&t, false)),
                 Output::Table => println!("task {} is {} (was in {})", t.id, t.state, t.queue),
+            }
+        }
+        TaskCmd::Progress {
+            iteration,
+            id,
+            token,
+        } => {
+            let t = client.report_progress(id, token, iteration).await?;
+            match g.output {
+                Output::Json => output::json(&task_json(&t, false)),
+                Output::Table => println!(
+                    "task {} at iteration {}",
+                    t.id,
+                    t.iteration.unwrap_or(iteration)
+                ),
             }
         }
         TaskCmd::Move { id, to } => {
@@ -307,13 +367,16 @@ async fn list(g: &GlobalArgs, client: &Client, args: ListArgs) -> Result<(), Fai
                         output::or_dash(&t.project),
                         output::or_dash(&t.run),
                         output::or_dash(&t.name),
+                        output::or_dash(&t.worker),
+                        opt(t.iteration),
                         output::age(t.created_ms),
                     ]
                 })
                 .collect();
             output::table(
                 &[
-                    "id", "queue", "pos", "state", "project", "run", "name", "created",
+                    "id", "queue", "pos", "state", "project", "run", "name", "worker", "iter",
+                    "created",
                 ],
                 &rows,
             );

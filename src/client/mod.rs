@@ -7,6 +7,7 @@
 mod projects;
 mod retry;
 mod tasks;
+pub mod workers;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,236 @@
+//! Worker calls: register, lease (a long poll), heartbeat, start, progress,
+//! complete and release a task, and read workers. Every write carries one
+//! idempotency key for all its retries, so a retried Lease replays the same
+//! leases and a retried completion is applied once. Nothing here decides
+//! what a worker does with a refusal: that is the agent's business.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{default_actor, new_idempotency_key, Client, ClientError, ReadConsistency};
+use crate::proto::v1::workers_client::WorkersClient;
+use crate::proto::v1::*;
+
+/// What a Lease leaves of the client's deadline for the reply to travel
+/// back: a long poll waits at most `deadline - LEASE_REPLY_MARGIN`.
+pub const LEASE_REPLY_MARGIN: Duration = Duration::from_secs(2);
+
+/// A worker's registration: who it is and what it offers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    pub name: String,
+    pub ip: String,
+    /// Empty: `default`.
+    pub pool: String,
+    /// Empty: only queues whose selector is `*`.
+    pub cluster: String,
+    /// The queues it listens to, in its order.
+    pub queues: Vec<String>,
+    /// cpu in millicores, memory in bytes, others in units.
+    pub capacity: HashMap<String, u64>,
+    /// Most tasks at once (0: no limit but capacity).
+    pub slots: u32,
+}
+
+/// How a task's command ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub succeeded: bool,
+    pub exit_code: Option<i32>,
+    /// Why it failed; empty when it succeeded.
+    pub condition: String,
+}
+
+fn meta(idempotency_key: Option<String>) -> Option<WriteMeta> {
+    Some(WriteMeta {
+        idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
+        actor: default_actor(),
+    })
+}
+
+fn task_of(task: Option<Task>, call: &str) -> Result<Task, ClientError> {
+    task.ok_or_else(|| ClientError::Protocol(format!("{call}: no task in reply")))
+}
+
+impl Client {
+    /// Registers a worker, or updates the registration of the worker with
+    /// that name.
+    pub async fn register_worker(&self, r: &Registration) -> Result<Worker, ClientError> {
+        let req = RegisterWorkerRequest {
+            meta: meta(None),
+            name: r.name.clone(),
+            ip: r.ip.clone(),
+            pool: r.pool.clone(),
+            cluster: r.cluster.clone(),
+            queues: r.queues.clone(),
+            capacity: r.capacity.clone(),
+            slots: r.slots,
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).register_worker(req).await }
+            })
+            .await?;
+        resp.worker
+            .ok_or_else(|| ClientError::Protocol("register_worker: no worker in reply".into()))
+    }
+
+    /// Leases up to `max_tasks` tasks to `worker`, waiting up to `wait` for
+    /// some (capped so that the reply fits in the client's deadline). An
+    /// empty list means none came in time. A retry after a lost reply
+    /// carries the same idempotency key and gets the same leases back.
+    pub async fn lease(
+        &self,
+        worker: &str,
+        max_tasks: u32,
+        wait: Duration,
+    ) -> Result<Vec<Lease>, ClientError> {
+        let wait = wait.min(self.inner.deadline.saturating_sub(LEASE_REPLY_MARGIN));
+        let req = LeaseRequest {
+            meta: meta(None),
+            worker: worker.to_string(),
+            max_tasks,
+            wait_ms: wait.as_millis() as u64,
+        };
+        let resp = self
+            .call_long(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).lease(req).await }
+            })
+            .await?;
+        Ok(resp.leases)
+    }
+
+    /// Renews the leases of the tasks `worker` holds and reports its usage.
+    /// Any node takes it. The reply lists the tasks to stop.
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        tasks: Vec<HeldTask>,
+        usage: Option<Usage>,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        let req = HeartbeatRequest {
+            worker: worker.to_string(),
+            tasks,
+            usage,
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { WorkersClient::new(ch).heartbeat(req).await }
+        })
+        .await
+    }
+
+    /// Says that a leased task's command has started.
+    pub async fn start_task(&self, id: u64, fencing_token: u64) -> Result<Task, ClientError> {
+        let req = StartTaskRequest {
+            meta: meta(None),
+            id,
+            fencing_token,
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).start_task(req).await }
+            })
+            .await?;
+        task_of(resp.task, "start_task")
+    }
+
+    /// Reports a running task's training iteration.
+    pub async fn report_progress(
+        &self,
+        id: u64,
+        fencing_token: u64,
+        iteration: u64,
+    ) -> Result<Task, ClientError> {
+        let req = ReportProgressRequest {
+            meta: meta(None),
+            id,
+            fencing_token,
+            iteration,
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).report_progress(req).await }
+            })
+            .await?;
+        task_of(resp.task, "report_progress")
+    }
+
+    /// Reports how a task ended. Pass the same `idempotency_key` when
+    /// calling again after an error, so the completion is applied once.
+    pub async fn complete_task(
+        &self,
+        id: u64,
+        fencing_token: u64,
+        outcome: &Outcome,
+        idempotency_key: Option<String>,
+    ) -> Result<Task, ClientError> {
+        let req = CompleteTaskRequest {
+            meta: meta(idempotency_key),
+            id,
+            fencing_token,
+            succeeded: outcome.succeeded,
+            exit_code: outcome.exit_code,
+            condition: outcome.condition.clone(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).complete_task(req).await }
+            })
+            .await?;
+        task_of(resp.task, "complete_task")
+    }
+
+    /// Gives a lease back: the task is queued again at the front at once,
+    /// and the attempt does not count.
+    pub async fn release_task(
+        &self,
+        id: u64,
+        fencing_token: u64,
+        reason: &str,
+    ) -> Result<Task, ClientError> {
+        let req = ReleaseTaskRequest {
+            meta: meta(None),
+            id,
+            fencing_token,
+            reason: reason.to_string(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).release_task(req).await }
+            })
+            .await?;
+        task_of(resp.task, "release_task")
+    }
+
+    pub async fn get_worker(&self, name: &str, c: ReadConsistency) -> Result<Worker, ClientError> {
+        let req = GetWorkerRequest {
+            name: name.to_string(),
+            consistency: c.proto(),
+        };
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).get_worker(req).await }
+            })
+            .await?;
+        resp.worker
+            .ok_or_else(|| ClientError::Protocol("get_worker: no worker in reply".into()))
+    }
+
+    pub async fn list_workers(&self, c: ReadConsistency) -> Result<Vec<Worker>, ClientError> {
+        let req = ListWorkersRequest {
+            consistency: c.proto(),
+        };
+        let resp = self
+            .call(|ch| async move { WorkersClient::new(ch).list_workers(req).await })
+            .await?;
+        Ok(resp.workers)
+    }
+}
