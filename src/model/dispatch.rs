@@ -8,10 +8,11 @@
 //! - **Queue order.** Higher queue priority first; at equal priority, the
 //!   worker's own order of its queues.
 //! - **Limits.** Never past a queue's action concurrency (in-flight tasks),
-//!   run concurrency (distinct runs in flight; a task without a run is a run
-//!   of its own) or quota (summed requests of in-flight tasks), nor the
+//!   run concurrency (distinct runs in flight; a run belongs to its project,
+//!   and a task without a run is a run of its own) or quota (summed requests of in-flight tasks), nor the
 //!   worker's capacity and slots. A task that does not fit is skipped for
-//!   one that does, looking at most [`DISPATCH_LOOKAHEAD`] tasks deep per
+//!   one that does, looking at most [`DISPATCH_LOOKAHEAD`] tasks (beyond those
+//!   already picked in this lease) deep per
 //!   project, so the queue does not block at its head.
 //! - **Fairness within a queue**, across projects: `round_robin` serves the
 //!   project after the last one served (by name, wrapping); `shuffle_interleave`
@@ -44,6 +45,7 @@ pub(crate) struct Pick {
 #[derive(Default)]
 struct Added {
     tasks: u64,
+    /// Runs the picks start that were not in flight before.
     runs: BTreeSet<String>,
     resources: Resources,
     picked: BTreeSet<u64>,
@@ -79,7 +81,14 @@ pub(crate) fn pick(state: &State, worker: &str, max: usize, seed: u64) -> Vec<Pi
                 break;
             };
             added.tasks += 1;
-            added.runs.insert(run_key(t));
+            // Only a run not already in flight is a new run.
+            let run = run_key(t);
+            if !state
+                .in_flight(q.id)
+                .is_some_and(|f| f.runs.contains_key(&run))
+            {
+                added.runs.insert(run);
+            }
             add(&mut added.resources, &t.resources);
             added.picked.insert(t.id);
             add(&mut held, &t.resources);

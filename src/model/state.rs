@@ -55,8 +55,8 @@ pub struct MetaRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InFlight {
     pub tasks: u64,
-    /// Runs with in-flight tasks, and how many each has. A task without a
-    /// run is a run of its own (`#<id>`).
+    /// Runs with in-flight tasks (`project/run`), and how many each has. A
+    /// task without a run is a run of its own (`#<id>`).
     pub runs: BTreeMap<String, u64>,
     /// What the in-flight tasks request, summed.
     pub resources: Resources,
@@ -708,11 +708,12 @@ impl State {
     }
 }
 
-/// The run a task counts in for run concurrency: its run, or itself alone.
+/// The run a task counts in for run concurrency: its project's run
+/// (`project/run`; names hold no `/`), or itself alone (`#id`).
 pub(crate) fn run_key(t: &Task) -> String {
     match t.run.as_str() {
         "" => format!("#{}", t.id),
-        run => run.to_string(),
+        run => format!("{}/{run}", t.project),
     }
 }
 
@@ -757,6 +758,8 @@ fn count(
     }
 }
 
+#[cfg(test)]
+mod dispatch_tests;
 mod pools;
 mod projects;
 mod queues;
