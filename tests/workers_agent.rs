@@ -293,3 +293,46 @@ async fn sigterm_finishes_the_running_task_and_a_second_gives_it_back() {
     assert_eq!(t.position, Some(1));
     assert_eq!(t.attempt, 0, "a lease given back does not count");
 }
+
+/// An agent killed mid-task (SIGKILL: no release, no more heartbeats) loses
+/// its lease after the timeout, and the task runs again on another agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agents_task_runs_again_elsewhere() {
+    let c = Cluster::start(3, timings());
+    c.init(1).await;
+    let client = c.client();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.txt");
+    let script = format!(
+        "echo $LANEQ_WORKER >> '{}'; if [ \"$LANEQ_WORKER\" = a ]; then sleep 10; fi",
+        ran.display()
+    );
+    let mut a = Agent::start(&c, dir.path(), "a", 1);
+    let id = submit(&client, vec!["sh".into(), "-c".into(), script]).await;
+    wait_tasks(&client, &[id], Duration::from_secs(20), |t| {
+        t.state == "running"
+    })
+    .await;
+    a.signal("KILL");
+    a.wait_exit(Duration::from_secs(5));
+    let _b = Agent::start(&c, dir.path(), "b", 1);
+    let done = wait_tasks(&client, &[id], Duration::from_secs(30), terminal).await;
+    let t = &done[&id];
+    assert_eq!(
+        (t.state.as_str(), t.worker.as_str(), t.attempt),
+        ("succeeded", "b", 2)
+    );
+    assert!(
+        t.timeline
+            .iter()
+            .any(|e| e.reason.contains("worker a was lost")
+                || e.reason.contains("lease expired on worker a")),
+        "{:?}",
+        t.timeline
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).unwrap(),
+        "a\nb\n",
+        "once on a, then once on b"
+    );
+}

@@ -296,6 +296,7 @@ pub fn worker_json(w: &Worker) -> serde_json::Value {
         "tasks": w.tasks,
         "state": w.state,
         "last_seen_ms": w.last_seen_ms,
+        "last_seen": output::time(w.last_seen_ms),
         "registered_ms": w.registered_ms,
         "capacity": w.capacity,
         "slots": w.slots,
