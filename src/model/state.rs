@@ -375,7 +375,14 @@ impl State {
             .and_then(|()| self.apply_op(&cmd.write, cmd.stamp.seed, changed));
         // A malformed key cannot be remembered; every other outcome is, so a
         // retry answers the same even when the first attempt was refused.
-        if crate::model::validate::idempotency_key(key).is_ok() {
+        // Heartbeat batches and expiry, which nodes write by themselves
+        // several times a second and which are harmless to apply twice, are
+        // not remembered: their records would pile up for a day.
+        let internal = matches!(
+            cmd.write.op,
+            Op::WorkerHeartbeats { .. } | Op::ExpireLeases { .. }
+        );
+        if !internal && crate::model::validate::idempotency_key(key).is_ok() {
             self.insert_idempotency(IdempotencyRecord {
                 key: key.clone(),
                 first_ms: self.clock_ms,
