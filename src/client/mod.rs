@@ -58,9 +58,11 @@ impl ReadConsistency {
     }
 }
 
-fn new_write_meta() -> Option<WriteMeta> {
+/// The meta of one logical write: `idempotency_key`, or a fresh one, and
+/// this process's actor. Retries of the write reuse it.
+fn write_meta(idempotency_key: Option<String>) -> Option<WriteMeta> {
     Some(WriteMeta {
-        idempotency_key: new_idempotency_key(),
+        idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
         actor: default_actor(),
     })
 }
@@ -153,7 +155,7 @@ impl Client {
         spec: Option<QueueSpec>,
     ) -> Result<Queue, ClientError> {
         let req = CreateQueueRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
             pool: pool.unwrap_or_default().to_string(),
             spec,
@@ -182,7 +184,7 @@ impl Client {
         pool: Option<&str>,
     ) -> Result<Queue, ClientError> {
         let req = UpdateQueueRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
             spec: Some(spec),
             expected_version,
@@ -200,7 +202,7 @@ impl Client {
 
     /// Activates (`active` true) or drains a queue.
     pub async fn set_queue_active(&self, name: &str, active: bool) -> Result<Queue, ClientError> {
-        let (meta, name) = (new_write_meta(), name.to_string());
+        let (meta, name) = (write_meta(None), name.to_string());
         let queue = if active {
             let req = ActivateQueueRequest { meta, name };
             self.call(|ch| {
@@ -249,7 +251,7 @@ impl Client {
     /// Renames a queue; its tasks, settings and id stay.
     pub async fn rename_queue(&self, name: &str, new_name: &str) -> Result<Queue, ClientError> {
         let req = RenameQueueRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
             new_name: new_name.to_string(),
         };
@@ -266,7 +268,7 @@ impl Client {
     /// Dequeues every queued task of a queue; leased and running ones go on.
     pub async fn clear_queue(&self, name: &str) -> Result<ClearQueueResponse, ClientError> {
         let req = ClearQueueRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
         };
         self.call(|ch| {
@@ -280,7 +282,7 @@ impl Client {
     /// Returns how many tasks were dequeued.
     pub async fn delete_queue(&self, name: &str, force: bool) -> Result<u64, ClientError> {
         let req = DeleteQueueRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
             force,
         };
@@ -297,7 +299,7 @@ impl Client {
 
     pub async fn create_pool(&self, name: &str, clusters: &[String]) -> Result<Pool, ClientError> {
         let req = CreatePoolRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
             clusters: clusters.to_vec(),
         };
@@ -343,7 +345,7 @@ impl Client {
         cluster: &str,
         add: bool,
     ) -> Result<Pool, ClientError> {
-        let (meta, pool, cluster) = (new_write_meta(), pool.to_string(), cluster.to_string());
+        let (meta, pool, cluster) = (write_meta(None), pool.to_string(), cluster.to_string());
         let resp = if add {
             let req = AddClusterRequest {
                 meta,

@@ -1,6 +1,6 @@
 //! Project and organisation-config calls.
 
-use super::{new_write_meta, Client, ClientError, ReadConsistency};
+use super::{write_meta, Client, ClientError, ReadConsistency};
 use crate::proto::v1::config_client::ConfigClient;
 use crate::proto::v1::projects_client::ProjectsClient;
 use crate::proto::v1::*;
@@ -12,7 +12,7 @@ impl Client {
         settings: ProjectSettings,
     ) -> Result<Project, ClientError> {
         let req = CreateProjectRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
             settings: Some(settings),
         };
@@ -64,7 +64,7 @@ impl Client {
         expected_version: u64,
     ) -> Result<Project, ClientError> {
         let req = UpdateProjectRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             name: name.to_string(),
             settings: Some(settings),
             expected_version,
@@ -96,7 +96,7 @@ impl Client {
     /// name one.
     pub async fn set_default_queue(&self, queue: &str) -> Result<OrgConfig, ClientError> {
         let req = SetDefaultQueueRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             queue: queue.to_string(),
         };
         let resp = self

@@ -1,9 +1,7 @@
 //! Task calls: submit (one or a batch), read, list, cancel, dequeue, move.
 //! Every write carries one idempotency key for all its retries.
 
-use super::{
-    default_actor, new_idempotency_key, new_write_meta, Client, ClientError, ReadConsistency,
-};
+use super::{write_meta, Client, ClientError, ReadConsistency};
 use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::tasks_client::TasksClient;
 use crate::proto::v1::*;
@@ -18,13 +16,6 @@ pub struct TaskFilter {
     pub run: String,
     /// Tasks per page; 0 lets the server choose (100).
     pub page_size: u32,
-}
-
-fn write_meta(idempotency_key: Option<String>) -> Option<WriteMeta> {
-    Some(WriteMeta {
-        idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
-        actor: default_actor(),
-    })
 }
 
 impl Client {
@@ -121,7 +112,7 @@ impl Client {
     /// Cancels a queued, leased or running task.
     pub async fn cancel_task(&self, id: u64, reason: &str) -> Result<Task, ClientError> {
         let req = CancelTaskRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             id,
             reason: reason.to_string(),
         };
@@ -138,7 +129,7 @@ impl Client {
     /// Takes a queued task out of its queue (it becomes `dequeued`).
     pub async fn dequeue_task(&self, id: u64, reason: &str) -> Result<Task, ClientError> {
         let req = DequeueTaskRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             id,
             reason: reason.to_string(),
         };
@@ -155,7 +146,7 @@ impl Client {
     /// Reorders a queued task, or moves it to the back of another queue.
     pub async fn move_task(&self, id: u64, to: To) -> Result<Task, ClientError> {
         let req = MoveTaskRequest {
-            meta: new_write_meta(),
+            meta: write_meta(None),
             id,
             to: Some(to),
         };

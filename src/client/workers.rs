@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{default_actor, new_idempotency_key, Client, ClientError, ReadConsistency};
+use super::{write_meta, Client, ClientError, ReadConsistency};
 use crate::proto::v1::workers_client::WorkersClient;
 use crate::proto::v1::*;
 
@@ -41,13 +41,6 @@ pub struct Outcome {
     pub condition: String,
 }
 
-fn meta(idempotency_key: Option<String>) -> Option<WriteMeta> {
-    Some(WriteMeta {
-        idempotency_key: idempotency_key.unwrap_or_else(new_idempotency_key),
-        actor: default_actor(),
-    })
-}
-
 fn task_of(task: Option<Task>, call: &str) -> Result<Task, ClientError> {
     task.ok_or_else(|| ClientError::Protocol(format!("{call}: no task in reply")))
 }
@@ -57,7 +50,7 @@ impl Client {
     /// that name.
     pub async fn register_worker(&self, r: &Registration) -> Result<Worker, ClientError> {
         let req = RegisterWorkerRequest {
-            meta: meta(None),
+            meta: write_meta(None),
             name: r.name.clone(),
             ip: r.ip.clone(),
             pool: r.pool.clone(),
@@ -88,7 +81,7 @@ impl Client {
     ) -> Result<Vec<Lease>, ClientError> {
         let wait = wait.min(self.inner.deadline.saturating_sub(LEASE_REPLY_MARGIN));
         let req = LeaseRequest {
-            meta: meta(None),
+            meta: write_meta(None),
             worker: worker.to_string(),
             max_tasks,
             wait_ms: wait.as_millis() as u64,
@@ -125,7 +118,7 @@ impl Client {
     /// Says that a leased task's command has started.
     pub async fn start_task(&self, id: u64, fencing_token: u64) -> Result<Task, ClientError> {
         let req = StartTaskRequest {
-            meta: meta(None),
+            meta: write_meta(None),
             id,
             fencing_token,
         };
@@ -146,7 +139,7 @@ impl Client {
         iteration: u64,
     ) -> Result<Task, ClientError> {
         let req = ReportProgressRequest {
-            meta: meta(None),
+            meta: write_meta(None),
             id,
             fencing_token,
             iteration,
@@ -170,7 +163,7 @@ impl Client {
         idempotency_key: Option<String>,
     ) -> Result<Task, ClientError> {
         let req = CompleteTaskRequest {
-            meta: meta(idempotency_key),
+            meta: write_meta(idempotency_key),
             id,
             fencing_token,
             succeeded: outcome.succeeded,
@@ -195,7 +188,7 @@ impl Client {
         reason: &str,
     ) -> Result<Task, ClientError> {
         let req = ReleaseTaskRequest {
-            meta: meta(None),
+            meta: write_meta(None),
             id,
             fencing_token,
             reason: reason.to_string(),
