@@ -94,6 +94,29 @@ async fn propose(
     Ok((reply, response.replayed))
 }
 
+/// The meta of the n-th command a request proposes (clear and forced
+/// delete in chunks, lease polls): n = 0 is the request's own; the others
+/// derive their key from it (`key/n`), so a retried request replays the same
+/// commands in the same order.
+fn nth_write(meta: &WriteMeta, n: u64) -> WriteMeta {
+    let key = &meta.idempotency_key;
+    let idempotency_key = match n {
+        0 => key.clone(),
+        n => {
+            // Room for the suffix within the key limit.
+            let mut cut = key.len().min(100);
+            while !key.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}/{n}", &key[..cut])
+        }
+    };
+    WriteMeta {
+        idempotency_key,
+        actor: meta.actor.clone(),
+    }
+}
+
 /// The answer when a reply does not fit the request: its idempotency key was
 /// first used for another kind of write.
 fn key_reused(other: Reply) -> tonic::Status {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::error::model_status;
-use super::{convert, key_reused, propose, read_barrier};
+use super::{convert, key_reused, nth_write, propose, read_barrier};
 use crate::model::{Op, Reply};
 use crate::proto::v1::queues_server::Queues;
 use crate::proto::v1::*;
@@ -42,15 +42,10 @@ impl QueuesApi {
         let meta = meta.unwrap_or_default();
         let mut total = 0;
         for n in 0u64.. {
-            let key = match n {
-                0 => meta.idempotency_key.clone(),
-                n => derived_key(&meta.idempotency_key, n),
-            };
-            let meta = WriteMeta {
-                idempotency_key: key,
-                actor: meta.actor.clone(),
-            };
-            match propose(&self.node, Some(meta), op()).await?.0 {
+            match propose(&self.node, Some(nth_write(&meta, n)), op())
+                .await?
+                .0
+            {
                 Reply::QueueCleared {
                     dequeued,
                     remaining,
@@ -66,19 +61,6 @@ impl QueuesApi {
         }
         Ok(total)
     }
-}
-
-/// The idempotency key of the n-th follow-up command of a request.
-pub(super) fn derived_key(key: &str, n: u64) -> String {
-    let mut prefix = key;
-    while prefix.len() > 100 {
-        let mut cut = 100;
-        while !prefix.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        prefix = &prefix[..cut];
-    }
-    format!("{prefix}/{n}")
 }
 
 #[tonic::async_trait]

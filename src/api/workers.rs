@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::error::model_status;
-use super::{convert, key_reused, propose, read_barrier};
+use super::{convert, key_reused, nth_write, propose, read_barrier};
 use crate::config::WorkerSettings;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
 use crate::model::{ModelError, Op, Reply, Write, DEFAULT_POOL};
@@ -69,14 +69,7 @@ impl WorkersApi {
         max_tasks: u32,
         attempt: u64,
     ) -> Result<Vec<crate::proto::v1::Lease>, Status> {
-        let key = match attempt {
-            0 => meta.idempotency_key.clone(),
-            n => super::queues::derived_key(&meta.idempotency_key, n),
-        };
-        let meta = WriteMeta {
-            idempotency_key: key,
-            actor: meta.actor.clone(),
-        };
+        let meta = nth_write(meta, attempt);
         let op = Op::LeaseTasks {
             worker: worker.to_string(),
             max_tasks,
@@ -154,10 +147,7 @@ impl Workers for WorkersApi {
         // A retried request first replays what its key (and the keys derived
         // from it) already leased, so a lost answer loses no lease.
         loop {
-            let key = match attempt {
-                0 => meta.idempotency_key.clone(),
-                n => super::queues::derived_key(&meta.idempotency_key, n),
-            };
+            let key = nth_write(&meta, attempt).idempotency_key;
             if self.node.sm().state().idempotency(&key).is_none() {
                 break;
             }
