@@ -6,7 +6,7 @@ use serde_json::json;
 use super::edit::{self, Edited};
 use super::output::{self, Output};
 use super::{Failure, GlobalArgs};
-use crate::model::spec::{format_quantity, parse_priority, parse_resources, Fairness};
+use crate::model::spec::{parse_priority, parse_resources, Fairness};
 use crate::proto::v1::{Queue, QueueSpec};
 
 #[derive(Subcommand, Debug)]
@@ -220,13 +220,7 @@ fn quota_text(spec: &QueueSpec) -> String {
     if spec.quota.is_empty() {
         return "unlimited".into();
     }
-    let mut parts: Vec<(&String, &u64)> = spec.quota.iter().collect();
-    parts.sort();
-    parts
-        .iter()
-        .map(|(k, v)| format!("{k}={}", format_quantity(k, **v)))
-        .collect::<Vec<_>>()
-        .join(",")
+    output::quantities(&spec.quota)
 }
 
 pub fn queue_json(q: &Queue) -> serde_json::Value {

@@ -7,7 +7,6 @@ use super::output::{self, Output};
 use super::submit::{self, SubmitArgs};
 use super::{Failure, GlobalArgs};
 use crate::client::{Client, TaskFilter};
-use crate::model::spec::format_quantity;
 use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::Task;
 
@@ -152,13 +151,7 @@ impl MoveArgs {
 }
 
 fn resources_text(t: &Task) -> String {
-    let mut parts: Vec<(&String, &u64)> = t.resources.iter().collect();
-    parts.sort();
-    let text: Vec<String> = parts
-        .iter()
-        .map(|(k, v)| format!("{k}={}", format_quantity(k, **v)))
-        .collect();
-    output::or_dash(&text.join(","))
+    output::or_dash(&output::quantities(&t.resources))
 }
 
 fn labels_text(t: &Task) -> String {

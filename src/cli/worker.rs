@@ -10,7 +10,7 @@ use super::output::{self, Output};
 use super::{Failure, GlobalArgs, LogFormat};
 use crate::client::workers::{Registration, LEASE_REPLY_MARGIN};
 use crate::client::{parse_endpoints, Client, ReadConsistency};
-use crate::model::spec::{format_quantity, parse_resources};
+use crate::model::spec::parse_resources;
 use crate::proto::v1::{Task, Usage, Worker};
 use crate::worker::{self, AgentError, Config};
 
@@ -258,13 +258,7 @@ fn rate(r: Option<u64>) -> String {
 }
 
 fn capacity_text(w: &Worker) -> String {
-    let mut parts: Vec<(&String, &u64)> = w.capacity.iter().collect();
-    parts.sort();
-    let text: Vec<String> = parts
-        .iter()
-        .map(|(k, v)| format!("{k}={}", format_quantity(k, **v)))
-        .collect();
-    output::or_dash(&text.join(","))
+    output::or_dash(&output::quantities(&w.capacity))
 }
 
 pub fn usage_json(u: &Usage) -> serde_json::Value {
