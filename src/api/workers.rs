@@ -43,12 +43,6 @@ pub struct WorkersApi {
     pub(super) hub: Arc<WorkerHub>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl WorkersApi {
     async fn task_change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Task>, Status> {
         match propose(&self.node, meta, op).await?.0 {
@@ -406,7 +400,7 @@ pub async fn run_expiry(node: Arc<RaftNode>, hub: Arc<WorkerHub>) {
         let due = node
             .sm()
             .state()
-            .expiry_due(now_ms(), hub.settings.worker_timeout_ms);
+            .expiry_due(crate::clock::now_ms(), hub.settings.worker_timeout_ms);
         if !due {
             continue;
         }

@@ -83,9 +83,7 @@ pub fn age(ms: u64) -> String {
     if ms == 0 {
         return "-".into();
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::clock::now_ms();
     format!("{} ago", duration(now.saturating_sub(ms)))
 }
 

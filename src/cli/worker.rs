@@ -219,11 +219,7 @@ pub fn runtime(t: &Task) -> String {
     let Some(start) = t.started_ms else {
         return "-".into();
     };
-    let end = t.finished_ms.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    });
+    let end = t.finished_ms.unwrap_or_else(crate::clock::now_ms);
     output::duration(end.saturating_sub(start))
 }
 

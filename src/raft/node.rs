@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::{ClientWriteError, InitializeError, RaftError};
@@ -257,9 +257,7 @@ impl RaftNode {
     /// Stamps and proposes a write if this node leads. Returns the outcome and
     /// the log index it was applied at.
     pub async fn write_as_leader(&self, write: Write) -> Result<(Response, u64), NodeError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::clock::now_ms();
         let stamp = Stamp {
             now_ms,
             seed: rand::rng().random(),

@@ -5,7 +5,7 @@
 //! not read from the machine.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::Nvml;
 use sysinfo::{Networks, System};
@@ -98,9 +98,7 @@ impl UsageSampler {
             gpus: self.gpus(),
             net_rx_bytes_per_s: rx,
             net_tx_bytes_per_s: tx,
-            at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            at_ms: crate::clock::now_ms(),
         }
     }
 
