@@ -20,6 +20,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -34,6 +36,7 @@ use laneq::proto::v1::move_task_request::To;
 use laneq::proto::v1::{QueueSpec, Task, TaskSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use support::{label, percentile, round3, vm_rss_kib};
 
 const QUEUE: &str = "bench";
 const NODES: [u64; 3] = [1, 2, 3];
@@ -339,9 +342,7 @@ fn node_pid(config: &Path) -> Option<u32> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    vm_rss_kib(&format!("/proc/{pid}/status"))
 }
 
 /// Each node's resident set, in node order (None where /proc has none).
@@ -381,9 +382,8 @@ struct Stats {
 
 impl Stats {
     fn of(mut took: Vec<Duration>) -> Self {
-        assert!(!took.is_empty());
         took.sort_unstable();
-        let at = |q: usize| took[(took.len() * q / 100).min(took.len() - 1)].as_secs_f64() * 1e3;
+        let at = |q: usize| percentile(&took, q).as_secs_f64() * 1e3;
         Self {
             p50_ms: at(50),
             p99_ms: at(99),
@@ -476,14 +476,6 @@ async fn run_size(n: usize, plan: &Plan, seed: u64) -> SizeResult {
     }
 }
 
-fn label(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
-        n => n.to_string(),
-    }
-}
-
 fn print_table(small: &SizeResult, large: &SizeResult) {
     let (s, l) = (label(small.tasks), label(large.tasks));
     println!(
@@ -541,10 +533,6 @@ fn print_size(r: &SizeResult) {
         r.restart.as_secs_f64(),
         rss(&r.rss_after_restart_kib)
     );
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 fn write_json(results: &[SizeResult]) -> std::io::Result<()> {

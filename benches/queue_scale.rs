@@ -15,6 +15,9 @@
 //! that checks each answer against a plain `Vec` model of the queue and writes
 //! nothing. It never asserts on a timing.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,7 @@ use laneq::model::spec::QueueSpec;
 use laneq::model::{Command, Key, MoveTo, NewTask, Op, Reply, Stamp, State, Write};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use support::{label, percentile, round3, vm_rss_kib};
 
 const QUEUE: &str = "bench";
 /// The first command's stamp. Each later command is 1 ms on, so no
@@ -322,9 +326,8 @@ struct Stats {
 
 impl Stats {
     fn of(mut took: Vec<Duration>) -> Self {
-        assert!(!took.is_empty());
         took.sort_unstable();
-        let at = |q: usize| took[(took.len() * q / 100).min(took.len() - 1)].as_secs_f64() * 1e6;
+        let at = |q: usize| percentile(&took, q).as_secs_f64() * 1e6;
         Self {
             p50_us: at(50),
             p99_us: at(99),
@@ -374,9 +377,7 @@ fn run_size(n: usize, plan: &Plan, measure_rss: bool) -> SizeResult {
 
 /// The process's resident set, from /proc (None where there is none).
 fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    vm_rss_kib("/proc/self/status")
 }
 
 /// The median cost of reading the clock twice, which every sample includes.
@@ -388,14 +389,6 @@ fn timer_overhead_us() -> f64 {
         })
         .collect();
     Stats::of(took).p50_us
-}
-
-fn label(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
-        n => n.to_string(),
-    }
 }
 
 fn print_table(small: &SizeResult, large: &SizeResult) {
@@ -460,10 +453,6 @@ map (with its project, idempotency key and a one-entry timeline on the heap), it
 entries in the queue's order index, and its share of the idempotency records (one per \
 submit of 1,000), plus allocator slack. Command lines and payloads are not held in \
 memory: apply hands them to storage.";
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
 
 fn write_json(results: &[SizeResult]) -> std::io::Result<()> {
     let mut records = Vec::new();
