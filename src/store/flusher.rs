@@ -3,34 +3,65 @@
 //! callbacks in the order the appends were made.
 
 use std::io;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use super::Store;
 
 type Callback = Box<dyn FnOnce(io::Result<()>) + Send>;
 
-/// Hands append callbacks to the flusher thread. Dropping every clone stops it.
+/// Hands append callbacks to the flusher thread. Dropping the last clone
+/// stops the thread and waits for it, so that its handle on the database is
+/// gone when the drop returns: a RocksDB still open in a detached thread
+/// when the process exits aborts it ("pthread lock: Invalid argument").
 #[derive(Clone)]
 pub struct Flusher {
-    tx: mpsc::Sender<Callback>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: Option<mpsc::Sender<Callback>>,
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Flusher {
     pub fn start(store: Store) -> Self {
         let (tx, rx) = mpsc::channel::<Callback>();
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name("laneq-flusher".into())
             .spawn(move || run(store, rx))
             .expect("spawn the flusher thread");
-        Self { tx }
+        Self {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                thread: Some(handle),
+            }),
+        }
     }
 
     /// Queues `done` to run once everything written before this call is
     /// durable. Callbacks run in the order they were queued.
     pub fn after_sync(&self, done: impl FnOnce(io::Result<()>) + Send + 'static) {
-        if let Err(mpsc::SendError(done)) = self.tx.send(Box::new(done)) {
+        let done: Callback = Box::new(done);
+        let sent = match &self.inner.tx {
+            Some(tx) => tx.send(done).map_err(|mpsc::SendError(done)| done),
+            None => Err(done),
+        };
+        if let Err(done) = sent {
             done(Err(io::Error::other("the log flusher has stopped")));
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(handle) = self.thread.take() {
+            // A callback run by the flusher itself may drop the last clone;
+            // the thread then ends on its own once it returns.
+            if handle.thread().id() != thread::current().id() {
+                let _ = handle.join();
+            }
         }
     }
 }
