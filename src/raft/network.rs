@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,19 +39,38 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 const SNAPSHOT_MS_PER_MIB: u64 = 200;
 
 /// Makes and caches one lazily connected channel per peer address.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The source address of connections to peers (see [`PeerNetwork::new`]).
+    local_ip: Option<IpAddr>,
 }
 
 impl PeerNetwork {
+    /// A network whose connections to peers leave from the IP the node
+    /// listens on, when that is one address rather than a wildcard. Peers
+    /// then see each node's traffic coming from the address they know it by,
+    /// on a multi-homed host as on loopback (the chaos harness tells nodes
+    /// apart by it to cut links between them).
+    pub fn new(listen: &str) -> Self {
+        let local_ip = listen
+            .parse::<SocketAddr>()
+            .ok()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified());
+        Self {
+            channels: Arc::default(),
+            local_ip,
+        }
+    }
+
     /// The shared channel to `addr`. Connecting happens on first use.
     pub fn channel(&self, addr: &str) -> Channel {
         let mut map = self.channels.lock().expect("channel map poisoned");
         if let Some(c) = map.get(addr) {
             return c.clone();
         }
-        let channel = endpoint(addr).connect_lazy();
+        let channel = endpoint(addr).local_address(self.local_ip).connect_lazy();
         map.insert(addr.to_string(), channel.clone());
         channel
     }

@@ -148,7 +148,7 @@ impl RaftNode {
         let sm =
             StateMachine::open(store.clone()).map_err(|e| format!("open state machine: {e}"))?;
         let shared = sm.shared();
-        let network = PeerNetwork::default();
+        let network = PeerNetwork::new(&addr);
         let log = LogStore::new(store);
         let raft = Raft::new(id, config, network.clone(), log, sm)
             .await

@@ -200,6 +200,11 @@ impl Cluster {
         }
     }
 
+    /// The process id of a running node.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[&id].child.as_ref().map(Child::id)
+    }
+
     pub fn addr(&self, id: u64) -> String {
         self.nodes[&id].addr.clone()
     }

@@ -1,0 +1,545 @@
+//! The chaos suite: a real cluster of `laneq node` processes under a real
+//! workload while a nemesis kills, pauses, partitions and restarts nodes;
+//! then a heal phase, and a checker over the recorded history and the final
+//! state of every node (tests/chaos/check.rs).
+//!
+//! `cargo test` runs it briefly with a fixed seed. `scripts/chaos` runs it
+//! from a release build with any seed, length, cluster size and faults:
+//!
+//! ```text
+//! chaos [--seconds N] [--seed S] [--nodes 3|5] [--faults kill-leader,pause,...]
+//!       [--pause-ms MS] [--report FILE]
+//! ```
+//!
+//! The exit status is 1 on any violation. The same seed replays the same
+//! fault schedule (kinds, gaps, durations and target draws) and the same
+//! workload choices.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod check;
+mod history;
+mod nemesis;
+mod proxy;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use laneq::client::{Client, ReadConsistency, TaskFilter};
+use serde_json::json;
+use tokio::sync::watch;
+
+use common::{free_port, Cluster, Timings};
+use history::{FinalNode, FinalTask};
+use workload::{Load, Phase, Recorder, QUEUES};
+
+const USAGE: &str = "\
+chaos: kill, pause and partition a laneq cluster under load, then check that
+nothing acknowledged was lost and nothing ran twice.
+
+Options:
+  --seconds N     length of the fault phase (default 40)
+  --seed S        seed of the fault schedule and the workload (default 1)
+  --nodes 3|5     cluster size (default 3)
+  --faults LIST   comma-separated fault kinds (default: all):
+                  kill-leader, kill-follower, pause, partition-leader,
+                  partition-split, partition-bridge, restart-all, snapshot-kill
+  --pause-ms MS   mean pause between two submits of one submitter (default 40)
+  --report FILE   write the JSON report there
+";
+
+struct Args {
+    seconds: u64,
+    seed: u64,
+    nodes: u64,
+    faults: Vec<String>,
+    pause_ms: u64,
+    report: Option<PathBuf>,
+}
+
+/// Parses the chaos options. Being a test target, it also meets libtest's
+/// arguments (`cargo test FILTER`, `--list`, `--exact`, `--nocapture`...):
+/// `Ok(None)` means "not selected, run nothing".
+fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
+    let mut a = Args {
+        seconds: 40,
+        seed: 1,
+        nodes: 3,
+        faults: nemesis::KINDS.iter().map(|s| s.to_string()).collect(),
+        pause_ms: 40,
+        report: None,
+    };
+    let (mut filters, mut skips, mut exact) = (vec![], vec![], false);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let number = |name: &str, v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: {v:?} is not a whole number"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            "--seconds" => a.seconds = number(arg, value(arg)?)?,
+            "--seed" => a.seed = number(arg, value(arg)?)?,
+            "--pause-ms" => a.pause_ms = number(arg, value(arg)?)?.max(1),
+            "--nodes" => {
+                a.nodes = number(arg, value(arg)?)?;
+                if !(3..=5).contains(&a.nodes) {
+                    return Err("--nodes: use 3, 4 or 5".into());
+                }
+            }
+            "--faults" => {
+                a.faults = value(arg)?
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect();
+                if let Some(bad) = a
+                    .faults
+                    .iter()
+                    .find(|f| !nemesis::KINDS.contains(&f.as_str()))
+                {
+                    return Err(format!(
+                        "--faults: unknown kind {bad:?}; kinds: {}",
+                        nemesis::KINDS.join(", ")
+                    ));
+                }
+            }
+            "--report" => a.report = Some(PathBuf::from(value(arg)?)),
+            "--list" => {
+                println!("chaos: test");
+                return Ok(None);
+            }
+            "--exact" => exact = true,
+            "--skip" => skips.push(value(arg)?),
+            "--test-threads" | "--color" | "--format" | "--logfile" | "-Z" => {
+                value(arg)?;
+            }
+            flag if flag.starts_with('-') => {}
+            filter => filters.push(filter.to_string()),
+        }
+    }
+    let matches = |f: &String| {
+        if exact {
+            f == "chaos"
+        } else {
+            "chaos".contains(f.as_str())
+        }
+    };
+    if (!filters.is_empty() && !filters.iter().any(matches)) || skips.iter().any(matches) {
+        return Ok(None);
+    }
+    Ok(Some(a))
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let report = rt.block_on(run(&args));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    let violations = report["violations"].as_array().map_or(0, Vec::len);
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report).expect("report is JSON");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("cannot write the report to {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        println!("report: {}", path.display());
+    }
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// A port on `ip` that was free a moment ago.
+fn free_port_on(ip: std::net::IpAddr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
+}
+
+/// Starts `n` nodes, each behind its proxy (see proxy.rs), and initialises
+/// them as one cluster.
+async fn start_cluster(n: u64, links: &proxy::Links) -> Cluster {
+    let timings = Timings {
+        // laneq's defaults, so that failover times mean what they say.
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 200,
+        election_timeout_max_ms: 400,
+        // Small, so that a node that was away catches up from a snapshot.
+        snapshot_logs_since_last: 300,
+        max_in_snapshot_log_to_keep: 50,
+        lease_ttl_ms: 3000,
+        worker_timeout_ms: 3000,
+        heartbeat_batch_ms: 250,
+    };
+    let mut cluster = Cluster {
+        dir: tempfile::tempdir().expect("temp dir"),
+        nodes: BTreeMap::new(),
+        timings,
+    };
+    let mut real = BTreeMap::new();
+    let mut peers = Vec::new();
+    for id in 1..=n {
+        let ip = proxy::node_ip(id);
+        real.insert(id, SocketAddr::new(ip, free_port_on(ip)));
+        peers.push((id, format!("127.0.0.1:{}", free_port())));
+    }
+    for (id, addr) in &peers {
+        let listen: SocketAddr = addr.parse().expect("proxy address");
+        proxy::start(*id, listen, real[id], links.clone()).await;
+    }
+    for id in 1..=n {
+        cluster.add_config(id, real[&id].to_string(), &peers);
+        cluster.start_node(id);
+    }
+    cluster.init(1).await;
+    let client = cluster.client();
+    for q in &QUEUES[1..] {
+        client.create_queue(q).await.expect("create the queues");
+    }
+    cluster
+}
+
+async fn run(args: &Args) -> serde_json::Value {
+    let began = Instant::now();
+    let links = proxy::Links::new();
+    let cluster = start_cluster(args.nodes, &links).await;
+    let endpoints = cluster.endpoints();
+    println!(
+        "chaos: seed {}, {} nodes, {} s of faults ({}); cluster up in {:.1} s",
+        args.seed,
+        args.nodes,
+        args.seconds,
+        args.faults.join(","),
+        began.elapsed().as_secs_f64()
+    );
+    let rec = Recorder::new();
+    let (phase_tx, phase) = watch::channel(Phase::Faults);
+    let load = Load {
+        seed: args.seed,
+        endpoints: endpoints.clone(),
+        recorder: rec.clone(),
+        phase,
+        submit_pause_ms: args.pause_ms,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        tasks.push(tokio::spawn(workload::submitter(load.clone(), i)));
+        tasks.push(tokio::spawn(workload::worker(
+            load.clone(),
+            i,
+            endpoints.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(workload::admin(load.clone())));
+
+    let mut nemesis =
+        nemesis::Nemesis::new(cluster, links, rec.clone(), args.seed, args.faults.clone());
+    let fault_start = rec.now();
+    nemesis.run(fault_start + args.seconds * 1000).await;
+    let fault_end = rec.now();
+    nemesis.heal().await;
+    println!(
+        "chaos: faults over at {:.1} s; healing and draining",
+        fault_end as f64 / 1000.0
+    );
+
+    // Drain: the workers finish what is queued, then everything stops.
+    phase_tx.send_replace(Phase::Drain);
+    let client = Client::with_deadline(&endpoints, Duration::from_secs(10));
+    let drain_until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < drain_until {
+        nemesis.watch(500).await;
+        if let Ok(queues) = client.list_queues(ReadConsistency::Linearizable).await {
+            if queues.iter().all(|q| q.queued == 0 && q.running == 0) {
+                break;
+            }
+        }
+    }
+    phase_tx.send_replace(Phase::Stop);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
+    }
+    // Leases lost with their replies expire; lost workers are marked lost.
+    wait_no_leases(&client, &mut nemesis).await;
+    let converged = wait_converged(&mut nemesis).await;
+    let mut finals = Vec::new();
+    for id in nemesis.cluster.nodes.keys().copied().collect::<Vec<_>>() {
+        match read_node(&nemesis.cluster, id).await {
+            Ok(f) => finals.push(f),
+            Err(e) => println!("chaos: cannot read node {id}: {e}"),
+        }
+    }
+    let history = rec.take();
+    let report = report(
+        args,
+        &history,
+        &finals,
+        &nemesis.crashes,
+        (fault_start, fault_end),
+        converged,
+        began,
+    );
+    if report["violations"]
+        .as_array()
+        .is_some_and(|v| !v.is_empty())
+    {
+        // Keep the data dirs and node logs for the post-mortem.
+        let dir = std::mem::replace(
+            &mut nemesis.cluster.dir,
+            tempfile::tempdir().expect("temp dir"),
+        );
+        println!("node data dirs and logs kept in {}", dir.keep().display());
+    }
+    report
+}
+
+/// Waits until no task is leased or running (every worker has stopped, so
+/// what is left is waiting to expire), for at most 30 s.
+async fn wait_no_leases(client: &Client, nemesis: &mut nemesis::Nemesis) {
+    for _ in 0..60 {
+        let mut busy = 0;
+        for state in ["leased", "running"] {
+            let filter = TaskFilter {
+                state: state.into(),
+                page_size: 1,
+                ..Default::default()
+            };
+            match client
+                .list_tasks(&filter, "", ReadConsistency::Linearizable)
+                .await
+            {
+                Ok(page) => busy += page.tasks.len(),
+                Err(_) => busy += 1,
+            }
+        }
+        if busy == 0 {
+            return;
+        }
+        nemesis.watch(500).await;
+    }
+}
+
+/// Waits until every node reports the same applied index and digest twice
+/// in a row, one second apart (no write left in flight), for at most 60 s.
+async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
+    let mut last = None;
+    for _ in 0..60 {
+        let mut seen = Vec::new();
+        for id in nemesis.cluster.nodes.keys() {
+            let s = Client::node_status(&nemesis.cluster.addr(*id), Duration::from_secs(2)).await;
+            seen.push(s.ok().map(|s| (s.applied_index, s.digest)));
+        }
+        let same = seen.iter().all(|s| s.is_some() && *s == seen[0]);
+        if same && last.as_ref() == Some(&seen) {
+            return true;
+        }
+        last = Some(seen);
+        nemesis.watch(1000).await;
+    }
+    false
+}
+
+/// Reads one node's whole state through stale reads served by that node.
+async fn read_node(cluster: &Cluster, id: u64) -> Result<FinalNode, String> {
+    let client = cluster.client_for(id);
+    let status = Client::node_status(&cluster.addr(id), Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut node = FinalNode {
+        id,
+        applied: status.applied_index,
+        digest: status.digest,
+        tasks: Vec::new(),
+        queued: BTreeMap::new(),
+    };
+    let mut filter = TaskFilter {
+        page_size: 1000,
+        ..Default::default()
+    };
+    let mut token = String::new();
+    loop {
+        let page = (client
+            .list_tasks(&filter, &token, ReadConsistency::Stale)
+            .await)
+            .map_err(|e| e.to_string())?;
+        node.tasks.extend(page.tasks.iter().map(|t| FinalTask {
+            id: t.id,
+            queue: t.queue.clone(),
+            state: t.state.clone(),
+            key: t.idempotency_key.clone(),
+        }));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    node.tasks.sort_by_key(|t| t.id);
+    filter.state = "queued".into();
+    for q in QUEUES {
+        filter.queue = q.into();
+        let mut token = String::new();
+        let listed = node.queued.entry(q.to_string()).or_default();
+        loop {
+            let page = (client
+                .list_tasks(&filter, &token, ReadConsistency::Stale)
+                .await)
+                .map_err(|e| e.to_string())?;
+            listed.extend(page.tasks.iter().map(|t| (t.id, t.position.unwrap_or(0))));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+    }
+    Ok(node)
+}
+
+fn report(
+    args: &Args,
+    history: &history::History,
+    finals: &[FinalNode],
+    crashes: &[String],
+    (fault_start, fault_end): (u64, u64),
+    converged: bool,
+    began: Instant,
+) -> serde_json::Value {
+    let empty = Vec::new();
+    let tasks = finals.first().map_or(&empty, |n| &n.tasks);
+    let submits = check::check_submits(history, tasks);
+    let leases = check::check_leases(history);
+    let finals_check = check::check_final(finals);
+    let avail = check::availability(history, fault_start, fault_end);
+    let mut violations: Vec<String> = Vec::new();
+    violations.extend(submits.violations.iter().cloned());
+    violations.extend(leases.violations.iter().cloned());
+    violations.extend(finals_check.violations.iter().cloned());
+    violations.extend(crashes.iter().cloned());
+    if finals.len() != args.nodes as usize {
+        violations.push(format!(
+            "only {} of {} nodes could be read",
+            finals.len(),
+            args.nodes
+        ));
+    }
+    if !converged {
+        violations.push("the nodes did not converge to one index and digest within 60 s".into());
+    }
+    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
+    for f in &history.faults {
+        *faults.entry(f.kind.as_str()).or_default() += 1;
+    }
+    let mut states: BTreeMap<&str, u64> = BTreeMap::new();
+    for t in tasks {
+        *states.entry(t.state.as_str()).or_default() += 1;
+    }
+    let unknown_keys = {
+        let mut known = std::collections::BTreeSet::new();
+        let mut all = std::collections::BTreeSet::new();
+        for s in &history.submits {
+            all.insert(&s.key);
+            if !matches!(s.outcome, history::Outcome::Unknown(_)) {
+                known.insert(&s.key);
+            }
+        }
+        all.len() - known.len()
+    };
+    let longest_failover = avail.failovers_ms.iter().copied().max().unwrap_or(0);
+    let replay = format!(
+        "scripts/chaos --seed {} --seconds {} --nodes {} --faults {}",
+        args.seed,
+        args.seconds,
+        args.nodes,
+        args.faults.join(",")
+    );
+
+    println!("\n== chaos report (seed {})", args.seed);
+    println!("operations (kind: outcome count):");
+    for (kind, outcomes) in &history.ops {
+        let parts: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        println!("  {kind:<10} {}", parts.join(", "));
+    }
+    println!("faults:");
+    for f in &history.faults {
+        println!(
+            "  {:>7.1} s  {:<17} {:>5} ms  {}{}",
+            f.start_ms as f64 / 1000.0,
+            f.kind,
+            f.end_ms - f.start_ms,
+            f.target,
+            if f.hit_leader { "  (leader)" } else { "" }
+        );
+    }
+    println!("tasks at the end: {states:?}; submit keys never resolved: {unknown_keys}");
+    println!(
+        "lost {}, duplicates {}, double leases {}, digest mismatches {}",
+        submits.lost, submits.duplicates, leases.double_leases, finals_check.digest_mismatches
+    );
+    println!(
+        "availability: {:.0}% of seconds had an acknowledged submit, {:.1}% of submit attempts \
+         acknowledged; longest stretch without one {} ms; failovers after leader faults {:?} ms \
+         (longest {longest_failover}); submit p50 {} ms, p99 {} ms during faults",
+        avail.windows_with_writes * 100.0,
+        avail.submits_acknowledged * 100.0,
+        avail.max_unavailable_ms,
+        avail.failovers_ms,
+        avail.submit_p50_ms,
+        avail.submit_p99_ms
+    );
+    if violations.is_empty() {
+        println!(
+            "no violations ({:.0} s in all)",
+            began.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("{} VIOLATIONS; replay with: {replay}", violations.len());
+        for v in violations.iter().take(50) {
+            println!("  - {v}");
+        }
+    }
+
+    json!({
+        "seed": args.seed,
+        "nodes": args.nodes,
+        "seconds": args.seconds,
+        "fault_kinds": args.faults,
+        "ops": history.ops,
+        "faults": faults,
+        "fault_log": history.faults,
+        "tasks": { "total": tasks.len(), "by_state": states, "submit_keys_unresolved": unknown_keys },
+        "lost": submits.lost,
+        "duplicates": submits.duplicates,
+        "double_leases": leases.double_leases,
+        "digest_mismatches": finals_check.digest_mismatches,
+        "max_unavailable_ms": avail.max_unavailable_ms,
+        "longest_failover_ms": longest_failover,
+        "availability": avail,
+        "violations": violations,
+        "replay": replay,
+        "elapsed_s": began.elapsed().as_secs_f64(),
+    })
+}
