@@ -155,7 +155,21 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let report = rt.block_on(run(&args));
+    // On Ctrl-C or SIGTERM the run is dropped, and with it the cluster,
+    // which kills every node it started.
+    let report = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            report = run(&args) => Some(report),
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term.recv() => None,
+        }
+    });
+    let Some(report) = report else {
+        eprintln!("chaos: interrupted; every node it started was killed");
+        return ExitCode::from(130);
+    };
     rt.shutdown_timeout(Duration::from_secs(5));
     let violations = report["violations"].as_array().map_or(0, Vec::len);
     if let Some(path) = &args.report {
@@ -281,8 +295,16 @@ async fn run(args: &Args) -> serde_json::Value {
         }
     }
     phase_tx.send_replace(Phase::Stop);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
+    let joined = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), joined)
+        .await
+        .is_err()
+    {
+        println!("chaos: the workload did not stop within 60 s; reading the nodes anyway");
     }
     // Leases lost with their replies expire; lost workers are marked lost.
     wait_no_leases(&client, &mut nemesis).await;
