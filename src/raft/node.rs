@@ -131,6 +131,10 @@ pub struct RaftNode {
     network: PeerNetwork,
     /// The peers from the config: the membership `init` creates.
     peers: BTreeMap<u64, String>,
+    /// A leader that has not heard from a majority for this long (the
+    /// maximum election timeout) is taken to be cut off: see
+    /// [`RaftNode::cut_off_leader`].
+    quorum_timeout: Duration,
 }
 
 impl RaftNode {
@@ -161,6 +165,7 @@ impl RaftNode {
             sm: shared,
             network,
             peers,
+            quorum_timeout: Duration::from_millis(timings.election_timeout_max_ms),
         }))
     }
 
@@ -205,6 +210,10 @@ impl RaftNode {
             .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let (response, index) = loop {
+            if let Some(e) = self.cut_off_leader() {
+                // Waiting here would not help: let the client try another node.
+                return Err(e);
+            }
             let known = self.leader().map(|(id, _)| id);
             let result = match self.write_as_leader(write.clone()).await {
                 Err(NodeError::NotLeader {
@@ -255,17 +264,55 @@ impl RaftNode {
     }
 
     /// Stamps and proposes a write if this node leads. Returns the outcome and
-    /// the log index it was applied at.
+    /// the log index it was applied at. A write that waits on a leader that
+    /// has lost its majority ends as `Unavailable` (outcome unknown) instead
+    /// of waiting for the partition to heal.
     pub async fn write_as_leader(&self, write: Write) -> Result<(Response, u64), NodeError> {
         let now_ms = crate::clock::now_ms();
         let stamp = Stamp {
             now_ms,
             seed: rand::rng().random(),
         };
-        match self.raft.client_write(Command { stamp, write }).await {
-            Ok(resp) => Ok((resp.data, resp.log_id.index())),
-            Err(e) => Err(self.write_error(e)),
+        let propose = self.raft.client_write(Command { stamp, write });
+        let cut_off = async {
+            loop {
+                tokio::time::sleep(LEADER_POLL).await;
+                if let Some(e) = self.cut_off_leader() {
+                    return e;
+                }
+            }
+        };
+        tokio::select! {
+            result = propose => match result {
+                Ok(resp) => Ok((resp.data, resp.log_id.index())),
+                Err(e) => Err(self.write_error(e)),
+            },
+            e = cut_off => Err(e),
         }
+    }
+
+    /// `Some(Unavailable)` when this node leads but has had no acknowledgement
+    /// from a majority for longer than the maximum election timeout: it is
+    /// cut off from the others, which may well have elected another leader.
+    /// openraft keeps such a leader until it hears a higher term, and a write
+    /// sent to it would wait for the partition to heal.
+    fn cut_off_leader(&self) -> Option<NodeError> {
+        use openraft::Instant as _;
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2 {
+            return None;
+        }
+        // None: newly elected, no round acknowledged yet.
+        let silent = m.last_quorum_acked?.elapsed();
+        (silent > self.quorum_timeout).then(|| {
+            NodeError::Unavailable(format!(
+                "node {} leads but has not heard from a majority for {} ms; it may be cut off: \
+                 try another node (a write in flight has an unknown outcome: retry it with the \
+                 same idempotency key)",
+                self.id,
+                silent.as_millis().min(u128::from(u64::MAX))
+            ))
+        })
     }
 
     fn write_error(

@@ -129,9 +129,13 @@ impl Nemesis {
                 };
                 self.links.cut_between(&a, &b);
                 let cut = self.links.describe();
+                // The leader is hit when it no longer reaches a majority.
+                let hit = leader.is_some_and(|l| {
+                    let reach = ids.iter().filter(|&&o| o == l || !self.links.is_cut(l, o));
+                    reach.count() * 2 <= ids.len()
+                });
                 self.watch(hold_ms).await;
                 self.links.heal_all();
-                let hit = leader.is_some_and(|l| a.contains(&l) && a.len() * 2 < ids.len());
                 (format!("{a:?} | {b:?}, cut {cut:?}"), hit)
             }
             "restart-all" => {
