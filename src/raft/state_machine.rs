@@ -216,6 +216,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
         let blob = snapshot.into_inner();
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = blob.len(), "installing snapshot");
         let store = self.store.clone();
         let path = self.snapshot_path();
         let expected = meta.clone();
@@ -227,8 +228,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     "snapshot header {header:?} does not match the meta it was sent with {expected:?}"
                 )));
             }
-            let state = store.sm_import(&reader)?;
+            // The file first: a node killed between the two finds a snapshot
+            // newer than its state and installs it again at start (openraft's
+            // restore). The other way round, it would find its state ahead of
+            // the log, purge the log up to it, and have no snapshot that far.
             save_snapshot_file(&path, &blob)?;
+            let state = store.sm_import(&reader)?;
             let digest: [u8; 32] = read_meta(&store, DIGEST)?.unwrap_or([0; 32]);
             Ok((state, digest))
         })
@@ -261,8 +266,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Writes the blob to a temp file, fsyncs it and renames it into place.
+/// Writes the blob to a temp file, fsyncs it and renames it into place,
+/// unless the file already holds a snapshot at least as new. A build that
+/// began before an install can end after it; putting its older snapshot back
+/// would leave the log purged past the current snapshot, and the node would
+/// refuse to start again.
 fn save_snapshot_file(path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
+    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _saving = SAVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let last_log_id = |header: &[u8]| decode::<SnapshotMeta>(header).map(|m| m.last_log_id);
+    let new = last_log_id(crate::store::snapshot_header_of(blob)?)?;
+    if let Some(header) = crate::store::read_snapshot_file_header(path)? {
+        let saved = last_log_id(&header)?;
+        if saved >= new {
+            tracing::info!(?saved, built = ?new, "kept the newer snapshot already saved");
+            return Ok(());
+        }
+    }
     let dir = path.parent().expect("snapshot path has a parent");
     std::fs::create_dir_all(dir)?;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -14,7 +14,10 @@ mod state;
 
 pub use flusher::Flusher;
 pub use identity::Identity;
-pub use snapshot::{SnapshotReader, SnapshotWriter};
+pub use snapshot::{
+    header_of as snapshot_header_of, read_file_header as read_snapshot_file_header, SnapshotReader,
+    SnapshotWriter,
+};
 pub use state::{SmBatch, Table};
 
 use rocksdb::{

@@ -46,6 +46,36 @@ fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(bytes);
 }
 
+/// The header of a snapshot blob, or of the first bytes of one, without
+/// checking the checksum (which needs the whole blob).
+pub fn header_of(prefix: &[u8]) -> io::Result<&[u8]> {
+    if prefix.len() < MAGIC.len() || &prefix[..MAGIC.len()] != MAGIC {
+        return Err(invalid("not a laneq snapshot"));
+    }
+    Cursor {
+        rest: &prefix[MAGIC.len()..],
+    }
+    .bytes()
+}
+
+/// The header of the snapshot file at `path`, reading only its first bytes;
+/// `None` when there is no file.
+pub fn read_file_header(path: &std::path::Path) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut head = [0u8; MAGIC.len() + 4];
+    f.read_exact(&mut head)?;
+    let len = u32::from_le_bytes(head[MAGIC.len()..].try_into().expect("4 bytes")) as usize;
+    let mut prefix = head.to_vec();
+    prefix.resize(head.len() + len, 0);
+    f.read_exact(&mut prefix[head.len()..])?;
+    header_of(&prefix).map(|h| Some(h.to_vec()))
+}
+
 /// A parsed, checksum-verified snapshot blob.
 pub struct SnapshotReader<'a> {
     header: &'a [u8],
