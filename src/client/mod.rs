@@ -271,7 +271,8 @@ impl Client {
             meta: write_meta(None),
             name: name.to_string(),
         };
-        self.call(|ch| {
+        // A clear of a long queue is many commands: one attempt may take long.
+        self.call_long(|ch| {
             let req = req.clone();
             async move { QueuesClient::new(ch).clear_queue(req).await }
         })
@@ -287,7 +288,7 @@ impl Client {
             force,
         };
         let resp = self
-            .call(|ch| {
+            .call_long(|ch| {
                 let req = req.clone();
                 async move { QueuesClient::new(ch).delete_queue(req).await }
             })

@@ -14,7 +14,7 @@ use crate::api::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 const BACKOFF_START: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// Time allowed to one attempt against one node.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

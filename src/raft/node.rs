@@ -217,9 +217,9 @@ impl RaftNode {
             let known = self.leader().map(|(id, _)| id);
             let result = match self.write_as_leader(write.clone()).await {
                 Err(NodeError::NotLeader {
-                    leader: Some((_, addr)),
+                    leader: Some((leader, addr)),
                     ..
-                }) if !addr.is_empty() => self.forward(&addr, write.clone()).await,
+                }) if !addr.is_empty() => self.forward_to(leader, &addr, write.clone()).await,
                 other => other,
             };
             let retry = matches!(
@@ -328,6 +328,34 @@ impl RaftNode {
             ),
             RaftError::APIError(e) => NodeError::FailedPrecondition(e.to_string()),
             RaftError::Fatal(e) => NodeError::Fatal(e.to_string()),
+        }
+    }
+
+    /// Forwards to `leader`, giving up as soon as this node learns of another
+    /// leader: a leader that froze or was cut off would otherwise hold the
+    /// write until the forward times out. The caller then retries with the new
+    /// leader, under the same idempotency key.
+    async fn forward_to(
+        &self,
+        leader: u64,
+        addr: &str,
+        write: Write,
+    ) -> Result<(Response, u64), NodeError> {
+        let mut rx = self.raft.metrics();
+        let replaced = async {
+            loop {
+                let now = rx.borrow_watched().current_leader;
+                if now.is_some_and(|l| l != leader) || rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            result = self.forward(addr, write) => result,
+            () = replaced => Err(NodeError::Unavailable(format!(
+                "node {leader} stopped leading while the write was forwarded to it; its outcome \
+                 is unknown: retry with the same idempotency key"
+            ))),
         }
     }
 
