@@ -169,4 +169,21 @@ mod tests {
         assert!(SnapshotReader::parse(&bad).is_err());
         assert!(SnapshotReader::parse(b"nope").is_err());
     }
+
+    #[test]
+    fn the_header_is_read_from_the_first_bytes_alone() {
+        let mut w = SnapshotWriter::new(b"the header");
+        w.record(Table::Tasks, b"k", &[7; 4096]);
+        let blob = w.finish();
+        assert_eq!(header_of(&blob).unwrap(), b"the header");
+        assert_eq!(header_of(&blob[..30]).unwrap(), b"the header");
+        assert!(header_of(&blob[..15]).is_err(), "a cut header is an error");
+        assert!(header_of(b"LANEQSN0....").is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("current");
+        assert_eq!(read_file_header(&path).unwrap(), None);
+        std::fs::write(&path, &blob).unwrap();
+        assert_eq!(read_file_header(&path).unwrap().unwrap(), b"the header");
+    }
 }
