@@ -91,9 +91,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let store = self.store.clone();
         let bytes = encode(vote);
-        tokio::task::spawn_blocking(move || store.raft_meta_put(VOTE, &bytes, true))
+        self.store
+            .blocking(move || store.raft_meta_put(VOTE, &bytes, true))
             .await
-            .map_err(io::Error::other)?
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {

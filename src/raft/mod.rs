@@ -10,6 +10,7 @@ mod log_store;
 mod network;
 pub use network::{endpoint_channel, PEER_MESSAGE_MAX_BYTES};
 mod node;
+pub mod runtime;
 mod service;
 mod state_machine;
 
@@ -28,6 +29,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = u64,
         Node = openraft::BasicNode,
+        AsyncRuntime = runtime::SeedableRuntime,
 );
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;

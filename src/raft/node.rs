@@ -54,7 +54,9 @@ impl Default for RaftTimings {
 }
 
 impl RaftTimings {
-    fn to_config(&self, cluster: &str) -> Result<Config, String> {
+    /// The openraft config these timings make (public for the simulation,
+    /// which builds its Rafts with the same config as a node).
+    pub fn to_config(&self, cluster: &str) -> Result<Config, String> {
         let config = Config {
             cluster_name: cluster.to_string(),
             heartbeat_interval: self.heartbeat_interval_ms,
@@ -299,7 +301,9 @@ impl RaftNode {
     fn cut_off_leader(&self) -> Option<NodeError> {
         use openraft::Instant as _;
         let m = self.raft.metrics().borrow_watched().clone();
-        if m.state != ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2 {
+        if m.state != ServerState::Leader
+            || m.membership_config.membership().voter_ids().count() < 2
+        {
             return None;
         }
         // None: newly elected, no round acknowledged yet.

@@ -220,7 +220,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = self.store.clone();
         let path = self.snapshot_path();
         let expected = meta.clone();
-        let (state, digest) = tokio::task::spawn_blocking(move || -> io::Result<(State, [u8; 32])> {
+        let (state, digest) = self.store.blocking(move || -> io::Result<(State, [u8; 32])> {
             let reader = SnapshotReader::parse(&blob)?;
             let header: SnapshotMeta = decode(reader.header())?;
             if header != expected {
@@ -232,13 +232,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // newer than its state and installs it again at start (openraft's
             // restore). The other way round, it would find its state ahead of
             // the log, purge the log up to it, and have no snapshot that far.
-            save_snapshot_file(&path, &blob)?;
+            save_snapshot_file(&store, &path, &blob)?;
             let state = store.sm_import(&reader)?;
             let digest: [u8; 32] = read_meta(&store, DIGEST)?.unwrap_or([0; 32]);
             Ok((state, digest))
         })
-        .await
-        .map_err(io::Error::other)??;
+        .await?;
 
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -266,14 +265,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Writes the blob to a temp file, fsyncs it and renames it into place,
-/// unless the file already holds a snapshot at least as new. A build that
-/// began before an install can end after it; putting its older snapshot back
-/// would leave the log purged past the current snapshot, and the node would
-/// refuse to start again.
-fn save_snapshot_file(path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
+/// Writes the blob to a temp file, fsyncs it (if the store fsyncs) and
+/// renames it into place, unless the file already holds a snapshot at least
+/// as new. A build that began before an install can end after it; putting
+/// its older snapshot back would leave the log purged past the current
+/// snapshot, and the node would refuse to start again.
+fn save_snapshot_file(store: &Store, path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
     static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _saving = SAVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _saving = SAVING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let last_log_id = |header: &[u8]| decode::<SnapshotMeta>(header).map(|m| m.last_log_id);
     let new = last_log_id(crate::store::snapshot_header_of(blob)?)?;
     if let Some(header) = crate::store::read_snapshot_file_header(path)? {
@@ -283,6 +284,7 @@ fn save_snapshot_file(path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
             return Ok(());
         }
     }
+    let fsync = store.options().fsync;
     let dir = path.parent().expect("snapshot path has a parent");
     std::fs::create_dir_all(dir)?;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -292,10 +294,15 @@ fn save_snapshot_file(path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(blob)?;
-        f.sync_all()?;
+        if fsync {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    if fsync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Builds a snapshot from one consistent RocksDB view while apply goes on.
@@ -310,7 +317,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let store = self.store.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
+        self.store.blocking(move || -> io::Result<Snapshot> {
             let mut meta_out = None;
             let blob = store.sm_export(|table| {
                 let last_log_id: Option<LogId> =
@@ -328,7 +335,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 meta_out = Some(meta);
                 Ok(header)
             })?;
-            save_snapshot_file(&path, &blob)?;
+            save_snapshot_file(&store, &path, &blob)?;
             let meta = meta_out.expect("header callback ran");
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = blob.len(), "built snapshot");
             Ok(Snapshot {
@@ -337,6 +344,5 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             })
         })
         .await
-        .map_err(io::Error::other)?
     }
 }

@@ -1,6 +1,8 @@
 //! Group commit for log appends: one thread fsyncs the write-ahead log once
 //! for every append queued since its last fsync, then completes their
-//! callbacks in the order the appends were made.
+//! callbacks in the order the appends were made. A store that does its IO
+//! inline (the simulation's) gets no thread: each append syncs and completes
+//! its callback at once, in the caller.
 
 use std::io;
 use std::sync::{mpsc, Arc};
@@ -19,20 +21,29 @@ pub struct Flusher {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    tx: Option<mpsc::Sender<Callback>>,
-    thread: Option<thread::JoinHandle<()>>,
+enum Inner {
+    Thread {
+        tx: Option<mpsc::Sender<Callback>>,
+        thread: Option<thread::JoinHandle<()>>,
+    },
+    /// The store does its IO inline (see `StoreOptions::inline_io`).
+    Inline(Store),
 }
 
 impl Flusher {
     pub fn start(store: Store) -> Self {
+        if store.options().inline_io {
+            return Self {
+                inner: Arc::new(Inner::Inline(store)),
+            };
+        }
         let (tx, rx) = mpsc::channel::<Callback>();
         let handle = thread::Builder::new()
             .name("laneq-flusher".into())
             .spawn(move || run(store, rx))
             .expect("spawn the flusher thread");
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Inner::Thread {
                 tx: Some(tx),
                 thread: Some(handle),
             }),
@@ -43,9 +54,12 @@ impl Flusher {
     /// durable. Callbacks run in the order they were queued.
     pub fn after_sync(&self, done: impl FnOnce(io::Result<()>) + Send + 'static) {
         let done: Callback = Box::new(done);
-        let sent = match &self.inner.tx {
-            Some(tx) => tx.send(done).map_err(|mpsc::SendError(done)| done),
-            None => Err(done),
+        let sent = match &*self.inner {
+            Inner::Inline(store) => return done(synced(store)),
+            Inner::Thread { tx: Some(tx), .. } => {
+                tx.send(done).map_err(|mpsc::SendError(done)| done)
+            }
+            Inner::Thread { tx: None, .. } => Err(done),
         };
         if let Err(done) = sent {
             done(Err(io::Error::other("the log flusher has stopped")));
@@ -55,8 +69,11 @@ impl Flusher {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(handle) = self.thread.take() {
+        let Inner::Thread { tx, thread } = self else {
+            return;
+        };
+        drop(tx.take());
+        if let Some(handle) = thread.take() {
             // A callback run by the flusher itself may drop the last clone;
             // the thread then ends on its own once it returns.
             if handle.thread().id() != thread::current().id() {
@@ -72,10 +89,7 @@ fn run(store: Store, rx: mpsc::Receiver<Callback>) {
         while let Ok(more) = rx.try_recv() {
             group.push(more);
         }
-        let result = store.sync();
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "fsync of the log failed; the node must stop");
-        }
+        let result = synced(&store);
         for done in group {
             done(match &result {
                 Ok(()) => Ok(()),
@@ -83,4 +97,13 @@ fn run(store: Store, rx: mpsc::Receiver<Callback>) {
             });
         }
     }
+}
+
+/// Syncs the store, logging a failure: it stops the node.
+fn synced(store: &Store) -> io::Result<()> {
+    let result = store.sync();
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "fsync of the log failed; the node must stop");
+    }
+    result
 }

@@ -44,6 +44,32 @@ fn all_cfs() -> Vec<&'static str> {
 pub struct Store {
     db: Arc<DB>,
     dir: PathBuf,
+    options: StoreOptions,
+}
+
+/// How a store does its IO. A node always runs with the default; only the
+/// deterministic simulation (`tests/sim.rs`) changes it.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// fsync wherever durability is promised. The simulation turns it off:
+    /// its crashes stop a node, not the machine, so the page cache survives
+    /// them, and fsyncs would only make hundreds of seeds slow.
+    pub fsync: bool,
+    /// Do the blocking work (the group-commit fsync, snapshot build and
+    /// install, the vote) on the calling thread, not on the flusher thread or
+    /// tokio's blocking pool. The simulation runs a cluster on one thread:
+    /// work finished on another thread would wake it at a moment that no
+    /// seed decides.
+    pub inline_io: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            fsync: true,
+            inline_io: false,
+        }
+    }
 }
 
 pub(crate) fn io_err(e: rocksdb::Error) -> io::Error {
@@ -53,6 +79,12 @@ pub(crate) fn io_err(e: rocksdb::Error) -> io::Error {
 impl Store {
     /// Opens (or creates) the store under `dir/db`.
     pub fn open(dir: &Path) -> io::Result<Self> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store under `dir/db`, doing its IO as
+    /// `options` say.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -70,11 +102,30 @@ impl Store {
         Ok(Self {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
+            options,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn options(&self) -> StoreOptions {
+        self.options
+    }
+
+    /// Runs `work` (store IO that may block for a while) on tokio's blocking
+    /// pool, or right here when the store does its IO inline.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        if self.options.inline_io {
+            return work();
+        }
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(io::Error::other)?
     }
 
     pub(crate) fn db(&self) -> &DB {
@@ -89,7 +140,14 @@ impl Store {
 
     /// Makes every write so far durable (fsync of the write-ahead log).
     pub fn sync(&self) -> io::Result<()> {
-        self.db.flush_wal(true).map_err(io_err)
+        self.db.flush_wal(self.options.fsync).map_err(io_err)
+    }
+
+    /// Write options that fsync before returning (unless fsync is off).
+    pub(crate) fn synced(&self) -> WriteOptions {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.options.fsync);
+        wo
     }
 
     // --- Raft metadata ---
@@ -100,8 +158,11 @@ impl Store {
 
     /// Writes a Raft metadata value; with `durable` it is fsynced before return.
     pub fn raft_meta_put(&self, key: &str, value: &[u8], durable: bool) -> io::Result<()> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(durable);
+        let wo = if durable {
+            self.synced()
+        } else {
+            WriteOptions::default()
+        };
         self.db
             .put_cf_opt(self.cf(CF_RAFT), key, value, &wo)
             .map_err(io_err)
@@ -159,12 +220,10 @@ impl Store {
 
     /// Deletes every entry with `index >= from`.
     pub fn log_truncate_from(&self, from: u64) -> io::Result<()> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(CF_LOG), from.to_be_bytes(), u64::MAX.to_be_bytes());
         batch.delete_cf(self.cf(CF_LOG), u64::MAX.to_be_bytes());
-        self.db.write_opt(batch, &wo).map_err(io_err)
+        self.db.write_opt(batch, &self.synced()).map_err(io_err)
     }
 
     /// Records the new purge point and deletes every entry with

@@ -6,7 +6,7 @@
 //! ([`Store::sm_commit`]), so a restarted node never sees data without the
 //! applied index that produced it, or the reverse.
 
-use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{IteratorMode, WriteBatch};
 use std::collections::BTreeMap;
 use std::io;
 
@@ -242,9 +242,7 @@ impl Store {
             let (table, k, v) = record?;
             wb.put_cf(self.cf(table.cf()), k, v);
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db().write_opt(wb, &wo).map_err(io_err)?;
+        self.db().write_opt(wb, &self.synced()).map_err(io_err)?;
         self.sm_load()
     }
 }

@@ -54,7 +54,7 @@ impl Nemesis {
             cluster,
             links,
             rec,
-            rng: StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_73),
+            rng: StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973),
             kinds,
             down: BTreeSet::new(),
             paused: BTreeSet::new(),
