@@ -346,3 +346,49 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::vote::RaftLeaderId;
+
+    use super::*;
+    use crate::store::SnapshotWriter;
+
+    fn blob(index: u64) -> Vec<u8> {
+        let leader = openraft::alias::CommittedLeaderIdOf::<TypeConfig>::new(1, 1);
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(leader, index)),
+            ..Default::default()
+        };
+        SnapshotWriter::new(&encode(&meta)).finish()
+    }
+
+    fn saved_index(path: &std::path::Path) -> Option<u64> {
+        let header = crate::store::read_snapshot_file_header(path).unwrap()?;
+        decode::<SnapshotMeta>(&header)
+            .unwrap()
+            .last_log_id
+            .map(|l| l.index())
+    }
+
+    /// A snapshot build that started before an install and ends after it
+    /// must not put its older snapshot back (found by the chaos suite).
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let path = dir.path().join("snapshot").join("current");
+        save_snapshot_file(&store, &path, &blob(300)).unwrap();
+        assert_eq!(saved_index(&path), Some(300));
+        save_snapshot_file(&store, &path, &blob(1800)).unwrap();
+        assert_eq!(saved_index(&path), Some(1800));
+        save_snapshot_file(&store, &path, &blob(1200)).unwrap();
+        assert_eq!(
+            saved_index(&path),
+            Some(1800),
+            "the older build was dropped"
+        );
+        save_snapshot_file(&store, &path, &blob(1800)).unwrap();
+        assert_eq!(saved_index(&path), Some(1800));
+    }
+}

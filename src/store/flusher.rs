@@ -107,3 +107,26 @@ fn synced(store: &Store) -> io::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dropping the last handle waits for the thread, so its handle on the
+    /// database is gone when the drop returns: a RocksDB left open in a
+    /// detached thread aborted the test binary at exit once.
+    #[test]
+    fn the_last_drop_joins_the_thread_and_releases_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let flusher = Flusher::start(store.clone());
+        let (tx, rx) = mpsc::channel();
+        flusher.after_sync(move |r| tx.send(r.is_ok()).unwrap());
+        assert!(rx.recv().unwrap(), "the sync succeeded");
+        let clone = flusher.clone();
+        drop(flusher);
+        assert_eq!(store.handles(), 2, "a clone keeps the thread running");
+        drop(clone);
+        assert_eq!(store.handles(), 1, "only this test's handle is left");
+    }
+}

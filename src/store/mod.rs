@@ -128,6 +128,12 @@ impl Store {
             .map_err(io::Error::other)?
     }
 
+    /// How many handles share the database (this one included).
+    #[cfg(test)]
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.db)
+    }
+
     pub(crate) fn db(&self) -> &DB {
         &self.db
     }
