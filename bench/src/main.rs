@@ -1,0 +1,136 @@
+//! laneq side by side with etcd on the same machine, in the same run
+//! (issue #6). `scripts/bench` builds and runs it; see `--help`.
+//!
+//! Each scenario starts the clusters it needs (3 nodes each, on 127.0.0.1,
+//! fsync on), drives them from this process with the same concurrency, and
+//! prints a Markdown table. Every measured row also goes into one JSON list
+//! (`--out`, by default `bench/results/versus_etcd.json`) of records with
+//! `scenario`, `system`, `clients`, `ops_per_s`, `p50_ms`, `p99_ms` and
+//! whatever else the scenario measures.
+
+mod floor;
+mod load;
+mod scenarios;
+mod systems;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+const USAGE: &str = "\
+laneq-bench: laneq side by side with etcd (3 nodes each, loopback, fsync on)
+
+Options:
+  --quick               every scenario, briefly
+  --scenarios LIST      comma-separated, default all: floor, submit, e2e,
+                        failover, heartbeats
+  --laneq-bin PATH      the laneq binary (default target/release/laneq)
+  --etcd-bin PATH       the etcd binary (default /usr/bin/etcd)
+  --out FILE            the JSON results (default bench/results/versus_etcd.json)
+";
+
+pub struct Args {
+    pub quick: bool,
+    pub scenarios: Vec<String>,
+    pub laneq_bin: PathBuf,
+    pub etcd_bin: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Args {
+    /// How long one measurement runs.
+    pub fn window(&self) -> Duration {
+        if self.quick {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(10)
+        }
+    }
+}
+
+const SCENARIOS: [&str; 5] = ["floor", "submit", "e2e", "failover", "heartbeats"];
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        quick: false,
+        scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
+        laneq_bin: PathBuf::from("target/release/laneq"),
+        etcd_bin: PathBuf::from("/usr/bin/etcd"),
+        out: PathBuf::from("bench/results/versus_etcd.json"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Err(USAGE.into()),
+            "--quick" => a.quick = true,
+            "--scenarios" => {
+                a.scenarios = value()?.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = a
+                    .scenarios
+                    .iter()
+                    .find(|s| !SCENARIOS.contains(&s.as_str()))
+                {
+                    return Err(format!(
+                        "--scenarios: unknown {bad:?}; scenarios: {}",
+                        SCENARIOS.join(", ")
+                    ));
+                }
+            }
+            "--laneq-bin" => a.laneq_bin = PathBuf::from(value()?),
+            "--etcd-bin" => a.etcd_bin = PathBuf::from(value()?),
+            "--out" => a.out = PathBuf::from(value()?),
+            other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
+        }
+    }
+    for (what, path) in [("laneq", &a.laneq_bin), ("etcd", &a.etcd_bin)] {
+        if !path.exists() {
+            return Err(format!(
+                "the {what} binary {} does not exist",
+                path.display()
+            ));
+        }
+    }
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "# laneq vs etcd: 3 nodes each on 127.0.0.1, fsync on, {cpus} cores, {}\n",
+        if args.quick {
+            "quick run (2 s windows)"
+        } else {
+            "10 s windows"
+        }
+    );
+    let mut records = Vec::new();
+    for s in &args.scenarios {
+        let rows = match s.as_str() {
+            "floor" => floor::run().await,
+            "submit" => scenarios::submit(&args).await,
+            "e2e" => scenarios::end_to_end(&args).await,
+            "failover" => scenarios::failover(&args).await,
+            "heartbeats" => scenarios::heartbeats(&args).await,
+            _ => unreachable!("checked in parse_args"),
+        };
+        records.extend(rows);
+    }
+    if let Some(dir) = args.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let text = serde_json::to_string_pretty(&records).expect("records are JSON");
+    if let Err(e) = std::fs::write(&args.out, text + "\n") {
+        eprintln!("cannot write {}: {e}", args.out.display());
+        return std::process::ExitCode::from(1);
+    }
+    println!("\nresults: {}", args.out.display());
+    std::process::ExitCode::SUCCESS
+}

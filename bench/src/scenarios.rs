@@ -1,0 +1,598 @@
+//! The scenarios of issue #6, each against laneq and, where the issue asks,
+//! against etcd at the same concurrency.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
+use laneq::client::workers::{Outcome as RunOutcome, Registration};
+use laneq::client::{Client, ReadConsistency};
+use laneq::proto::v1::{QueueSpec, TaskSpec};
+use serde_json::{json, Value};
+
+use crate::load::{closed_loop, ms, percentile, Op, Outcome};
+use crate::systems::{cpu_time, Cluster};
+use crate::Args;
+
+const PAYLOAD: usize = 256;
+const QUEUE: &str = "bench";
+/// Time allowed to one etcd request before the next goes to another member.
+const ATTEMPT: Duration = Duration::from_secs(2);
+
+/// A laneq client with the bench queue created (no depth limit).
+async fn laneq_client(c: &Cluster) -> Client {
+    let client = Client::with_deadline(&c.endpoints, Duration::from_secs(10));
+    create_queue(&client, QUEUE).await;
+    client
+}
+
+/// Creates a queue without a depth limit (if it does not exist yet).
+async fn create_queue(client: &Client, name: &str) {
+    let spec = QueueSpec {
+        depth: Some(0),
+        ..Default::default()
+    };
+    let _ = client.create_queue_with(name, None, Some(spec)).await;
+}
+
+fn task() -> TaskSpec {
+    task_in(QUEUE)
+}
+
+fn task_in(queue: &str) -> TaskSpec {
+    TaskSpec {
+        queue: queue.into(),
+        command: vec!["true".into()],
+        payload: vec![0x61; PAYLOAD],
+        ..Default::default()
+    }
+}
+
+fn laneq_submit(client: Client) -> Op {
+    Arc::new(move |_, _| {
+        let client = client.clone();
+        Box::pin(async move { client.submit(task(), None).await.is_ok() })
+    })
+}
+
+/// etcd puts through one connection per member, as laneq's client holds
+/// one channel per node: a call goes to the member that answered last, and
+/// a failure or a 2 s timeout moves the next call to the next member (etcd members forward
+/// proposals to their leader, so any live one will do).
+async fn etcd_put(c: &Cluster) -> Op {
+    let mut members = Vec::new();
+    for ep in &c.endpoints {
+        let client = etcd_client::Client::connect([ep], None)
+            .await
+            .expect("connect to etcd");
+        members.push(client.kv_client());
+    }
+    let members = Arc::new(members);
+    let preferred = Arc::new(AtomicU64::new(0));
+    Arc::new(move |client_index, seq| {
+        let (members, preferred) = (members.clone(), preferred.clone());
+        Box::pin(async move {
+            let at = preferred.load(Ordering::Relaxed);
+            let mut kv = members[at as usize % members.len()].clone();
+            let key = format!("bench/{client_index}/{seq}");
+            // The same 2 s per attempt as laneq's client: a proposal lost
+            // with its leader otherwise waits for etcd's own 7 s timeout.
+            let put = kv.put(key, vec![0x61u8; PAYLOAD], None);
+            let ok = matches!(tokio::time::timeout(ATTEMPT, put).await, Ok(Ok(_)));
+            if !ok {
+                let _ =
+                    preferred.compare_exchange(at, at + 1, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            ok
+        })
+    })
+}
+
+fn row(scenario: &str, system: &str, clients: usize, o: &Outcome) -> Value {
+    json!({
+        "scenario": scenario, "system": system, "clients": clients,
+        "ops_per_s": o.per_s().round(), "p50_ms": o.pct_ms(50.0), "p99_ms": o.pct_ms(99.0),
+        "p999_ms": o.pct_ms(99.9), "errors": o.errors,
+    })
+}
+
+/// Scenario 1: single submits of a 256 B payload against etcd puts of a
+/// 256 B value, at 1, 16, 64 and 256 clients; then laneq's batch submits.
+pub async fn submit(args: &Args) -> Vec<Value> {
+    let counts = [1, 16, 64, 256];
+    let mut rows = Vec::new();
+    let mut results: HashMap<(&str, usize), Outcome> = HashMap::new();
+    {
+        let laneq = Cluster::laneq(&args.laneq_bin).await;
+        let op = laneq_submit(laneq_client(&laneq).await);
+        for &c in &counts {
+            let o = closed_loop(c, args.window(), op.clone()).await;
+            rows.push(row("submit", "laneq", c, &o));
+            results.insert(("laneq", c), o);
+        }
+        let client = laneq_client(&laneq).await;
+        for batch in [100usize, 1000] {
+            let client = client.clone();
+            let op: Op = Arc::new(move |_, _| {
+                let client = client.clone();
+                Box::pin(
+                    async move { client.submit_batch(vec![task(); batch], None).await.is_ok() },
+                )
+            });
+            let o = closed_loop(4, args.window(), op).await;
+            let mut r = row(&format!("submit_batch_{batch}"), "laneq", 4, &o);
+            r["tasks_per_s"] = json!((o.per_s() * batch as f64).round());
+            rows.push(r);
+            results.insert(
+                if batch == 100 {
+                    ("laneq-b100", 4)
+                } else {
+                    ("laneq-b1000", 4)
+                },
+                o,
+            );
+        }
+    }
+    {
+        let etcd = Cluster::etcd(&args.etcd_bin, false).await;
+        let op = etcd_put(&etcd).await;
+        for &c in &counts {
+            let o = closed_loop(c, args.window(), op.clone()).await;
+            rows.push(row("submit", "etcd", c, &o));
+            results.insert(("etcd", c), o);
+        }
+    }
+    println!("## 1. Submit (laneq) against put (etcd), 256 B, one request per call\n");
+    println!("| clients | laneq ops/s | etcd ops/s | ratio | laneq p50 / p99 / p999 ms | etcd p50 / p99 / p999 ms |");
+    println!("|---:|---:|---:|---:|---|---|");
+    for &c in &counts {
+        let (l, e) = (&results[&("laneq", c)], &results[&("etcd", c)]);
+        println!(
+            "| {c} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+            l.per_s(),
+            e.per_s(),
+            l.per_s() / e.per_s().max(1e-9),
+            l.pct_ms(50.0),
+            l.pct_ms(99.0),
+            l.pct_ms(99.9),
+            e.pct_ms(50.0),
+            e.pct_ms(99.0),
+            e.pct_ms(99.9)
+        );
+    }
+    for (label, batch) in [("laneq-b100", 100.0), ("laneq-b1000", 1000.0)] {
+        let o = &results[&(label, 4)];
+        println!(
+            "\nlaneq batch submits of {batch:.0} tasks, 4 clients: {:.0} tasks/s (p50 {:.2} ms per batch)",
+            o.per_s() * batch,
+            o.pct_ms(50.0)
+        );
+    }
+    println!();
+    rows
+}
+
+/// Scenario 2: submit, lease and complete with worker loops in this
+/// process; tasks/s at full speed, then submit-to-lease latency at half of
+/// it. etcd runs its queue recipe: enqueue is a put under a prefix, dequeue
+/// reads the oldest key and deletes it in a transaction that fails if
+/// another worker took it first.
+pub async fn end_to_end(args: &Args) -> Vec<Value> {
+    let (submitters, workers) = (16usize, 8usize);
+    let mut rows = Vec::new();
+    let laneq = Cluster::laneq(&args.laneq_bin).await;
+    let client = laneq_client(&laneq).await;
+    let full = laneq_pipeline(&client, submitters, workers, None, args.window()).await;
+    let half_rate = full.done_per_s / 2.0;
+    let half = laneq_pipeline(&client, submitters, workers, Some(half_rate), args.window()).await;
+    drop(laneq);
+    let etcd = Cluster::etcd(&args.etcd_bin, false).await;
+    let etcd_rate = etcd_queue(&etcd, submitters, workers, args.window()).await;
+    drop(etcd);
+    println!(
+        "## 2. End to end: submit, lease, complete ({submitters} submitters, {workers} workers)\n"
+    );
+    println!("| system | load | tasks/s done | submit→lease p50 | p99 |\n|---|---|---:|---:|---:|");
+    for (label, r) in [("100% (closed loop)", &full), ("50% of that rate", &half)] {
+        println!(
+            "| laneq | {label} | {:.0} | {:.2} ms | {:.2} ms |",
+            r.done_per_s, r.p50_ms, r.p99_ms
+        );
+        rows.push(
+            json!({"scenario": "e2e", "system": "laneq", "clients": submitters,
+            "workers": workers, "load": label, "ops_per_s": r.done_per_s.round(),
+            "p50_ms": r.p50_ms, "p99_ms": r.p99_ms}),
+        );
+    }
+    println!("| etcd (queue recipe) | closed loop | {etcd_rate:.0} | | |");
+    println!(
+        "\nlaneq / etcd tasks/s: {:.2}x\n",
+        full.done_per_s / etcd_rate.max(1e-9)
+    );
+    rows.push(
+        json!({"scenario": "e2e", "system": "etcd", "clients": submitters,
+        "workers": workers, "load": "closed loop", "ops_per_s": etcd_rate.round()}),
+    );
+    rows
+}
+
+struct Pipeline {
+    done_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn laneq_pipeline(
+    client: &Client,
+    submitters: usize,
+    workers: usize,
+    rate: Option<f64>,
+    window: Duration,
+) -> Pipeline {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let waits: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    // Each run has its own queue, so that it starts without a backlog.
+    let tag = if rate.is_some() { "half" } else { "full" };
+    let queue = format!("e2e-{tag}");
+    create_queue(client, &queue).await;
+    for w in 0..workers {
+        let (client, stop, sent, waits, done) = (
+            client.clone(),
+            stop.clone(),
+            sent.clone(),
+            waits.clone(),
+            done.clone(),
+        );
+        let name = format!("bench-{tag}-{w}");
+        let queue = queue.clone();
+        handles.push(tokio::spawn(async move {
+            let reg = Registration {
+                name: name.clone(),
+                queues: vec![queue],
+                ..Default::default()
+            };
+            if client.register_worker(&reg).await.is_err() {
+                return;
+            }
+            let ok = RunOutcome {
+                succeeded: true,
+                exit_code: Some(0),
+                condition: String::new(),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(leases) = client.lease(&name, 32, Duration::from_millis(500)).await else {
+                    continue;
+                };
+                let now = Instant::now();
+                for l in &leases {
+                    let Some(t) = &l.task else { continue };
+                    if let Some(at) = sent.lock().expect("sent").remove(&t.id) {
+                        waits.lock().expect("waits").push(now - at);
+                    }
+                    if client
+                        .complete_task(t.id, l.fencing_token, &ok, None)
+                        .await
+                        .is_ok()
+                    {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    for s in 0..submitters {
+        let (client, stop, sent) = (client.clone(), stop.clone(), sent.clone());
+        let queue = queue.clone();
+        let pause = rate.map(|r| Duration::from_secs_f64(submitters as f64 / r.max(1.0)));
+        handles.push(tokio::spawn(async move {
+            let mut next = Instant::now() + Duration::from_millis(s as u64);
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(p) = pause {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += p;
+                }
+                let t = Instant::now();
+                if let Ok(r) = client.submit(task_in(&queue), None).await {
+                    sent.lock().expect("sent").insert(r.id, t);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(window).await;
+    let counted = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut w = std::mem::take(&mut *waits.lock().expect("waits"));
+    w.sort_unstable();
+    Pipeline {
+        done_per_s: counted as f64 / elapsed.as_secs_f64(),
+        p50_ms: ms(percentile(&w, 50.0)),
+        p99_ms: ms(percentile(&w, 99.0)),
+    }
+}
+
+async fn etcd_queue(c: &Cluster, submitters: usize, workers: usize, window: Duration) -> f64 {
+    let client = etcd_client::Client::connect(&c.endpoints, None)
+        .await
+        .expect("connect to etcd");
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for s in 0..submitters {
+        let (mut kv, stop) = (client.kv_client(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = kv
+                    .put(format!("q/{s:03}-{n:012}"), vec![0x61u8; PAYLOAD], None)
+                    .await;
+                n += 1;
+            }
+        }));
+    }
+    let start = Instant::now();
+    for _ in 0..workers {
+        let (mut kv, stop, done) = (client.kv_client(), stop.clone(), done.clone());
+        handles.push(tokio::spawn(async move {
+            let oldest = GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                .with_limit(1);
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(r) = kv.get("q/", Some(oldest.clone())).await else {
+                    continue;
+                };
+                let Some(first) = r.kvs().first() else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                let key = first.key().to_vec();
+                let take = Txn::new()
+                    .when([Compare::mod_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        first.mod_revision(),
+                    )])
+                    .and_then([TxnOp::delete(key, None)]);
+                if kv.txn(take).await.is_ok_and(|t| t.succeeded()) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(window).await;
+    let counted = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    counted as f64 / elapsed.as_secs_f64()
+}
+
+/// Scenario 3: a steady submit load, then SIGKILL of the leader, `kills`
+/// times: the time from the kill to the first acknowledged write sent after
+/// it, and how many writes came back unknown (an error) meanwhile.
+pub async fn failover(args: &Args) -> Vec<Value> {
+    let kills = if args.quick { 3 } else { 10 };
+    let mut rows = Vec::new();
+    println!("## 3. Failover: SIGKILL of the leader under a steady write load, {kills} times\n");
+    println!("| system | p50 | p99 | max | unknown writes |\n|---|---:|---:|---:|---:|");
+    for system in ["laneq", "etcd", "etcd (10/100 ms)"] {
+        let mut cluster = match system {
+            "laneq" => Cluster::laneq(&args.laneq_bin).await,
+            "etcd" => Cluster::etcd(&args.etcd_bin, false).await,
+            _ => Cluster::etcd(&args.etcd_bin, true).await,
+        };
+        let op = match system {
+            "laneq" => {
+                // One attempt per write, as with etcd: the client's own
+                // retries would hide the unknown outcomes.
+                let client = laneq_client(&cluster).await;
+                laneq_submit(client)
+            }
+            _ => etcd_put(&cluster).await,
+        };
+        let (times, unknown) = kill_leader_loop(&mut cluster, op, kills).await;
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        println!(
+            "| {system} | {:.0} ms | {:.0} ms | {:.0} ms | {unknown} |",
+            ms(percentile(&sorted, 50.0)),
+            ms(percentile(&sorted, 99.0)),
+            ms(*sorted.last().unwrap_or(&Duration::ZERO))
+        );
+        rows.push(
+            json!({"scenario": "failover", "system": system, "clients": 4,
+            "kills": kills, "p50_ms": ms(percentile(&sorted, 50.0)),
+            "p99_ms": ms(percentile(&sorted, 99.0)),
+            "max_ms": ms(*sorted.last().unwrap_or(&Duration::ZERO)),
+            "unknown_writes": unknown,
+            "each_ms": times.iter().map(|t| ms(*t)).collect::<Vec<_>>()}),
+        );
+    }
+    println!();
+    rows
+}
+
+async fn kill_leader_loop(cluster: &mut Cluster, op: Op, kills: usize) -> (Vec<Duration>, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    // (sent, answered, ok) of every write.
+    let log: Arc<Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
+    let mut load = Vec::new();
+    for c in 0..4 {
+        let (op, stop, log) = (op.clone(), stop.clone(), log.clone());
+        load.push(tokio::spawn(async move {
+            let mut seq = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = matches!(
+                    tokio::time::timeout(Duration::from_secs(10), op(c, seq)).await,
+                    Ok(true)
+                );
+                log.lock().expect("log").push((t, Instant::now(), ok));
+                if !ok {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                seq += 1;
+            }
+        }));
+    }
+    let mut times = Vec::new();
+    let mut unknown = 0;
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Some(leader) = cluster.leader().await else {
+            continue;
+        };
+        let killed_at = Instant::now();
+        cluster.kill(leader);
+        let first = loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let log = log.lock().expect("log");
+            let first = (log.iter())
+                .filter(|(sent, _, ok)| *ok && *sent >= killed_at)
+                .map(|(_, done, _)| *done)
+                .min();
+            if let Some(done) = first {
+                break done;
+            }
+            if killed_at.elapsed() > Duration::from_secs(60) {
+                break killed_at + Duration::from_secs(60);
+            }
+        };
+        times.push(first - killed_at);
+        unknown += (log.lock().expect("log").iter())
+            .filter(|(sent, _, ok)| !*ok && *sent >= killed_at && *sent <= first)
+            .count() as u64;
+        cluster.start(leader);
+        cluster.wait_ready().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in load {
+        let _ = h.await;
+    }
+    (times, unknown)
+}
+
+/// Scenario 5: 10,000 simulated workers heartbeat every 5 s through the
+/// followers; each node's CPU and the Raft entries per second they cause.
+pub async fn heartbeats(args: &Args) -> Vec<Value> {
+    let workers = 10_000usize;
+    let period = Duration::from_secs(5);
+    let cluster = Cluster::laneq(&args.laneq_bin).await;
+    let client = laneq_client(&cluster).await;
+    let leader = cluster.leader().await.expect("a leader");
+    let followers: Vec<String> = (cluster.endpoints.iter().enumerate())
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, e)| e.clone())
+        .collect();
+    // Register them all first (64 at a time).
+    let names: Vec<String> = (0..workers).map(|i| format!("sim-{i:05}")).collect();
+    let register: Op = {
+        let (client, names) = (client.clone(), Arc::new(names.clone()));
+        let next = Arc::new(AtomicU64::new(0));
+        Arc::new(move |_, _| {
+            let (client, names, next) = (client.clone(), names.clone(), next.clone());
+            Box::pin(async move {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(name) = names.get(i) else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return true;
+                };
+                let reg = Registration {
+                    name: name.clone(),
+                    queues: vec![QUEUE.into()],
+                    ..Default::default()
+                };
+                client.register_worker(&reg).await.is_ok()
+            })
+        })
+    };
+    let _ = closed_loop(
+        64,
+        Duration::from_secs(if args.quick { 10 } else { 30 }),
+        register,
+    )
+    .await;
+    let window = if args.quick {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(30)
+    };
+    let status = |i: usize| {
+        let ep = cluster.endpoints[i].clone();
+        async move { Client::node_status(&ep, Duration::from_secs(2)).await.ok() }
+    };
+    let log_before = status(leader).await.map_or(0, |s| s.last_log_index);
+    let cpu_before: Vec<_> = (0..3).map(|i| cluster.pid(i).and_then(cpu_time)).collect();
+    let start = Instant::now();
+    let senders = 50usize;
+    let per = workers / senders;
+    let mut handles = Vec::new();
+    let sent = Arc::new(AtomicU64::new(0));
+    for s in 0..senders {
+        let ep = followers[s % followers.len()].clone();
+        let names = names[s * per..(s + 1) * per].to_vec();
+        let sent = sent.clone();
+        handles.push(tokio::spawn(async move {
+            let c = Client::with_deadline(&[ep], Duration::from_secs(5));
+            let gap = period / per as u32;
+            let mut next = Instant::now() + gap * s as u32 / senders as u32;
+            'outer: loop {
+                for n in &names {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += gap;
+                    if start.elapsed() >= window {
+                        break 'outer;
+                    }
+                    if c.heartbeat(n, vec![], None).await.is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let elapsed = start.elapsed();
+    let log_after = status(leader).await.map_or(0, |s| s.last_log_index);
+    let cpu: Vec<Option<f64>> = (0..3)
+        .map(|i| {
+            let after = cluster.pid(i).and_then(cpu_time)?;
+            let before = cpu_before[i]?;
+            Some((after - before).as_secs_f64() / elapsed.as_secs_f64() * 100.0)
+        })
+        .collect();
+    let entries = (log_after - log_before) as f64 / elapsed.as_secs_f64();
+    let beats = sent.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+    println!("## 5. Heartbeats: {workers} workers every {period:?}, sent to the followers\n");
+    println!("| node | role | CPU (% of one core) |\n|---:|---|---:|");
+    for (i, c) in cpu.iter().enumerate() {
+        println!(
+            "| {} | {} | {} |",
+            i + 1,
+            if i == leader { "leader" } else { "follower" },
+            c.map_or("?".into(), |c| format!("{c:.1}%"))
+        );
+    }
+    println!("\n{beats:.0} heartbeats/s answered; {entries:.1} Raft entries/s\n");
+    let _ = client.list_queues(ReadConsistency::Stale).await;
+    vec![
+        json!({"scenario": "heartbeats", "system": "laneq", "clients": senders,
+        "workers": workers, "ops_per_s": beats.round(), "raft_entries_per_s": entries,
+        "leader_cpu_pct": cpu[leader],
+        "follower_cpu_pct": cpu.iter().enumerate().filter(|(i, _)| *i != leader)
+            .map(|(_, c)| *c).collect::<Vec<_>>()}),
+    ]
+}

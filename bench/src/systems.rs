@@ -1,0 +1,272 @@
+//! The two systems under test, each a 3-node cluster of real processes on
+//! 127.0.0.1 with its own data dirs under one temp dir: laneq from the
+//! release binary with its default settings, and etcd (Debian's
+//! etcd-server). Every process started here is killed on drop.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use laneq::client::Client;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+struct Proc {
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(&mut self, bin: &Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("node log");
+        let child = Command::new(bin)
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// Which system a cluster runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Laneq,
+    Etcd,
+}
+
+pub struct Cluster {
+    pub kind: Kind,
+    pub name: String,
+    bin: PathBuf,
+    /// Client endpoints, one per node (host:port).
+    pub endpoints: Vec<String>,
+    procs: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A laneq cluster with its default settings (fsync on).
+    pub async fn laneq(bin: &Path) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addrs: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let mut procs = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let id = i + 1;
+            let mut text = format!(
+                "id = {id}\ncluster = \"bench\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
+                dir.path().join(format!("node{id}")).display()
+            );
+            for (j, peer) in addrs.iter().enumerate() {
+                text += &format!("\n[[peers]]\nid = {}\naddr = \"{peer}\"\n", j + 1);
+            }
+            let config = dir.path().join(format!("node{id}.toml"));
+            std::fs::write(&config, text).expect("write config");
+            procs.push(Proc {
+                args: vec![
+                    "node".into(),
+                    "--config".into(),
+                    config.display().to_string(),
+                ],
+                log: dir.path().join(format!("node{id}.log")),
+                child: None,
+            });
+        }
+        let mut c = Cluster {
+            kind: Kind::Laneq,
+            name: "laneq".into(),
+            bin: bin.to_path_buf(),
+            endpoints: addrs,
+            procs,
+            _dir: dir,
+        };
+        for i in 0..3 {
+            c.start(i);
+        }
+        let client = Client::with_deadline(&c.endpoints, Duration::from_secs(30));
+        client.init().await.expect("init the laneq cluster");
+        c.wait_ready().await;
+        c
+    }
+
+    /// An etcd cluster; `fast` sets heartbeat 10 ms and election 100 ms
+    /// (etcd's defaults are 100 ms and 1000 ms).
+    pub async fn etcd(bin: &Path, fast: bool) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = (ports.iter().enumerate())
+            .map(|(i, (_, peer))| format!("e{}=http://127.0.0.1:{peer}", i + 1))
+            .collect();
+        let mut procs = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let mut args = vec![
+                format!("--name=e{}", i + 1),
+                format!(
+                    "--data-dir={}",
+                    dir.path().join(format!("e{}", i + 1)).display()
+                ),
+                format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster={}", initial.join(",")),
+                "--initial-cluster-state=new".into(),
+                "--initial-cluster-token=laneq-bench".into(),
+                "--log-level=warn".into(),
+            ];
+            if fast {
+                args.push("--heartbeat-interval=10".into());
+                args.push("--election-timeout=100".into());
+            }
+            procs.push(Proc {
+                args,
+                log: dir.path().join(format!("e{}.log", i + 1)),
+                child: None,
+            });
+        }
+        let mut c = Cluster {
+            kind: Kind::Etcd,
+            name: if fast { "etcd (10/100 ms)" } else { "etcd" }.into(),
+            bin: bin.to_path_buf(),
+            endpoints: ports
+                .iter()
+                .map(|(c, _)| format!("127.0.0.1:{c}"))
+                .collect(),
+            procs,
+            _dir: dir,
+        };
+        for i in 0..3 {
+            c.start(i);
+        }
+        c.wait_ready().await;
+        c
+    }
+
+    pub fn start(&mut self, node: usize) {
+        let bin = self.bin.clone();
+        self.procs[node].start(&bin);
+    }
+
+    pub fn kill(&mut self, node: usize) {
+        self.procs[node].kill();
+    }
+
+    pub fn pid(&self, node: usize) -> Option<u32> {
+        self.procs[node].pid()
+    }
+
+    /// The index of the node that leads, asking each node in turn.
+    pub async fn leader(&self) -> Option<usize> {
+        match self.kind {
+            Kind::Laneq => {
+                for (i, ep) in self.endpoints.iter().enumerate() {
+                    if let Ok(s) = Client::node_status(ep, Duration::from_millis(500)).await {
+                        if s.role == "leader" {
+                            return Some(i);
+                        }
+                    }
+                }
+                None
+            }
+            Kind::Etcd => {
+                for (i, ep) in self.endpoints.iter().enumerate() {
+                    let status = async {
+                        let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
+                        c.status().await.ok()
+                    };
+                    let Ok(Some(s)) =
+                        tokio::time::timeout(Duration::from_millis(500), status).await
+                    else {
+                        continue;
+                    };
+                    if s.header().map(|h| h.member_id()) == Some(s.leader()) {
+                        return Some(i);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Waits until the cluster has a leader and takes a write.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = match self.kind {
+                Kind::Laneq => {
+                    let c = Client::with_deadline(&self.endpoints, Duration::from_secs(2));
+                    c.list_queues(laneq::client::ReadConsistency::Linearizable)
+                        .await
+                        .is_ok()
+                }
+                Kind::Etcd => {
+                    let put = async {
+                        let mut c = etcd_client::Client::connect(&self.endpoints, None).await?;
+                        c.put("ready", "1", None).await
+                    };
+                    matches!(
+                        tokio::time::timeout(Duration::from_secs(2), put).await,
+                        Ok(Ok(_))
+                    )
+                }
+            };
+            if ok && self.leader().await.is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not become ready within 60 s",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            p.kill();
+        }
+    }
+}
+
+/// CPU time (user + system) a process has used so far.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Some(Duration::from_millis(ticks * 1000 / hz.max(1)))
+}
