@@ -107,6 +107,7 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     {
         let laneq = Cluster::laneq(&args.laneq_bin).await;
         let op = laneq_submit(laneq_client(&laneq).await);
+        let term_before = laneq.term().await;
         for &c in &counts {
             let o = closed_loop(c, args.window(), op.clone()).await;
             rows.push(row("submit", "laneq", c, &o));
@@ -134,6 +135,11 @@ pub async fn submit(args: &Args) -> Vec<Value> {
                 o,
             );
         }
+        // Under full load a node must not miss heartbeats: a new term here
+        // would be a spurious election.
+        let elections = laneq.term().await.saturating_sub(term_before);
+        println!("laneq elections during the submit runs (new terms): {elections}\n");
+        rows.push(json!({"scenario": "submit", "system": "laneq", "elections_under_load": elections}));
     }
     {
         let etcd = Cluster::etcd(&args.etcd_bin, false).await;

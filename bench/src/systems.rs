@@ -216,6 +216,19 @@ impl Cluster {
         }
     }
 
+    /// The highest Raft term a node reports (laneq only; 0 for etcd).
+    pub async fn term(&self) -> u64 {
+        let mut term = 0;
+        if self.kind == Kind::Laneq {
+            for ep in &self.endpoints {
+                if let Ok(s) = Client::node_status(ep, Duration::from_secs(2)).await {
+                    term = term.max(s.term);
+                }
+            }
+        }
+        term
+    }
+
     /// Waits until the cluster has a leader and takes a write.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -44,9 +44,9 @@ pub struct RaftTimings {
 impl Default for RaftTimings {
     fn default() -> Self {
         Self {
-            heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 200,
-            election_timeout_max_ms: 400,
+            heartbeat_interval_ms: 25,
+            election_timeout_min_ms: 100,
+            election_timeout_max_ms: 200,
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
         }
@@ -133,8 +133,9 @@ pub struct RaftNode {
     network: PeerNetwork,
     /// The peers from the config: the membership `init` creates.
     peers: BTreeMap<u64, String>,
-    /// A leader that has not heard from a majority for this long (the
-    /// maximum election timeout) is taken to be cut off: see
+    /// A leader that has not heard from a majority for this long (twice the
+    /// maximum election timeout, at least 1 s, so that a node slowed by load
+    /// is not taken for one) is taken to be cut off: see
     /// [`RaftNode::cut_off_leader`].
     quorum_timeout: Duration,
 }
@@ -167,7 +168,7 @@ impl RaftNode {
             sm: shared,
             network,
             peers,
-            quorum_timeout: Duration::from_millis(timings.election_timeout_max_ms),
+            quorum_timeout: Duration::from_millis((timings.election_timeout_max_ms * 2).max(1000)),
         }))
     }
 
@@ -294,7 +295,7 @@ impl RaftNode {
     }
 
     /// `Some(Unavailable)` when this node leads but has had no acknowledgement
-    /// from a majority for longer than the maximum election timeout: it is
+    /// from a majority for longer than `quorum_timeout`: it is
     /// cut off from the others, which may well have elected another leader.
     /// openraft keeps such a leader until it hears a higher term, and a write
     /// sent to it would wait for the partition to heal.

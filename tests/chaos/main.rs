@@ -198,11 +198,12 @@ fn free_port_on(ip: std::net::IpAddr) -> u16 {
 /// Starts `n` nodes, each behind its proxy (see proxy.rs), and initialises
 /// them as one cluster.
 async fn start_cluster(n: u64, links: &proxy::Links) -> Cluster {
+    let defaults = laneq::raft::RaftTimings::default();
     let timings = Timings {
         // laneq's defaults, so that failover times mean what they say.
-        heartbeat_interval_ms: 50,
-        election_timeout_min_ms: 200,
-        election_timeout_max_ms: 400,
+        heartbeat_interval_ms: defaults.heartbeat_interval_ms,
+        election_timeout_min_ms: defaults.election_timeout_min_ms,
+        election_timeout_max_ms: defaults.election_timeout_max_ms,
         // Small, so that a node that was away catches up from a snapshot.
         snapshot_logs_since_last: 300,
         max_in_snapshot_log_to_keep: 50,
