@@ -139,7 +139,9 @@ pub async fn submit(args: &Args) -> Vec<Value> {
         // would be a spurious election.
         let elections = laneq.term().await.saturating_sub(term_before);
         println!("laneq elections during the submit runs (new terms): {elections}\n");
-        rows.push(json!({"scenario": "submit", "system": "laneq", "elections_under_load": elections}));
+        rows.push(
+            json!({"scenario": "submit", "system": "laneq", "elections_under_load": elections}),
+        );
     }
     {
         let etcd = Cluster::etcd(&args.etcd_bin, false).await;
