@@ -277,18 +277,24 @@ async fn laneq_pipeline(
                     continue;
                 };
                 let now = Instant::now();
-                for l in &leases {
-                    let Some(t) = &l.task else { continue };
+                // The completions of one lease batch go out together, as a
+                // worker with that many slots would send them.
+                let mut completions = Vec::new();
+                for l in leases {
+                    let Some(t) = l.task else { continue };
                     if let Some(at) = sent.lock().expect("sent").remove(&t.id) {
                         waits.lock().expect("waits").push(now - at);
                     }
-                    if client
-                        .complete_task(t.id, l.fencing_token, &ok, None)
-                        .await
-                        .is_ok()
-                    {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let (client, ok, done) = (client.clone(), ok.clone(), done.clone());
+                    completions.push(tokio::spawn(async move {
+                        let r = client.complete_task(t.id, l.fencing_token, &ok, None).await;
+                        if r.is_ok() {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }));
+                }
+                for c in completions {
+                    let _ = c.await;
                 }
             }
         }));
