@@ -186,7 +186,10 @@ impl RaftNode {
 
     /// The current leader and its address, as this node knows them.
     pub fn leader(&self) -> Option<(u64, String)> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        // Read under the borrow: cloning the whole metrics on every write
+        // costs allocations for nothing.
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         let id = m.current_leader?;
         let addr = m
             .membership_config
@@ -301,14 +304,17 @@ impl RaftNode {
     /// sent to it would wait for the partition to heal.
     fn cut_off_leader(&self) -> Option<NodeError> {
         use openraft::Instant as _;
-        let m = self.raft.metrics().borrow_watched().clone();
-        if m.state != ServerState::Leader
-            || m.membership_config.membership().voter_ids().count() < 2
-        {
-            return None;
-        }
-        // None: newly elected, no round acknowledged yet.
-        let silent = m.last_quorum_acked?.elapsed();
+        let rx = self.raft.metrics();
+        let silent = {
+            let m = rx.borrow_watched();
+            if m.state != ServerState::Leader
+                || m.membership_config.membership().voter_ids().count() < 2
+            {
+                return None;
+            }
+            // None: newly elected, no round acknowledged yet.
+            m.last_quorum_acked.as_ref()?.elapsed()
+        };
         (silent > self.quorum_timeout).then(|| {
             NodeError::Unavailable(format!(
                 "node {} leads but has not heard from a majority for {} ms; it may be cut off: \
