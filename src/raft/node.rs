@@ -47,7 +47,7 @@ impl Default for RaftTimings {
             heartbeat_interval_ms: 25,
             election_timeout_min_ms: 100,
             election_timeout_max_ms: 200,
-            snapshot_logs_since_last: 5000,
+            snapshot_logs_since_last: 50_000,
             max_in_snapshot_log_to_keep: 1000,
         }
     }
