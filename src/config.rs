@@ -173,7 +173,7 @@ addr = "127.0.0.1:7102"
     fn a_good_config_parses_with_defaults() {
         let c = parse(OK).unwrap();
         assert_eq!(c.cluster, "laneq");
-        assert_eq!(c.raft.heartbeat_interval_ms, 50);
+        assert_eq!(c.raft.heartbeat_interval_ms, 25);
         assert_eq!(c.peer_map().len(), 2);
     }
 
@@ -187,7 +187,7 @@ addr = "127.0.0.1:7102"
         assert!(e.contains("bogus"), "{e}");
         let e = parse("listen = \"127.0.0.1:1\"\ndata_dir = \"d\"").unwrap_err();
         assert!(e.contains("id"), "{e}");
-        let e = parse(&format!("{OK}\n[raft]\nelection_timeout_min_ms = 50")).unwrap_err();
+        let e = parse(&format!("{OK}\n[raft]\nelection_timeout_min_ms = 20")).unwrap_err();
         assert!(e.contains("election_timeout_min_ms"), "{e}");
     }
 }
