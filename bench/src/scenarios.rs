@@ -318,17 +318,11 @@ async fn laneq_pipeline(
             }
         }));
     }
-    tokio::time::sleep(window).await;
-    let counted = done.load(Ordering::Relaxed);
-    let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        let _ = h.await;
-    }
+    let per_s = measure_window(window, start, &done, &stop, handles).await;
     let mut w = std::mem::take(&mut *waits.lock().expect("waits"));
     w.sort_unstable();
     Pipeline {
-        done_per_s: counted as f64 / elapsed.as_secs_f64(),
+        done_per_s: per_s,
         p50_ms: ms(percentile(&w, 50.0)),
         p99_ms: ms(percentile(&w, 99.0)),
     }
@@ -383,6 +377,18 @@ async fn etcd_queue(c: &Cluster, submitters: usize, workers: usize, window: Dura
             }
         }));
     }
+    measure_window(window, start, &done, &stop, handles).await
+}
+
+/// Lets the load run for `window`, then stops it and waits for its tasks;
+/// returns what `done` counted per second since `start`.
+async fn measure_window(
+    window: Duration,
+    start: Instant,
+    done: &AtomicU64,
+    stop: &AtomicBool,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+) -> f64 {
     tokio::time::sleep(window).await;
     let counted = done.load(Ordering::Relaxed);
     let elapsed = start.elapsed();
