@@ -437,3 +437,91 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     assert_eq!(code(n1.get(9999).await).0, Code::NotFound);
     c.wait_converged(&[1, 2, 3], 0).await;
 }
+
+/// Independent submits in one call (`SubmitEach`, what the client library
+/// sends for concurrent submits): each has its own key and outcome, one
+/// refused leaves the others accepted, a repeated key answers its first
+/// outcome, and a follower forwards them like single submits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_in_one_call_each_get_their_own_outcome() {
+    let c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    for via in [leader, follower] {
+        let n = Node::new(&c, via);
+        let first = meta();
+        let submit = |meta: Option<WriteMeta>, queue: &str| SubmitTaskRequest {
+            meta,
+            task: Some(spec(queue, "", "r")),
+        };
+        let req = SubmitEachRequest {
+            submits: vec![
+                submit(first.clone(), "default"),
+                submit(meta(), "nope"),
+                submit(meta(), "default"),
+                submit(first.clone(), "default"),
+                SubmitTaskRequest {
+                    meta: meta(),
+                    task: None,
+                },
+            ],
+        };
+        let outcomes = n.tasks().submit_each(req).await.unwrap().into_inner().outcomes;
+        use submit_outcome::Outcome;
+        let got: Vec<_> = outcomes.into_iter().map(|o| o.outcome.unwrap()).collect();
+        let (Outcome::Submitted(a), Outcome::Submitted(b), Outcome::Submitted(again)) =
+            (&got[0], &got[2], &got[3])
+        else {
+            panic!("via node {via}: {got:?}");
+        };
+        assert!(a.created && b.created && a.id != b.id, "{got:?}");
+        assert_eq!(again.id, a.id, "a repeated key answers its first outcome");
+        assert!(!again.created);
+        let Outcome::Refused(r) = &got[1] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(Code::from_i32(r.code), Code::NotFound, "{r:?}");
+        assert!(r.message.contains("nope"), "{r:?}");
+        let Outcome::Refused(r) = &got[4] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(Code::from_i32(r.code), Code::InvalidArgument, "{r:?}");
+        for id in [a.id, b.id] {
+            assert_eq!(n.get(id).await.unwrap().state, "queued");
+        }
+    }
+    let too_many = SubmitEachRequest {
+        submits: (0..1001)
+            .map(|_| SubmitTaskRequest {
+                meta: meta(),
+                task: Some(spec("default", "", "r")),
+            })
+            .collect(),
+    };
+    let r = Node::new(&c, leader).tasks().submit_each(too_many).await;
+    assert_eq!(code(r).0, Code::InvalidArgument);
+
+    // The client library shares calls between concurrent submits: 400 at
+    // once all get distinct ids, and the one to an unknown queue alone fails.
+    let client = c.client();
+    let submits = (0..400).map(|i| {
+        let client = client.clone();
+        async move {
+            let queue = if i == 7 { "nope" } else { "default" };
+            client
+                .submit(spec(queue, "", &format!("r{i}")), None)
+                .await
+        }
+    });
+    let results = futures::future::join_all(submits).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(s) => assert!(i != 7 && ids.insert(s.id), "{i}: {s:?}"),
+            Err(e) => assert!(i == 7 && e.code() == Code::NotFound, "{i}: {e}"),
+        }
+    }
+    assert_eq!(ids.len(), 399);
+    let queued = Node::new(&c, leader).queue("default").await.queued;
+    assert_eq!(queued, 399 + 4, "nothing submitted twice, nothing lost");
+}

@@ -26,6 +26,8 @@ Options:
   --laneq-bin PATH      the laneq binary (default target/release/laneq)
   --etcd-bin PATH       the etcd binary (default /usr/bin/etcd)
   --out FILE            the JSON results (default bench/results/versus_etcd.json)
+  --clients LIST        the submit scenario's client counts (default 1,16,64,256)
+  --laneq-only          the submit scenario without etcd (for profiling)
 ";
 
 pub struct Args {
@@ -34,6 +36,8 @@ pub struct Args {
     pub laneq_bin: PathBuf,
     pub etcd_bin: PathBuf,
     pub out: PathBuf,
+    pub clients: Vec<usize>,
+    pub laneq_only: bool,
 }
 
 impl Args {
@@ -56,6 +60,8 @@ fn parse_args() -> Result<Args, String> {
         laneq_bin: PathBuf::from("target/release/laneq"),
         etcd_bin: PathBuf::from("/usr/bin/etcd"),
         out: PathBuf::from("bench/results/versus_etcd.json"),
+        clients: vec![1, 16, 64, 256],
+        laneq_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -79,8 +85,21 @@ fn parse_args() -> Result<Args, String> {
             "--laneq-bin" => a.laneq_bin = PathBuf::from(value()?),
             "--etcd-bin" => a.etcd_bin = PathBuf::from(value()?),
             "--out" => a.out = PathBuf::from(value()?),
+            "--clients" => {
+                a.clients = value()?
+                    .split(',')
+                    .map(|c| match c.trim().parse::<usize>() {
+                        Ok(n) if n > 0 => Ok(n),
+                        _ => Err(format!("--clients: {c:?} is not a positive count")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--laneq-only" => a.laneq_only = true,
             other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
         }
+    }
+    if a.laneq_only && a.scenarios.iter().any(|s| s != "submit") {
+        return Err("--laneq-only goes with --scenarios submit".into());
     }
     for (what, path) in [("laneq", &a.laneq_bin), ("etcd", &a.etcd_bin)] {
         if !path.exists() {

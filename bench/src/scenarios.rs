@@ -101,14 +101,14 @@ fn row(scenario: &str, system: &str, clients: usize, o: &Outcome) -> Value {
 /// Scenario 1: single submits of a 256 B payload against etcd puts of a
 /// 256 B value, at 1, 16, 64 and 256 clients; then laneq's batch submits.
 pub async fn submit(args: &Args) -> Vec<Value> {
-    let counts = [1, 16, 64, 256];
+    let counts = &args.clients;
     let mut rows = Vec::new();
     let mut results: HashMap<(&str, usize), Outcome> = HashMap::new();
     {
         let laneq = Cluster::laneq(&args.laneq_bin).await;
         let op = laneq_submit(laneq_client(&laneq).await);
         let term_before = laneq.term().await;
-        for &c in &counts {
+        for &c in counts {
             let o = closed_loop(c, args.window(), op.clone()).await;
             rows.push(row("submit", "laneq", c, &o));
             results.insert(("laneq", c), o);
@@ -143,10 +143,26 @@ pub async fn submit(args: &Args) -> Vec<Value> {
             json!({"scenario": "submit", "system": "laneq", "elections_under_load": elections}),
         );
     }
+    if args.laneq_only {
+        println!("## 1. Submit (laneq alone), 256 B, one request per call\n");
+        println!("| clients | laneq ops/s | p50 / p99 / p999 ms |");
+        println!("|---:|---:|---|");
+        for &c in counts {
+            let l = &results[&("laneq", c)];
+            println!(
+                "| {c} | {:.0} | {:.2} / {:.2} / {:.2} |",
+                l.per_s(),
+                l.pct_ms(50.0),
+                l.pct_ms(99.0),
+                l.pct_ms(99.9)
+            );
+        }
+        return rows;
+    }
     {
         let etcd = Cluster::etcd(&args.etcd_bin, false).await;
         let op = etcd_put(&etcd).await;
-        for &c in &counts {
+        for &c in counts {
             let o = closed_loop(c, args.window(), op.clone()).await;
             rows.push(row("submit", "etcd", c, &o));
             results.insert(("etcd", c), o);
@@ -155,7 +171,7 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     println!("## 1. Submit (laneq) against put (etcd), 256 B, one request per call\n");
     println!("| clients | laneq ops/s | etcd ops/s | ratio | laneq p50 / p99 / p999 ms | etcd p50 / p99 / p999 ms |");
     println!("|---:|---:|---:|---:|---|---|");
-    for &c in &counts {
+    for &c in counts {
         let (l, e) = (&results[&("laneq", c)], &results[&("etcd", c)]);
         println!(
             "| {c} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::error::model_status;
 use super::{convert, key_reused, propose, read_barrier};
-use crate::model::limits::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
+use crate::model::limits::{BATCH_MAX_TASKS, LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
 use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState};
 use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::tasks_server::Tasks;
@@ -23,6 +23,30 @@ impl TasksApi {
         match propose(&self.node, meta, op).await?.0 {
             Reply::Task { id } => self.read(id).map(Some),
             other => Err(key_reused(other)),
+        }
+    }
+
+    async fn submit_one(&self, req: SubmitTaskRequest) -> Result<SubmitTaskResponse, Status> {
+        let spec = req
+            .task
+            .ok_or_else(|| Status::invalid_argument("task: missing"))?;
+        let op = Op::SubmitTasks {
+            tasks: vec![convert::new_task(spec)],
+        };
+        match propose(&self.node, req.meta, op).await? {
+            (Reply::TasksSubmitted { ids }, replayed) if ids.len() == 1 => {
+                let state = self.node.sm().state();
+                let queue = state
+                    .task(ids[0])
+                    .map(|t| convert::queue_name(&state, t.queue))
+                    .unwrap_or_default();
+                Ok(SubmitTaskResponse {
+                    id: ids[0],
+                    created: !replayed,
+                    queue,
+                })
+            }
+            (other, _) => Err(key_reused(other)),
         }
     }
 
@@ -49,28 +73,37 @@ impl Tasks for TasksApi {
         &self,
         req: Request<SubmitTaskRequest>,
     ) -> Result<Response<SubmitTaskResponse>, Status> {
-        let req = req.into_inner();
-        let spec = req
-            .task
-            .ok_or_else(|| Status::invalid_argument("task: missing"))?;
-        let op = Op::SubmitTasks {
-            tasks: vec![convert::new_task(spec)],
-        };
-        match propose(&self.node, req.meta, op).await? {
-            (Reply::TasksSubmitted { ids }, replayed) if ids.len() == 1 => {
-                let state = self.node.sm().state();
-                let queue = state
-                    .task(ids[0])
-                    .map(|t| convert::queue_name(&state, t.queue))
-                    .unwrap_or_default();
-                Ok(Response::new(SubmitTaskResponse {
-                    id: ids[0],
-                    created: !replayed,
-                    queue,
-                }))
-            }
-            (other, _) => Err(key_reused(other)),
+        self.submit_one(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn submit_each(
+        &self,
+        req: Request<SubmitEachRequest>,
+    ) -> Result<Response<SubmitEachResponse>, Status> {
+        let submits = req.into_inner().submits;
+        if submits.len() > BATCH_MAX_TASKS {
+            return Err(Status::invalid_argument(format!(
+                "submits: {} in one request; the limit is {BATCH_MAX_TASKS}",
+                submits.len()
+            )));
         }
+        // Proposed together, they reach the leader's coalescer together and
+        // share a log entry; each still applies and answers on its own.
+        let results = futures::future::join_all(submits.into_iter().map(|s| self.submit_one(s)));
+        let outcomes = results
+            .await
+            .into_iter()
+            .map(|r| SubmitOutcome {
+                outcome: Some(match r {
+                    Ok(submitted) => submit_outcome::Outcome::Submitted(submitted),
+                    Err(status) => submit_outcome::Outcome::Refused(RefusedWrite {
+                        code: status.code() as i32,
+                        message: status.message().to_string(),
+                    }),
+                }),
+            })
+            .collect();
+        Ok(Response::new(SubmitEachResponse { outcomes }))
     }
 
     async fn submit_tasks(

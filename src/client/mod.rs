@@ -4,6 +4,7 @@
 //! deadline, and puts an idempotency key on every write so that a retried
 //! write is applied once.
 
+mod batch;
 mod projects;
 mod retry;
 mod tasks;
@@ -39,6 +40,8 @@ struct Inner {
     /// Index of the endpoint tried first: the last one that answered.
     preferred: AtomicUsize,
     deadline: Duration,
+    /// Sends concurrent submits together; started by the first submit.
+    batcher: std::sync::OnceLock<batch::Batcher>,
 }
 
 /// How fresh a read must be.
@@ -122,6 +125,7 @@ impl Client {
                 endpoints: Mutex::new(endpoints),
                 preferred: AtomicUsize::new(0),
                 deadline,
+                batcher: std::sync::OnceLock::new(),
             }),
         }
     }

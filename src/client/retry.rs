@@ -16,7 +16,7 @@ const BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// Time allowed to one attempt against one node.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// The cluster answered with a refusal (bad input, not found, ...).
     #[error("{}", .0.message())]

@@ -38,7 +38,9 @@ impl Client {
         self.submit(spec, idempotency_key).await
     }
 
-    /// Submits one task with every field.
+    /// Submits one task with every field. Submits made concurrently from
+    /// this process share calls (see `batch`); each keeps its own key and
+    /// outcome.
     pub async fn submit(
         &self,
         spec: TaskSpec,
@@ -48,6 +50,21 @@ impl Client {
             meta: write_meta(idempotency_key),
             task: Some(spec),
         };
+        let batcher = self
+            .inner
+            .batcher
+            .get_or_init(|| super::batch::Batcher::start(std::sync::Arc::downgrade(&self.inner)));
+        if let Some(outcome) = batcher.submit(req.clone()).await {
+            return outcome;
+        }
+        self.submit_alone(req).await
+    }
+
+    /// One `SubmitTask` call (with retries), not shared with other submits.
+    pub(super) async fn submit_alone(
+        &self,
+        req: SubmitTaskRequest,
+    ) -> Result<SubmitTaskResponse, ClientError> {
         self.call(|ch| {
             let req = req.clone();
             async move { TasksClient::new(ch).submit_task(req).await }

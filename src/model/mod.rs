@@ -188,6 +188,11 @@ pub enum Op {
     ExpireLeases {
         worker_timeout_ms: u64,
     },
+    /// Client writes the leader coalesced into one log entry under load.
+    /// Each applies on its own, in order, under its own idempotency key, and
+    /// gets its own response ([`Reply::Each`]); one refused does not touch the
+    /// others. The leader builds these; clients cannot send one.
+    Each(Vec<Write>),
 }
 
 /// A task as submitted.
@@ -201,6 +206,7 @@ pub struct NewTask {
     pub run: String,
     pub name: String,
     pub command: Vec<String>,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub resources: spec::Resources,
     /// 0: [`limits::MAX_ATTEMPTS_DEFAULT`].
@@ -276,6 +282,7 @@ impl std::fmt::Display for Command {
             Op::CompleteTask { id, .. } => write!(f, "complete-task {id}"),
             Op::ReleaseTask { id, .. } => write!(f, "release-task {id}"),
             Op::ExpireLeases { .. } => write!(f, "expire-leases"),
+            Op::Each(writes) => write!(f, "coalesced {} writes", writes.len()),
         }
     }
 }
@@ -332,6 +339,8 @@ pub enum Reply {
         tasks: u64,
         workers_lost: u64,
     },
+    /// The responses of an [`Op::Each`]'s writes, in order.
+    Each(Vec<Response>),
 }
 
 /// The outcome of applying one log entry, as the proposer sees it.
@@ -492,6 +501,27 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
         Op::ExpireLeases { worker_timeout_ms } => {
             validate_ttl("worker_timeout_ms", *worker_timeout_ms)
         }
+        Op::Each(writes) => {
+            if writes.len() > limits::COALESCED_WRITES_MAX {
+                return Err(ModelError::invalid(
+                    "writes",
+                    format!(
+                        "{} writes; one entry coalesces at most {}",
+                        writes.len(),
+                        limits::COALESCED_WRITES_MAX
+                    ),
+                ));
+            }
+            if writes.iter().any(|w| matches!(w.op, Op::Each(_))) {
+                return Err(ModelError::invalid(
+                    "writes",
+                    "coalesced writes do not nest",
+                ));
+            }
+            // Each write is validated as it applies: one malformed write is
+            // refused alone.
+            Ok(())
+        }
     }
 }
 
@@ -643,6 +673,7 @@ pub struct Transition {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskBody {
     pub command: Vec<String>,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

@@ -102,6 +102,15 @@ impl Default for State {
     }
 }
 
+/// The seed of the `i`-th write of a coalesced entry: distinct per write,
+/// and the same on every replica (a SplitMix64 step).
+fn sub_seed(seed: u64, i: usize) -> u64 {
+    let mut z = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl State {
     /// The state before any command: the default pool, queue and project.
     pub fn new() -> Self {
@@ -363,24 +372,47 @@ impl State {
         self.clock_ms = self.clock_ms.max(cmd.stamp.now_ms);
         changed.push(Key::Meta);
         self.expire_idempotency(changed);
+        let response = match &cmd.write.op {
+            // Writes the leader coalesced into one entry: each applies on its
+            // own, in order, with its own key and outcome, as if it had its
+            // own entry.
+            Op::Each(writes) if validate_write(&cmd.write).is_ok() => {
+                let replies = writes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| self.apply_write(w, sub_seed(cmd.stamp.seed, i), changed))
+                    .collect();
+                Response {
+                    result: Ok(Reply::Each(replies)),
+                    replayed: false,
+                }
+            }
+            _ => self.apply_write(&cmd.write, cmd.stamp.seed, changed),
+        };
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        response
+    }
 
-        let key = &cmd.write.idempotency_key;
+    /// Applies one client write under its idempotency key.
+    fn apply_write(&mut self, write: &super::Write, seed: u64, changed: &mut Vec<Key>) -> Response {
+        let key = &write.idempotency_key;
         if let Some(seen) = self.idempotency.get(key) {
             return Response {
                 result: seen.result.clone(),
                 replayed: true,
             };
         }
-        let result = validate_write(&cmd.write)
-            .and_then(|()| self.apply_op(&cmd.write, cmd.stamp.seed, changed));
+        let result = validate_write(write).and_then(|()| self.apply_op(write, seed, changed));
         // A malformed key cannot be remembered; every other outcome is, so a
         // retry answers the same even when the first attempt was refused.
         // Heartbeat batches and expiry, which nodes write by themselves
         // several times a second and which are harmless to apply twice, are
-        // not remembered: their records would pile up for a day.
+        // not remembered: their records would pile up for a day. Nor is a
+        // malformed `Each` (its writes carry the keys).
         let internal = matches!(
-            cmd.write.op,
-            Op::WorkerHeartbeats { .. } | Op::ExpireLeases { .. }
+            write.op,
+            Op::WorkerHeartbeats { .. } | Op::ExpireLeases { .. } | Op::Each(_)
         );
         if !internal && crate::model::validate::idempotency_key(key).is_ok() {
             self.insert_idempotency(IdempotencyRecord {
@@ -390,8 +422,6 @@ impl State {
             });
             changed.push(Key::Idempotency(key.clone()));
         }
-        #[cfg(debug_assertions)]
-        self.check_invariants();
         Response {
             result,
             replayed: false,
@@ -476,6 +506,8 @@ impl State {
             Op::ExpireLeases { worker_timeout_ms } => {
                 self.expire_leases(*worker_timeout_ms, changed)
             }
+            // `apply` takes well-formed ones apart; validation refuses the rest.
+            Op::Each(_) => Err(ModelError::invalid("op", "coalesced writes do not nest")),
         }
     }
 

@@ -6,6 +6,7 @@
 //! **Architecture Invariant:** no openraft type appears in a public signature
 //! outside this module.
 
+mod coalesce;
 mod log_store;
 mod network;
 pub use network::{endpoint_channel, PEER_MESSAGE_MAX_BYTES};

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::errors::{ClientWriteError, InitializeError, RaftError};
+use openraft::errors::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, ReadPolicy, ServerState, SnapshotPolicy};
-use rand::Rng;
 
+use super::coalesce::{propose_error, Coalescer, ProposeError};
 use super::{LogStore, PeerNetwork, Raft, SmShared, StateMachine};
-use crate::model::{Command, Response, Stamp, Write};
+use crate::model::{Response, Write};
 use crate::proto::raft::ForwardRequest;
 use crate::store::codec::{decode, encode};
 use crate::store::Store;
@@ -129,6 +129,8 @@ pub struct RaftNode {
     pub addr: String,
     pub cluster: String,
     raft: Raft,
+    /// Proposes this node's writes when it leads, many to an entry under load.
+    coalescer: Coalescer,
     sm: Arc<SmShared>,
     network: PeerNetwork,
     /// The peers from the config: the membership `init` creates.
@@ -164,6 +166,7 @@ impl RaftNode {
             id,
             addr,
             cluster,
+            coalescer: Coalescer::start(raft.clone()),
             raft,
             sm: shared,
             network,
@@ -274,12 +277,10 @@ impl RaftNode {
     /// has lost its majority ends as `Unavailable` (outcome unknown) instead
     /// of waiting for the partition to heal.
     pub async fn write_as_leader(&self, write: Write) -> Result<(Response, u64), NodeError> {
-        let now_ms = crate::clock::now_ms();
-        let stamp = Stamp {
-            now_ms,
-            seed: rand::rng().random(),
-        };
-        let propose = self.raft.client_write(Command { stamp, write });
+        if self.leader().is_some_and(|(id, _)| id != self.id) {
+            return Err(self.not_leader());
+        }
+        let propose = self.coalescer.propose(write);
         let cut_off = async {
             loop {
                 tokio::time::sleep(LEADER_POLL).await;
@@ -289,10 +290,7 @@ impl RaftNode {
             }
         };
         tokio::select! {
-            result = propose => match result {
-                Ok(resp) => Ok((resp.data, resp.log_id.index())),
-                Err(e) => Err(self.write_error(e)),
-            },
+            result = propose => result.map_err(|e| self.write_error(e)),
             e = cut_off => Err(e),
         }
     }
@@ -326,19 +324,16 @@ impl RaftNode {
         })
     }
 
-    fn write_error(
-        &self,
-        e: RaftError<super::TypeConfig, ClientWriteError<super::TypeConfig>>,
-    ) -> NodeError {
+    fn write_error(&self, e: ProposeError) -> NodeError {
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => self.not_leader(),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => NodeError::Unavailable(
+            ProposeError::NotLeader => self.not_leader(),
+            ProposeError::Discarded => NodeError::Unavailable(
                 "leadership changed while the write was in flight; its outcome is unknown: \
                  retry with the same idempotency key"
                     .into(),
             ),
-            RaftError::APIError(e) => NodeError::FailedPrecondition(e.to_string()),
-            RaftError::Fatal(e) => NodeError::Fatal(e.to_string()),
+            ProposeError::Refused(e) => NodeError::FailedPrecondition(e),
+            ProposeError::Fatal(e) => NodeError::Fatal(e),
         }
     }
 
@@ -483,11 +478,11 @@ impl RaftNode {
         self.raft
             .add_learner(id, BasicNode { addr }, true)
             .await
-            .map_err(|e| self.write_error(e))?;
+            .map_err(|e| self.write_error(propose_error(e)))?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
-            .map_err(|e| self.write_error(e))?;
+            .map_err(|e| self.write_error(propose_error(e)))?;
         Ok(())
     }
 
@@ -510,7 +505,7 @@ impl RaftNode {
         self.raft
             .change_membership(change, false)
             .await
-            .map_err(|e| self.write_error(e))?;
+            .map_err(|e| self.write_error(propose_error(e)))?;
         Ok(())
     }
 

@@ -62,4 +62,21 @@ mod tests {
         trailing.push(0);
         assert!(decode::<u64>(&trailing).is_err());
     }
+
+    /// Payloads are encoded as byte strings (`serde_bytes`), which bincode
+    /// writes exactly as it wrote them as sequences of bytes before: logs
+    /// and records written by earlier releases still read.
+    #[test]
+    fn byte_strings_keep_the_format_of_byte_sequences() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Seq(Vec<u8>);
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Bytes(#[serde(with = "serde_bytes")] Vec<u8>);
+        for len in [0usize, 1, 250, 251, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let old = encode(&Seq(data.clone()));
+            assert_eq!(encode(&Bytes(data.clone())), old, "len {len}");
+            assert_eq!(decode::<Bytes>(&old).unwrap(), Bytes(data));
+        }
+    }
 }

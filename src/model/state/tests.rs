@@ -116,6 +116,49 @@ fn refusals_name_the_field_and_change_nothing_but_the_key() {
     assert_eq!(s.queues().count(), 1);
 }
 
+/// A coalesced entry applies its writes one by one, in order, each under
+/// its own key: one refused leaves the others applied, a retried key answers
+/// its first outcome, and the entry itself is not remembered.
+#[test]
+fn coalesced_writes_apply_on_their_own_in_order() {
+    let mut s = State::new();
+    let mut changed = vec![];
+    let write = |key: &str, op: Op| Write {
+        idempotency_key: key.into(),
+        actor: "tester".into(),
+        op,
+    };
+    let first = s.apply(&cmd(1, "a", submit("default")), &mut changed);
+    let each = Op::Each(vec![
+        write("b", submit("default")),
+        write("c", submit("nope")),
+        write("a", submit("default")),
+        write("d", submit("default")),
+    ]);
+    let r = s.apply(&cmd(2, "coalesced", each), &mut changed);
+    let Ok(Reply::Each(rs)) = r.result else {
+        panic!("{r:?}");
+    };
+    assert_eq!(rs.len(), 4);
+    assert_eq!(rs[0].result, Ok(Reply::TasksSubmitted { ids: vec![2] }));
+    assert_eq!(rs[1].result.as_ref().unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        rs[2].result, first.result,
+        "a retried key answers the first outcome"
+    );
+    assert!(rs[2].replayed);
+    assert_eq!(rs[3].result, Ok(Reply::TasksSubmitted { ids: vec![3] }));
+    assert_eq!(queued(&s, "default"), 3);
+    assert!(s.idempotency("c").is_some(), "a refusal is remembered too");
+    assert!(s.idempotency("coalesced").is_none());
+    // Coalesced entries do not nest.
+    let nested = Op::Each(vec![write("e", Op::Each(vec![]))]);
+    let r = s.apply(&cmd(3, "coalesced", nested), &mut changed);
+    assert_eq!(r.result.unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(queued(&s, "default"), 3);
+    s.check_invariants();
+}
+
 #[test]
 fn idempotency_keys_expire_after_the_retention() {
     let mut s = State::new();
@@ -358,8 +401,19 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
             let mut responses = vec![];
             for i in 0..300u64 {
                 let key = format!("k{}", rng.random_range(0..250));
-                let op = random_op(rng, &s);
-                let c = cmd(i * 1000, &key, op);
+                // One entry in ten carries writes the leader coalesced.
+                let c = if rng.random_ratio(1, 10) {
+                    let writes = (0..rng.random_range(2..6))
+                        .map(|_| Write {
+                            idempotency_key: format!("k{}", rng.random_range(0..250)),
+                            actor: "tester".into(),
+                            op: random_op(rng, &s),
+                        })
+                        .collect();
+                    cmd(i * 1000, "coalesced", Op::Each(writes))
+                } else {
+                    cmd(i * 1000, &key, random_op(rng, &s))
+                };
                 let r = s.apply(&c, &mut changed);
                 if r.result.is_ok() && !r.replayed {
                     succeeded.insert(c.to_string().split(' ').next().unwrap().to_string());
@@ -401,6 +455,7 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
         "release-task",
         "heartbeats",
         "expire-leases",
+        "coalesced",
     ];
     for kind in kinds {
         assert!(
