@@ -466,7 +466,13 @@ async fn submits_in_one_call_each_get_their_own_outcome() {
                 },
             ],
         };
-        let outcomes = n.tasks().submit_each(req).await.unwrap().into_inner().outcomes;
+        let outcomes = n
+            .tasks()
+            .submit_each(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .outcomes;
         use submit_outcome::Outcome;
         let got: Vec<_> = outcomes.into_iter().map(|o| o.outcome.unwrap()).collect();
         let (Outcome::Submitted(a), Outcome::Submitted(b), Outcome::Submitted(again)) =
@@ -508,9 +514,7 @@ async fn submits_in_one_call_each_get_their_own_outcome() {
         let client = client.clone();
         async move {
             let queue = if i == 7 { "nope" } else { "default" };
-            client
-                .submit(spec(queue, "", &format!("r{i}")), None)
-                .await
+            client.submit(spec(queue, "", &format!("r{i}")), None).await
         }
     });
     let results = futures::future::join_all(submits).await;

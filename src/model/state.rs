@@ -75,7 +75,9 @@ pub struct State {
     next_fencing_token: u64,
     /// By id.
     queues: BTreeMap<u64, Queue>,
-    tasks: BTreeMap<u64, Task>,
+    /// Boxed: a B-tree node holds eleven entries and is often a third
+    /// empty; empty slots of pointers cost far less than of whole tasks.
+    tasks: BTreeMap<u64, Box<Task>>,
     idempotency: BTreeMap<String, IdempotencyRecord>,
     pools: BTreeMap<String, Pool>,
     projects: BTreeMap<String, Project>,
@@ -273,12 +275,14 @@ impl State {
     }
 
     pub fn task(&self, id: u64) -> Option<&Task> {
-        self.tasks.get(&id)
+        self.tasks.get(&id).map(|t| &**t)
     }
 
     /// Tasks with ids above `after`, by id.
     pub fn tasks_after(&self, after: u64) -> impl Iterator<Item = &Task> {
-        self.tasks.range(after.saturating_add(1)..).map(|(_, t)| t)
+        self.tasks
+            .range(after.saturating_add(1)..)
+            .map(|(_, t)| &**t)
     }
 
     pub fn idempotency(&self, key: &str) -> Option<&IdempotencyRecord> {
@@ -572,7 +576,7 @@ impl State {
         }
         self.count(&task, true);
         self.next_task_id = self.next_task_id.max(task.id + 1);
-        self.tasks.insert(task.id, task);
+        self.tasks.insert(task.id, Box::new(task));
     }
 
     /// Adds a task to (or removes it from) the derived counters of its state,
@@ -675,7 +679,7 @@ impl State {
                 t.queue
             );
             assert!(!t.timeline.is_empty() && t.timeline.len() <= TIMELINE_MAX);
-            rebuilt.insert_task(t.clone());
+            rebuilt.insert_task((**t).clone());
         }
         assert_eq!(rebuilt.in_flight, self.in_flight, "in-flight counts");
         assert_eq!(

@@ -69,7 +69,7 @@ impl State {
                 execution: None,
             };
             self.count(&task, true);
-            self.tasks.insert(id, task);
+            self.tasks.insert(id, Box::new(task));
             changed.push(Key::Body(
                 id,
                 TaskBody {
