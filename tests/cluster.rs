@@ -350,3 +350,53 @@ async fn initialising_again_never_splits_the_cluster() {
     let m = client.membership().await.unwrap();
     assert_eq!(m.members.len(), 3);
 }
+
+/// A follower that fell behind by large entries (batches of 3 MB) catches
+/// up. Before appends were cut to a byte budget, it was sent all it missed
+/// in one message, too big to send and store within the append deadline
+/// (the heartbeat interval): the message timed out, was sent again, and the
+/// follower never caught up (found by the scale benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_by_large_entries_catches_up() {
+    let timings = Timings {
+        heartbeat_interval_ms: 25,
+        election_timeout_min_ms: 100,
+        election_timeout_max_ms: 200,
+        ..Timings::default()
+    };
+    let mut c = Cluster::start(3, timings);
+    let leader = c.init(1).await;
+    let behind = followers(&c, leader)[0];
+    c.kill(behind);
+    let client = c.client();
+    let unlimited = laneq::proto::v1::QueueSpec {
+        depth: Some(0),
+        ..Default::default()
+    };
+    client
+        .create_queue_with("big", None, Some(unlimited))
+        .await
+        .unwrap();
+    let task = laneq::proto::v1::TaskSpec {
+        queue: "big".into(),
+        command: vec!["true".into()],
+        payload: vec![7; 3 * 1024],
+        ..Default::default()
+    };
+    for _ in 0..24 {
+        let r = client
+            .submit_batch(vec![task.clone(); 1000], None)
+            .await
+            .unwrap();
+        assert_eq!(r.ids.len(), 1000);
+    }
+    c.start_node(behind);
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+    let q = c
+        .client_for(behind)
+        .get_queue("big", ReadConsistency::Stale)
+        .await
+        .unwrap();
+    assert_eq!(q.queued, 24_000);
+}

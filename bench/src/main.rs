@@ -10,6 +10,7 @@
 
 mod floor;
 mod load;
+mod scale;
 mod scenarios;
 mod systems;
 
@@ -22,7 +23,7 @@ laneq-bench: laneq side by side with etcd (3 nodes each, loopback, fsync on)
 Options:
   --quick               every scenario, briefly
   --scenarios LIST      comma-separated, default all: floor, submit, e2e,
-                        failover, heartbeats
+                        failover, scale, heartbeats
   --laneq-bin PATH      the laneq binary (default target/release/laneq)
   --etcd-bin PATH       the etcd binary (default /usr/bin/etcd)
   --out FILE            the JSON results (default bench/results/versus_etcd.json)
@@ -51,7 +52,7 @@ impl Args {
     }
 }
 
-const SCENARIOS: [&str; 5] = ["floor", "submit", "e2e", "failover", "heartbeats"];
+const SCENARIOS: [&str; 6] = ["floor", "submit", "e2e", "failover", "scale", "heartbeats"];
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -137,6 +138,7 @@ async fn main() -> std::process::ExitCode {
             "submit" => scenarios::submit(&args).await,
             "e2e" => scenarios::end_to_end(&args).await,
             "failover" => scenarios::failover(&args).await,
+            "scale" => scale::scale(&args).await,
             "heartbeats" => scenarios::heartbeats(&args).await,
             _ => unreachable!("checked in parse_args"),
         };

@@ -229,6 +229,26 @@ impl Cluster {
         term
     }
 
+    /// Waits until every laneq node has applied what any node had committed
+    /// when called (so that memory is measured on whole states).
+    pub async fn wait_caught_up(&self) {
+        let mut target = 0;
+        for ep in &self.endpoints {
+            if let Ok(s) = Client::node_status(ep, Duration::from_secs(2)).await {
+                target = target.max(s.committed_index);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for ep in &self.endpoints {
+            while Instant::now() < deadline {
+                match Client::node_status(ep, Duration::from_secs(2)).await {
+                    Ok(s) if s.applied_index >= target => break,
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+    }
+
     /// Waits until the cluster has a leader and takes a write.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);

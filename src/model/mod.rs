@@ -57,6 +57,25 @@ pub struct Write {
 /// The actor of a write that names none.
 pub const ACTOR_ANONYMOUS: &str = "anonymous";
 
+impl Write {
+    /// Roughly its encoded size: payloads and command lines, plus a fixed
+    /// allowance per task and per write for the other fields. What bounds
+    /// coalesced entries and append messages is this estimate, not an
+    /// encoding done twice.
+    pub fn approx_bytes(&self) -> usize {
+        256 + match &self.op {
+            Op::SubmitTasks { tasks } => tasks
+                .iter()
+                .map(|t| {
+                    256 + t.payload.len() + t.command.iter().map(|c| c.len() + 8).sum::<usize>()
+                })
+                .sum(),
+            Op::Each(writes) => writes.iter().map(Write::approx_bytes).sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// The operations a client can ask for. New variants go at the end: the
 /// variant's index is part of the log's encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

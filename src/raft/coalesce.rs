@@ -64,24 +64,12 @@ impl Coalescer {
     /// response and the index of the entry that carried it.
     pub async fn propose(&self, write: Write) -> Proposed {
         let (done, rx) = oneshot::channel();
-        let bytes = estimated_bytes(&write);
+        let bytes = write.approx_bytes();
         self.tx
             .send(Pending { write, bytes, done })
             .map_err(|_| ProposeError::Fatal("the write coalescer has stopped".into()))?;
         rx.await
             .map_err(|_| ProposeError::Fatal("the write coalescer has stopped".into()))?
-    }
-}
-
-/// Roughly the encoded size of a write: its payloads and commands, plus a
-/// fixed allowance per task for the other fields.
-fn estimated_bytes(write: &Write) -> usize {
-    match &write.op {
-        Op::SubmitTasks { tasks } => tasks
-            .iter()
-            .map(|t| 256 + t.payload.len() + t.command.iter().map(String::len).sum::<usize>())
-            .sum(),
-        _ => 256,
     }
 }
 

@@ -33,6 +33,19 @@ use crate::store::codec::{decode, encode};
 pub const PEER_MESSAGE_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// Most entries in one append RPC.
 pub const MAX_PAYLOAD_ENTRIES: u64 = 128;
+/// An append message stops growing past this many bytes (estimated, and
+/// never fewer than one entry): the rest goes in the next. A follower that
+/// fell behind is otherwise sent up to [`MAX_PAYLOAD_ENTRIES`] large entries
+/// at once, a message too big to send and store within the RPC deadline,
+/// sent again and again, and never catches up.
+const APPEND_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Time allowed to an append at least. openraft's deadline for it is the
+/// heartbeat interval (25 ms by default), which a loaded machine misses now
+/// and then; each miss counts the follower unreachable and pauses its
+/// replication with a backoff, and when both followers miss, commits wait.
+const APPEND_MIN_TIMEOUT: Duration = Duration::from_millis(250);
+/// Time allowed to an append, per MiB, on top of that.
+const APPEND_MS_PER_MIB: u64 = 100;
 /// Size of one snapshot chunk on the wire.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Time allowed to send a snapshot, per MiB, on top of the RPC deadline.
@@ -134,7 +147,7 @@ impl PeerClient {
     async fn call<Req, Resp, F, Fut>(
         &mut self,
         req: &Req,
-        option: &RPCOption,
+        timeout: Duration,
         f: F,
     ) -> Result<Resp, RPCError<TypeConfig>>
     where
@@ -144,7 +157,7 @@ impl PeerClient {
         Fut: Future<Output = Result<tonic::Response<RaftBlob>, tonic::Status>>,
     {
         let blob = RaftBlob { data: encode(req) };
-        let reply = f(self.client.clone(), request(blob, option.hard_ttl()))
+        let reply = f(self.client.clone(), request(blob, timeout))
             .await
             .map_err(|s| status_to_rpc(self.target, s))?;
         let result: Result<Resp, RaftError<TypeConfig>> = decode(&reply.into_inner().data)
@@ -158,13 +171,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move {
-            c.append_entries(r).await
+        let (keep, bytes) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
+        let partial = keep < rpc.entries.len();
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id.clone());
+        let timeout = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
+            + Duration::from_millis(APPEND_MS_PER_MIB * (bytes >> 20) as u64);
+        let reply = self
+            .call(&rpc, timeout, |mut c, r| async move {
+                c.append_entries(r).await
+            })
+            .await?;
+        Ok(match reply {
+            // The follower has the prefix sent; openraft sends the rest next.
+            AppendEntriesResponse::Success if partial => {
+                AppendEntriesResponse::PartialSuccess(last)
+            }
+            other => other,
         })
-        .await
     }
 
     async fn vote(
@@ -172,8 +199,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
-            .await
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+            c.vote(r).await
+        })
+        .await
     }
 
     async fn pre_vote(
@@ -181,8 +210,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
-            .await
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+            c.pre_vote(r).await
+        })
+        .await
     }
 
     async fn transfer_leader(
@@ -190,7 +221,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, r| async move {
+        self.call(&req, option.hard_ttl(), |mut c, r| async move {
             c.transfer_leader(r).await
         })
         .await
@@ -237,6 +268,24 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             res = send => res.map_err(StreamingError::from),
         }
     }
+}
+
+/// How many of `entries`, from the first, fit in `budget` bytes (at least
+/// one), and their estimated size.
+fn within_budget(entries: &[super::Entry], budget: usize) -> (usize, usize) {
+    let mut bytes = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let size = match &e.payload {
+            openraft::EntryPayload::Normal(cmd) => 64 + cmd.write.approx_bytes(),
+            openraft::EntryPayload::Membership(_) => 512,
+            openraft::EntryPayload::Blank => 64,
+        };
+        if i > 0 && bytes + size > budget {
+            return (i, bytes);
+        }
+        bytes += size;
+    }
+    (entries.len(), bytes)
 }
 
 /// A lazily connected channel to `addr`, for clients.

@@ -90,6 +90,7 @@ impl StateMachine {
     /// Loads the state machine from its tables.
     pub fn open(store: Store) -> io::Result<Self> {
         let state = store.sm_load()?;
+        crate::store::release_free_memory();
         let last_applied: Option<LogId> = read_meta(&store, APPLIED)?.flatten();
         let membership: StoredMembership = read_meta(&store, MEMBERSHIP)?.unwrap_or_default();
         let digest: [u8; 32] = read_meta(&store, DIGEST)?.unwrap_or([0; 32]);
@@ -246,6 +247,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             index: self.last_applied.as_ref().map_or(0, |l| l.index()),
             digest,
         });
+        crate::store::release_free_memory();
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }
@@ -337,6 +339,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             })?;
             save_snapshot_file(&store, &path, &blob)?;
             let meta = meta_out.expect("header callback ran");
+            crate::store::release_free_memory();
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = blob.len(), "built snapshot");
             Ok(Snapshot {
                 meta,
