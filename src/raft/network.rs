@@ -177,7 +177,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let (keep, bytes) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
         let partial = keep < rpc.entries.len();
         rpc.entries.truncate(keep);
-        let last = rpc.entries.last().map(|e| e.log_id.clone());
+        let last = rpc.entries.last().map(|e| e.log_id);
         let timeout = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
             + Duration::from_millis(APPEND_MS_PER_MIB * (bytes >> 20) as u64);
         let reply = self
