@@ -85,6 +85,14 @@ _apt_install() {
     fi
 }
 
+# etcd (the benchmark's other system) and protoc (to build etcd's client).
+missing_bench_prereqs() {
+    local pkgs=()
+    have etcd || pkgs+=(etcd-server)
+    have protoc || pkgs+=(protobuf-compiler)
+    echo "${pkgs[@]}"
+}
+
 ensure_build_prereqs() {
     if ! have cargo; then
         die "cargo not found. Install Rust with https://rustup.rs (curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh)."

@@ -22,6 +22,8 @@ laneq-bench: laneq side by side with etcd (3 nodes each, loopback, fsync on)
 
 Options:
   --quick               every scenario, briefly
+  --smoke               every scenario, tiny (what scripts/test runs: it
+                        checks that the harness works, not how fast)
   --scenarios LIST      comma-separated, default all: floor, submit, e2e,
                         failover, scale, heartbeats
   --laneq-bin PATH      the laneq binary (default target/release/laneq)
@@ -33,6 +35,8 @@ Options:
 
 pub struct Args {
     pub quick: bool,
+    /// Tiny sizes: the test suite's check that the harness still works.
+    pub smoke: bool,
     pub scenarios: Vec<String>,
     pub laneq_bin: PathBuf,
     pub etcd_bin: PathBuf,
@@ -44,7 +48,9 @@ pub struct Args {
 impl Args {
     /// How long one measurement runs.
     pub fn window(&self) -> Duration {
-        if self.quick {
+        if self.smoke {
+            Duration::from_millis(300)
+        } else if self.quick {
             Duration::from_secs(2)
         } else {
             Duration::from_secs(10)
@@ -57,6 +63,7 @@ const SCENARIOS: [&str; 6] = ["floor", "submit", "e2e", "failover", "scale", "he
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         quick: false,
+        smoke: false,
         scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
         laneq_bin: PathBuf::from("target/release/laneq"),
         etcd_bin: PathBuf::from("/usr/bin/etcd"),
@@ -70,6 +77,11 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "-h" | "--help" => return Err(USAGE.into()),
             "--quick" => a.quick = true,
+            "--smoke" => {
+                a.smoke = true;
+                a.quick = true;
+                a.clients = vec![1, 4];
+            }
             "--scenarios" => {
                 a.scenarios = value()?.split(',').map(|s| s.trim().to_string()).collect();
                 if let Some(bad) = a
@@ -125,7 +137,9 @@ async fn main() -> std::process::ExitCode {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "# laneq vs etcd: 3 nodes each on 127.0.0.1, fsync on, {cpus} cores, {}\n",
-        if args.quick {
+        if args.smoke {
+            "smoke run (tiny: the figures mean nothing)"
+        } else if args.quick {
             "quick run (2 s windows)"
         } else {
             "10 s windows"

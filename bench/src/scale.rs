@@ -147,7 +147,13 @@ async fn latencies(
 }
 
 pub async fn scale(args: &Args) -> Vec<Value> {
-    let size = if args.quick {
+    let size = if args.smoke {
+        Size {
+            queues: 10,
+            tasks: 2_000,
+            samples: 5,
+        }
+    } else if args.quick {
         Size {
             queues: 100,
             tasks: 20_000,
