@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::error::model_status;
+use super::error::{self, model_status};
 use super::{convert, key_reused, propose, read_barrier};
 use crate::model::limits::{BATCH_MAX_TASKS, LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
-use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState};
+use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState, Write};
 use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::tasks_server::Tasks;
 use crate::proto::v1::*;
@@ -27,14 +27,16 @@ impl TasksApi {
     }
 
     async fn submit_one(&self, req: SubmitTaskRequest) -> Result<SubmitTaskResponse, Status> {
-        let spec = req
-            .task
-            .ok_or_else(|| Status::invalid_argument("task: missing"))?;
-        let op = Op::SubmitTasks {
-            tasks: vec![convert::new_task(spec)],
-        };
-        match propose(&self.node, req.meta, op).await? {
-            (Reply::TasksSubmitted { ids }, replayed) if ids.len() == 1 => {
+        let write = submit_write(req)?;
+        let response = self.node.write(write).await.map_err(error::node_status)?;
+        self.submitted(response)
+    }
+
+    /// What a single submit's response tells its client.
+    fn submitted(&self, response: crate::model::Response) -> Result<SubmitTaskResponse, Status> {
+        let replayed = response.replayed;
+        match response.result.map_err(model_status)? {
+            Reply::TasksSubmitted { ids } if ids.len() == 1 => {
                 let state = self.node.sm().state();
                 let queue = state
                     .task(ids[0])
@@ -46,7 +48,7 @@ impl TasksApi {
                     queue,
                 })
             }
-            (other, _) => Err(key_reused(other)),
+            other => Err(key_reused(other)),
         }
     }
 
@@ -66,6 +68,26 @@ impl TasksApi {
 }
 
 use crate::proto::v1;
+
+/// The write of one submit: a task and an idempotency key are required.
+fn submit_write(req: SubmitTaskRequest) -> Result<Write, Status> {
+    let spec = req
+        .task
+        .ok_or_else(|| Status::invalid_argument("task: missing"))?;
+    let meta = req.meta.unwrap_or_default();
+    if meta.idempotency_key.is_empty() {
+        return Err(Status::invalid_argument(
+            "meta.idempotency_key: every write needs one, so that a retry is applied once",
+        ));
+    }
+    Ok(Write {
+        idempotency_key: meta.idempotency_key,
+        actor: meta.actor,
+        op: Op::SubmitTasks {
+            tasks: vec![convert::new_task(spec)],
+        },
+    })
+}
 
 #[tonic::async_trait]
 impl Tasks for TasksApi {
@@ -87,14 +109,46 @@ impl Tasks for TasksApi {
                 submits.len()
             )));
         }
-        // Proposed together, they reach the leader's coalescer together and
-        // share a log entry; each still applies and answers on its own.
-        let results = futures::future::join_all(submits.into_iter().map(|s| self.submit_one(s)));
-        let outcomes = results
-            .await
+        // One write carries them all, in the order given: one forward from
+        // a follower, one log entry, one wait for apply. Each still applies
+        // under its own key with its own outcome (`Op::Each`).
+        let mut outcomes: Vec<Option<Result<SubmitTaskResponse, Status>>> = Vec::new();
+        let mut writes = Vec::new();
+        for submit in submits {
+            match submit_write(submit) {
+                Ok(w) => {
+                    writes.push(w);
+                    outcomes.push(None);
+                }
+                Err(status) => outcomes.push(Some(Err(status))),
+            }
+        }
+        if !writes.is_empty() {
+            let count = writes.len();
+            let write = Write {
+                idempotency_key: "submit-each".into(),
+                actor: String::new(),
+                op: Op::Each(writes),
+            };
+            let response = self.node.write(write).await.map_err(error::node_status)?;
+            let responses = match response.result {
+                Ok(Reply::Each(r)) if r.len() == count => r,
+                other => {
+                    return Err(Status::internal(format!(
+                        "{count} submits were answered with {other:?}"
+                    )))
+                }
+            };
+            let mut responses = responses.into_iter();
+            for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+                let r = responses.next().expect("one response per write");
+                *slot = Some(self.submitted(r));
+            }
+        }
+        let outcomes = outcomes
             .into_iter()
             .map(|r| SubmitOutcome {
-                outcome: Some(match r {
+                outcome: Some(match r.expect("every outcome is set") {
                     Ok(submitted) => submit_outcome::Outcome::Submitted(submitted),
                     Err(status) => submit_outcome::Outcome::Refused(RefusedWrite {
                         code: status.code() as i32,

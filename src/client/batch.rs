@@ -9,9 +9,10 @@
 //! whole batch. This is what lets many concurrent submitters in one process
 //! go several times faster than one call each.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 
 use super::{Client, ClientError, Inner};
@@ -36,6 +37,9 @@ struct Pending {
 /// The handle submits go through: see the module docs.
 pub(super) struct Batcher {
     tx: mpsc::UnboundedSender<Pending>,
+    slots: Arc<Semaphore>,
+    /// Submits sent to the gathering task and not yet taken by it.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Batcher {
@@ -43,8 +47,19 @@ impl Batcher {
     /// and ends when the client is dropped.
     pub(super) fn start(inner: Weak<Inner>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(gather(inner, rx));
-        Self { tx }
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(gather(inner, rx, slots.clone(), waiting.clone()));
+        Self { tx, slots, waiting }
+    }
+
+    /// A free slot when no submit is waiting: the caller then sends its
+    /// submit alone, at once, holding the slot while it does.
+    pub(super) fn free_slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     /// Sends `req` alone or with others. `None` when the sending task is
@@ -53,6 +68,7 @@ impl Batcher {
     pub(super) async fn submit(&self, req: SubmitTaskRequest) -> Option<Outcome> {
         let (done, rx) = oneshot::channel();
         let bytes = estimated_bytes(&req);
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         self.tx.send(Pending { req, bytes, done }).ok()?;
         rx.await.ok()
     }
@@ -64,8 +80,12 @@ fn estimated_bytes(req: &SubmitTaskRequest) -> usize {
     })
 }
 
-async fn gather(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn gather(
+    inner: Weak<Inner>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+) {
     while let Some(first) = rx.recv().await {
         let slot = slots
             .clone()
@@ -83,6 +103,7 @@ async fn gather(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 Err(_) => break,
             }
         }
+        waiting.fetch_sub(batch.len(), Ordering::AcqRel);
         let Some(inner) = inner.upgrade() else {
             return;
         };

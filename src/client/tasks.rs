@@ -54,6 +54,9 @@ impl Client {
             .inner
             .batcher
             .get_or_init(|| super::batch::Batcher::start(std::sync::Arc::downgrade(&self.inner)));
+        if let Some(_slot) = batcher.free_slot() {
+            return self.submit_alone(req).await;
+        }
         if let Some(outcome) = batcher.submit(req.clone()).await {
             return outcome;
         }

@@ -63,8 +63,9 @@ pub const WORKERS_MAX: usize = 100_000;
 pub const LEASE_MAX_TASKS: u32 = 64;
 /// Most tasks in a worker's heartbeat.
 pub const HEARTBEAT_TASKS_MAX: usize = 1_024;
-/// Most client writes the leader coalesces into one log entry.
-pub const COALESCED_WRITES_MAX: usize = 512;
+/// Most client writes in one log entry (coalesced by the leader, or one
+/// `SubmitEach` call of at most [`BATCH_MAX_TASKS`]).
+pub const COALESCED_WRITES_MAX: usize = 1_000;
 /// Most heartbeat reports in one batch command.
 pub const HEARTBEAT_BATCH_MAX: usize = 10_000;
 /// Most leases or workers one expiry command handles; the leader repeats.

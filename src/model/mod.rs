@@ -207,10 +207,11 @@ pub enum Op {
     ExpireLeases {
         worker_timeout_ms: u64,
     },
-    /// Client writes the leader coalesced into one log entry under load.
-    /// Each applies on its own, in order, under its own idempotency key, and
-    /// gets its own response ([`Reply::Each`]); one refused does not touch the
-    /// others. The leader builds these; clients cannot send one.
+    /// Client writes in one log entry: those the leader coalesced under
+    /// load, or the submits of one `SubmitEach` call. Each applies on its
+    /// own, in order, under its own idempotency key, and gets its own
+    /// response ([`Reply::Each`]); one refused does not touch the others.
+    /// Nodes build these; the API has no way to send one as such.
     Each(Vec<Write>),
 }
 

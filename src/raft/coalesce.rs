@@ -8,6 +8,7 @@
 //! load a write finds a free slot and is proposed alone, at once: nothing
 //! waits for company.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use openraft::errors::{ClientWriteError, RaftError};
@@ -49,6 +50,10 @@ struct Pending {
 /// The handle writes are proposed through; see the module docs.
 pub struct Coalescer {
     tx: mpsc::UnboundedSender<Pending>,
+    raft: Raft,
+    slots: Arc<Semaphore>,
+    /// Writes sent to the gathering task and not yet taken by it.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Coalescer {
@@ -56,15 +61,30 @@ impl Coalescer {
     /// handle is dropped.
     pub fn start(raft: Raft) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(gather(raft, rx));
-        Self { tx }
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(gather(raft.clone(), rx, slots.clone(), waiting.clone()));
+        Self {
+            tx,
+            raft,
+            slots,
+            waiting,
+        }
     }
 
     /// Proposes `write`, alone or with others; resolves with its own
     /// response and the index of the entry that carried it.
     pub async fn propose(&self, write: Write) -> Proposed {
+        // A free slot and nobody waiting: propose from here, without the
+        // two task hops through the gathering task.
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            if let Ok(_slot) = self.slots.clone().try_acquire_owned() {
+                return propose_one(&self.raft, write).await;
+            }
+        }
         let (done, rx) = oneshot::channel();
         let bytes = write.approx_bytes();
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         self.tx
             .send(Pending { write, bytes, done })
             .map_err(|_| ProposeError::Fatal("the write coalescer has stopped".into()))?;
@@ -73,9 +93,24 @@ impl Coalescer {
     }
 }
 
-async fn gather(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+async fn gather(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+) {
+    // A write that is itself many (`Op::Each`, a `SubmitEach` call) goes in
+    // an entry of its own: entries do not nest.
+    let alone = |p: &Pending| matches!(p.write.op, Op::Each(_));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let slot = slots
             .clone()
             .acquire_owned()
@@ -83,8 +118,15 @@ async fn gather(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
             .expect("the semaphore is never closed");
         let mut bytes = first.bytes;
         let mut batch = vec![first];
-        while batch.len() < limits::COALESCED_WRITES_MAX && bytes < ENTRY_MAX_BYTES {
+        while !alone(&batch[0])
+            && batch.len() < limits::COALESCED_WRITES_MAX
+            && bytes < ENTRY_MAX_BYTES
+        {
             match rx.try_recv() {
+                Ok(p) if alone(&p) => {
+                    carried = Some(p);
+                    break;
+                }
                 Ok(p) => {
                     bytes += p.bytes;
                     batch.push(p);
@@ -92,6 +134,7 @@ async fn gather(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 Err(_) => break,
             }
         }
+        waiting.fetch_sub(batch.len(), Ordering::AcqRel);
         let raft = raft.clone();
         tokio::spawn(async move {
             propose(&raft, batch).await;
@@ -100,27 +143,30 @@ async fn gather(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
     }
 }
 
-/// Stamps and proposes one entry for `batch`, then answers each write.
-async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
-    let stamp = Stamp {
+fn stamp() -> Stamp {
+    Stamp {
         now_ms: crate::clock::now_ms(),
         seed: rand::rng().random(),
-    };
+    }
+}
+
+/// Stamps and proposes one write in an entry of its own.
+async fn propose_one(raft: &Raft, write: Write) -> Proposed {
+    let stamp = stamp();
+    raft.client_write(Command { stamp, write })
+        .await
+        .map(|r| (r.data, r.log_id.index()))
+        .map_err(propose_error)
+}
+
+/// Stamps and proposes one entry for `batch`, then answers each write.
+async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let p = batch.pop().expect("one write");
-        let result = raft
-            .client_write(Command {
-                stamp,
-                write: p.write,
-            })
-            .await;
-        let _ = p.done.send(
-            result
-                .map(|r| (r.data, r.log_id.index()))
-                .map_err(propose_error),
-        );
+        let _ = p.done.send(propose_one(raft, p.write).await);
         return;
     }
+    let stamp = stamp();
     let (writes, waiters): (Vec<Write>, Vec<oneshot::Sender<Proposed>>) =
         batch.into_iter().map(|p| (p.write, p.done)).unzip();
     let count = writes.len();
