@@ -90,6 +90,25 @@ async fn etcd_put(c: &Cluster) -> Op {
     })
 }
 
+/// A closed loop, and the CPU it cost per acknowledged op, in µs: the
+/// user and system time of the cluster's processes and of this load
+/// generator (which drives one system at a time) over the window.
+async fn closed_loop_cpu(
+    cluster: &Cluster,
+    clients: usize,
+    window: Duration,
+    op: Op,
+) -> (Outcome, f64) {
+    let mut pids: Vec<u32> = (0..3).filter_map(|i| cluster.pid(i)).collect();
+    pids.push(std::process::id());
+    let cpu = || pids.iter().filter_map(|&p| cpu_time(p)).sum::<Duration>();
+    let before = cpu();
+    let o = closed_loop(clients, window, op).await;
+    let used = cpu().saturating_sub(before);
+    let per_op = used.as_secs_f64() * 1e6 / o.ok.max(1) as f64;
+    (o, per_op)
+}
+
 fn row(scenario: &str, system: &str, clients: usize, o: &Outcome) -> Value {
     json!({
         "scenario": scenario, "system": system, "clients": clients,
@@ -104,6 +123,7 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     let counts = &args.clients;
     let mut rows = Vec::new();
     let mut results: HashMap<(&str, usize), Outcome> = HashMap::new();
+    let mut cpu_per_op: HashMap<(&str, usize), f64> = HashMap::new();
     // Both clusters run side by side (the idle one costs next to nothing),
     // and each client count runs on laneq then at once on etcd: a change in
     // the machine's speed during the run (this one's disk and CPU vary by
@@ -120,13 +140,19 @@ pub async fn submit(args: &Args) -> Vec<Value> {
         let op = laneq_submit(laneq_client(&laneq).await);
         let term_before = laneq.term().await;
         for &c in counts {
-            let o = closed_loop(c, args.window(), op.clone()).await;
-            rows.push(row("submit", "laneq", c, &o));
+            let (o, cpu) = closed_loop_cpu(&laneq, c, args.window(), op.clone()).await;
+            let mut r = row("submit", "laneq", c, &o);
+            r["cpu_us_per_op"] = json!(cpu.round());
+            rows.push(r);
             results.insert(("laneq", c), o);
-            if let Some((_, op)) = &etcd {
-                let o = closed_loop(c, args.window(), op.clone()).await;
-                rows.push(row("submit", "etcd", c, &o));
+            cpu_per_op.insert(("laneq", c), cpu);
+            if let Some((etcd, op)) = &etcd {
+                let (o, cpu) = closed_loop_cpu(etcd, c, args.window(), op.clone()).await;
+                let mut r = row("submit", "etcd", c, &o);
+                r["cpu_us_per_op"] = json!(cpu.round());
+                rows.push(r);
                 results.insert(("etcd", c), o);
+                cpu_per_op.insert(("etcd", c), cpu);
             }
         }
         let client = laneq_client(&laneq).await;
@@ -161,28 +187,29 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     }
     if args.laneq_only {
         println!("## 1. Submit (laneq alone), 256 B, one request per call\n");
-        println!("| clients | laneq ops/s | p50 / p99 / p999 ms |");
-        println!("|---:|---:|---|");
+        println!("| clients | laneq ops/s | p50 / p99 / p999 ms | CPU µs per op |");
+        println!("|---:|---:|---|---:|");
         for &c in counts {
             let l = &results[&("laneq", c)];
             println!(
-                "| {c} | {:.0} | {:.2} / {:.2} / {:.2} |",
+                "| {c} | {:.0} | {:.2} / {:.2} / {:.2} | {:.0} |",
                 l.per_s(),
                 l.pct_ms(50.0),
                 l.pct_ms(99.0),
-                l.pct_ms(99.9)
+                l.pct_ms(99.9),
+                cpu_per_op[&("laneq", c)]
             );
         }
         return rows;
     }
     drop(etcd);
     println!("## 1. Submit (laneq) against put (etcd), 256 B, one request per call\n");
-    println!("| clients | laneq ops/s | etcd ops/s | ratio | laneq p50 / p99 / p999 ms | etcd p50 / p99 / p999 ms |");
-    println!("|---:|---:|---:|---:|---|---|");
+    println!("| clients | laneq ops/s | etcd ops/s | ratio | laneq p50 / p99 / p999 ms | etcd p50 / p99 / p999 ms | CPU µs per op, laneq / etcd |");
+    println!("|---:|---:|---:|---:|---|---|---|");
     for &c in counts {
         let (l, e) = (&results[&("laneq", c)], &results[&("etcd", c)]);
         println!(
-            "| {c} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+            "| {c} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} |",
             l.per_s(),
             e.per_s(),
             l.per_s() / e.per_s().max(1e-9),
@@ -191,9 +218,16 @@ pub async fn submit(args: &Args) -> Vec<Value> {
             l.pct_ms(99.9),
             e.pct_ms(50.0),
             e.pct_ms(99.0),
-            e.pct_ms(99.9)
+            e.pct_ms(99.9),
+            cpu_per_op[&("laneq", c)],
+            cpu_per_op[&("etcd", c)]
         );
     }
+    println!(
+        "\nCPU per op: user + system time of the three nodes and of this load generator over \
+         the window, divided by the acknowledged ops ({} cores in all).",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     for (label, batch) in [("laneq-b100", 100.0), ("laneq-b1000", 1000.0)] {
         let o = &results[&(label, 4)];
         println!(
