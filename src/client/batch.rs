@@ -69,7 +69,10 @@ impl Batcher {
         let (done, rx) = oneshot::channel();
         let bytes = estimated_bytes(&req);
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(Pending { req, bytes, done }).ok()?;
+        if self.tx.send(Pending { req, bytes, done }).is_err() {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
         rx.await.ok()
     }
 }
