@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod gather;
 pub mod model;
 pub mod node;
 pub mod raft;

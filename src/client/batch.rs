@@ -9,13 +9,12 @@
 //! whole batch. This is what lets many concurrent submitters in one process
 //! go several times faster than one call each.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 
 use super::{Client, ClientError, Inner};
+use crate::gather::{Gather, Limits};
 use crate::model::limits::BATCH_MAX_TASKS;
 use crate::proto::v1::tasks_client::TasksClient;
 use crate::proto::v1::{submit_outcome, SubmitEachRequest, SubmitTaskRequest, SubmitTaskResponse};
@@ -27,104 +26,47 @@ const IN_FLIGHT: usize = 4;
 const CALL_MAX_BYTES: usize = 3 * 1024 * 1024;
 
 type Outcome = Result<SubmitTaskResponse, ClientError>;
-
-struct Pending {
-    req: SubmitTaskRequest,
-    bytes: usize,
-    done: oneshot::Sender<Outcome>,
-}
+type Pending = crate::gather::Pending<SubmitTaskRequest, Outcome>;
 
 /// The handle submits go through: see the module docs.
-pub(super) struct Batcher {
-    tx: mpsc::UnboundedSender<Pending>,
-    slots: Arc<Semaphore>,
-    /// Submits sent to the gathering task and not yet taken by it.
-    waiting: Arc<AtomicUsize>,
+pub(super) type Batcher = Gather<SubmitTaskRequest, Outcome>;
+
+/// Starts the task that sends the submits. It holds the client weakly,
+/// and ends when the client is dropped.
+pub(super) fn start(inner: Weak<Inner>) -> Batcher {
+    let limits = Limits {
+        in_flight: IN_FLIGHT,
+        max_items: BATCH_MAX_TASKS,
+        max_bytes: CALL_MAX_BYTES,
+    };
+    Gather::start(
+        limits,
+        |_| false,
+        move |batch| {
+            let inner = inner.clone();
+            async move {
+                if let Some(inner) = inner.upgrade() {
+                    send(&Client { inner }, batch).await;
+                }
+            }
+        },
+    )
 }
 
-impl Batcher {
-    /// Starts the task that sends the submits. It holds the client weakly,
-    /// and ends when the client is dropped.
-    pub(super) fn start(inner: Weak<Inner>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        let waiting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(gather(inner, rx, slots.clone(), waiting.clone()));
-        Self { tx, slots, waiting }
-    }
-
-    /// A free slot when no submit is waiting: the caller then sends its
-    /// submit alone, at once, holding the slot while it does.
-    pub(super) fn free_slot(&self) -> Option<OwnedSemaphorePermit> {
-        if self.waiting.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        self.slots.clone().try_acquire_owned().ok()
-    }
-
-    /// Sends `req` alone or with others. `None` when the sending task is
-    /// gone (its runtime shut down): the caller sends the submit itself,
-    /// which is safe, for it keeps its idempotency key.
-    pub(super) async fn submit(&self, req: SubmitTaskRequest) -> Option<Outcome> {
-        let (done, rx) = oneshot::channel();
-        let bytes = estimated_bytes(&req);
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(Pending { req, bytes, done }).is_err() {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        rx.await.ok()
-    }
-}
-
-fn estimated_bytes(req: &SubmitTaskRequest) -> usize {
+/// Roughly the encoded size of a submit.
+pub(super) fn estimated_bytes(req: &SubmitTaskRequest) -> usize {
     256 + req.task.as_ref().map_or(0, |t| {
         t.payload.len() + t.command.iter().map(String::len).sum::<usize>()
     })
 }
 
-async fn gather(
-    inner: Weak<Inner>,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    slots: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
-) {
-    while let Some(first) = rx.recv().await {
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let mut bytes = first.bytes;
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX_TASKS && bytes < CALL_MAX_BYTES {
-            match rx.try_recv() {
-                Ok(p) => {
-                    bytes += p.bytes;
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        waiting.fetch_sub(batch.len(), Ordering::AcqRel);
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let client = Client { inner };
-        tokio::spawn(async move {
-            send(&client, batch).await;
-            drop(slot);
-        });
-    }
-}
-
 async fn send(client: &Client, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let p = batch.pop().expect("one submit");
-        let _ = p.done.send(client.submit_alone(p.req).await);
+        let _ = p.done.send(client.submit_alone(p.item).await);
         return;
     }
-    let (submits, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.req, p.done)).unzip();
+    let (submits, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.done)).unzip();
     let count = submits.len();
     let req = SubmitEachRequest { submits };
     let result = client

@@ -53,11 +53,12 @@ impl Client {
         let batcher = self
             .inner
             .batcher
-            .get_or_init(|| super::batch::Batcher::start(std::sync::Arc::downgrade(&self.inner)));
+            .get_or_init(|| super::batch::start(std::sync::Arc::downgrade(&self.inner)));
         if let Some(_slot) = batcher.free_slot() {
             return self.submit_alone(req).await;
         }
-        if let Some(outcome) = batcher.submit(req.clone()).await {
+        let bytes = super::batch::estimated_bytes(&req);
+        if let Some(outcome) = batcher.submit(req.clone(), bytes).await {
             return outcome;
         }
         self.submit_alone(req).await

@@ -6,16 +6,15 @@
 //! replication and decoding on every follower, the apply bookkeeping and the
 //! digest step) are paid once per batch instead of once per write. At low
 //! load a write finds a free slot and is proposed alone, at once: nothing
-//! waits for company.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+//! waits for company. The batching itself is `crate::gather`'s, which the
+//! client's submit batcher shares.
 
 use openraft::errors::{ClientWriteError, RaftError};
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use super::{Raft, TypeConfig};
+use crate::gather::{Gather, Limits};
 use crate::model::{limits, Command, Op, Reply, Response, Stamp, Write};
 
 /// Proposals in flight at once. A write that arrives while all are taken
@@ -41,35 +40,32 @@ pub enum ProposeError {
 
 pub type Proposed = Result<(Response, u64), ProposeError>;
 
-struct Pending {
-    write: Write,
-    bytes: usize,
-    done: oneshot::Sender<Proposed>,
-}
+type Pending = crate::gather::Pending<Write, Proposed>;
 
 /// The handle writes are proposed through; see the module docs.
 pub struct Coalescer {
-    tx: mpsc::UnboundedSender<Pending>,
     raft: Raft,
-    slots: Arc<Semaphore>,
-    /// Writes sent to the gathering task and not yet taken by it.
-    waiting: Arc<AtomicUsize>,
+    gather: Gather<Write, Proposed>,
 }
 
 impl Coalescer {
     /// Starts the task that gathers and proposes writes. It ends when the
     /// handle is dropped.
     pub fn start(raft: Raft) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        let waiting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(gather(raft.clone(), rx, slots.clone(), waiting.clone()));
-        Self {
-            tx,
-            raft,
-            slots,
-            waiting,
-        }
+        let limits = Limits {
+            in_flight: IN_FLIGHT,
+            max_items: limits::COALESCED_WRITES_MAX,
+            max_bytes: ENTRY_MAX_BYTES,
+        };
+        let proposer = raft.clone();
+        // A write that is itself many (`Op::Each`, a `SubmitEach` call) goes
+        // in an entry of its own: entries do not nest.
+        let alone = |w: &Write| matches!(w.op, Op::Each(_));
+        let gather = Gather::start(limits, alone, move |batch| {
+            let raft = proposer.clone();
+            async move { propose(&raft, batch).await }
+        });
+        Self { raft, gather }
     }
 
     /// Proposes `write`, alone or with others; resolves with its own
@@ -77,69 +73,15 @@ impl Coalescer {
     pub async fn propose(&self, write: Write) -> Proposed {
         // A free slot and nobody waiting: propose from here, without the
         // two task hops through the gathering task.
-        if self.waiting.load(Ordering::Acquire) == 0 {
-            if let Ok(_slot) = self.slots.clone().try_acquire_owned() {
-                return propose_one(&self.raft, write).await;
-            }
+        if let Some(_slot) = self.gather.free_slot() {
+            return propose_one(&self.raft, write).await;
         }
-        let (done, rx) = oneshot::channel();
         let bytes = write.approx_bytes();
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        self.tx
-            .send(Pending { write, bytes, done })
-            .map_err(|_| ProposeError::Fatal("the write coalescer has stopped".into()))?;
-        rx.await
-            .map_err(|_| ProposeError::Fatal("the write coalescer has stopped".into()))?
-    }
-}
-
-async fn gather(
-    raft: Raft,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    slots: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
-) {
-    // A write that is itself many (`Op::Each`, a `SubmitEach` call) goes in
-    // an entry of its own: entries do not nest.
-    let alone = |p: &Pending| matches!(p.write.op, Op::Each(_));
-    let mut carried: Option<Pending> = None;
-    loop {
-        let first = match carried.take() {
-            Some(p) => p,
-            None => match rx.recv().await {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let mut bytes = first.bytes;
-        let mut batch = vec![first];
-        while !alone(&batch[0])
-            && batch.len() < limits::COALESCED_WRITES_MAX
-            && bytes < ENTRY_MAX_BYTES
-        {
-            match rx.try_recv() {
-                Ok(p) if alone(&p) => {
-                    carried = Some(p);
-                    break;
-                }
-                Ok(p) => {
-                    bytes += p.bytes;
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        waiting.fetch_sub(batch.len(), Ordering::AcqRel);
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            propose(&raft, batch).await;
-            drop(slot);
-        });
+        self.gather.submit(write, bytes).await.unwrap_or_else(|| {
+            Err(ProposeError::Fatal(
+                "the write coalescer has stopped".into(),
+            ))
+        })
     }
 }
 
@@ -163,12 +105,12 @@ async fn propose_one(raft: &Raft, write: Write) -> Proposed {
 async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let p = batch.pop().expect("one write");
-        let _ = p.done.send(propose_one(raft, p.write).await);
+        let _ = p.done.send(propose_one(raft, p.item).await);
         return;
     }
     let stamp = stamp();
     let (writes, waiters): (Vec<Write>, Vec<oneshot::Sender<Proposed>>) =
-        batch.into_iter().map(|p| (p.write, p.done)).unzip();
+        batch.into_iter().map(|p| (p.item, p.done)).unzip();
     let count = writes.len();
     let write = Write {
         // Not remembered (see `State::apply`): the writes carry their keys.
