@@ -187,6 +187,12 @@ impl RaftNode {
         &self.network
     }
 
+    /// The current leader's id, as this node knows it (no address copied:
+    /// this is on every write's path).
+    fn leader_id(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
     /// The current leader and its address, as this node knows them.
     pub fn leader(&self) -> Option<(u64, String)> {
         // Read under the borrow: cloning the whole metrics on every write
@@ -223,7 +229,7 @@ impl RaftNode {
                 // Waiting here would not help: let the client try another node.
                 return Err(e);
             }
-            let known = self.leader().map(|(id, _)| id);
+            let known = self.leader_id();
             let result = match self.write_as_leader(write.clone()).await {
                 Err(NodeError::NotLeader {
                     leader: Some((leader, addr)),
@@ -277,7 +283,7 @@ impl RaftNode {
     /// has lost its majority ends as `Unavailable` (outcome unknown) instead
     /// of waiting for the partition to heal.
     pub async fn write_as_leader(&self, write: Write) -> Result<(Response, u64), NodeError> {
-        if self.leader().is_some_and(|(id, _)| id != self.id) {
+        if self.leader_id().is_some_and(|id| id != self.id) {
             return Err(self.not_leader());
         }
         let propose = self.coalescer.propose(write);
