@@ -5,27 +5,24 @@
 //! O(log n) of the queue's length. Placing a task picks a rank between its
 //! neighbours' ranks; when they are adjacent, the whole queue is renumbered
 //! evenly (O(n), rare) and every changed rank is reported for the caller to
-//! persist.
+//! persist. The caller keeps each task's rank (it is persisted with the task)
+//! and names a task by (id, rank): the index holds no map from id to rank,
+//! which would cost as much memory as the tree itself.
 //!
 //! The index is a counted B+tree keyed by rank: leaves hold up to [`CAP`]
 //! (rank, id) pairs in order and are linked both ways; an inner node holds,
 //! for each child, a lower bound of its ranks and the number of tasks under
 //! it. A lookup touches about log_64(n) nodes (4 for a million tasks), each a
 //! few contiguous cache lines, so a long queue costs little more than a short
-//! one. Nodes live in two arenas of fixed-size nodes with free lists; a map
-//! from task id to rank finds a task without a scan.
+//! one. Nodes live in two arenas of fixed-size nodes with free lists.
 //!
 //! **Architecture Invariant:** this is part of the replicated state machine. It
-//! never reads a clock or a random source, never uses floating point and never
-//! lets hash order leak (the id map is only ever probed, never iterated): the
+//! never reads a clock or a random source and never uses floating point: the
 //! same operations in the same order give the same ranks on every replica.
 //! Equality compares only the (id, rank) order, never the tree's shape, so an
 //! index rebuilt from storage equals the live one. Nothing but the rare
 //! renumbering scans or shifts the whole queue; a node shifts at most [`CAP`]
 //! entries.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// A rank change the caller must persist: (task id, new rank).
 pub type Reranked = Vec<(u64, u128)>;
@@ -42,27 +39,6 @@ const MIN_FILL: usize = CAP / 4;
 const BUILD_FILL: usize = CAP - CAP / 4;
 /// The empty link.
 const NIL: u32 = u32::MAX;
-
-/// Multiplicative hashing of task ids (FxHash's step). Deterministic, and
-/// sequential ids spread over every bucket.
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type IdMap = HashMap<u64, u128, BuildHasherDefault<IdHasher>>;
 
 /// Up to [`CAP`] tasks in rank order, linked to the leaves before and after.
 #[derive(Clone, Debug)]
@@ -96,7 +72,6 @@ pub struct QueueOrder {
     /// Levels of inner nodes above the leaves (0: the root is a leaf).
     height: u32,
     len: usize,
-    rank_of: IdMap,
 }
 
 impl PartialEq for QueueOrder {
@@ -143,7 +118,6 @@ impl QueueOrder {
             root: NIL,
             height: 0,
             len: 0,
-            rank_of: IdMap::default(),
         }
     }
 
@@ -153,14 +127,6 @@ impl QueueOrder {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    pub fn contains(&self, id: u64) -> bool {
-        self.rank_of.contains_key(&id)
-    }
-
-    pub fn rank(&self, id: u64) -> Option<u128> {
-        self.rank_of.get(&id).copied()
     }
 
     /// Rebuild from storage: insert with a known rank.
@@ -176,31 +142,30 @@ impl QueueOrder {
     }
 
     /// Append at the back. Returns the ranks to persist (the new task's, plus any renumbered).
-    /// Panics if the id is already present.
+    /// The task must not be in the order already.
     pub fn push_back(&mut self, id: u64) -> Reranked {
         self.insert_at(id, self.len)
     }
 
     /// Append at the front. Returns the ranks to persist (the new task's, plus any renumbered).
-    /// Panics if the id is already present.
+    /// The task must not be in the order already.
     pub fn push_front(&mut self, id: u64) -> Reranked {
         self.insert_at(id, 0)
     }
 
-    /// Remove; returns whether it was present.
-    pub fn remove(&mut self, id: u64) -> bool {
-        let Some(rank) = self.rank_of.remove(&id) else {
+    /// Removes task `id` at `rank`; returns whether it was there.
+    pub fn remove(&mut self, id: u64, rank: u128) -> bool {
+        if self.position(id, rank).is_none() {
             return false;
-        };
+        }
         self.erase(rank, id);
         true
     }
 
-    /// 0-based position of a task.
-    pub fn position(&self, id: u64) -> Option<usize> {
-        let (before, found) = self.locate(self.rank(id)?);
-        assert!(found, "task {id} is mapped but not in the tree");
-        Some(before)
+    /// 0-based position of task `id` at `rank` (None: not there).
+    pub fn position(&self, id: u64, rank: u128) -> Option<usize> {
+        let (before, found) = self.locate(rank);
+        (found && self.at(before) == Some(id)).then_some(before)
     }
 
     /// The task at a 0-based position.
@@ -213,28 +178,23 @@ impl QueueOrder {
         self.at(0)
     }
 
-    /// Move an already-present task so that it ends at 0-based `position`
+    /// Move task `id`, at `rank`, so that it ends at 0-based `position`
     /// (clamped to len-1). Returns the ranks to persist (empty when it is
-    /// already there), or None if id is absent.
-    pub fn move_to(&mut self, id: u64, position: usize) -> Option<Reranked> {
-        let current = self.position(id)?;
+    /// already there), or None if it is not there.
+    pub fn move_to(&mut self, id: u64, rank: u128, position: usize) -> Option<Reranked> {
+        let current = self.position(id, rank)?;
         let target = position.min(self.len - 1);
         if target == current {
             return Some(Vec::new());
         }
-        let rank = self.rank_of.remove(&id).expect("present");
         self.erase(rank, id);
         Some(self.place(id, target))
     }
 
     /// Insert a new (absent) task at 0-based position (clamped to len).
     /// Returns the ranks to persist (the new task's, plus any renumbered).
-    /// Panics if the id is already present.
+    /// The task must not be in the order already.
     pub fn insert_at(&mut self, id: u64, position: usize) -> Reranked {
-        assert!(
-            !self.contains(id),
-            "task {id} is already in the queue order"
-        );
         self.place(id, position.min(self.len))
     }
 
@@ -252,8 +212,9 @@ impl QueueOrder {
     }
 
     /// Panics if the structure is broken: ranks out of order or outside
-    /// their node's bounds, wrong counts, uneven depth, a stale id map,
-    /// broken leaf links, or arena slots leaked.
+    /// their node's bounds, wrong counts, uneven depth, broken leaf links,
+    /// or arena slots leaked. (A task twice in the order, at two ranks, is
+    /// for the caller to find: see `State::check_invariants`.)
     pub fn check_invariants(&self) {
         if self.root == NIL {
             assert_eq!(
@@ -261,7 +222,6 @@ impl QueueOrder {
                 (0, 0),
                 "an empty tree has no length"
             );
-            assert!(self.rank_of.is_empty(), "id map of an empty tree");
         } else {
             if self.height > 0 {
                 assert!(
@@ -279,7 +239,6 @@ impl QueueOrder {
                 &mut inners,
             );
             assert_eq!(count, self.len, "tree size differs from the length");
-            assert_eq!(self.rank_of.len(), self.len, "id map size differs");
             let mut prev = NIL;
             for (k, &leaf) in leaves.iter().enumerate() {
                 let l = &self.leaves[leaf as usize];
@@ -328,11 +287,6 @@ impl QueueOrder {
             for k in 0..n {
                 assert!(within(l.ranks[k]), "rank outside its node's bounds");
                 assert!(k == 0 || l.ranks[k - 1] < l.ranks[k], "ranks out of order");
-                assert_eq!(
-                    self.rank_of.get(&l.ids[k]),
-                    Some(&l.ranks[k]),
-                    "id map is stale"
-                );
             }
             return n;
         }
@@ -475,8 +429,6 @@ impl QueueOrder {
             }
             level.push((leaf, chunk[0].1, chunk.len() as u32));
         }
-        self.rank_of
-            .extend(entries.iter().map(|&(id, rank)| (id, rank)));
         self.len = entries.len();
         while level.len() > 1 {
             let mut up = Vec::new();
@@ -508,7 +460,6 @@ impl QueueOrder {
     /// Inserts a rank known to be absent.
     fn insert(&mut self, rank: u128, id: u64) {
         let total = self.len;
-        self.rank_of.insert(id, rank);
         self.len += 1;
         if self.root == NIL {
             let leaf = self.alloc_leaf();
@@ -634,11 +585,7 @@ impl QueueOrder {
         l.len -= 1;
         self.len -= 1;
         if self.len == 0 {
-            let rank_of = std::mem::take(&mut self.rank_of);
-            *self = Self {
-                rank_of,
-                ..Self::new()
-            };
+            *self = Self::new();
             return;
         }
         let mut level = 0;
@@ -803,6 +750,83 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use std::collections::BTreeMap;
+    use std::ops::Deref;
+
+    /// The index plus the id → rank map its caller keeps (the model keeps
+    /// each rank in its task), so that tests can name tasks by id alone.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    struct Indexed {
+        order: QueueOrder,
+        ranks: BTreeMap<u64, u128>,
+    }
+
+    impl Deref for Indexed {
+        type Target = QueueOrder;
+
+        fn deref(&self) -> &QueueOrder {
+            &self.order
+        }
+    }
+
+    impl Indexed {
+        fn new() -> Self {
+            Self::default()
+        }
+
+        /// Keeps the ranks a change reports, as the model does.
+        fn note(&mut self, reranked: Reranked) -> Reranked {
+            self.ranks.extend(reranked.iter().copied());
+            reranked
+        }
+
+        fn contains(&self, id: u64) -> bool {
+            self.ranks.contains_key(&id)
+        }
+
+        fn rank(&self, id: u64) -> Option<u128> {
+            self.ranks.get(&id).copied()
+        }
+
+        fn insert_with_rank(&mut self, id: u64, rank: u128) {
+            self.order.insert_with_rank(id, rank);
+            self.ranks.insert(id, rank);
+        }
+
+        fn push_back(&mut self, id: u64) -> Reranked {
+            let r = self.order.push_back(id);
+            self.note(r)
+        }
+
+        fn push_front(&mut self, id: u64) -> Reranked {
+            let r = self.order.push_front(id);
+            self.note(r)
+        }
+
+        fn insert_at(&mut self, id: u64, position: usize) -> Reranked {
+            let r = self.order.insert_at(id, position);
+            self.note(r)
+        }
+
+        fn remove(&mut self, id: u64) -> bool {
+            let Some(rank) = self.ranks.remove(&id) else {
+                return false;
+            };
+            assert!(self.order.remove(id, rank), "task {id} is not in the tree");
+            true
+        }
+
+        fn position(&self, id: u64) -> Option<usize> {
+            let p = self.order.position(id, self.rank(id)?);
+            assert!(p.is_some(), "task {id} is mapped but not in the tree");
+            p
+        }
+
+        fn move_to(&mut self, id: u64, position: usize) -> Option<Reranked> {
+            let rank = self.rank(id)?;
+            let r = (self.order.move_to(id, rank, position)).expect("a mapped task is in the tree");
+            Some(self.note(r))
+        }
+    }
 
     fn ids(order: &QueueOrder) -> Vec<u64> {
         order.iter().map(|(id, _)| id).collect()
@@ -822,7 +846,7 @@ mod tests {
 
     #[test]
     fn empty_and_single() {
-        let mut order = QueueOrder::default();
+        let mut order = Indexed::default();
         order.check_invariants();
         assert!(order.is_empty() && order.first().is_none() && order.at(0).is_none());
         assert!(order.position(7).is_none() && order.rank(7).is_none() && !order.contains(7));
@@ -833,13 +857,13 @@ mod tests {
             (1, Some(7), Some(0))
         );
         assert_eq!(order.move_to(7, 5), Some(Vec::new()));
-        assert!(order.remove(7) && !order.remove(7) && order == QueueOrder::new());
+        assert!(order.remove(7) && !order.remove(7) && order == Indexed::new());
         order.check_invariants();
     }
 
     #[test]
     fn ends_clamping_and_range() {
-        let mut order = QueueOrder::new();
+        let mut order = Indexed::new();
         order.push_back(2);
         order.push_back(3);
         order.push_front(1);
@@ -857,7 +881,7 @@ mod tests {
 
     #[test]
     fn move_to_same_place_first_and_last() {
-        let mut order = QueueOrder::new();
+        let mut order = Indexed::new();
         (1..=5).for_each(|id| _ = order.push_back(id));
         let before = order.clone();
         assert_eq!(order.move_to(3, 2), Some(Vec::new()));
@@ -881,21 +905,33 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "task 1 is already in the queue order")]
-    fn duplicate_id_panics() {
+    fn a_task_is_named_by_its_id_and_its_rank() {
         let mut order = QueueOrder::new();
-        order.push_back(1);
-        order.insert_at(1, 0);
+        order.insert_with_rank(1, 10);
+        order.insert_with_rank(2, 20);
+        assert_eq!(
+            (order.position(1, 10), order.position(2, 20)),
+            (Some(0), Some(1))
+        );
+        assert_eq!(order.position(1, 20), None, "another task's rank");
+        assert_eq!(order.position(1, 15), None, "a rank nobody has");
+        assert!(!order.remove(2, 10) && !order.remove(3, 30));
+        assert!(order.move_to(2, 10, 0).is_none());
+        assert_eq!(order.len(), 2, "nothing changed");
+        order.check_invariants();
+        assert!(order.remove(1, 10) && order.position(1, 10).is_none());
+        assert_eq!(order.position(2, 20), Some(0));
+        order.check_invariants();
     }
 
     #[test]
     fn full_ends_renumber_and_leave_room() {
-        let mut low = QueueOrder::new();
+        let mut low = Indexed::new();
         low.insert_with_rank(1, 0);
         low.insert_with_rank(2, 1);
         assert_eq!(low.push_front(3).len(), 3, "every rank changes");
         assert_eq!(ids(&low), vec![3, 1, 2]);
-        let mut high = QueueOrder::new();
+        let mut high = Indexed::new();
         high.insert_with_rank(1, u128::MAX);
         assert_eq!(high.push_back(2).len(), 2);
         assert_eq!(
@@ -909,7 +945,7 @@ mod tests {
 
     #[test]
     fn renumbering_reports_every_change_and_keeps_order() {
-        let (mut order, mut shadow) = (QueueOrder::new(), BTreeMap::new());
+        let (mut order, mut shadow) = (Indexed::new(), BTreeMap::new());
         let mut model = vec![1, 2];
         persist_and_rebuild(&mut shadow, &order.push_back(1));
         persist_and_rebuild(&mut shadow, &order.push_back(2));
@@ -919,7 +955,7 @@ mod tests {
             model.insert(1, id);
             renumbers += usize::from(reranked.len() > 1);
             assert!(reranked.contains(&(id, order.rank(id).unwrap())));
-            assert_eq!(persist_and_rebuild(&mut shadow, &reranked), order);
+            assert_eq!(persist_and_rebuild(&mut shadow, &reranked), order.order);
             assert_eq!(ids(&order), model);
             order.check_invariants();
         }
@@ -932,7 +968,7 @@ mod tests {
     #[test]
     fn same_ops_give_equal_structures() {
         let build = || {
-            let mut order = QueueOrder::new();
+            let mut order = Indexed::new();
             for id in 0..500u64 {
                 order.insert_at(id, (id * 7 % (id + 1)) as usize);
                 if id % 5 == 0 {
@@ -954,7 +990,7 @@ mod tests {
     /// gap down and force renumbering.
     fn random_op(
         rng: &mut StdRng,
-        order: &mut QueueOrder,
+        order: &mut Indexed,
         model: &mut Vec<u64>,
         hot: usize,
         heavy: bool,
@@ -998,7 +1034,7 @@ mod tests {
     /// height grows and shrinks back, and no node leaks.
     #[test]
     fn deep_trees_split_merge_and_shrink() {
-        let mut order = QueueOrder::new();
+        let mut order = Indexed::new();
         let mut model = Vec::new();
         for id in 0..3000u64 {
             let pos = match id % 3 {
@@ -1029,8 +1065,7 @@ mod tests {
         let mut renumbers = 0;
         for seed in 0..200u64 {
             let mut rng = StdRng::seed_from_u64(seed);
-            let (mut order, mut model, mut shadow) =
-                (QueueOrder::new(), Vec::new(), BTreeMap::new());
+            let (mut order, mut model, mut shadow) = (Indexed::new(), Vec::new(), BTreeMap::new());
             if seed % 2 == 1 {
                 // Ranks packed against one end, as if restored from storage.
                 let base = if seed % 4 == 1 { 0 } else { u128::MAX - 60 };
@@ -1047,7 +1082,7 @@ mod tests {
                 shadow.retain(|id, _| order.contains(*id));
                 assert_eq!(
                     persist_and_rebuild(&mut shadow, &reranked),
-                    order,
+                    order.order,
                     "seed {seed}"
                 );
                 order.check_invariants();

@@ -320,7 +320,7 @@ impl State {
         if task.state != TaskState::Queued {
             return None;
         }
-        self.pending.get(&task.queue)?.position(task.id)
+        self.pending.get(&task.queue)?.position(task.id, task.rank)
     }
 
     /// Queued tasks of a run of a project.
@@ -533,25 +533,33 @@ impl State {
     /// Records the ranks a queue change assigned, so they are persisted.
     /// Also places each task in its project's order with its new rank, so a
     /// task entering a queue is indexed by the rerank its insertion reports.
+    /// All leave the project order before any comes back: a new rank may be
+    /// another task's old one.
     fn rerank(&mut self, reranked: Reranked, changed: &mut Vec<Key>) {
-        for (id, rank) in reranked {
+        for &(id, rank) in &reranked {
             let task = self.tasks.get_mut(&id).expect("a reranked task exists");
-            task.rank = rank;
-            let by_project = self
-                .pending_by_project
+            let old = std::mem::replace(&mut task.rank, rank);
+            let key = (task.queue, task.project.clone());
+            if let Some(by_project) = self.pending_by_project.get_mut(&key) {
+                // False for a task entering the queue: it was in no order here.
+                by_project.remove(id, old);
+            }
+        }
+        for (id, rank) in reranked {
+            let task = &self.tasks[&id];
+            self.pending_by_project
                 .entry((task.queue, task.project.clone()))
-                .or_default();
-            by_project.remove(id);
-            by_project.insert_with_rank(id, rank);
+                .or_default()
+                .insert_with_rank(id, rank);
             changed.push(Key::Task(id));
         }
     }
 
     /// Takes a task out of its project's order (it left its queue's order).
-    fn unindex_project(&mut self, queue: u64, project: &str, id: u64) {
+    fn unindex_project(&mut self, queue: u64, project: &str, id: u64, rank: u128) {
         let key = (queue, project.to_string());
         if let Some(order) = self.pending_by_project.get_mut(&key) {
-            order.remove(id);
+            order.remove(id, rank);
             if order.is_empty() {
                 self.pending_by_project.remove(&key);
             }
@@ -736,9 +744,9 @@ impl State {
             let ours: Vec<(u64, u128)> = order.iter().collect();
             let theirs: Vec<(u64, u128)> = rebuilt.pending[queue].iter().collect();
             assert_eq!(ours, theirs, "queue {queue}: order out of date");
-            for (position, (id, _)) in ours.iter().enumerate() {
+            for (position, &(id, rank)) in ours.iter().enumerate() {
                 assert_eq!(
-                    order.position(*id),
+                    order.position(id, rank),
                     Some(position),
                     "positions are a permutation"
                 );

@@ -194,7 +194,7 @@ impl State {
             self.pending
                 .get_mut(&task.queue)
                 .expect("a queued task's queue exists")
-                .remove(id);
+                .remove(id, task.rank);
         }
         task.state = to;
         task.updated_ms = now;
@@ -204,8 +204,8 @@ impl State {
         record(task, now, actor, reason);
         super::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
         if left_queue {
-            let (queue, project) = (task.queue, task.project.clone());
-            self.unindex_project(queue, &project, id);
+            let (queue, project, rank) = (task.queue, task.project.clone(), task.rank);
+            self.unindex_project(queue, &project, id, rank);
         }
         changed.push(Key::Task(id));
     }
@@ -291,12 +291,14 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         let task = self.task_in(id, "queued task can be moved", &[TaskState::Queued])?;
-        let queue = task.queue;
+        let (queue, rank) = (task.queue, task.rank);
         if let MoveTo::Queue(target) = to {
             return self.move_to_queue(id, target, actor, changed);
         }
         let order = &self.pending[&queue];
-        let current = order.position(id).expect("a queued task is in its queue") as u64;
+        let current = order
+            .position(id, rank)
+            .expect("a queued task is in its queue") as u64;
         let last = order.len() as u64 - 1;
         let neighbour = |field: &str, other: u64| -> Result<u64, ModelError> {
             if other == id {
@@ -313,7 +315,7 @@ impl State {
                         format!("task {other} is not queued in the same queue as task {id}"),
                     ))
                 }
-                Some(_) => Ok(order.position(other).expect("queued") as u64),
+                Some(o) => Ok(order.position(other, o.rank).expect("queued") as u64),
             }
         };
         let target = match *to {
@@ -344,7 +346,7 @@ impl State {
             .pending
             .get_mut(&queue)
             .expect("queue exists")
-            .move_to(id, target as usize)
+            .move_to(id, rank, target as usize)
             .expect("a queued task is in its queue");
         if !reranked.is_empty() {
             self.rerank(reranked, changed);
@@ -397,9 +399,9 @@ impl State {
         self.pending
             .get_mut(&from)
             .expect("queue exists")
-            .remove(id);
-        let project = task.project.clone();
-        self.unindex_project(from, &project, id);
+            .remove(id, task.rank);
+        let (project, rank) = (task.project.clone(), task.rank);
+        self.unindex_project(from, &project, id, rank);
         let now = self.clock_ms;
         let task = self.tasks.get_mut(&id).expect("task exists");
         task.queue = to;
