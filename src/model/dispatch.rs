@@ -93,11 +93,12 @@ pub(crate) fn pick(state: &State, worker: &str, max: usize, seed: u64) -> Vec<Pi
             added.picked.insert(t.id);
             add(&mut held, &t.resources);
             held_count += 1;
-            last_project = t.project.clone();
+            last_project = t.project.to_string();
             picks.push(Pick {
                 task: t.id,
                 queue: q.id,
-                round_robin: (q.spec.fairness == Fairness::RoundRobin).then(|| t.project.clone()),
+                round_robin: (q.spec.fairness == Fairness::RoundRobin)
+                    .then(|| t.project.to_string()),
             });
         }
         if picks.len() >= max {

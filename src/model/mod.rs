@@ -32,6 +32,12 @@ pub use state::{
 };
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub use compact_str::CompactString;
+
+/// A task's transitions: the first (its submit) lives inside the task.
+pub type Timeline = smallvec::SmallVec<[Transition; 1]>;
 
 /// What the leader stamps into a command before proposing it. Apply uses these
 /// instead of a clock or a random source.
@@ -684,8 +690,8 @@ pub struct Transition {
     pub at_ms: u64,
     /// The state entered (a move between queues stays `queued`).
     pub state: TaskState,
-    pub actor: String,
-    pub reason: String,
+    pub actor: CompactString,
+    pub reason: CompactString,
 }
 
 /// A task's command line and payload: written to storage once, at submit,
@@ -755,9 +761,9 @@ pub struct Task {
     pub id: u64,
     /// Queue id.
     pub queue: u64,
-    pub project: String,
-    pub run: String,
-    pub name: String,
+    pub project: CompactString,
+    pub run: CompactString,
+    pub name: CompactString,
     pub state: TaskState,
     pub resources: spec::Resources,
     pub max_attempts: u32,
@@ -766,12 +772,14 @@ pub struct Task {
     pub labels: std::collections::BTreeMap<String, String>,
     pub created_ms: u64,
     pub updated_ms: u64,
-    pub idempotency_key: String,
+    /// Shared by the tasks of one batch (and again after a reload: see
+    /// `State::load_task`).
+    pub idempotency_key: Arc<str>,
     /// Order within the queue: lower runs first (see [`order::QueueOrder`]).
     pub rank: u128,
     /// Every transition, oldest first (at most [`limits::TIMELINE_MAX`]:
     /// past that the oldest after the first are dropped).
-    pub timeline: Vec<Transition>,
+    pub timeline: Timeline,
     /// Why a task failed or was canceled.
     pub condition: Option<String>,
     pub payload_bytes: u32,

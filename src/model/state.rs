@@ -8,8 +8,8 @@ use super::worker::Worker;
 
 use super::limits::*;
 use super::{
-    validate_write, Command, IdempotencyRecord, ModelError, Op, Pool, Project, Queue, Reply,
-    Response, Task, TaskBody, TaskState, ACTOR_ANONYMOUS,
+    validate_write, Command, CompactString, IdempotencyRecord, ModelError, Op, Pool, Project,
+    Queue, Reply, Response, Task, TaskBody, TaskState, ACTOR_ANONYMOUS,
 };
 
 /// The name of the queue that always exists.
@@ -87,13 +87,13 @@ pub struct State {
     /// Derived: the queued tasks of each queue, in order (O(log n) positions).
     pending: BTreeMap<u64, QueueOrder>,
     /// Derived: the same order split by project (same ranks), for fairness.
-    pending_by_project: BTreeMap<(u64, String), QueueOrder>,
+    pending_by_project: BTreeMap<(u64, CompactString), QueueOrder>,
     /// Derived: (lease expiry, task id) of every leased or running task.
     lease_expiry: BTreeSet<(u64, u64)>,
     /// Derived: leased and running tasks of each queue.
     in_flight: BTreeMap<u64, InFlight>,
     /// Derived: queued tasks per (project, run), for runs that have a name.
-    queued_per_run: BTreeMap<(String, String), u64>,
+    queued_per_run: BTreeMap<(CompactString, CompactString), u64>,
     /// Derived: idempotency keys by first use, for expiry.
     idempotency_by_time: BTreeSet<(u64, String)>,
 }
@@ -235,13 +235,13 @@ impl State {
 
     /// Tasks of a queue with queued tasks of a project, in queue order.
     pub(crate) fn project_order(&self, queue: u64, project: &str) -> Option<&QueueOrder> {
-        self.pending_by_project.get(&(queue, project.to_string()))
+        self.pending_by_project.get(&(queue, project.into()))
     }
 
     /// Projects with queued tasks in a queue, by name.
     pub(crate) fn projects_queued_in(&self, queue: u64) -> impl Iterator<Item = &str> {
         self.pending_by_project
-            .range((queue, String::new())..)
+            .range((queue, CompactString::default())..)
             .take_while(move |((q, _), _)| *q == queue)
             .map(|((_, p), _)| p.as_str())
     }
@@ -326,7 +326,7 @@ impl State {
     /// Queued tasks of a run of a project.
     pub fn queued_in_run(&self, project: &str, run: &str) -> u64 {
         self.queued_per_run
-            .get(&(project.to_string(), run.to_string()))
+            .get(&(project.into(), run.into()))
             .copied()
             .unwrap_or(0)
     }
@@ -362,7 +362,14 @@ impl State {
         self.insert_queue(queue);
     }
 
-    pub fn load_task(&mut self, task: Task) {
+    /// Loads tasks in id order, so the tasks of a batch come one after the
+    /// other and share their idempotency key again, as when submitted.
+    pub fn load_task(&mut self, mut task: Task) {
+        if let Some((_, last)) = self.tasks.last_key_value() {
+            if last.idempotency_key == task.idempotency_key {
+                task.idempotency_key = last.idempotency_key.clone();
+            }
+        }
         self.insert_task(task);
     }
 
@@ -557,7 +564,7 @@ impl State {
 
     /// Takes a task out of its project's order (it left its queue's order).
     fn unindex_project(&mut self, queue: u64, project: &str, id: u64, rank: u128) {
-        let key = (queue, project.to_string());
+        let key = (queue, CompactString::from(project));
         if let Some(order) = self.pending_by_project.get_mut(&key) {
             order.remove(id, rank);
             if order.is_empty() {
@@ -772,7 +779,7 @@ pub(crate) fn run_key(t: &Task) -> String {
 /// task of `State::tasks` mutably meanwhile.
 fn count(
     in_flight: &mut BTreeMap<u64, InFlight>,
-    queued_per_run: &mut BTreeMap<(String, String), u64>,
+    queued_per_run: &mut BTreeMap<(CompactString, CompactString), u64>,
     t: &Task,
     add: bool,
 ) {

@@ -102,7 +102,7 @@ fn submits_exactly_once(history: &[Record], state: &State) -> Vec<String> {
     let mut by_key: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
     for task in state.tasks_after(0) {
         by_key
-            .entry(task.idempotency_key.as_str())
+            .entry(&task.idempotency_key)
             .or_default()
             .insert(task.id);
     }

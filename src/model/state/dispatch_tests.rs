@@ -313,7 +313,7 @@ impl Load {
             "" => format!("#{}", t.id),
             run => run.to_string(),
         };
-        self.runs.insert((t.project.clone(), run));
+        self.runs.insert((t.project.to_string(), run));
         for (name, n) in &t.resources {
             *self.resources.entry(name.clone()).or_default() += n;
         }
@@ -425,7 +425,8 @@ fn reference(pre: &State, worker: &str, max: usize, real: &[u64]) -> Vec<u64> {
             let first_of_project = |t: &Task| fitting.iter().find(|f| f.project == t.project);
             let next = match q.spec.fairness {
                 Fairness::RoundRobin => {
-                    let after_last = |t: &&&Task| (t.project <= last, t.project.clone());
+                    let after_last =
+                        |t: &&&Task| (t.project.as_str() <= last.as_str(), t.project.to_string());
                     fitting.iter().min_by_key(after_last)
                 }
                 Fairness::ShuffleInterleave => (real.get(picked.len()))
@@ -437,7 +438,7 @@ fn reference(pre: &State, worker: &str, max: usize, real: &[u64]) -> Vec<u64> {
             load.add(t);
             held.add(t);
             picked.push(t.id);
-            last = t.project.clone();
+            last = t.project.to_string();
         }
     }
     picked
@@ -815,7 +816,7 @@ fn round_robin_shares_stay_within_one() {
             let leases = sim.lease("w", max, 60_000);
             assert!(!leases.is_empty(), "a queue without limits leased nothing");
             for (id, token, _) in leases {
-                let project = sim.s.task(id).expect("task").project.clone();
+                let project = sim.s.task(id).expect("task").project.to_string();
                 *got.entry(project).or_default() += 1;
                 if sim.rng.random_bool(0.5) {
                     sim.ok(complete(id, token, true));

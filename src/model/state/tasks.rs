@@ -37,15 +37,16 @@ impl State {
             targets.push(queue);
         }
         let mut ids = Vec::with_capacity(tasks.len());
+        let shared_key: std::sync::Arc<str> = key.into();
         for (t, queue) in tasks.iter().zip(targets) {
             let id = self.next_task_id;
             self.next_task_id += 1;
             let task = Task {
                 id,
                 queue,
-                project: project_of(t).to_string(),
-                run: t.run.clone(),
-                name: t.name.clone(),
+                project: project_of(t).into(),
+                run: t.run.as_str().into(),
+                name: t.name.as_str().into(),
                 state: TaskState::Queued,
                 resources: t.resources.clone(),
                 max_attempts: match t.max_attempts {
@@ -56,13 +57,13 @@ impl State {
                 labels: t.labels.clone(),
                 created_ms: self.clock_ms,
                 updated_ms: self.clock_ms,
-                idempotency_key: key.to_string(),
+                idempotency_key: shared_key.clone(),
                 rank: 0,
-                timeline: vec![Transition {
+                timeline: smallvec::smallvec![Transition {
                     at_ms: self.clock_ms,
                     state: TaskState::Queued,
-                    actor: actor.to_string(),
-                    reason: "submitted".to_string(),
+                    actor: actor.into(),
+                    reason: "submitted".into(),
                 }],
                 condition: None,
                 payload_bytes: t.payload.len() as u32,
@@ -433,7 +434,7 @@ pub(super) fn record(task: &mut Task, at_ms: u64, actor: &str, reason: &str) {
     task.timeline.push(Transition {
         at_ms,
         state: task.state,
-        actor: actor.to_string(),
-        reason: reason.to_string(),
+        actor: actor.into(),
+        reason: reason.into(),
     });
 }

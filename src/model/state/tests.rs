@@ -1,6 +1,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use std::sync::Arc;
+
 use super::*;
 use crate::model::{ErrorKind, MoveTo, NewTask, ProjectSettings, Stamp, Write};
 
@@ -796,6 +798,35 @@ fn a_batch_is_all_or_nothing_and_counts_itself_against_the_depth() {
     };
     assert_eq!(ids(run_op(&mut s, fits)), vec![1, 2, 3]);
     assert_eq!(order(&s, "small"), vec![1, 2, 3]);
+}
+
+/// The tasks of a batch share one key in memory, and again once reloaded
+/// from their encoded records in id order, as storage loads them.
+#[test]
+fn a_batch_shares_its_key_in_memory_and_after_a_reload() {
+    let mut s = State::new();
+    let mut changed = vec![];
+    let batch = Op::SubmitTasks {
+        tasks: (0..3).map(|_| task_to("default", "", "")).collect(),
+    };
+    s.apply(&cmd(1, "batch-key", batch), &mut changed);
+    s.apply(&cmd(2, "alone-key", submit("default")), &mut changed);
+    let check = |s: &State| {
+        let key = |id| s.task(id).unwrap().idempotency_key.clone();
+        assert_eq!(
+            (&*key(1), &*key(3), &*key(4)),
+            ("batch-key", "batch-key", "alone-key")
+        );
+        assert!(Arc::ptr_eq(&key(1), &key(2)) && Arc::ptr_eq(&key(2), &key(3)));
+        assert!(!Arc::ptr_eq(&key(3), &key(4)));
+    };
+    check(&s);
+    let mut reloaded = State::new();
+    for id in 1..=4 {
+        let record = crate::store::codec::encode(s.task(id).unwrap());
+        reloaded.load_task(crate::store::codec::decode(&record).unwrap());
+    }
+    check(&reloaded);
 }
 
 #[test]
