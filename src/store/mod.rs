@@ -88,6 +88,9 @@ pub(crate) fn io_err(e: rocksdb::Error) -> io::Error {
     io::Error::other(format!("rocksdb: {e}"))
 }
 
+/// Memory for RocksDB's memtables over every column family.
+const MEMTABLES_MAX: usize = 128 << 20;
+
 impl Store {
     /// Opens (or creates) the store under `dir/db`.
     pub fn open(dir: &Path) -> io::Result<Self> {
@@ -103,6 +106,9 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
         opts.set_max_total_wal_size(256 << 20);
+        // All column families' memtables together, rather than up to 64 MiB
+        // each: what the state does not need in memory stays on disk.
+        opts.set_db_write_buffer_size(MEMTABLES_MAX);
         let cfs = all_cfs().into_iter().map(|name| {
             let mut o = Options::default();
             if name != CF_LOG {
