@@ -136,7 +136,11 @@ async fn main() -> std::process::ExitCode {
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "# laneq vs etcd: 3 nodes each on 127.0.0.1, fsync on, {cpus} cores, {}\n",
+        "# laneq vs etcd: 3 nodes each on 127.0.0.1, fsync on, {cpus} cores, {} per node, {}\n",
+        match systems::threads_per_node() {
+            1 => "1 thread".to_string(),
+            n => format!("{n} threads"),
+        },
         if args.smoke {
             "smoke run (tiny: the figures mean nothing)"
         } else if args.quick {

@@ -18,8 +18,18 @@ pub fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
+/// Threads for each node of a 3-node cluster on this machine: a third of
+/// the cores (at least one). laneq gets them as `--threads`, etcd as
+/// `GOMAXPROCS`, so that neither system's three nodes fight over the cores
+/// and the comparison stays even.
+pub fn threads_per_node() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 3).max(1)
+}
+
 struct Proc {
     args: Vec<String>,
+    env: Vec<(&'static str, String)>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -34,6 +44,7 @@ impl Proc {
         let child = Command::new(bin)
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -95,7 +106,10 @@ impl Cluster {
                     "node".into(),
                     "--config".into(),
                     config.display().to_string(),
+                    "--threads".into(),
+                    threads_per_node().to_string(),
                 ],
+                env: Vec::new(),
                 log: dir.path().join(format!("node{id}.log")),
                 child: None,
             });
@@ -148,6 +162,7 @@ impl Cluster {
             }
             procs.push(Proc {
                 args,
+                env: vec![("GOMAXPROCS", threads_per_node().to_string())],
                 log: dir.path().join(format!("e{}.log", i + 1)),
                 child: None,
             });
