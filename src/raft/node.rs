@@ -21,6 +21,8 @@ use crate::store::Store;
 /// How long a forwarded write or a read barrier may take before the caller is
 /// told to retry.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the node looks for a fatal Raft error.
+const FATAL_POLL: Duration = Duration::from_millis(100);
 /// How long a write waits for a reachable leader during an election.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How often a waiting write tries again when the leader does not change.
@@ -262,7 +264,9 @@ impl RaftNode {
     /// Waits until this node sees a leader other than `old`, or a short poll
     /// interval (a leader we could not reach may be back), or `deadline`.
     async fn wait_leader_change(&self, old: Option<u64>, deadline: tokio::time::Instant) {
-        let mut rx = self.raft.metrics();
+        // The server metrics change only with the leader, the vote, the
+        // state or the membership; the full metrics change on every write.
+        let mut rx = self.raft.server_metrics();
         let changed = async {
             loop {
                 let now = rx.borrow_watched().current_leader;
@@ -353,7 +357,9 @@ impl RaftNode {
         addr: &str,
         write: Write,
     ) -> Result<(Response, u64), NodeError> {
-        let mut rx = self.raft.metrics();
+        // The server metrics, not the full ones: those change on every write
+        // and would wake every forward in flight each time.
+        let mut rx = self.raft.server_metrics();
         let replaced = async {
             loop {
                 let now = rx.borrow_watched().current_leader;
@@ -571,13 +577,17 @@ impl RaftNode {
 
     /// Resolves when Raft has stopped on a fatal error (a storage failure, a
     /// panic in apply): the node must exit rather than serve half-working.
+    ///
+    /// The running state is polled, not watched: the full metrics change on
+    /// every write, and the main thread, which awaits this, would be woken
+    /// for each. Raft ending closes the server metrics, which wakes it at once.
     pub async fn fatal(&self) -> String {
-        let mut rx = self.raft.metrics();
+        let mut server = self.raft.server_metrics();
         loop {
-            if let Err(e) = &rx.borrow_watched().running_state {
+            if let Err(e) = &self.raft.metrics().borrow_watched().running_state {
                 return e.to_string();
             }
-            if rx.changed().await.is_err() {
+            if let Ok(Err(_)) = tokio::time::timeout(FATAL_POLL, server.changed()).await {
                 return "raft stopped".to_string();
             }
         }
