@@ -2,7 +2,7 @@
 //! task reports; plus the two background loops every node runs: passing
 //! gathered heartbeats on in batches, and (on the leader) expiring leases.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,14 @@ pub struct WorkerHub {
     pub settings: WorkerSettings,
     /// The latest heartbeat of each worker since the last batch.
     pending: Mutex<BTreeMap<String, HeartbeatReport>>,
+    /// Tasks that a lease poll of this node found and is proposing a lease
+    /// for: the other polls look past them. Without this, every waiting
+    /// worker saw the same new task and wrote a lease for it, and all but
+    /// one of those writes leased nothing.
+    reserved: Mutex<BTreeSet<u64>>,
+    /// Woken when reserved tasks are let go: a lease may have taken others,
+    /// and the polls that looked past them look again.
+    released: tokio::sync::Notify,
 }
 
 impl WorkerHub {
@@ -34,7 +42,38 @@ impl WorkerHub {
         Arc::new(Self {
             settings,
             pending: Mutex::new(BTreeMap::new()),
+            reserved: Mutex::new(BTreeSet::new()),
+            released: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Previews the dispatcher for `worker`, past the tasks other polls
+    /// reserved, and reserves what it finds until the guard drops.
+    fn reserve(&self, state: &crate::model::State, worker: &str, max_tasks: u32) -> Reserved<'_> {
+        let mut reserved = self.reserved.lock().expect("reservations lock");
+        let tasks = crate::model::dispatch_preview(state, worker, max_tasks, &reserved);
+        reserved.extend(&tasks);
+        Reserved { hub: self, tasks }
+    }
+}
+
+/// Tasks one lease poll reserved; dropping it lets them go.
+struct Reserved<'a> {
+    hub: &'a WorkerHub,
+    tasks: Vec<u64>,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        let mut reserved = self.hub.reserved.lock().expect("reservations lock");
+        for id in &self.tasks {
+            reserved.remove(id);
+        }
+        drop(reserved);
+        self.hub.released.notify_waiters();
     }
 }
 
@@ -154,14 +193,18 @@ impl Workers for WorkersApi {
             }
         }
         loop {
+            // Before looking, so that a release while we look still wakes us.
+            let released = self.hub.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
             let applied = self.node.sm().applied().index;
-            let (known, found) = {
+            let (known, reserved) = {
                 let state = self.node.sm().state();
                 let known = state.worker(&req.worker).is_some();
-                let found = known
-                    && !crate::model::dispatch_preview(&state, &req.worker, max_tasks).is_empty();
-                (known, found)
+                let reserved = known.then(|| self.hub.reserve(&state, &req.worker, max_tasks));
+                (known, reserved)
             };
+            let found = reserved.as_ref().is_some_and(|r| !r.tasks.is_empty());
             if !known && attempt == 0 {
                 // Let apply give the authoritative refusal (it may be a replay).
                 let leases = self
@@ -174,20 +217,26 @@ impl Workers for WorkersApi {
                     .try_lease(&meta, &req.worker, max_tasks, attempt)
                     .await?;
                 attempt += 1;
+                drop(reserved);
                 if !leases.is_empty() {
                     return Ok(Response::new(LeaseResponse { leases }));
                 }
+                continue;
             }
+            drop(reserved);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(Response::new(LeaseResponse { leases: vec![] }));
             }
-            // Wait for anything new to be applied, then look again.
-            let _ = self
-                .node
-                .sm()
-                .wait_applied(applied + 1, left.min(Duration::from_secs(1)))
-                .await;
+            // Wait for anything new to be applied, or for reserved tasks to
+            // be let go, then look again.
+            tokio::select! {
+                _ = self
+                    .node
+                    .sm()
+                    .wait_applied(applied + 1, left.min(Duration::from_secs(1))) => {}
+                () = released => {}
+            }
         }
     }
 

@@ -51,8 +51,16 @@ struct Added {
     picked: BTreeSet<u64>,
 }
 
-/// Up to `max` tasks for `worker`, in the order they should be leased.
-pub(crate) fn pick(state: &State, worker: &str, max: usize, seed: u64) -> Vec<Pick> {
+/// Up to `max` tasks for `worker`, in the order they should be leased,
+/// passing over the tasks in `reserved` (empty in apply; a node's lease
+/// polls fill it with the tasks their own leases are about to take).
+pub(crate) fn pick(
+    state: &State,
+    worker: &str,
+    max: usize,
+    seed: u64,
+    reserved: &BTreeSet<u64>,
+) -> Vec<Pick> {
     let Some(w) = state.worker(worker) else {
         return Vec::new();
     };
@@ -75,9 +83,16 @@ pub(crate) fn pick(state: &State, worker: &str, max: usize, seed: u64) -> Vec<Pi
         let mut added = Added::default();
         let mut last_project = q.rr_last_project.clone();
         while picks.len() < max && (w.slots == 0 || held_count < w.slots as usize) {
-            let Some(t) =
-                next_in_queue(state, w, q, &added, &held, &last_project, seed, picks.len())
-            else {
+            let Some(t) = next_in_queue(
+                state,
+                w,
+                q,
+                (&added, reserved),
+                &held,
+                &last_project,
+                seed,
+                picks.len(),
+            ) else {
                 break;
             };
             added.tasks += 1;
@@ -128,7 +143,7 @@ fn next_in_queue<'s>(
     state: &'s State,
     w: &Worker,
     q: &Queue,
-    added: &Added,
+    (added, reserved): (&Added, &BTreeSet<u64>),
     held: &Resources,
     last_project: &str,
     seed: u64,
@@ -153,8 +168,9 @@ fn next_in_queue<'s>(
     }
     for project in projects {
         let order = state.project_order(q.id, project)?;
-        for id in order.range(0, DISPATCH_LOOKAHEAD + added.picked.len()) {
-            if added.picked.contains(&id) {
+        let passed = added.picked.len() + reserved.len();
+        for id in order.range(0, DISPATCH_LOOKAHEAD + passed) {
+            if added.picked.contains(&id) || reserved.contains(&id) {
                 continue;
             }
             let t = state.task(id).expect("a queued id is a task");

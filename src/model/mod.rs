@@ -17,10 +17,16 @@ pub mod worker;
 
 pub use error::{ErrorKind, ModelError};
 use limits::CLUSTERS_PER_POOL_MAX;
-/// The tasks the dispatcher would lease to `worker` now (a read-only
-/// preview; the lease itself runs the dispatcher again inside apply).
-pub fn dispatch_preview(state: &State, worker: &str, max_tasks: u32) -> Vec<u64> {
-    dispatch::pick(state, worker, max_tasks as usize, 0)
+/// The tasks the dispatcher would lease to `worker` now, other than those in
+/// `reserved` (a read-only preview; the lease itself runs the dispatcher
+/// again inside apply).
+pub fn dispatch_preview(
+    state: &State,
+    worker: &str,
+    max_tasks: u32,
+    reserved: &std::collections::BTreeSet<u64>,
+) -> Vec<u64> {
+    dispatch::pick(state, worker, max_tasks as usize, 0, reserved)
         .into_iter()
         .map(|p| p.task)
         .collect()

@@ -791,6 +791,27 @@ fn replaying_the_log_yields_equal_states_and_responses() {
     });
 }
 
+/// A node's lease polls reserve what their previews found, and the next
+/// preview looks past those tasks; the lease itself, in apply, does not.
+#[test]
+fn a_preview_looks_past_reserved_tasks() {
+    let mut sim = Sim::new(1);
+    create(&mut sim, "q", 50, 0);
+    register(&mut sim, "w", &["q"]);
+    let tasks = (0..3).map(|_| task_to("q", "", "")).collect();
+    sim.ok(Op::SubmitTasks { tasks });
+    let preview = |reserved: &[u64]| {
+        let reserved: BTreeSet<u64> = reserved.iter().copied().collect();
+        crate::model::dispatch_preview(&sim.s, "w", 2, &reserved)
+    };
+    assert_eq!(preview(&[]), vec![1, 2]);
+    assert_eq!(preview(&[1]), vec![2, 3]);
+    assert_eq!(preview(&[2]), vec![1, 3]);
+    assert!(preview(&[1, 2, 3]).is_empty());
+    let leased: Vec<u64> = sim.lease("w", 2, 60_000).iter().map(|l| l.0).collect();
+    assert_eq!(leased, vec![1, 2], "apply reserves nothing");
+}
+
 /// Property 4: one round-robin queue, no limits, every task queued up front:
 /// after each lease, the projects that still have tasks queued got shares
 /// within one of each other.

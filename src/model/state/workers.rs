@@ -103,7 +103,8 @@ impl State {
         let w = self.worker_mut(worker)?;
         (w.state, w.last_seen_ms) = (WorkerState::Active, now);
         changed.push(Key::Worker(worker.to_string()));
-        let picks = crate::model::dispatch::pick(self, worker, max_tasks as usize, seed);
+        let none = std::collections::BTreeSet::new();
+        let picks = crate::model::dispatch::pick(self, worker, max_tasks as usize, seed, &none);
         let mut leases = Vec::with_capacity(picks.len());
         for pick in picks {
             let token = self.next_fencing_token;
