@@ -132,7 +132,7 @@ impl QueueOrder {
     /// Rebuild from storage: insert with a known rank.
     ///
     /// # Panics
-    /// If the id or the rank is already present: a corrupt state must not be served.
+    /// If the rank is already present: a corrupt state must not be served.
     pub fn insert_with_rank(&mut self, id: u64, rank: u128) {
         assert!(
             !self.locate(rank).1,
