@@ -77,21 +77,31 @@ async fn propose(
     meta: Option<WriteMeta>,
     op: Op,
 ) -> Result<(Reply, bool), tonic::Status> {
-    let meta = meta.unwrap_or_default();
-    let (key, actor) = (meta.idempotency_key, meta.actor);
-    if key.is_empty() {
+    let write = write_of(meta, op)?;
+    let response = node.write(write).await.map_err(error::node_status)?;
+    let reply = response.result.map_err(error::model_status)?;
+    Ok((reply, response.replayed))
+}
+
+/// Refuses a write without an idempotency key.
+fn require_key(meta: &WriteMeta) -> Result<(), tonic::Status> {
+    if meta.idempotency_key.is_empty() {
         return Err(tonic::Status::invalid_argument(
             "meta.idempotency_key: every write needs one, so that a retry is applied once",
         ));
     }
-    let write = Write {
-        idempotency_key: key,
-        actor,
+    Ok(())
+}
+
+/// The write of `op` under a request's meta, which must carry a key.
+fn write_of(meta: Option<WriteMeta>, op: Op) -> Result<Write, tonic::Status> {
+    let meta = meta.unwrap_or_default();
+    require_key(&meta)?;
+    Ok(Write {
+        idempotency_key: meta.idempotency_key,
+        actor: meta.actor,
         op,
-    };
-    let response = node.write(write).await.map_err(error::node_status)?;
-    let reply = response.result.map_err(error::model_status)?;
-    Ok((reply, response.replayed))
+    })
 }
 
 /// The meta of the n-th command a request proposes (clear and forced

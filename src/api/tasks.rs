@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::error::{self, model_status};
-use super::{convert, key_reused, propose, read_barrier};
+use super::{convert, key_reused, propose, read_barrier, write_of};
 use crate::model::limits::{BATCH_MAX_TASKS, LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
 use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState, Write};
 use crate::proto::v1::move_task_request::To;
@@ -74,19 +74,8 @@ fn submit_write(req: SubmitTaskRequest) -> Result<Write, Status> {
     let spec = req
         .task
         .ok_or_else(|| Status::invalid_argument("task: missing"))?;
-    let meta = req.meta.unwrap_or_default();
-    if meta.idempotency_key.is_empty() {
-        return Err(Status::invalid_argument(
-            "meta.idempotency_key: every write needs one, so that a retry is applied once",
-        ));
-    }
-    Ok(Write {
-        idempotency_key: meta.idempotency_key,
-        actor: meta.actor,
-        op: Op::SubmitTasks {
-            tasks: vec![convert::new_task(spec)],
-        },
-    })
+    let tasks = vec![convert::new_task(spec)];
+    write_of(req.meta, Op::SubmitTasks { tasks })
 }
 
 #[tonic::async_trait]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::error::model_status;
-use super::{convert, key_reused, nth_write, propose, read_barrier};
+use super::{convert, key_reused, nth_write, propose, read_barrier, require_key};
 use crate::config::WorkerSettings;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
 use crate::model::{ModelError, Op, Reply, Write, DEFAULT_POOL};
@@ -168,11 +168,7 @@ impl Workers for WorkersApi {
     async fn lease(&self, req: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
         let req = req.into_inner();
         let meta = req.meta.unwrap_or_default();
-        if meta.idempotency_key.is_empty() {
-            return Err(Status::invalid_argument(
-                "meta.idempotency_key: every write needs one, so that a retry is applied once",
-            ));
-        }
+        require_key(&meta)?;
         let max_tasks = req.max_tasks.max(1);
         let wait = Duration::from_millis(req.wait_ms).min(LEASE_WAIT_MAX);
         let deadline = Instant::now() + wait;
