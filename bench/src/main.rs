@@ -46,15 +46,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// The value for this run's size: `--smoke`, `--quick`, or a full run.
+    pub fn by_size<T>(&self, smoke: T, quick: T, full: T) -> T {
+        if self.smoke {
+            smoke
+        } else if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
     /// How long one measurement runs.
     pub fn window(&self) -> Duration {
-        if self.smoke {
-            Duration::from_millis(300)
-        } else if self.quick {
-            Duration::from_secs(2)
-        } else {
-            Duration::from_secs(10)
-        }
+        self.by_size(
+            Duration::from_millis(300),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+        )
     }
 }
 
@@ -141,13 +150,11 @@ async fn main() -> std::process::ExitCode {
             1 => "1 thread".to_string(),
             n => format!("{n} threads"),
         },
-        if args.smoke {
-            "smoke run (tiny: the figures mean nothing)"
-        } else if args.quick {
-            "quick run (2 s windows)"
-        } else {
-            "10 s windows"
-        }
+        args.by_size(
+            "smoke run (tiny: the figures mean nothing)",
+            "quick run (2 s windows)",
+            "10 s windows",
+        )
     );
     let mut records = Vec::new();
     for s in &args.scenarios {

@@ -147,25 +147,23 @@ async fn latencies(
 }
 
 pub async fn scale(args: &Args) -> Vec<Value> {
-    let size = if args.smoke {
+    let size = args.by_size(
         Size {
             queues: 10,
             tasks: 2_000,
             samples: 5,
-        }
-    } else if args.quick {
+        },
         Size {
             queues: 100,
             tasks: 20_000,
             samples: 50,
-        }
-    } else {
+        },
         Size {
             queues: 1000,
             tasks: 1_000_000,
             samples: 300,
-        }
-    };
+        },
+    );
     let mut rng = StdRng::seed_from_u64(4);
     let mut rows = Vec::new();
     let mut cluster = Cluster::laneq(&args.laneq_bin).await;

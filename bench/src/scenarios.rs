@@ -461,13 +461,7 @@ async fn measure_window(
 /// times: the time from the kill to the first acknowledged write sent after
 /// it, and how many writes came back unknown (an error) meanwhile.
 pub async fn failover(args: &Args) -> Vec<Value> {
-    let kills = if args.smoke {
-        1
-    } else if args.quick {
-        3
-    } else {
-        10
-    };
+    let kills = args.by_size(1, 3, 10);
     let mut rows = Vec::new();
     println!("## 3. Failover: SIGKILL of the leader under a steady write load, {kills} times\n");
     println!("| system | p50 | p99 | max | unknown writes |\n|---|---:|---:|---:|---:|");
@@ -571,7 +565,7 @@ async fn kill_leader_loop(cluster: &mut Cluster, op: Op, kills: usize) -> (Vec<D
 /// Scenario 5: 10,000 simulated workers heartbeat every 5 s through the
 /// followers; each node's CPU and the Raft entries per second they cause.
 pub async fn heartbeats(args: &Args) -> Vec<Value> {
-    let workers = if args.smoke { 200 } else { 10_000usize };
+    let workers: usize = args.by_size(200, 10_000, 10_000);
     let period = Duration::from_secs(5);
     let cluster = Cluster::laneq(&args.laneq_bin).await;
     let client = laneq_client(&cluster).await;
@@ -602,25 +596,9 @@ pub async fn heartbeats(args: &Args) -> Vec<Value> {
             })
         })
     };
-    let _ = closed_loop(
-        64,
-        Duration::from_secs(if args.smoke {
-            2
-        } else if args.quick {
-            10
-        } else {
-            30
-        }),
-        register,
-    )
-    .await;
-    let window = if args.smoke {
-        Duration::from_secs(2)
-    } else if args.quick {
-        Duration::from_secs(10)
-    } else {
-        Duration::from_secs(30)
-    };
+    // Registering takes as long as the measurement after it.
+    let window = Duration::from_secs(args.by_size(2, 10, 30));
+    let _ = closed_loop(64, window, register).await;
     let status = |i: usize| {
         let ep = cluster.endpoints[i].clone();
         async move { Client::node_status(&ep, Duration::from_secs(2)).await.ok() }
