@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::codegen::http;
 use tonic::transport::Server;
 
 use crate::api;
@@ -96,6 +97,7 @@ pub async fn serve(
     let limit = crate::raft::PEER_MESSAGE_MAX_BYTES;
     Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(tower::layer::layer_fn(|inner| LeaderHint { inner }))
         .add_service(
             RaftPeerServer::new(PeerService::new(node.clone()))
                 .max_decoding_message_size(limit)
@@ -110,6 +112,48 @@ pub async fn serve(
         .add_service(api::tasks_server(node))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+/// Adds the leader's id and address to the response of a request whose
+/// writes this node forwarded to it (see `raft::noting_forwards`): the
+/// client sends its next writes there directly.
+#[derive(Clone)]
+struct LeaderHint<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for LeaderHint<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let serve = self.inner.call(req);
+        Box::pin(async move {
+            let (result, leader) = crate::raft::noting_forwards(serve).await;
+            let mut response = result?;
+            let Some((id, addr)) = leader else {
+                return Ok(response);
+            };
+            let headers = response.headers_mut();
+            if let (Ok(id), Ok(addr)) = (id.to_string().parse(), addr.parse()) {
+                headers.insert(api::LEADER_ID_HEADER, id);
+                headers.insert(api::LEADER_ADDR_HEADER, addr);
+            }
+            Ok(response)
+        })
+    }
 }
 
 async fn init_when_ready(node: Arc<RaftNode>) {

@@ -208,6 +208,61 @@ async fn sigterm_stops_a_node_cleanly_and_it_rejoins() {
     c.assert_has_tasks(leader, &more).await;
 }
 
+/// A follower that forwarded a call's write names the leader in the
+/// response, and the client sends its next writes there directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_write_names_the_leader_and_the_client_goes_there() {
+    use laneq::proto::v1::tasks_client::TasksClient;
+    use laneq::proto::v1::{SubmitTaskRequest, TaskSpec, WriteMeta};
+    let c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let follower = followers(&c, leader)[0];
+    let submit = |key: &str| SubmitTaskRequest {
+        meta: Some(WriteMeta {
+            idempotency_key: key.into(),
+            actor: String::new(),
+        }),
+        task: Some(TaskSpec {
+            queue: "default".into(),
+            command: vec!["true".into()],
+            ..Default::default()
+        }),
+    };
+    let header = |md: &tonic::metadata::MetadataMap, name: &str| {
+        md.get(name).map(|v| v.to_str().unwrap().to_string())
+    };
+    let channel = |id: u64| laneq::raft::endpoint_channel(&c.addr(id));
+
+    let reply = TasksClient::new(channel(follower))
+        .submit_task(submit("hint-1"))
+        .await
+        .unwrap();
+    let md = reply.metadata();
+    assert_eq!(header(md, laneq::api::LEADER_ID_HEADER), Some(leader.to_string()));
+    assert_eq!(header(md, laneq::api::LEADER_ADDR_HEADER), Some(c.addr(leader)));
+    let reply = TasksClient::new(channel(leader))
+        .submit_task(submit("hint-2"))
+        .await
+        .unwrap();
+    assert_eq!(header(reply.metadata(), laneq::api::LEADER_ADDR_HEADER), None);
+
+    // A client that knows only the follower sends its next write to the
+    // leader: with the follower paused, it is still acknowledged within a
+    // deadline shorter than one attempt on the follower.
+    let client = laneq::client::Client::with_deadline(&[c.addr(follower)], Duration::from_secs(1));
+    client
+        .submit_task("default", vec!["x".into()], vec![], None)
+        .await
+        .unwrap();
+    let pid = c.pid(follower).unwrap();
+    common::signal(pid, "STOP");
+    let next = client
+        .submit_task("default", vec!["y".into()], vec![], None)
+        .await;
+    common::signal(pid, "CONT");
+    next.expect("the second write goes straight to the leader");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_submit_with_the_same_key_creates_one_task() {
     let c = Cluster::start(3, Timings::default());

@@ -84,12 +84,17 @@ impl Client {
             let attempt = tokio::time::timeout(left.min(attempt_timeout), f(channel)).await;
             match attempt {
                 Ok(Ok(resp)) => {
-                    self.inner.preferred.store(index, Ordering::Relaxed);
+                    // A node that forwarded this call's writes names their
+                    // leader: the next calls go there directly.
+                    match leader_hint(resp.metadata()) {
+                        Some(leader) if leader != addr => self.prefer(&leader),
+                        _ => self.inner.preferred.store(index, Ordering::Relaxed),
+                    }
                     return Ok(resp.into_inner());
                 }
                 Ok(Err(status)) if retryable(&status) => {
                     last_error = format!("{addr}: {}", status.message());
-                    match leader_hint(&status) {
+                    match leader_hint(status.metadata()) {
                         Some(leader) if leader != addr => self.prefer(&leader),
                         _ => self.advance(index),
                     }
@@ -150,8 +155,7 @@ impl Client {
     }
 }
 
-fn leader_hint(s: &Status) -> Option<String> {
-    let md = s.metadata();
+fn leader_hint(md: &tonic::metadata::MetadataMap) -> Option<String> {
     md.get(LEADER_ID_HEADER)?;
     md.get(LEADER_ADDR_HEADER)?
         .to_str()

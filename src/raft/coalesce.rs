@@ -95,7 +95,7 @@ fn stamp() -> Stamp {
 /// Stamps and proposes one write in an entry of its own.
 async fn propose_one(raft: &Raft, write: Write) -> Proposed {
     let stamp = stamp();
-    raft.client_write(Command { stamp, write })
+    raft.client_write(Command { stamp, write }.into())
         .await
         .map(|r| (r.data, r.log_id.index()))
         .map_err(propose_error)
@@ -118,7 +118,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
         actor: String::new(),
         op: Op::Each(writes),
     };
-    let outcome = match raft.client_write(Command { stamp, write }).await {
+    let outcome = match raft.client_write(Command { stamp, write }.into()).await {
         Err(e) => Err(propose_error(e)),
         Ok(r) => match r.data.result {
             Ok(Reply::Each(responses)) if responses.len() == count => {

@@ -1,33 +1,164 @@
 //! openraft's `RaftLogStorage` over [`Store`]: entries are written readable at
 //! once, and their append callbacks complete only after the group fsync of the
-//! [`Flusher`], in order.
+//! [`Flusher`], in order. The most recent entries are also kept in memory, as
+//! appended, for the reads that follow every append: one per follower to
+//! replicate it, and one to apply it once committed.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::OptionalSend;
+use openraft::{EntryPayload, OptionalSend};
 
-use super::{Entry, LogId, TypeConfig, Vote};
-use crate::store::codec::{decode, encode};
+use super::{Entry, LogId, Proposal, TypeConfig, Vote};
+use crate::store::codec::{
+    decode, decode_body, encode, encode_as, format_of, invalid, FORMAT_V1, FORMAT_V2,
+};
 use crate::store::{Flusher, Store};
 
 const VOTE: &str = "vote";
 const PURGED: &str = "last_purged";
 const COMMITTED: &str = "committed";
 
+/// Most entries kept in memory.
+const RECENT_MAX_ENTRIES: usize = 4096;
+/// Most bytes of entries (estimated) kept in memory. A follower that lags
+/// further behind is served from RocksDB; this bounds what the cache adds to
+/// a node's memory, which the scale benchmark counts per queued task.
+const RECENT_MAX_BYTES: usize = 8 << 20;
+
+/// Roughly the encoded size of an entry.
+pub(crate) fn entry_bytes(entry: &Entry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(proposal) => 64 + proposal.bytes().len(),
+        EntryPayload::Membership(_) => 512,
+        EntryPayload::Blank => 64,
+    }
+}
+
+/// A log entry as format 1 wrote it: the command's fields inline.
+type EntryV1 = openraft::Entry<
+    openraft::alias::CommittedLeaderIdOf<TypeConfig>,
+    EntryPayload<crate::model::Command, u64, openraft::BasicNode>,
+>;
+
+fn encode_entry(entry: &Entry) -> Vec<u8> {
+    encode_as(FORMAT_V2, entry)
+}
+
+/// Decodes a log entry in either format.
+fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
+    match format_of(bytes)? {
+        (FORMAT_V2, body) => decode_body(body),
+        (FORMAT_V1, body) => {
+            let old: EntryV1 = decode_body(body)?;
+            let payload = match old.payload {
+                EntryPayload::Blank => EntryPayload::Blank,
+                EntryPayload::Normal(command) => EntryPayload::Normal(Proposal::new(command)),
+                EntryPayload::Membership(m) => EntryPayload::Membership(m),
+            };
+            Ok(Entry {
+                log_id: old.log_id,
+                payload,
+            })
+        }
+        (format, _) => Err(invalid(format!(
+            "log entry format {format} is not known to this laneq (it reads formats \
+             {FORMAT_V1} and {FORMAT_V2}); upgrade laneq"
+        ))),
+    }
+}
+
+/// The newest entries of the log, contiguous, as they were appended.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.index())
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let index = entry.index();
+        if let Some(first) = self.first_index() {
+            // An append follows a truncation, so it continues the log; if it
+            // does not continue what is cached, start over from it.
+            self.truncate_from(index);
+            if first + self.entries.len() as u64 != index {
+                self.entries.clear();
+                self.bytes = 0;
+            }
+        }
+        self.bytes += entry_bytes(&entry);
+        self.entries.push_back(entry);
+        while self.entries.len() > RECENT_MAX_ENTRIES
+            || (self.bytes > RECENT_MAX_BYTES && self.entries.len() > 1)
+        {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= entry_bytes(&e);
+        }
+    }
+
+    /// The entries with `start <= index < end`, when the cache holds
+    /// `start`. It always holds the newest entry, so none past it exists.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        if start < first {
+            return None;
+        }
+        let len = self.entries.len() as u64;
+        let from = (start - first).min(len) as usize;
+        let to = end.saturating_sub(first).clamp(from as u64, len) as usize;
+        Some(self.entries.range(from..to).cloned().collect())
+    }
+
+    /// Drops the entries with `index >= from`.
+    fn truncate_from(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|e| e.index() >= from) {
+            let e = self.entries.pop_back().expect("checked");
+            self.bytes -= entry_bytes(&e);
+        }
+    }
+
+    /// Drops the entries with `index <= upto`.
+    fn purge_upto(&mut self, upto: u64) {
+        while self.first_index().is_some_and(|i| i <= upto) {
+            self.pop_front();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
     flusher: Flusher,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl LogStore {
     pub fn new(store: Store) -> Self {
         let flusher = Flusher::start(store.clone());
-        Self { store, flusher }
+        Self {
+            store,
+            flusher,
+            recent: Arc::default(),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().expect("log cache lock poisoned")
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -53,11 +184,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => e,
             Bound::Unbounded => u64::MAX,
         };
+        if let Some(entries) = self.recent().get(start, end) {
+            return Ok(entries);
+        }
         self.store
             .log_range(start, end)?
             .into_iter()
             .map(|(index, bytes)| {
-                let entry: Entry = decode(&bytes)?;
+                let entry = decode_entry(&bytes)?;
                 debug_assert_eq!(entry.index(), index);
                 Ok(entry)
             })
@@ -75,7 +209,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = self.meta(PURGED)?;
         let last = match self.store.log_last()? {
-            Some((_, bytes)) => Some(decode::<Entry>(&bytes)?.log_id()),
+            Some((_, bytes)) => Some(decode_entry(&bytes)?.log_id()),
             None => None,
         };
         Ok(LogState {
@@ -114,11 +248,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.index(), encode(&e)))
+            .iter()
+            .map(|e| (e.index(), encode_entry(e)))
             .collect();
         self.store.log_append(&encoded)?;
+        let mut recent = self.recent();
+        for entry in entries {
+            recent.push(entry);
+        }
+        drop(recent);
         self.flusher
             .after_sync(move |result| callback.io_completed(result));
         Ok(())
@@ -126,11 +266,115 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index() + 1);
-        self.store.log_truncate_from(from)
+        self.store.log_truncate_from(from)?;
+        self.recent().truncate_from(from);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         self.store
-            .log_purge(log_id.index(), PURGED, &encode(&log_id))
+            .log_purge(log_id.index(), PURGED, &encode(&log_id))?;
+        self.recent().purge_upto(log_id.index());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::vote::RaftLeaderId;
+
+    use super::*;
+    use crate::model::{Command, Op, Stamp, Write};
+
+    fn log_id(index: u64) -> LogId {
+        let leader = openraft::alias::CommittedLeaderIdOf::<TypeConfig>::new(1, 1);
+        LogId::new(leader, index)
+    }
+
+    fn command(index: u64) -> Command {
+        Command {
+            stamp: Stamp {
+                now_ms: index,
+                seed: index,
+            },
+            write: Write {
+                idempotency_key: format!("k{index}"),
+                actor: String::new(),
+                op: Op::DrainQueue {
+                    name: format!("q{index}"),
+                },
+            },
+        }
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Proposal::new(command(index))),
+        }
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.index()).collect()
+    }
+
+    #[test]
+    fn the_cache_serves_only_what_it_holds_and_follows_truncation_and_purge() {
+        let mut recent = Recent::default();
+        assert!(recent.get(1, 5).is_none(), "empty: ask the store");
+        for i in 5..=9 {
+            recent.push(entry(i));
+        }
+        assert!(recent.get(4, 7).is_none(), "index 4 is not cached");
+        assert_eq!(indexes(&recent.get(5, 8).unwrap()), [5, 6, 7]);
+        assert_eq!(indexes(&recent.get(8, 100).unwrap()), [8, 9]);
+        assert!(recent.get(12, 20).unwrap().is_empty(), "past the newest");
+        recent.truncate_from(8);
+        assert_eq!(indexes(&recent.get(5, 100).unwrap()), [5, 6, 7]);
+        recent.push(entry(8));
+        recent.push(entry(7));
+        assert_eq!(
+            indexes(&recent.get(5, 100).unwrap()),
+            [5, 6, 7],
+            "an append over cached entries replaces them"
+        );
+        recent.push(entry(20));
+        assert!(recent.get(5, 100).is_none(), "a gap starts the cache over");
+        assert_eq!(indexes(&recent.get(20, 21).unwrap()), [20]);
+        recent.purge_upto(20);
+        assert!(recent.get(20, 21).is_none());
+        assert_eq!(recent.bytes, 0);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget() {
+        let mut recent = Recent::default();
+        for i in 1..=(RECENT_MAX_ENTRIES as u64 + 10) {
+            recent.push(entry(i));
+        }
+        assert_eq!(recent.entries.len(), RECENT_MAX_ENTRIES);
+        assert_eq!(recent.first_index(), Some(11));
+        let sum: usize = recent.entries.iter().map(entry_bytes).sum();
+        assert_eq!(recent.bytes, sum);
+    }
+
+    /// Entries written by a release whose log carried commands inline
+    /// (format 1) still read, beside format-2 entries.
+    #[tokio::test]
+    async fn format_1_entries_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old = EntryV1 {
+            log_id: log_id(1),
+            payload: EntryPayload::Normal(command(1)),
+        };
+        store
+            .log_append(&[(1, encode(&old)), (2, encode_entry(&entry(2)))])
+            .unwrap();
+        let mut log = LogStore::new(store);
+        let read = log.try_get_log_entries(1..3).await.unwrap();
+        assert_eq!(read, vec![entry(1), entry(2)]);
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(2)));
     }
 }

@@ -11,22 +11,24 @@ mod log_store;
 mod network;
 pub use network::{endpoint_channel, PEER_MESSAGE_MAX_BYTES};
 mod node;
+mod proposal;
 pub mod runtime;
 mod service;
 mod state_machine;
 
 pub use log_store::LogStore;
 pub use network::PeerNetwork;
-pub use node::{NodeError, NodeStatus, RaftNode, RaftTimings};
+pub use node::{noting_forwards, NodeError, NodeStatus, RaftNode, RaftTimings};
+pub use proposal::Proposal;
 pub use service::PeerService;
 pub use state_machine::{Applied, SmShared, StateMachine};
 
-use crate::model::{Command, Response};
+use crate::model::Response;
 
 openraft::declare_raft_types!(
     /// laneq's openraft type configuration.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Response,
         NodeId = u64,
         Node = openraft::BasicNode,

@@ -19,13 +19,12 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, OptionalSend};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::{RaftBlob, SnapshotChunk};
-use crate::store::codec::{decode, encode};
+use crate::store::codec::{decode, encode, encode_as, FORMAT_V2};
 
 /// Largest gRPC message between peers. An append batch holds at most
 /// [`MAX_PAYLOAD_ENTRIES`] entries of at most ~1.1 MiB each (a task's payload
@@ -143,20 +142,19 @@ fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 }
 
 impl PeerClient {
-    /// Sends one encoded request and decodes the remote `Result`.
-    async fn call<Req, Resp, F, Fut>(
+    /// Sends one request, encoded, and decodes the remote `Result`.
+    async fn call<Resp, F, Fut>(
         &mut self,
-        req: &Req,
+        data: Vec<u8>,
         timeout: Duration,
         f: F,
     ) -> Result<Resp, RPCError<TypeConfig>>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         F: FnOnce(RaftPeerClient<Channel>, tonic::Request<RaftBlob>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftBlob>, tonic::Status>>,
     {
-        let blob = RaftBlob { data: encode(req) };
+        let blob = RaftBlob { data };
         let reply = f(self.client.clone(), request(blob, timeout))
             .await
             .map_err(|s| status_to_rpc(self.target, s))?;
@@ -181,7 +179,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let timeout = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
             + Duration::from_millis(APPEND_MS_PER_MIB * (bytes >> 20) as u64);
         let reply = self
-            .call(&rpc, timeout, |mut c, r| async move {
+            .call(encode_as(FORMAT_V2, &rpc), timeout, |mut c, r| async move {
                 c.append_entries(r).await
             })
             .await?;
@@ -199,7 +197,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+        self.call(encode(&rpc), option.hard_ttl(), |mut c, r| async move {
             c.vote(r).await
         })
         .await
@@ -210,7 +208,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+        self.call(encode(&rpc), option.hard_ttl(), |mut c, r| async move {
             c.pre_vote(r).await
         })
         .await
@@ -221,7 +219,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, option.hard_ttl(), |mut c, r| async move {
+        self.call(encode(&req), option.hard_ttl(), |mut c, r| async move {
             c.transfer_leader(r).await
         })
         .await
@@ -275,11 +273,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 fn within_budget(entries: &[super::Entry], budget: usize) -> (usize, usize) {
     let mut bytes = 0;
     for (i, e) in entries.iter().enumerate() {
-        let size = match &e.payload {
-            openraft::EntryPayload::Normal(cmd) => 64 + cmd.write.approx_bytes(),
-            openraft::EntryPayload::Membership(_) => 512,
-            openraft::EntryPayload::Blank => 64,
-        };
+        let size = super::log_store::entry_bytes(e);
         if i > 0 && bytes + size > budget {
             return (i, bytes);
         }

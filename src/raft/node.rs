@@ -30,6 +30,27 @@ const LEADER_POLL: Duration = Duration::from_millis(50);
 /// How long a follower waits for its apply to reach a read index.
 const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
+tokio::task_local! {
+    /// The leader that the writes of the request being served were forwarded
+    /// to, if they were (see [`noting_forwards`]).
+    static FORWARDED_TO: std::cell::RefCell<Option<(u64, String)>>;
+}
+
+/// Runs `serve` (the handling of one request) and tells which leader, if
+/// any, its writes were forwarded to. The server passes that on to the
+/// client, which sends its next writes there directly instead of through
+/// this node: a forward costs a hop, and this node's work, on every write.
+pub async fn noting_forwards<T>(
+    serve: impl std::future::Future<Output = T>,
+) -> (T, Option<(u64, String)>) {
+    FORWARDED_TO
+        .scope(std::cell::RefCell::new(None), async move {
+            let out = serve.await;
+            (out, FORWARDED_TO.with(|f| f.borrow_mut().take()))
+        })
+        .await
+}
+
 /// Raft timings, from the node's config file.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -236,7 +257,15 @@ impl RaftNode {
                 Err(NodeError::NotLeader {
                     leader: Some((leader, addr)),
                     ..
-                }) if !addr.is_empty() => self.forward_to(leader, &addr, write.clone()).await,
+                }) if !addr.is_empty() => {
+                    let result = self.forward_to(leader, &addr, write.clone()).await;
+                    if result.is_ok() {
+                        // Outside `noting_forwards` (a write of the node's
+                        // own, not a request's) there is nobody to tell.
+                        let _ = FORWARDED_TO.try_with(|f| *f.borrow_mut() = Some((leader, addr)));
+                    }
+                    result
+                }
                 other => other,
             };
             let retry = matches!(

@@ -12,7 +12,7 @@ use crate::proto::raft::raft_peer_server::RaftPeer;
 use crate::proto::raft::{
     ForwardRequest, ForwardResponse, RaftBlob, ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
 };
-use crate::store::codec::{decode, encode};
+use crate::store::codec::{decode, decode_as, encode, FORMAT_V2};
 
 /// Largest snapshot a node accepts.
 const SNAPSHOT_MAX_BYTES: usize = 8 * 1024 * 1024 * 1024;
@@ -40,7 +40,7 @@ fn blob<T: Serialize>(value: &T) -> Response<RaftBlob> {
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn append_entries(&self, req: Request<RaftBlob>) -> Result<Response<RaftBlob>, Status> {
-        let rpc = decode(&req.into_inner().data).map_err(bad)?;
+        let rpc = decode_as(FORMAT_V2, &req.into_inner().data).map_err(bad)?;
         Ok(blob(&self.node.raft().append_entries(rpc).await))
     }
 

@@ -166,12 +166,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         applied.digest = chain(&applied.digest, log_id.index(), &[b"blank"]);
                         Response::none()
                     }
-                    EntryPayload::Normal(cmd) => {
-                        let response = state.apply(cmd, &mut changed);
+                    EntryPayload::Normal(proposal) => {
+                        let response = state.apply(proposal.command(), &mut changed);
                         applied.digest = chain(
                             &applied.digest,
                             log_id.index(),
-                            &[&encode(cmd), &encode(&response)],
+                            &[proposal.bytes(), &encode(&response)],
                         );
                         response
                     }

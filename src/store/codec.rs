@@ -2,37 +2,66 @@
 //! one format byte, then bincode (serde, standard config).
 //!
 //! A reader refuses a format it does not know with a clear error instead of
-//! misreading it, so a rolling upgrade can add format 2 next to format 1.
+//! misreading it. Most records are format 1; log entries are format 2 (see
+//! [`FORMAT_V2`]).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io;
 
-/// The only record format this release writes.
+/// The format of every record but log entries.
 pub const FORMAT_V1: u8 = 1;
+/// Raft log entries, on disk and in append messages between peers, whose
+/// client commands are carried as their own format-1 encoding, a byte string
+/// (`raft::Proposal`). Format-1 log entries carried the command's fields
+/// inline; the log store still reads them.
+pub const FORMAT_V2: u8 = 2;
 
 /// Room most records fit in, so that encoding one does not grow its buffer
 /// field by field (1, 8, 16, ... bytes: six copies for a task).
 const ENCODE_START: usize = 256;
 
+/// Encodes a record in format 1.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_as(FORMAT_V1, value)
+}
+
+/// Encodes a record, marked with `format`.
+pub fn encode_as<T: Serialize>(format: u8, value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENCODE_START);
-    out.push(FORMAT_V1);
+    out.push(format);
     bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
         .expect("encoding into a Vec cannot fail");
     out
 }
 
+/// Decodes a format-1 record.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    let Some((&format, body)) = bytes.split_first() else {
-        return Err(invalid("empty record"));
-    };
-    if format != FORMAT_V1 {
+    decode_as(FORMAT_V1, bytes)
+}
+
+/// Decodes a record that must be in `format`.
+pub fn decode_as<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> io::Result<T> {
+    let (found, body) = format_of(bytes)?;
+    if found != format {
         return Err(invalid(format!(
-            "record format {format} is not known to this laneq (it reads format {FORMAT_V1}); \
-             upgrade laneq"
+            "record format {found} is not known to this laneq here (it reads format {format}); \
+             are all nodes on the same laneq release?"
         )));
     }
+    decode_body(body)
+}
+
+/// A record's format mark and its body.
+pub fn format_of(bytes: &[u8]) -> io::Result<(u8, &[u8])> {
+    match bytes.split_first() {
+        Some((&format, body)) => Ok((format, body)),
+        None => Err(invalid("empty record")),
+    }
+}
+
+/// Decodes a record's body (after its format mark).
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
     let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
         .map_err(|e| invalid(format!("corrupt record: {e}")))?;
     if used != body.len() {
@@ -59,9 +88,9 @@ mod tests {
         assert_eq!(bytes[0], FORMAT_V1);
         assert_eq!(decode::<(u64, String, Vec<u8>)>(&bytes).unwrap(), v);
         let mut future = bytes.clone();
-        future[0] = 2;
+        future[0] = 3;
         let err = decode::<(u64, String, Vec<u8>)>(&future).unwrap_err();
-        assert!(err.to_string().contains("format 2"), "{err}");
+        assert!(err.to_string().contains("format 3"), "{err}");
         assert!(decode::<u64>(&[]).is_err());
         let mut trailing = encode(&1u64);
         trailing.push(0);

@@ -104,7 +104,7 @@ impl Client {
             },
             write: write.clone(),
         };
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, raft.client_write(command)).await {
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, raft.client_write(command.into())).await {
             Ok(Ok(resp)) => {
                 tokio::time::sleep(world.delay()).await;
                 if !world.passes(target, 0) {
