@@ -238,13 +238,22 @@ async fn a_forwarded_write_names_the_leader_and_the_client_goes_there() {
         .await
         .unwrap();
     let md = reply.metadata();
-    assert_eq!(header(md, laneq::api::LEADER_ID_HEADER), Some(leader.to_string()));
-    assert_eq!(header(md, laneq::api::LEADER_ADDR_HEADER), Some(c.addr(leader)));
+    assert_eq!(
+        header(md, laneq::api::LEADER_ID_HEADER),
+        Some(leader.to_string())
+    );
+    assert_eq!(
+        header(md, laneq::api::LEADER_ADDR_HEADER),
+        Some(c.addr(leader))
+    );
     let reply = TasksClient::new(channel(leader))
         .submit_task(submit("hint-2"))
         .await
         .unwrap();
-    assert_eq!(header(reply.metadata(), laneq::api::LEADER_ADDR_HEADER), None);
+    assert_eq!(
+        header(reply.metadata(), laneq::api::LEADER_ADDR_HEADER),
+        None
+    );
 
     // A client that knows only the follower sends its next write to the
     // leader: with the follower paused, it is still acknowledged within a

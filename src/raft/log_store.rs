@@ -29,7 +29,7 @@ const RECENT_MAX_ENTRIES: usize = 4096;
 /// Most bytes of entries (estimated) kept in memory. A follower that lags
 /// further behind is served from RocksDB; this bounds what the cache adds to
 /// a node's memory, which the scale benchmark counts per queued task.
-const RECENT_MAX_BYTES: usize = 8 << 20;
+const RECENT_MAX_BYTES: usize = 2 << 20;
 
 /// Roughly the encoded size of an entry.
 pub(crate) fn entry_bytes(entry: &Entry) -> usize {

@@ -6,13 +6,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use openraft::errors::{
     NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -192,6 +197,83 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         })
     }
 
+    /// Appends pipelined over one gRPC stream: each request goes out as soon
+    /// as openraft makes it, and the answers come back in order. Replication
+    /// then keeps several appends in flight to a follower instead of one,
+    /// and a commit that advances while they fly rides on the next request.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let target = self.target;
+        let mut client = self.client.clone();
+        // The longest an answer may take once a request is out: the deadline
+        // of an append of the largest size sent.
+        let patience = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
+            + Duration::from_millis(APPEND_MS_PER_MIB * (APPEND_MAX_BYTES >> 20) as u64);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let sent = waiting.clone();
+        Box::pin(async move {
+            // The first request before the connection: making it is where
+            // openraft waits out its backoff after an error, so a follower
+            // that is down is not called in a tight loop.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
+            };
+            let input = futures::stream::once(futures::future::ready(first)).chain(input);
+            let answers = client
+                .stream_append(outgoing(input, sent))
+                .await
+                .map_err(|s| status_to_rpc(target, s))?
+                .into_inner();
+            let answers = futures::stream::unfold(Some(answers), move |answers| {
+                let waiting = waiting.clone();
+                async move {
+                    let mut answers = answers?;
+                    loop {
+                        let next = tokio::time::timeout(patience, answers.next()).await;
+                        let item = match next {
+                            // Nothing was asked: an idle stream is no fault.
+                            Err(_) if waiting.load(Ordering::Acquire) == 0 => continue,
+                            Err(_) => Err(RPCError::Unreachable(Unreachable::new(
+                                &openraft::AnyError::error(format!(
+                                    "node {target}: no answer to an append within {patience:?}"
+                                )),
+                            ))),
+                            Ok(None) => return None,
+                            Ok(Some(Err(status))) => Err(status_to_rpc(target, status)),
+                            Ok(Some(Ok(blob))) => {
+                                waiting.fetch_sub(1, Ordering::AcqRel);
+                                match decode::<
+                                    Result<StreamAppendResult<TypeConfig>, RaftError<TypeConfig>>,
+                                >(&blob.data)
+                                {
+                                    Ok(Ok(answer)) => return Some((Ok(answer), Some(answers))),
+                                    Ok(Err(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+                                    Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+                                }
+                            }
+                        };
+                        // After an error the stream ends.
+                        return Some((item, None));
+                    }
+                }
+            });
+            Ok(Box::pin(answers) as BoxStream<'s, _>)
+        })
+    }
+
     async fn vote(
         &mut self,
         rpc: VoteRequest<TypeConfig>,
@@ -266,6 +348,32 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             res = send => res.map_err(StreamingError::from),
         }
     }
+}
+
+/// The messages of an append stream, counted into `sent` as they go. A
+/// request over the size budget goes out cut short and ends the stream:
+/// openraft sends the rest in a new one.
+fn outgoing<S>(input: S, sent: Arc<AtomicUsize>) -> impl Stream<Item = RaftBlob> + Send + 'static
+where
+    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin + Send + 'static,
+{
+    futures::stream::unfold((input, false), move |(mut input, cut)| {
+        let sent = sent.clone();
+        async move {
+            if cut {
+                return None;
+            }
+            let mut rpc = input.next().await?;
+            let (keep, _) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
+            let cut = keep < rpc.entries.len();
+            rpc.entries.truncate(keep);
+            sent.fetch_add(1, Ordering::AcqRel);
+            let blob = RaftBlob {
+                data: encode_as(FORMAT_V2, &rpc),
+            };
+            Some((blob, (input, cut)))
+        }
+    })
 }
 
 /// How many of `entries`, from the first, fit in `budget` bytes (at least
