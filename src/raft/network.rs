@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +50,7 @@ const APPEND_MIN_TIMEOUT: Duration = Duration::from_millis(250);
 /// Time allowed to an append, per MiB, on top of that.
 const APPEND_MS_PER_MIB: u64 = 100;
 /// How long a request that only advances the commit index waits for the
-/// next request to carry it instead (see `outgoing`).
+/// next request to carry it instead (see `held_commits`).
 const COMMIT_HOLD: Duration = Duration::from_millis(1);
 /// Size of one snapshot chunk on the wire.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -200,10 +199,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         })
     }
 
-    /// Appends pipelined over one gRPC stream: each request goes out as soon
-    /// as openraft makes it, and the answers come back in order. Replication
-    /// then keeps several appends in flight to a follower instead of one,
-    /// and a commit that advances while they fly rides on the next request.
+    /// openraft's sequential appends (one call, then its answer, then the
+    /// next), over [`held_commits`].
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
@@ -218,63 +215,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
-        let target = self.target;
-        let mut client = self.client.clone();
-        // The longest an answer may take once a request is out: the deadline
-        // of an append of the largest size sent.
-        let patience = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
-            + Duration::from_millis(APPEND_MS_PER_MIB * (APPEND_MAX_BYTES >> 20) as u64);
-        let waiting = Arc::new(AtomicUsize::new(0));
-        let sent = waiting.clone();
-        Box::pin(async move {
-            // The first request before the connection: making it is where
-            // openraft waits out its backoff after an error, so a follower
-            // that is down is not called in a tight loop.
-            let mut input = input;
-            let Some(first) = input.next().await else {
-                return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
-            };
-            let input = futures::stream::once(futures::future::ready(first)).chain(input);
-            let answers = client
-                .stream_append(outgoing(input, sent))
-                .await
-                .map_err(|s| status_to_rpc(target, s))?
-                .into_inner();
-            let answers = futures::stream::unfold(Some(answers), move |answers| {
-                let waiting = waiting.clone();
-                async move {
-                    let mut answers = answers?;
-                    loop {
-                        let next = tokio::time::timeout(patience, answers.next()).await;
-                        let item = match next {
-                            // Nothing was asked: an idle stream is no fault.
-                            Err(_) if waiting.load(Ordering::Acquire) == 0 => continue,
-                            Err(_) => Err(RPCError::Unreachable(Unreachable::new(
-                                &openraft::AnyError::error(format!(
-                                    "node {target}: no answer to an append within {patience:?}"
-                                )),
-                            ))),
-                            Ok(None) => return None,
-                            Ok(Some(Err(status))) => Err(status_to_rpc(target, status)),
-                            Ok(Some(Ok(blob))) => {
-                                waiting.fetch_sub(1, Ordering::AcqRel);
-                                match decode::<
-                                    Result<StreamAppendResult<TypeConfig>, RaftError<TypeConfig>>,
-                                >(&blob.data)
-                                {
-                                    Ok(Ok(answer)) => return Some((Ok(answer), Some(answers))),
-                                    Ok(Err(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
-                                    Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
-                                }
-                            }
-                        };
-                        // After an error the stream ends.
-                        return Some((item, None));
-                    }
-                }
-            });
-            Ok(Box::pin(answers) as BoxStream<'s, _>)
-        })
+        openraft::network::stream_append_sequential(self, Box::pin(held_commits(input)), option)
     }
 
     async fn vote(
@@ -353,59 +294,41 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
-/// The messages of an append stream, counted into `sent` as they go.
-///
-/// A request over the size budget goes out cut short and ends the stream:
-/// openraft sends the rest in a new one.
-///
-/// A request without entries, which only carries a new commit index, waits
-/// up to [`COMMIT_HOLD`] for the next request: when that one follows on from
-/// it, it goes instead, carrying the same commit or a later one with its
-/// entries. Every write otherwise costs each follower two messages, the
-/// entry and then its commit; under one client's writes the next entry
-/// comes within a fraction of a millisecond. The follower applies up to
-/// [`COMMIT_HOLD`] later, and one answer acknowledges both requests.
-fn outgoing<S>(input: S, sent: Arc<AtomicUsize>) -> impl Stream<Item = RaftBlob> + Send + 'static
+/// The append requests of a replication stream, where a request without
+/// entries, which only carries a new commit index, waits up to
+/// [`COMMIT_HOLD`] for the next one: when that one follows on from it, it
+/// goes instead, with the same commit or a later one and its entries.
+/// Every write otherwise costs each follower two calls, the entry and then
+/// its commit; under one client's writes the next entry comes within a
+/// fraction of a millisecond. A follower applies up to [`COMMIT_HOLD`]
+/// later, and one answer acknowledges both requests. A heartbeat, a stream
+/// of one request, goes at once.
+fn held_commits<S>(input: S) -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Send
 where
-    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin + Send + 'static,
+    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin + Send,
 {
     let state = (input, None::<AppendEntriesRequest<TypeConfig>>, false);
-    futures::stream::unfold(state, move |(mut input, ahead, last)| {
-        let sent = sent.clone();
-        async move {
-            if last {
-                return None;
-            }
-            let mut rpc = match ahead {
-                Some(rpc) => rpc,
-                None => input.next().await?,
-            };
-            let mut ahead = None;
-            let mut last = false;
-            if rpc.entries.is_empty() {
-                match tokio::time::timeout(COMMIT_HOLD, input.next()).await {
-                    Ok(Some(next))
-                        if next.prev_log_id == rpc.prev_log_id && next.vote == rpc.vote =>
-                    {
-                        rpc = next;
-                    }
-                    Ok(Some(next)) => ahead = Some(next),
-                    Ok(None) => last = true,
-                    Err(_) => {}
-                }
-            }
-            let (keep, _) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
-            if keep < rpc.entries.len() {
-                rpc.entries.truncate(keep);
-                ahead = None;
-                last = true;
-            }
-            sent.fetch_add(1, Ordering::AcqRel);
-            let blob = RaftBlob {
-                data: encode_as(FORMAT_V2, &rpc),
-            };
-            Some((blob, (input, ahead, last)))
+    futures::stream::unfold(state, |(mut input, ahead, last)| async move {
+        if last {
+            return None;
         }
+        let mut rpc = match ahead {
+            Some(rpc) => rpc,
+            None => input.next().await?,
+        };
+        let mut ahead = None;
+        let mut last = false;
+        if rpc.entries.is_empty() {
+            match tokio::time::timeout(COMMIT_HOLD, input.next()).await {
+                Ok(Some(next)) if next.prev_log_id == rpc.prev_log_id && next.vote == rpc.vote => {
+                    rpc = next;
+                }
+                Ok(Some(next)) => ahead = Some(next),
+                Ok(None) => last = true,
+                Err(_) => {}
+            }
+        }
+        Some((rpc, (input, ahead, last)))
     })
 }
 
