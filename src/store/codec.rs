@@ -45,8 +45,8 @@ pub fn decode_as<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> io::Result<T>
     let (found, body) = format_of(bytes)?;
     if found != format {
         return Err(invalid(format!(
-            "record format {found} is not known to this laneq here (it reads format {format}); \
-             are all nodes on the same laneq release?"
+            "record format {found} is not the format {format} this laneq reads here: another \
+             laneq release wrote it (upgrade laneq, and run one release on every node)"
         )));
     }
     decode_body(body)
