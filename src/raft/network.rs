@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -199,8 +199,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         })
     }
 
-    /// openraft's sequential appends (one call, then its answer, then the
-    /// next), over [`held_commits`].
+    /// Appends over one gRPC stream per replication session, one at a time:
+    /// a request goes out, its answer comes back, and only then is the next
+    /// request taken from openraft. Taking it late is what batches: openraft
+    /// builds a request when asked, from every entry the follower lacks, so
+    /// entries that arrive while an append is out travel together in the
+    /// next, as with openraft's sequential calls. The stream spares each
+    /// append the setup of a call of its own. A request that only carries a
+    /// commit waits for the next one ([`held_commits`]).
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
@@ -215,7 +221,68 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
-        openraft::network::stream_append_sequential(self, Box::pin(held_commits(input)), option)
+        let target = self.target;
+        let mut client = self.client.clone();
+        // The longest an answer may take once its request is out: the
+        // deadline of an append of the largest size sent.
+        let patience = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
+            + Duration::from_millis(APPEND_MS_PER_MIB * (APPEND_MAX_BYTES >> 20) as u64);
+        Box::pin(async move {
+            let mut input = Box::pin(held_commits(input));
+            // The first request before the connection: making it is where
+            // openraft waits out its backoff after an error, so a follower
+            // that is down is not called in a tight loop.
+            let Some(first) = input.next().await else {
+                return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
+            };
+            let turn = Arc::new(Turn::default());
+            let requests = futures::stream::once(futures::future::ready(first)).chain(input);
+            let answers = client
+                .stream_append(outgoing(requests, turn.clone()))
+                .await
+                .map_err(|s| status_to_rpc(target, s))?
+                .into_inner();
+            let answers = futures::stream::unfold(Some(answers), move |answers| {
+                let turn = turn.clone();
+                async move {
+                    let mut answers = answers?;
+                    let item = loop {
+                        // Nothing asked, the whole patience; else what is left of it.
+                        let wait = patience.saturating_sub(turn.waited().unwrap_or_default());
+                        match tokio::time::timeout(wait, answers.next()).await {
+                            // An idle stream is no fault, nor a request sent
+                            // while the wait ran.
+                            Err(_) if turn.waited().is_none_or(|w| w < patience) => continue,
+                            Err(_) => {
+                                break Err(RPCError::Unreachable(Unreachable::new(
+                                    &openraft::AnyError::error(format!(
+                                        "node {target}: no answer to an append within {patience:?}"
+                                    )),
+                                )))
+                            }
+                            Ok(None) => return None,
+                            Ok(Some(Err(status))) => break Err(status_to_rpc(target, status)),
+                            Ok(Some(Ok(blob))) => {
+                                turn.answered();
+                                match decode::<
+                                    Result<StreamAppendResult<TypeConfig>, RaftError<TypeConfig>>,
+                                >(&blob.data)
+                                {
+                                    Ok(Ok(answer)) => return Some((Ok(answer), Some(answers))),
+                                    Ok(Err(e)) => {
+                                        break Err(RPCError::Unreachable(Unreachable::new(&e)))
+                                    }
+                                    Err(e) => break Err(RPCError::Network(NetworkError::new(&e))),
+                                }
+                            }
+                        }
+                    };
+                    // After an error the stream ends.
+                    Some((item, None))
+                }
+            });
+            Ok(Box::pin(answers) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
@@ -329,6 +396,69 @@ where
             }
         }
         Some((rpc, (input, ahead, last)))
+    })
+}
+
+/// Whose turn it is on an append stream: the next request waits until the
+/// answer to the one before has come back.
+#[derive(Default)]
+struct Turn {
+    /// When the request whose answer has not come back went out.
+    out_since: Mutex<Option<Instant>>,
+    answered: tokio::sync::Notify,
+}
+
+impl Turn {
+    fn sent(&self) {
+        *self.out_since.lock().expect("turn lock") = Some(Instant::now());
+    }
+
+    fn answered(&self) {
+        *self.out_since.lock().expect("turn lock") = None;
+        self.answered.notify_one();
+    }
+
+    /// How long the request out has waited for its answer, if one is out.
+    fn waited(&self) -> Option<Duration> {
+        self.out_since.lock().expect("turn lock").map(|at| at.elapsed())
+    }
+
+    /// Waits until no request is out.
+    async fn wait(&self) {
+        loop {
+            let answered = self.answered.notified();
+            if self.waited().is_none() {
+                return;
+            }
+            answered.await;
+        }
+    }
+}
+
+/// The messages of an append stream, each once the answer to the one before
+/// has come back. A request over the size budget goes out cut short and
+/// ends the stream: openraft sends the rest in a new one.
+fn outgoing<S>(input: S, turn: Arc<Turn>) -> impl Stream<Item = RaftBlob> + Send + 'static
+where
+    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin + Send + 'static,
+{
+    futures::stream::unfold((input, false), move |(mut input, cut)| {
+        let turn = turn.clone();
+        async move {
+            if cut {
+                return None;
+            }
+            turn.wait().await;
+            let mut rpc = input.next().await?;
+            turn.sent();
+            let (keep, _) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
+            let cut = keep < rpc.entries.len();
+            rpc.entries.truncate(keep);
+            let blob = RaftBlob {
+                data: encode_as(FORMAT_V2, &rpc),
+            };
+            Some((blob, (input, cut)))
+        }
     })
 }
 

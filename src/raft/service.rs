@@ -39,6 +39,37 @@ fn blob<T: Serialize>(value: &T) -> Response<RaftBlob> {
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
+    type StreamAppendStream = futures::stream::BoxStream<'static, Result<RaftBlob, Status>>;
+
+    async fn stream_append(
+        &self,
+        req: Request<Streaming<RaftBlob>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        // A request that cannot be read ends the input: the answers to the
+        // requests before it still go back, then the stream ends, and the
+        // leader starts a new one from where the answers stopped.
+        let requests = req.into_inner().scan((), |(), blob| {
+            let decoded = blob
+                .map_err(|s| s.to_string())
+                .and_then(|b| decode_as(FORMAT_V2, &b.data).map_err(|e| e.to_string()));
+            futures::future::ready(match decoded {
+                Ok(rpc) => Some(rpc),
+                Err(e) => {
+                    tracing::warn!(error = %e, "append stream ended on an unreadable request");
+                    None
+                }
+            })
+        });
+        let answers = self.node.raft().stream_append(requests).map(|result| {
+            Ok(RaftBlob {
+                data: encode(
+                    &result.map_err(openraft::errors::RaftError::<super::TypeConfig>::Fatal),
+                ),
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+
     async fn append_entries(&self, req: Request<RaftBlob>) -> Result<Response<RaftBlob>, Status> {
         let rpc = decode_as(FORMAT_V2, &req.into_inner().data).map_err(bad)?;
         Ok(blob(&self.node.raft().append_entries(rpc).await))

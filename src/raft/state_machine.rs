@@ -272,6 +272,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// as new. A build that began before an install can end after it; putting
 /// its older snapshot back would leave the log purged past the current
 /// snapshot, and the node would refuse to start again.
+/// A snapshot file is synced after every this many bytes written.
+const SNAPSHOT_SYNC_BYTES: usize = 4 << 20;
+
 fn save_snapshot_file(store: &Store, path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
     static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _saving = SAVING
@@ -295,7 +298,14 @@ fn save_snapshot_file(store: &Store, path: &std::path::Path, blob: &[u8]) -> io:
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(blob)?;
+        // Synced as it is written, rather than in one fsync of tens of MB
+        // at the end, in front of the log fsyncs that acknowledge writes.
+        for chunk in blob.chunks(SNAPSHOT_SYNC_BYTES) {
+            f.write_all(chunk)?;
+            if fsync {
+                f.sync_data()?;
+            }
+        }
         if fsync {
             f.sync_all()?;
         }
@@ -319,7 +329,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let store = self.store.clone();
         let path = self.path.clone();
-        self.store.blocking(move || -> io::Result<Snapshot> {
+        self.store.background(move || -> io::Result<Snapshot> {
             let mut meta_out = None;
             let blob = store.sm_export(|table| {
                 let last_log_id: Option<LogId> =
