@@ -14,8 +14,9 @@ pub mod store;
 pub mod worker;
 
 /// jemalloc for every program built on this crate, RocksDB's C++ included
-/// (its `malloc` is jemalloc too). Under write load glibc's malloc and free
-/// took a fifth of a node's CPU; jemalloc gave 5-8% more submits per second.
+/// (its `malloc` is jemalloc too). Under write load, profiles put a fifth to
+/// a quarter of a node's CPU in glibc's malloc and free; jemalloc gave 5-8%
+/// more submits per second.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

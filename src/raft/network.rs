@@ -420,7 +420,10 @@ impl Turn {
 
     /// How long the request out has waited for its answer, if one is out.
     fn waited(&self) -> Option<Duration> {
-        self.out_since.lock().expect("turn lock").map(|at| at.elapsed())
+        self.out_since
+            .lock()
+            .expect("turn lock")
+            .map(|at| at.elapsed())
     }
 
     /// Waits until no request is out.
