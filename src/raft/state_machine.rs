@@ -267,14 +267,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// A snapshot file is synced after every this many bytes written.
+const SNAPSHOT_SYNC_BYTES: usize = 4 << 20;
+
 /// Writes the blob to a temp file, fsyncs it (if the store fsyncs) and
 /// renames it into place, unless the file already holds a snapshot at least
 /// as new. A build that began before an install can end after it; putting
 /// its older snapshot back would leave the log purged past the current
 /// snapshot, and the node would refuse to start again.
-/// A snapshot file is synced after every this many bytes written.
-const SNAPSHOT_SYNC_BYTES: usize = 4 << 20;
-
 fn save_snapshot_file(store: &Store, path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
     static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _saving = SAVING
