@@ -165,10 +165,32 @@ impl PeerClient {
         let reply = f(self.client.clone(), request(blob, timeout))
             .await
             .map_err(|s| status_to_rpc(self.target, s))?;
-        let result: Result<Resp, RaftError<TypeConfig>> = decode(&reply.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+        remote_result(&reply.into_inner().data)
     }
+}
+
+/// A peer's answer: the `Result` its Raft returned, encoded. An answer that
+/// cannot be read is a network error; a refusal makes the peer unreachable
+/// for now, so that openraft backs off.
+fn remote_result<Resp: DeserializeOwned>(data: &[u8]) -> Result<Resp, RPCError<TypeConfig>> {
+    let result: Result<Resp, RaftError<TypeConfig>> =
+        decode(data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+}
+
+/// The time allowed to an append of `bytes` (see [`APPEND_MIN_TIMEOUT`]).
+fn append_timeout(option: &RPCOption, bytes: usize) -> Duration {
+    option.hard_ttl().max(APPEND_MIN_TIMEOUT)
+        + Duration::from_millis(APPEND_MS_PER_MIB * (bytes >> 20) as u64)
+}
+
+/// Cuts `rpc` to the entries that fit in [`APPEND_MAX_BYTES`] (at least
+/// one): whether it cut any, and the estimated size of those kept.
+fn cut_to_budget(rpc: &mut AppendEntriesRequest<TypeConfig>) -> (bool, usize) {
+    let (keep, bytes) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
+    let cut = keep < rpc.entries.len();
+    rpc.entries.truncate(keep);
+    (cut, bytes)
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
@@ -179,12 +201,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let (keep, bytes) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
-        let partial = keep < rpc.entries.len();
-        rpc.entries.truncate(keep);
+        let (partial, bytes) = cut_to_budget(&mut rpc);
         let last = rpc.entries.last().map(|e| e.log_id);
-        let timeout = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
-            + Duration::from_millis(APPEND_MS_PER_MIB * (bytes >> 20) as u64);
+        let timeout = append_timeout(&option, bytes);
         let reply = self
             .call(encode_as(FORMAT_V2, &rpc), timeout, |mut c, r| async move {
                 c.append_entries(r).await
@@ -225,8 +244,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let mut client = self.client.clone();
         // The longest an answer may take once its request is out: the
         // deadline of an append of the largest size sent.
-        let patience = option.hard_ttl().max(APPEND_MIN_TIMEOUT)
-            + Duration::from_millis(APPEND_MS_PER_MIB * (APPEND_MAX_BYTES >> 20) as u64);
+        let patience = append_timeout(&option, APPEND_MAX_BYTES);
         Box::pin(async move {
             let mut input = Box::pin(held_commits(input));
             // The first request before the connection: making it is where
@@ -264,15 +282,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                             Ok(Some(Err(status))) => break Err(status_to_rpc(target, status)),
                             Ok(Some(Ok(blob))) => {
                                 turn.answered();
-                                match decode::<
-                                    Result<StreamAppendResult<TypeConfig>, RaftError<TypeConfig>>,
-                                >(&blob.data)
-                                {
-                                    Ok(Ok(answer)) => return Some((Ok(answer), Some(answers))),
-                                    Ok(Err(e)) => {
-                                        break Err(RPCError::Unreachable(Unreachable::new(&e)))
-                                    }
-                                    Err(e) => break Err(RPCError::Network(NetworkError::new(&e))),
+                                match remote_result(&blob.data) {
+                                    Ok(answer) => return Some((Ok(answer), Some(answers))),
+                                    Err(e) => break Err(e),
                                 }
                             }
                         }
@@ -349,10 +361,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 .install_snapshot(request(tokio_stream::iter(chunks), timeout))
                 .await
                 .map_err(|s| status_to_rpc(target, s))?;
-            let result: Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>> =
-                decode(&reply.into_inner().data)
-                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+            remote_result::<SnapshotResponse<TypeConfig>>(&reply.into_inner().data)
         };
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
@@ -454,9 +463,7 @@ where
             turn.wait().await;
             let mut rpc = input.next().await?;
             turn.sent();
-            let (keep, _) = within_budget(&rpc.entries, APPEND_MAX_BYTES);
-            let cut = keep < rpc.entries.len();
-            rpc.entries.truncate(keep);
+            let (cut, _) = cut_to_budget(&mut rpc);
             let blob = RaftBlob {
                 data: encode_as(FORMAT_V2, &rpc),
             };
