@@ -50,6 +50,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     let hub = api::WorkerHub::new(config.workers.clone());
     tokio::spawn(api::run_heartbeat_batches(node.clone(), hub.clone()));
     tokio::spawn(api::run_expiry(node.clone(), hub.clone()));
+    tokio::spawn(api::run_stalled_clears(node.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = serve(node.clone(), hub, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -70,6 +70,7 @@ pub fn queue(state: &State, q: &Queue) -> v1::Queue {
             .filter(|w| w.queues.contains(&q.id))
             .map(|w| w.name.clone())
             .collect(),
+        clearing: q.clearing.map_or("", |c| c.as_str()).to_string(),
     }
 }
 

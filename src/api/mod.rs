@@ -26,6 +26,7 @@ use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
 
 pub use error::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+pub use queues::run_stalled_clears;
 pub use workers::{run_expiry, run_heartbeat_batches, WorkerHub};
 
 /// Largest client request or response (a submit carries at most 1 MiB of payload).

@@ -208,6 +208,34 @@ impl SpecArgs {
     }
 }
 
+/// The state, and a clear or forced delete under way.
+fn state_text(q: &Queue) -> String {
+    match q.clearing.as_str() {
+        "" => q.state.clone(),
+        "delete" => format!("{} (deleting)", q.state),
+        _ => format!("{} (clearing)", q.state),
+    }
+}
+
+/// The concurrency limits and quota that are set, in short ("-": none).
+fn limits_text(spec: &QueueSpec) -> String {
+    let mut parts = Vec::new();
+    if spec.run_concurrency > 0 {
+        parts.push(format!("runs={}", spec.run_concurrency));
+    }
+    if spec.action_concurrency > 0 {
+        parts.push(format!("tasks={}", spec.action_concurrency));
+    }
+    if !spec.quota.is_empty() {
+        parts.push(format!("quota {}", quota_text(spec)));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 fn limit(n: u64) -> String {
     if n == 0 {
         "unlimited".into()
@@ -229,6 +257,7 @@ pub fn queue_json(q: &Queue) -> serde_json::Value {
         "name": q.name,
         "pool": q.pool,
         "state": q.state,
+        "clearing": (!q.clearing.is_empty()).then_some(&q.clearing),
         "priority": spec.priority,
         "queued": q.queued,
         "running": q.running,
@@ -257,7 +286,7 @@ fn print_queue(q: &Queue) {
         ("name", q.name.clone()),
         ("pool", q.pool.clone()),
         ("clusters", spec.clusters.join(",")),
-        ("state", q.state.clone()),
+        ("state", state_text(q)),
         ("priority", spec.priority.to_string()),
         ("queued", q.queued.to_string()),
         ("running", q.running.to_string()),
@@ -326,12 +355,13 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                             vec![
                                 q.name.clone(),
                                 q.pool.clone(),
-                                q.state.clone(),
+                                state_text(q),
                                 spec.priority.to_string(),
                                 q.queued.to_string(),
                                 q.running.to_string(),
                                 q.runs_active.to_string(),
                                 limit(spec.depth.unwrap_or(0)),
+                                limits_text(&spec),
                                 avg_wait(q),
                                 output::age(q.activity_ms),
                                 q.next_task_id.map_or("-".into(), |id| id.to_string()),
@@ -348,6 +378,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                             "running",
                             "runs",
                             "depth",
+                            "limits",
                             "avg wait",
                             "last change",
                             "next",

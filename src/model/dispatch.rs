@@ -4,7 +4,7 @@
 //!
 //! Rules, in order:
 //! - **Pool and cluster.** Only queues of the worker's pool whose selector
-//!   includes its cluster.
+//!   includes its cluster (and that no clear under way empties).
 //! - **Queue order.** Higher queue priority first; at equal priority, the
 //!   worker's own order of its queues.
 //! - **Limits.** Never past a queue's action concurrency (in-flight tasks),
@@ -74,7 +74,12 @@ pub(crate) fn pick(
         .iter()
         .enumerate()
         .filter_map(|(i, id)| state.queue_by_id(*id).map(|q| (i, q)))
-        .filter(|(_, q)| q.pool == w.pool && q.state != QueueState::Drained && selects(q, w))
+        .filter(|(_, q)| {
+            q.pool == w.pool
+                && q.state != QueueState::Drained
+                && q.clearing.is_none()
+                && selects(q, w)
+        })
         .collect();
     queues.sort_by_key(|&(i, q)| (Reverse(q.spec.priority), i));
 

@@ -11,7 +11,7 @@ pub mod error;
 pub mod limits;
 pub mod order;
 pub mod spec;
-mod state;
+pub(crate) mod state;
 pub mod validate;
 pub mod worker;
 
@@ -135,14 +135,16 @@ pub enum Op {
         name: String,
         new_name: String,
     },
-    /// Queued tasks of the queue become `dequeued`, at most
-    /// [`limits::CLEAR_MAX_PER_COMMAND`] per command.
+    /// Queued tasks of the queue become `dequeued`. The first command
+    /// decides it for all of them (see [`Queue::clearing`]) and each dequeues
+    /// at most [`limits::CLEAR_MAX_PER_COMMAND`]; the same command goes on
+    /// with a clear or forced delete under way.
     ClearQueue {
         name: String,
     },
-    /// Deletes an empty queue; `force` dequeues its queued tasks first (at
-    /// most [`limits::CLEAR_MAX_PER_COMMAND`] per command: the queue is
-    /// deleted by the command that dequeues the last).
+    /// Deletes an empty queue; `force` dequeues its queued tasks first, as
+    /// [`Op::ClearQueue`] does: the queue is deleted by the command that
+    /// dequeues the last.
     DeleteQueue {
         name: String,
         force: bool,
@@ -348,7 +350,8 @@ pub enum Reply {
     },
     /// Queued tasks were dequeued (clear, or a forced delete), at most
     /// [`limits::CLEAR_MAX_PER_COMMAND`] per command. `remaining` are still
-    /// queued: repeat the command. A delete has happened when none remain.
+    /// to be dequeued: repeat the command (or leave it to the leader). A
+    /// delete has happened when none remain.
     QueueCleared {
         name: String,
         dequeued: u64,
@@ -758,6 +761,30 @@ pub struct Queue {
     pub recent_waits: std::collections::VecDeque<u64>,
     /// Round-robin fairness: the project served last.
     pub rr_last_project: String,
+    /// A clear or forced delete under way. From the command that starts it,
+    /// the queue's queued tasks are as good as gone: none is leased, moved or
+    /// canceled, nothing enters the queue, and the following commands
+    /// dequeue them, at most [`limits::CLEAR_MAX_PER_COMMAND`] each. The
+    /// leader finishes one that its client left (see `api::queues`).
+    pub clearing: Option<Clearing>,
+}
+
+/// What a clear under way ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Clearing {
+    /// The queue stays, empty of queued tasks.
+    Clear,
+    /// The queue is deleted (`queue delete --force`).
+    Delete,
+}
+
+impl Clearing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clearing::Clear => "clear",
+            Clearing::Delete => "delete",
+        }
+    }
 }
 
 /// The unit that is queued and run. Its command line and payload live in

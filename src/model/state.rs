@@ -158,6 +158,7 @@ impl State {
             version: 1,
             recent_waits: Default::default(),
             rr_last_project: String::new(),
+            clearing: None,
         });
         state.projects.insert(
             DEFAULT_PROJECT.to_string(),
@@ -667,6 +668,16 @@ impl State {
             if q.state == QueueState::Drained {
                 assert_eq!(self.queued(q.id) as u64 + self.in_flight_tasks(q.id), 0);
             }
+            if let Some(kind) = q.clearing {
+                assert!(
+                    self.queued(q.id) > 0,
+                    "queue {}: a clear with nothing left",
+                    q.name
+                );
+                if kind == crate::model::Clearing::Delete {
+                    assert_eq!(self.in_flight_tasks(q.id), 0, "queue {}: deleting", q.name);
+                }
+            }
         }
         for p in self.projects.values() {
             for q in p.default_queue.iter().chain(&p.allowed_queues) {
@@ -823,5 +834,5 @@ mod projects;
 mod queues;
 mod tasks;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod workers;

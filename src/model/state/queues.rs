@@ -3,7 +3,7 @@
 use super::{Key, State, DEFAULT_QUEUE_ID};
 use crate::model::limits::{CLEAR_MAX_PER_COMMAND, QUEUES_MAX};
 use crate::model::spec::{ClusterSelector, QueueSpec, QueueState};
-use crate::model::{ModelError, Queue, Reply, TaskState};
+use crate::model::{Clearing, ModelError, Queue, Reply, TaskState};
 
 impl State {
     pub(super) fn create_queue(
@@ -39,6 +39,7 @@ impl State {
             version: 1,
             recent_waits: Default::default(),
             rr_last_project: String::new(),
+            clearing: None,
         });
         changed.push(Key::Queue(id));
         Ok(Reply::QueueCreated {
@@ -116,6 +117,8 @@ impl State {
                 "the default queue cannot be renamed",
             ));
         }
+        // The steps of a clear under way name the queue.
+        self.check_not_clearing(id, "name")?;
         if self.queue_ids.contains_key(new_name) {
             return Err(ModelError::exists(
                 "new_name",
@@ -130,8 +133,9 @@ impl State {
         })
     }
 
-    /// Queued tasks become `dequeued`, from the back, at most
-    /// `CLEAR_MAX_PER_COMMAND`; in-flight work is untouched.
+    /// Every queued task becomes `dequeued`; in-flight work is untouched.
+    /// Goes on with a clear or forced delete under way (see
+    /// [`Queue::clearing`]).
     pub(super) fn clear_queue(
         &mut self,
         name: &str,
@@ -139,36 +143,65 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         let id = self.queue_id("name", name)?;
-        let dequeued = self.dequeue_some(id, actor, "the queue was cleared", changed);
-        self.settle_queue(id, changed);
-        Ok(Reply::QueueCleared {
-            name: name.to_string(),
-            dequeued,
-            remaining: self.queued(id) as u64,
-        })
+        let kind = self.queues[&id].clearing.unwrap_or(Clearing::Clear);
+        self.clear_some(id, kind, actor, changed)
     }
 
-    /// Dequeues the last `CLEAR_MAX_PER_COMMAND` queued tasks of a queue.
-    fn dequeue_some(
+    /// One step of a clear or forced delete: marks the queue (the first of
+    /// several steps), dequeues at most `CLEAR_MAX_PER_COMMAND` of its queued tasks
+    /// from the back, and ends the clear once none is left: a delete then
+    /// removes the queue.
+    fn clear_some(
         &mut self,
-        queue: u64,
+        id: u64,
+        kind: Clearing,
         actor: &str,
-        reason: &str,
         changed: &mut Vec<Key>,
-    ) -> u64 {
-        let from = self.queued(queue).saturating_sub(CLEAR_MAX_PER_COMMAND);
-        let ids = self.queued_range(queue, from, CLEAR_MAX_PER_COMMAND);
+    ) -> Result<Reply, ModelError> {
+        let name = self.queues[&id].name.clone();
+        let queued = self.queued(id);
+        if queued > CLEAR_MAX_PER_COMMAND && self.queues[&id].clearing != Some(kind) {
+            self.touch_queue(id, changed).clearing = Some(kind);
+        }
+        let reason = match kind {
+            Clearing::Clear => "the queue was cleared",
+            Clearing::Delete => "the queue was deleted",
+        };
+        let from = queued.saturating_sub(CLEAR_MAX_PER_COMMAND);
+        let ids = self.queued_range(id, from, CLEAR_MAX_PER_COMMAND);
         for &task in &ids {
             self.transition(task, TaskState::Dequeued, actor, reason, None, changed);
         }
         if !ids.is_empty() {
-            self.queue_activity(queue, changed);
+            self.queue_activity(id, changed);
         }
-        ids.len() as u64
+        let remaining = self.queued(id) as u64;
+        if remaining == 0 {
+            match kind {
+                Clearing::Clear => {
+                    if self.queues[&id].clearing.is_some() {
+                        self.touch_queue(id, changed).clearing = None;
+                    }
+                    self.settle_queue(id, changed);
+                }
+                Clearing::Delete => {
+                    self.queues.remove(&id);
+                    self.queue_ids.remove(&name);
+                    self.pending.remove(&id);
+                    changed.push(Key::Queue(id));
+                }
+            }
+        }
+        Ok(Reply::QueueCleared {
+            name,
+            dequeued: ids.len() as u64,
+            remaining,
+        })
     }
 
     /// Deletes a queue that holds no queued or in-flight task. With `force`,
-    /// its queued tasks are dequeued first. Terminal tasks keep its id.
+    /// its queued tasks are dequeued first, as by a clear. Goes on with a
+    /// forced delete under way. Terminal tasks keep its id.
     pub(super) fn delete_queue(
         &mut self,
         name: &str,
@@ -177,6 +210,9 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         let id = self.queue_id("name", name)?;
+        if self.queues[&id].clearing == Some(Clearing::Delete) {
+            return self.clear_some(id, Clearing::Delete, actor, changed);
+        }
         if id == DEFAULT_QUEUE_ID {
             return Err(ModelError::precondition(
                 "name",
@@ -223,24 +259,36 @@ impl State {
                 ),
             ));
         }
-        let dequeued = self.dequeue_some(id, actor, "the queue was deleted", changed);
-        let remaining = self.queued(id) as u64;
-        if remaining > 0 {
-            return Ok(Reply::QueueCleared {
-                name: name.to_string(),
-                dequeued,
-                remaining,
-            });
+        self.clear_some(id, Clearing::Delete, actor, changed)
+    }
+
+    /// Refuses a change to queue `id`'s queued tasks, or a task entering
+    /// it, while a clear is under way: those tasks are as good as dequeued.
+    pub(super) fn check_not_clearing(&self, id: u64, field: &str) -> Result<(), ModelError> {
+        match self.queues[&id].clearing {
+            None => Ok(()),
+            Some(kind) => Err(ModelError::precondition(
+                field,
+                format!(
+                    "queue {:?} is being {}; its queued tasks are being dequeued",
+                    self.queues[&id].name,
+                    match kind {
+                        Clearing::Clear => "cleared",
+                        Clearing::Delete => "deleted",
+                    }
+                ),
+            )),
         }
-        self.queues.remove(&id);
-        self.queue_ids.remove(name);
-        self.pending.remove(&id);
-        changed.push(Key::Queue(id));
-        Ok(Reply::QueueCleared {
-            name: name.to_string(),
-            dequeued,
-            remaining: 0,
-        })
+    }
+
+    /// Queues whose clear has had no step for `idle_ms` at `now_ms`: its
+    /// client is gone, and the leader goes on with it.
+    pub fn stalled_clears(&self, now_ms: u64, idle_ms: u64) -> Vec<String> {
+        self.queues
+            .values()
+            .filter(|q| q.clearing.is_some() && now_ms.saturating_sub(q.activity_ms) >= idle_ms)
+            .map(|q| q.name.clone())
+            .collect()
     }
 
     /// Draining stops submissions; the queue is `drained` once it holds no

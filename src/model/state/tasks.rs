@@ -104,6 +104,7 @@ impl State {
             name => self.queue_id("queue", name)?,
         };
         self.check_allowed(project_name, queue)?;
+        self.check_not_clearing(queue, "queue")?;
         let q = &self.queues[&queue];
         if q.state != QueueState::Active {
             return Err(ModelError::precondition(
@@ -239,6 +240,9 @@ impl State {
                 &[TaskState::Queued, TaskState::Leased, TaskState::Running],
             )?
             .queue;
+        if self.tasks[&id].state == TaskState::Queued {
+            self.check_not_clearing(queue, "id")?;
+        }
         let reason = match reason {
             "" => format!("canceled by {actor}"),
             r => r.to_string(),
@@ -274,6 +278,7 @@ impl State {
         let queue = self
             .task_in(id, "queued task can be dequeued", &[TaskState::Queued])?
             .queue;
+        self.check_not_clearing(queue, "id")?;
         let reason = match reason {
             "" => "dequeued",
             r => r,
@@ -293,6 +298,7 @@ impl State {
     ) -> Result<Reply, ModelError> {
         let task = self.task_in(id, "queued task can be moved", &[TaskState::Queued])?;
         let (queue, rank) = (task.queue, task.rank);
+        self.check_not_clearing(queue, "id")?;
         if let MoveTo::Queue(target) = to {
             return self.move_to_queue(id, target, actor, changed);
         }
@@ -385,6 +391,7 @@ impl State {
                 ),
             ));
         }
+        self.check_not_clearing(to, "queue")?;
         if dest.state != QueueState::Active {
             return Err(ModelError::precondition(
                 "queue",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::model::{ErrorKind, MoveTo, NewTask, ProjectSettings, Stamp, Write};
 
-fn cmd(now_ms: u64, key: &str, op: Op) -> Command {
+pub(crate) fn cmd(now_ms: u64, key: &str, op: Op) -> Command {
     Command {
         stamp: Stamp { now_ms, seed: 0 },
         write: Write {
@@ -189,7 +189,7 @@ fn the_clock_never_goes_backwards() {
 
 /// One random command over a small universe of names, so that commands
 /// collide: every op kind, valid and invalid.
-fn random_op(rng: &mut StdRng, state: &State) -> Op {
+pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
     let next_task = state.meta().next_task_id;
     // Often a task that holds a lease, with its current token.
     let held: Vec<(u64, u64)> = state
@@ -226,7 +226,7 @@ fn random_op(rng: &mut StdRng, state: &State) -> Op {
         command: vec!["train".into()],
         ..Default::default()
     };
-    match rng.random_range(0..44) {
+    match rng.random_range(0..46) {
         0 | 1 => Op::CreateQueue {
             name: queue,
             pool,
@@ -344,6 +344,46 @@ fn random_op(rng: &mut StdRng, state: &State) -> Op {
         35 => Op::ExpireLeases {
             worker_timeout_ms: 20_000,
         },
+        36 => Op::UpdateQueue {
+            expected_version: match state.queue(&queue) {
+                Some(q) if rng.random_bool(0.8) => q.version,
+                _ => rng.random_range(0..4),
+            },
+            name: queue,
+            pool: rng.random_bool(0.3).then_some(pool),
+            spec: crate::model::spec::QueueSpec {
+                depth: rng.random_range(0..8),
+                priority: rng.random_range(1..=100),
+                action_concurrency: rng.random_range(0..3),
+                ..Default::default()
+            },
+        },
+        37 => Op::UpdateProject {
+            expected_version: match state.project(&project) {
+                Some(p) if rng.random_bool(0.8) => p.version,
+                _ => rng.random_range(0..4),
+            },
+            name: project,
+            settings: ProjectSettings {
+                default_queue: if rng.random_bool(0.5) {
+                    queue
+                } else {
+                    String::new()
+                },
+                allowed_queues: if rng.random_bool(0.3) {
+                    [other].into()
+                } else {
+                    Default::default()
+                },
+                max_queued_per_run: rng.random_range(0..4),
+                description: "edited".into(),
+            },
+        },
+        38 => Op::ReportProgress {
+            id: held_id,
+            fencing_token: held_token,
+            iteration: rng.random_range(0..100),
+        },
         23..=25 => Op::SubmitTasks {
             tasks: (0..rng.random_range(1..5)).map(|_| new_task(rng)).collect(),
         },
@@ -387,14 +427,26 @@ fn reload(a: &State, changed: &[Key]) -> State {
     reloaded
 }
 
+/// The model without what every command changes, refused or not: the clock,
+/// and the idempotency records (a refusal is recorded under its key).
+fn model_part(s: &State) -> State {
+    let mut s = s.clone();
+    s.clock_ms = 0;
+    s.idempotency.clear();
+    s.idempotency_by_time.clear();
+    s
+}
+
 /// Property test over random command sequences: after every apply the
 /// invariants hold (counts match the contents, positions in each queue are a
 /// permutation, no task is in two queues, the default pool, queue and
-/// project exist and the default queue is active); apply is deterministic;
-/// and a state rebuilt from its changed records equals the original.
+/// project exist and the default queue is active); a refused command
+/// changes nothing; apply is deterministic; and a state rebuilt from its
+/// changed records equals the original.
 #[test]
 fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
     let mut succeeded = std::collections::BTreeSet::new();
+    let mut refused = 0u64;
     for seed in 0..200u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut run = |rng: &mut StdRng| {
@@ -416,9 +468,14 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
                 } else {
                     cmd(i * 1000, &key, random_op(rng, &s))
                 };
+                let before = model_part(&s);
                 let r = s.apply(&c, &mut changed);
                 if r.result.is_ok() && !r.replayed {
                     succeeded.insert(c.to_string().split(' ').next().unwrap().to_string());
+                }
+                if r.result.is_err() {
+                    assert!(model_part(&s) == before, "refused {c} changed the model");
+                    refused += 1;
                 }
                 responses.push(r);
                 s.check_invariants();
@@ -457,6 +514,9 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
         "release-task",
         "heartbeats",
         "expire-leases",
+        "update-queue",
+        "update-project",
+        "report-progress",
         "coalesced",
     ];
     for kind in kinds {
@@ -465,6 +525,7 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
             "no {kind} ever succeeded: {succeeded:?}"
         );
     }
+    assert!(refused > 1000, "only {refused} refusals");
 }
 
 #[test]
@@ -1245,10 +1306,13 @@ fn an_edit_races_no_submit_but_a_concurrent_edit() {
 }
 
 #[test]
-fn clear_and_forced_delete_work_in_bounded_chunks() {
+fn clear_and_forced_delete_work_in_bounded_chunks_decided_by_the_first() {
     use crate::model::limits::{BATCH_MAX_TASKS, CLEAR_MAX_PER_COMMAND};
+    use crate::model::worker::Registration;
+    use crate::model::Clearing;
     let mut s = State::new();
     new_queue(&mut s, "big", "default", 0);
+    new_queue(&mut s, "other", "default", 0);
     let total = CLEAR_MAX_PER_COMMAND + 1;
     for start in (0..total).step_by(BATCH_MAX_TASKS) {
         let n = BATCH_MAX_TASKS.min(total - start);
@@ -1267,8 +1331,58 @@ fn clear_and_forced_delete_work_in_bounded_chunks() {
             remaining: 1
         }
     );
-    // The back went first: the head of the queue is still queued.
+    // The back went first, and the head is as good as gone: the first step
+    // decided the clear for every queued task.
     assert_eq!(order(&s, "big"), vec![1]);
+    assert_eq!(s.queue("big").unwrap().clearing, Some(Clearing::Clear));
+    let refused = [
+        Op::SubmitTasks {
+            tasks: vec![task_to("big", "", "")],
+        },
+        Op::MoveTask {
+            id: 1,
+            to: MoveTo::Queue("other".into()),
+        },
+        Op::DequeueTask {
+            id: 1,
+            reason: String::new(),
+        },
+        Op::CancelTask {
+            id: 1,
+            reason: String::new(),
+        },
+        Op::RenameQueue {
+            name: "big".into(),
+            new_name: "huge".into(),
+        },
+    ];
+    for op in refused {
+        let what = format!("{op:?}");
+        let e = run_op(&mut s, op).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::FailedPrecondition, "{what}");
+        assert!(e.message.contains("being cleared"), "{what}: {e:?}");
+    }
+    let worker = Registration {
+        name: "w".into(),
+        ip: "10.0.0.1".into(),
+        pool: "default".into(),
+        queues: vec!["big".into()],
+        ..Default::default()
+    };
+    run_op(&mut s, Op::RegisterWorker(worker)).unwrap();
+    let lease = Op::LeaseTasks {
+        worker: "w".into(),
+        max_tasks: 1,
+        ttl_ms: 1000,
+    };
+    assert_eq!(
+        run_op(&mut s, lease).unwrap(),
+        Reply::Leased { leases: vec![] }
+    );
+    assert_eq!(s.task(1).unwrap().state, TaskState::Queued);
+    s.check_invariants();
+
+    // A forced delete takes the clear over and ends it.
     let delete = Op::DeleteQueue {
         name: "big".into(),
         force: true,
@@ -1283,4 +1397,35 @@ fn clear_and_forced_delete_work_in_bounded_chunks() {
         }
     );
     assert!(s.queue("big").is_none());
+    assert_eq!(s.task(1).unwrap().state, TaskState::Dequeued);
+    s.check_invariants();
+}
+
+#[test]
+fn a_clear_that_fits_one_command_leaves_no_mark() {
+    let mut s = State::new();
+    new_queue(&mut s, "q", "default", 0);
+    for _ in 0..3 {
+        let submit = Op::SubmitTasks {
+            tasks: vec![task_to("q", "", "")],
+        };
+        run_op(&mut s, submit).unwrap();
+    }
+    let version = s.queue("q").unwrap().version;
+    let cleared = run_op(&mut s, Op::ClearQueue { name: "q".into() }).unwrap();
+    assert_eq!(
+        cleared,
+        Reply::QueueCleared {
+            name: "q".into(),
+            dequeued: 3,
+            remaining: 0
+        }
+    );
+    let q = s.queue("q").unwrap();
+    assert_eq!((q.clearing, q.version), (None, version));
+    // The queue takes tasks again at once.
+    let submit = Op::SubmitTasks {
+        tasks: vec![task_to("q", "", "")],
+    };
+    run_op(&mut s, submit).unwrap();
 }
