@@ -2,8 +2,14 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
 use common::{Cluster, Timings};
+use laneq::client::workers::{Outcome, Registration};
 use laneq::client::ReadConsistency;
+use laneq::proto::v1::{Lease, TaskSpec};
+use serde_json::Value;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,6 +99,35 @@ async fn the_pool_commands_of_the_cli_work_and_print_json() {
     let (_, out, _) = run(&["queue", "get", "train", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["pool"], "gpu");
+
+    // `pool get`: its clusters, how many queues it holds, its version.
+    let (code, out, err) = run(&["pool", "get", "gpu", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "gpu");
+    assert_eq!(v["clusters"], serde_json::json!(["a100", "h100"]));
+    assert_eq!(
+        (v["queues"].as_u64(), v["version"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let created = v["created_ms"].as_u64().unwrap();
+    assert!(
+        created > 0 && v["updated_ms"].as_u64() >= Some(created),
+        "{v}"
+    );
+    let (code, out, _) = run(&["pool", "get", "gpu"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("a100,h100"), "{out}");
+    let (code, out, _) = run(&["pool", "get", "-o", "json"]);
+    assert_eq!(code, Some(0), "the default pool by default");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["name"].as_str(), v["queues"].as_u64()),
+        (Some("default"), Some(1))
+    );
+    let (code, _, err) = run(&["pool", "get", "nope"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("name: no pool named \"nope\""), "{err}");
     let (_, out, _) = run(&["pool", "list"]);
     assert!(out.contains("gpu") && out.contains("a100,h100"), "{out}");
     let (code, _, err) = run(&["pool", "remove-cluster", "gpu", "nope"]);
@@ -244,6 +279,124 @@ async fn a_drained_queue_refuses_submissions_until_activated() {
         .await
         .unwrap();
     assert_eq!((q.queued, q.state.as_str()), (2, "active"));
+    check_in_flight_counts(&c).await;
+}
+
+/// What `laneq queue get NAME -o json` prints.
+fn queue_json(c: &Cluster, name: &str) -> Value {
+    let (code, out, err) = c.cli(&["queue", "get", name, "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `queued`, `running` and `runs_active` of a queue's JSON.
+fn counts(v: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
+    (
+        v["queued"].as_u64(),
+        v["running"].as_u64(),
+        v["runs_active"].as_u64(),
+    )
+}
+
+/// Leases `n` tasks to `worker`, polling until they all came.
+async fn lease_n(c: &Cluster, worker: &str, n: usize) -> Vec<Lease> {
+    let client = c.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut leases = vec![];
+    while leases.len() < n {
+        assert!(Instant::now() < deadline, "only {} leases", leases.len());
+        let max = (n - leases.len()) as u32;
+        let wait = Duration::from_millis(500);
+        leases.extend(client.lease(worker, max, wait).await.unwrap());
+    }
+    leases
+}
+
+/// `running` and `runs_active` follow leases, starts and completions made
+/// through the worker API; `avg_wait_ms` appears once a task has started;
+/// `queue list -o json` shows every queue with its counts.
+async fn check_in_flight_counts(c: &Cluster) {
+    let client = c.client();
+    client.create_queue("work").await.unwrap();
+    let v = queue_json(c, "work");
+    assert_eq!(counts(&v), (Some(0), Some(0), Some(0)));
+    assert!(v["avg_wait_ms"].is_null(), "nothing started yet: {v}");
+    let submitted = Instant::now();
+    for run in ["r1", "r1", "r2", "r3"] {
+        let spec = TaskSpec {
+            queue: "work".into(),
+            run: run.into(),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        client.submit(spec, None).await.unwrap();
+    }
+    let worker = Registration {
+        name: "w1".into(),
+        ip: "127.0.0.1".into(),
+        queues: vec!["work".into()],
+        slots: 3,
+        ..Default::default()
+    };
+    client.register_worker(&worker).await.unwrap();
+    let leases = lease_n(c, "w1", 3).await;
+    let run_of = |l: &Lease| l.task.as_ref().unwrap().run.clone();
+    let runs: BTreeSet<String> = leases.iter().map(run_of).collect();
+    let v = queue_json(c, "work");
+    assert_eq!(counts(&v), (Some(1), Some(3), Some(runs.len() as u64)));
+    assert!(v["avg_wait_ms"].is_null(), "leased, not started: {v}");
+
+    for l in &leases {
+        let t = client.start_task(l.task.as_ref().unwrap().id, l.fencing_token);
+        assert_eq!(t.await.unwrap().state, "running");
+    }
+    let waited_at_most = submitted.elapsed().as_millis() as u64;
+    let v = queue_json(c, "work");
+    assert_eq!(counts(&v), (Some(1), Some(3), Some(runs.len() as u64)));
+    let avg = v["avg_wait_ms"].as_u64();
+    assert!(avg.is_some_and(|ms| ms <= waited_at_most + 2), "{v}");
+
+    // One run's tasks finish: one run fewer is active.
+    let done = runs.first().unwrap();
+    let finished: Vec<&Lease> = leases.iter().filter(|l| run_of(l) == *done).collect();
+    let ok = Outcome {
+        succeeded: true,
+        exit_code: Some(0),
+        condition: String::new(),
+    };
+    for l in &finished {
+        let id = l.task.as_ref().unwrap().id;
+        let t = client.complete_task(id, l.fencing_token, &ok, None).await;
+        assert_eq!(t.unwrap().state, "succeeded");
+    }
+    let running = 3 - finished.len() as u64;
+    let runs_active = runs.len() as u64 - 1;
+    let v = queue_json(c, "work");
+    assert_eq!(counts(&v), (Some(1), Some(running), Some(runs_active)));
+
+    let (code, out, err) = c.cli(&["queue", "list", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let queues = client
+        .list_queues(ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let names = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|q| q["name"].as_str().unwrap().into())
+            .collect()
+    };
+    let want: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+    assert_eq!(names(&listed), want);
+    assert!(["default", "q", "work"]
+        .iter()
+        .all(|n| want.contains(&n.to_string())));
+    for (v, q) in listed.iter().zip(&queues) {
+        let (queued, running) = (v["queued"].as_u64(), v["running"].as_u64());
+        assert_eq!((queued, running), (Some(q.queued), Some(q.running)), "{v}");
+    }
+    let work = listed.iter().find(|v| v["name"] == "work").unwrap();
+    assert_eq!(counts(work), (Some(1), Some(running), Some(runs_active)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

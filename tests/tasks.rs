@@ -435,6 +435,9 @@ async fn projects_batches_lists_moves_and_cancels_on_three_nodes() {
     assert_eq!(names, ["default", "ml"]);
 
     assert_eq!(code(n1.get(9999).await).0, Code::NotFound);
+    check_moves_to_other_queues(&c, &n2).await;
+    check_delete_of_a_queue_with_tasks(&c, &n3).await;
+    check_project_refusals(&c, &n1).await;
     c.wait_converged(&[1, 2, 3], 0).await;
 }
 
@@ -528,4 +531,334 @@ async fn submits_in_one_call_each_get_their_own_outcome() {
     assert_eq!(ids.len(), 399);
     let queued = Node::new(&c, leader).queue("default").await.queued;
     assert_eq!(queued, 399 + 4, "nothing submitted twice, nothing lost");
+
+    let n = Node::new(&c, follower);
+    check_size_limits(&c, &n).await;
+    check_cli_task_lists(&c, &n).await;
+}
+
+/// A project that may use only `allowed` (none: any queue).
+async fn create_project(
+    n: &Node,
+    name: &str,
+    allowed: &[&str],
+    description: &str,
+) -> Result<Project, tonic::Status> {
+    let req = CreateProjectRequest {
+        meta: meta(),
+        name: name.into(),
+        settings: Some(ProjectSettings {
+            allowed_queues: allowed.iter().map(|q| q.to_string()).collect(),
+            description: description.into(),
+            ..Default::default()
+        }),
+    };
+    let r = n.projects().create_project(req).await?;
+    Ok(r.into_inner().project.unwrap())
+}
+
+async fn get_project(n: &Node, name: &str) -> Result<Project, tonic::Status> {
+    let req = GetProjectRequest {
+        name: name.into(),
+        consistency: 0,
+    };
+    let r = n.projects().get_project(req).await?;
+    Ok(r.into_inner().project.unwrap())
+}
+
+async fn get_queue(n: &Node, name: &str) -> Result<Queue, tonic::Status> {
+    let req = GetQueueRequest {
+        name: name.into(),
+        consistency: 0,
+    };
+    let r = n.queues().get_queue(req).await?;
+    Ok(r.into_inner().queue.unwrap())
+}
+
+/// Ids of `n` tasks submitted to `queue` in `run`, in order.
+async fn submit_n(n: &Node, queue: &str, run: &str, count: usize) -> Vec<u64> {
+    let mut ids = vec![];
+    for _ in 0..count {
+        ids.push(n.submit(spec(queue, "", run)).await.unwrap().id);
+    }
+    ids
+}
+
+/// A move to another queue is refused into a full, a draining or a
+/// not-allowed queue (gRPC and CLI), leaving the task exactly where it was;
+/// into an open queue of the pool it lands at the back, with a timeline entry.
+async fn check_moves_to_other_queues(c: &Cluster, n: &Node) {
+    for q in ["m-src", "m-open", "m-closed", "m-fenced"] {
+        n.create_queue(q, "", None).await;
+    }
+    n.create_queue("m-full", "", Some(1)).await;
+    let allowed = ["m-src", "m-open", "m-closed", "m-full"];
+    create_project(n, "movers", &allowed, "").await.unwrap();
+    let task = |queue: &str| spec(queue, "movers", "");
+    let mut ids = vec![];
+    for _ in 0..3 {
+        ids.push(n.submit(task("m-src")).await.unwrap().id);
+    }
+    let already = n.submit(task("m-open")).await.unwrap().id;
+    n.submit(task("m-full")).await.unwrap();
+    n.submit(task("m-closed")).await.unwrap();
+    let drain = DrainQueueRequest {
+        meta: meta(),
+        name: "m-closed".into(),
+    };
+    n.queues().drain_queue(drain).await.unwrap();
+    assert_eq!(n.queue("m-closed").await.state, "draining");
+
+    let id = ids[1];
+    let before = n.get(id).await.unwrap();
+    assert_eq!(before.position, Some(2));
+    for (target, want, exit, needle) in [
+        ("m-full", Code::ResourceExhausted, 6, "is full"),
+        ("m-closed", Code::FailedPrecondition, 7, "is draining"),
+        ("m-fenced", Code::PermissionDenied, 8, "may not use queue"),
+    ] {
+        let (got, msg) = code(n.mv(id, To::Queue(target.into())).await);
+        assert_eq!(got, want, "into {target}: {msg}");
+        assert!(msg.starts_with("queue: ") && msg.contains(needle), "{msg}");
+        let (exit_, _, err) = c.cli(&["task", "move", &id.to_string(), "--queue", target]);
+        assert_eq!(exit_, Some(exit), "into {target}: {err}");
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(n.order("m-src").await, ids, "refused into {target}");
+        assert_eq!(n.get(id).await.unwrap(), before, "refused into {target}");
+    }
+    let queued = [
+        ("m-full", 1),
+        ("m-closed", 1),
+        ("m-fenced", 0),
+        ("m-open", 1),
+    ];
+    for (q, count) in queued {
+        assert_eq!(n.queue(q).await.queued, count, "{q}");
+    }
+
+    let moved = n.mv(id, To::Queue("m-open".into())).await.unwrap();
+    assert_eq!(
+        (moved.queue.as_str(), moved.position, moved.state.as_str()),
+        ("m-open", Some(2), "queued")
+    );
+    assert_eq!(n.order("m-open").await, [already, id], "at the back");
+    assert_eq!(n.order("m-src").await, [ids[0], ids[2]]);
+    assert_eq!(moved.timeline.len(), 2);
+    let entry = &moved.timeline[1];
+    assert_eq!(
+        (entry.state.as_str(), entry.actor.as_str()),
+        ("queued", "alice")
+    );
+    assert!(
+        entry
+            .reason
+            .contains("moved from queue \"m-src\" to \"m-open\""),
+        "{entry:?}"
+    );
+    let (exit, out, err) = c.cli(&["task", "move", &ids[0].to_string(), "--queue", "m-open"]);
+    assert_eq!(exit, Some(0), "{err}");
+    assert!(out.contains("is in m-open at position 3"), "{out}");
+    assert_eq!(n.order("m-open").await, [already, id, ids[0]]);
+}
+
+/// Deleting a queue that holds queued tasks is refused (gRPC and CLI exit
+/// 7) and changes nothing; with force, its tasks are dequeued and it is gone.
+async fn check_delete_of_a_queue_with_tasks(c: &Cluster, n: &Node) {
+    let delete = |name: &str, force| DeleteQueueRequest {
+        meta: meta(),
+        name: name.into(),
+        force,
+    };
+    n.create_queue("doomed", "", None).await;
+    let ids = submit_n(n, "doomed", "", 3).await;
+    let (got, msg) = code(n.queues().delete_queue(delete("doomed", false)).await);
+    assert_eq!(got, Code::FailedPrecondition, "{msg}");
+    assert!(msg.contains("3 queued tasks"), "{msg}");
+    assert_eq!(
+        n.order("doomed").await,
+        ids,
+        "a refused delete changes nothing"
+    );
+    let r = n.queues().delete_queue(delete("doomed", true)).await;
+    assert_eq!(r.unwrap().into_inner().dequeued, 3);
+    for id in &ids {
+        let t = n.get(*id).await.unwrap();
+        assert_eq!((t.state.as_str(), t.position), ("dequeued", None), "{t:?}");
+        let last = t.timeline.last().unwrap();
+        assert_eq!(last.state, "dequeued");
+    }
+    assert_eq!(code(get_queue(n, "doomed").await).0, Code::NotFound);
+    let (got, _) = code(n.queues().delete_queue(delete("doomed", true)).await);
+    assert_eq!(got, Code::NotFound);
+
+    // The same through the CLI: exit 7, then 0 with --force, then 3.
+    n.create_queue("doomed2", "", None).await;
+    let ids = submit_n(n, "doomed2", "", 2).await;
+    let (exit, _, err) = c.cli(&["queue", "delete", "doomed2"]);
+    assert_eq!(exit, Some(7), "{err}");
+    assert!(err.contains("2 queued tasks"), "{err}");
+    assert_eq!(n.order("doomed2").await, ids);
+    let (exit, out, err) = c.cli(&["queue", "delete", "doomed2", "--force", "-o", "json"]);
+    assert_eq!(exit, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["name"].as_str(), v["dequeued"].as_u64()),
+        (Some("doomed2"), Some(2))
+    );
+    for id in ids {
+        assert_eq!(n.get(id).await.unwrap().state, "dequeued");
+    }
+    let (exit, _, err) = c.cli(&["queue", "get", "doomed2"]);
+    assert_eq!(exit, Some(3), "{err}");
+}
+
+/// A duplicate project is refused (exit 4) and the first stays as it was;
+/// reading or updating an unknown project is NOT_FOUND (exit 3).
+async fn check_project_refusals(c: &Cluster, n: &Node) {
+    let first = create_project(n, "dup", &[], "first").await.unwrap();
+    let (got, msg) = code(create_project(n, "dup", &[], "second").await);
+    assert_eq!(got, Code::AlreadyExists, "{msg}");
+    assert_eq!(get_project(n, "dup").await.unwrap(), first, "unchanged");
+    let (exit, _, err) = c.cli(&["project", "create", "dup", "--description", "third"]);
+    assert_eq!(exit, Some(4), "{err}");
+    let (exit, out, err) = c.cli(&["project", "get", "dup", "-o", "json"]);
+    assert_eq!(exit, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["description"].as_str(), v["version"].as_u64()),
+        (Some("first"), Some(1))
+    );
+
+    let (got, msg) = code(get_project(n, "ghost").await);
+    assert_eq!(got, Code::NotFound, "{msg}");
+    let update = UpdateProjectRequest {
+        meta: meta(),
+        name: "ghost".into(),
+        settings: Some(ProjectSettings::default()),
+        expected_version: 1,
+    };
+    let (got, msg) = code(n.projects().update_project(update).await);
+    assert_eq!(got, Code::NotFound, "{msg}");
+    assert!(msg.contains("ghost"), "{msg}");
+    let (exit, _, err) = c.cli(&["project", "get", "ghost"]);
+    assert_eq!(exit, Some(3), "{err}");
+    let (exit, _, err) = c.cli(&["project", "update", "ghost", "--description", "x"]);
+    assert_eq!(exit, Some(3), "{err}");
+    assert_eq!(code(get_project(n, "ghost").await).0, Code::NotFound);
+}
+
+/// Past a size limit a request is refused naming the field, and nothing is
+/// written: a list page over 1000, a batch of 1001 (gRPC and `--file`),
+/// 33 labels on a task.
+async fn check_size_limits(c: &Cluster, n: &Node) {
+    n.create_queue("big", "", None).await;
+    let page = |size| ListTasksRequest {
+        queue: "big".into(),
+        page_size: size,
+        ..Default::default()
+    };
+    let (got, msg) = code(n.list(page(1001)).await);
+    assert_eq!(got, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("page_size: "), "{msg}");
+    assert!(n.list(page(1000)).await.is_ok());
+
+    let many = |count| (0..count).map(|_| spec("big", "", "")).collect();
+    let (got, msg) = code(n.batch(many(1001)).await);
+    assert_eq!(got, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("tasks: ") && msg.contains("1000"), "{msg}");
+    assert_eq!(
+        n.queue("big").await.queued,
+        0,
+        "a refused batch creates nothing"
+    );
+    let file = c.dir.path().join("big.jsonl");
+    let line = "{\"command\": [\"true\"]}\n";
+    std::fs::write(&file, line.repeat(1001)).unwrap();
+    let path = file.to_str().unwrap();
+    let (exit, _, err) = c.cli(&["task", "submit", "--file", path, "--queue", "big"]);
+    assert_eq!(exit, Some(2), "{err}");
+    assert!(
+        err.contains("file: ") && err.contains("1001 tasks"),
+        "{err}"
+    );
+    assert_eq!(n.queue("big").await.queued, 0);
+    assert_eq!(n.batch(many(1000)).await.unwrap().len(), 1000);
+    assert_eq!(
+        n.queue("big").await.queued,
+        1000,
+        "1000 is within the limit"
+    );
+
+    let labelled = |count: usize| {
+        let mut s = spec("big", "", "");
+        s.labels = (0..count).map(|i| (format!("k{i}"), "v".into())).collect();
+        s
+    };
+    let (got, msg) = code(n.submit(labelled(33)).await);
+    assert_eq!(got, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("labels: ") && msg.contains("32"), "{msg}");
+    let (got, msg) = code(n.batch(vec![labelled(1), labelled(33)]).await);
+    assert_eq!(got, Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("tasks[1].labels: "), "{msg}");
+    assert_eq!(n.queue("big").await.queued, 1000, "nothing was written");
+    let id = n.submit(labelled(32)).await.unwrap().id;
+    assert_eq!(n.get(id).await.unwrap().labels.len(), 32);
+}
+
+/// `laneq task list -o json` with its arguments: the ids, positions and
+/// next page token it prints.
+fn cli_list(c: &Cluster, args: &[&str]) -> (Vec<u64>, Vec<Option<u64>>, String) {
+    let all = [&["task", "list", "-o", "json"], args].concat();
+    let (exit, out, err) = c.cli(&all);
+    assert_eq!(exit, Some(0), "{args:?}: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tasks = v["tasks"].as_array().unwrap();
+    let ids = tasks.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    let positions = tasks.iter().map(|t| t["position"].as_u64()).collect();
+    let token = v["next_page_token"].as_str().unwrap().to_string();
+    (ids, positions, token)
+}
+
+/// `task list --run` keeps only that run's tasks, in queue order, and
+/// `--limit` with `--page-token` pages through the rest without repeats.
+async fn check_cli_task_lists(c: &Cluster, n: &Node) {
+    n.create_queue("runs", "", None).await;
+    let a = submit_n(n, "runs", "sweep-a", 1).await[0];
+    let x = submit_n(n, "runs", "sweep-b", 1).await[0];
+    let b = submit_n(n, "runs", "sweep-a", 1).await[0];
+    let d = submit_n(n, "runs", "sweep-a", 1).await[0];
+    n.mv(d, To::Front(true)).await.unwrap();
+    assert_eq!(n.order("runs").await, [d, a, x, b]);
+
+    let (ids, positions, token) = cli_list(c, &["--queue", "runs", "--run", "sweep-a"]);
+    assert_eq!(ids, [d, a, b], "only that run, in queue order");
+    assert_eq!(positions, [Some(1), Some(2), Some(4)]);
+    assert_eq!(token, "");
+    assert_eq!(cli_list(c, &["--run", "sweep-b"]).0, [x]);
+
+    let (first, _, token) = cli_list(c, &["--queue", "runs", "--limit", "3"]);
+    assert_eq!(first, [d, a, x]);
+    assert!(!token.is_empty());
+    let (exit, _, err) = c.cli(&["task", "list", "--queue", "runs", "--limit", "3"]);
+    assert_eq!(exit, Some(0));
+    assert!(
+        err.contains("--page-token"),
+        "the CLI says how to go on: {err}"
+    );
+    let (rest, _, end) = cli_list(
+        c,
+        &["--queue", "runs", "--limit", "3", "--page-token", &token],
+    );
+    assert_eq!((rest, end.as_str()), (vec![b], ""), "the rest, no repeats");
+    let run_args = ["--queue", "runs", "--run", "sweep-a", "--limit", "2"];
+    let (first, _, token) = cli_list(c, &run_args);
+    assert_eq!(first, [d, a]);
+    let (rest, _, _) = cli_list(c, &[&run_args[..], &["--page-token", &token]].concat());
+    assert_eq!(rest, [b]);
+    let (every, _, end) = cli_list(c, &["--queue", "runs", "--limit", "3", "--all"]);
+    assert_eq!((every, end.as_str()), (vec![d, a, x, b], ""));
+
+    let (exit, _, err) = c.cli(&["task", "list", "--limit", "1001"]);
+    assert_eq!(exit, Some(2), "{err}");
+    assert!(err.contains("page_size"), "{err}");
 }
