@@ -3,8 +3,9 @@
 //! Each task has a persisted, unique `rank: u128`; lower ranks run first. The
 //! index finds a task's position, the task at a position, and moves tasks, in
 //! O(log n) of the queue's length. Placing a task picks a rank between its
-//! neighbours' ranks; when they are adjacent, the whole queue is renumbered
-//! evenly (O(n), rare) and every changed rank is reported for the caller to
+//! neighbours' ranks; when they are adjacent, the tasks of a small rank range
+//! around them are renumbered evenly (amortized O(log n) tasks per placement:
+//! see `respace_around`) and every changed rank is reported for the caller to
 //! persist. The caller keeps each task's rank (it is persisted with the task)
 //! and names a task by (id, rank): the index holds no map from id to rank,
 //! which would cost as much memory as the tree itself.
@@ -20,9 +21,9 @@
 //! never reads a clock or a random source and never uses floating point: the
 //! same operations in the same order give the same ranks on every replica.
 //! Equality compares only the (id, rank) order, never the tree's shape, so an
-//! index rebuilt from storage equals the live one. Nothing but the rare
-//! renumbering scans or shifts the whole queue; a node shifts at most [`CAP`]
-//! entries.
+//! index rebuilt from storage equals the live one. Nothing scans or shifts
+//! the whole queue: only the tasks of a renumbered range are visited one by
+//! one, and a node shifts at most [`CAP`] entries.
 
 /// A rank change the caller must persist: (task id, new rank).
 pub type Reranked = Vec<(u64, u128)>;
@@ -361,28 +362,72 @@ impl QueueOrder {
     }
 
     /// Gives task `id` a rank that puts it at `position` among the tasks in
-    /// the tree, renumbering them all if its neighbours are adjacent.
+    /// the tree, renumbering some of them if its neighbours are adjacent.
     fn place(&mut self, id: u64, position: usize) -> Reranked {
         assert!(position <= self.len, "position past the end");
-        let rank_at = |p: usize| {
-            let (leaf, i) = self.slot_at(p).expect("in the tree");
-            self.leaves[leaf as usize].ranks[i]
-        };
-        let lo = position.checked_sub(1).map(rank_at);
-        let hi = (position < self.len).then(|| rank_at(position));
+        let lo = position.checked_sub(1).map(|p| self.rank_at(p));
+        let hi = (position < self.len).then(|| self.rank_at(position));
         match rank_between(lo, hi) {
             Some(rank) => {
                 self.insert(rank, id);
                 vec![(id, rank)]
             }
-            None => self.renumber_around(id, position),
+            None => self.respace_around(id, position, lo.or(hi).expect("a neighbour")),
         }
+    }
+
+    fn rank_at(&self, position: usize) -> u128 {
+        let (leaf, i) = self.slot_at(position).expect("in the tree");
+        self.leaves[leaf as usize].ranks[i]
+    }
+
+    /// Places task `id` at `position`, where its neighbours' ranks leave no
+    /// room, by evenly renumbering the tasks of the smallest aligned rank
+    /// range around `near` (a neighbour's rank) that is sparse enough: the
+    /// range of 2^i ranks may hold at most 2^(i/2) tasks. The allowed density
+    /// falls as ranges grow, so a renumbering leaves room in proportion to
+    /// its size, and the work is amortized O(log n) ranks per placement
+    /// (the order-maintenance scheme of Bender et al., 2002). Returns every
+    /// changed (id, rank), `id`'s included.
+    fn respace_around(&mut self, id: u64, position: usize, near: u128) -> Reranked {
+        for bits in 1..128u32 {
+            let size = 1u128 << bits;
+            let start = near & !(size - 1);
+            let first = self.locate(start).0;
+            let end = match start.checked_add(size) {
+                Some(past) => self.locate(past).0,
+                None => self.len,
+            };
+            let count = (end - first + 1) as u128;
+            if count > 1u128 << (bits / 2) {
+                continue;
+            }
+            debug_assert!((first..=end).contains(&position));
+            let spacing = size / (count + 1);
+            let old: Vec<(u64, u128)> = self.iter_from(first).take(end - first).collect();
+            for &(other, rank) in &old {
+                self.erase(rank, other);
+            }
+            let mut ids = old.into_iter().map(|(other, _)| other).collect::<Vec<_>>();
+            ids.insert(position - first, id);
+            let reranked: Reranked = ids
+                .into_iter()
+                .enumerate()
+                .map(|(k, task)| (task, start + spacing * (k as u128 + 1)))
+                .collect();
+            for &(task, rank) in &reranked {
+                self.insert(rank, task);
+            }
+            return reranked;
+        }
+        self.renumber_around(id, position)
     }
 
     /// Evenly renumbers the queue, in order, with task `id` at `position`.
     /// Ranks span the middle half of the range, so both ends keep room.
     /// Returns every changed (id, rank) in queue order, `id`'s included. O(n):
-    /// the tree is rebuilt from the new ranks.
+    /// the tree is rebuilt from the new ranks. Only a queue too dense for
+    /// [`Self::respace_around`] (2^63 tasks) would need it.
     fn renumber_around(&mut self, id: u64, position: usize) -> Reranked {
         let n = self.len;
         let spacing = (u128::MAX / 2) / (n as u128 + 2);
@@ -963,6 +1008,47 @@ mod tests {
             renumbers >= 2,
             "200 inserts into one gap renumber more than once"
         );
+    }
+
+    /// Moving task after task into one gap of a long queue renumbers a few
+    /// ranks per move on average, not the queue: the worst case of the old
+    /// whole-queue renumbering (every 64 moves, 10,000 ranks).
+    #[test]
+    fn repeated_moves_into_one_gap_renumber_little() {
+        let (mut order, mut shadow) = (Indexed::new(), BTreeMap::new());
+        for id in 0..10_000 {
+            persist(&mut shadow, &order.push_back(id));
+        }
+        let mut changed = 0;
+        let mut largest = 0;
+        for id in 10_000..15_000 {
+            let reranked = order.insert_at(id, 1);
+            changed += reranked.len();
+            largest = largest.max(reranked.len());
+            persist(&mut shadow, &reranked);
+        }
+        for id in 0..3_000 {
+            // Back and forth between the two ends of the crowd.
+            let at = if id % 2 == 0 { 2 } else { 5_000 };
+            let reranked = order.move_to(10_000 + id, at).unwrap();
+            changed += reranked.len();
+            largest = largest.max(reranked.len());
+            persist(&mut shadow, &reranked);
+        }
+        eprintln!("8,000 placements: {changed} ranks changed, at most {largest} at once");
+        assert!(changed < 8_000 * 24, "{changed} ranks changed");
+        assert!(largest < 15_000, "a renumbering of the whole queue");
+        let mut rebuilt = QueueOrder::new();
+        for (&id, &rank) in &shadow {
+            rebuilt.insert_with_rank(id, rank);
+        }
+        assert_eq!(rebuilt, order.order);
+        order.check_invariants();
+    }
+
+    /// Records reported ranks, as the caller persists them.
+    fn persist(shadow: &mut BTreeMap<u64, u128>, reranked: &Reranked) {
+        shadow.extend(reranked.iter().copied());
     }
 
     #[test]
