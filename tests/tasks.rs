@@ -535,6 +535,33 @@ async fn submits_in_one_call_each_get_their_own_outcome() {
     let n = Node::new(&c, follower);
     check_size_limits(&c, &n).await;
     check_cli_task_lists(&c, &n).await;
+    check_clear_of_a_long_queue(&c, &n).await;
+}
+
+/// A clear of more tasks than one command dequeues (10,000) empties the
+/// queue, head included, and leaves it active with no clear under way.
+async fn check_clear_of_a_long_queue(c: &Cluster, n: &Node) {
+    n.create_queue("long", "", Some(0)).await;
+    for _ in 0..10 {
+        let batch = (0..1000).map(|_| spec("long", "", "")).collect();
+        n.batch(batch).await.unwrap();
+    }
+    let head = n.submit(spec("long", "", "")).await.unwrap().id;
+    let first = n.order("long").await[0];
+    assert_eq!(n.queue("long").await.queued, 10_001);
+    let (exit, out, err) = c.cli(&["queue", "clear", "long", "-o", "json"]);
+    assert_eq!(exit, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dequeued"].as_u64(), Some(10_001), "{out}");
+    let q = n.queue("long").await;
+    assert_eq!(
+        (q.queued, q.state.as_str(), q.clearing.as_str()),
+        (0, "active", "")
+    );
+    for id in [first, head] {
+        assert_eq!(n.get(id).await.unwrap().state, "dequeued");
+    }
+    n.submit(spec("long", "", "")).await.unwrap();
 }
 
 /// A project that may use only `allowed` (none: any queue).

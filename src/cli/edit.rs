@@ -150,7 +150,8 @@ pub async fn edit_queue(client: &Client, name: &str) -> Result<Edited, Failure> 
                 "pool: a queue's pool is fixed for good; leave it as {:?}",
                 q.pool
             ),
-            2,
+            // As the server refuses `queue update --pool`: a failed precondition.
+            7,
         ));
     }
     let spec = parsed.to_spec().map_err(|e| kept(e.to_string(), 2))?;

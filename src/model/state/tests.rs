@@ -1402,6 +1402,34 @@ fn clear_and_forced_delete_work_in_bounded_chunks_decided_by_the_first() {
 }
 
 #[test]
+fn a_clear_without_a_step_for_a_while_is_stalled() {
+    use crate::model::limits::{BATCH_MAX_TASKS, CLEAR_MAX_PER_COMMAND};
+    let mut s = State::new();
+    new_queue(&mut s, "big", "default", 0);
+    for _ in 0..=CLEAR_MAX_PER_COMMAND / BATCH_MAX_TASKS {
+        let batch = Op::SubmitTasks {
+            tasks: (0..BATCH_MAX_TASKS)
+                .map(|_| task_to("big", "", ""))
+                .collect(),
+        };
+        run_op(&mut s, batch).unwrap();
+    }
+    assert!(s.stalled_clears(u64::MAX, 0).is_empty(), "no clear yet");
+    run_op(&mut s, Op::ClearQueue { name: "big".into() }).unwrap();
+    let at = s.queue("big").unwrap().activity_ms;
+    assert!(s.stalled_clears(at + 1_999, 2_000).is_empty());
+    assert_eq!(s.stalled_clears(at + 2_000, 2_000), vec!["big".to_string()]);
+    // The leader's step (any actor) ends it.
+    let Reply::QueueCleared { remaining: 0, .. } =
+        run_op(&mut s, Op::ClearQueue { name: "big".into() }).unwrap()
+    else {
+        panic!("the second step ends the clear");
+    };
+    assert!(s.stalled_clears(u64::MAX, 0).is_empty());
+    assert_eq!(s.queued(s.queue("big").unwrap().id), 0);
+}
+
+#[test]
 fn a_clear_that_fits_one_command_leaves_no_mark() {
     let mut s = State::new();
     new_queue(&mut s, "q", "default", 0);
