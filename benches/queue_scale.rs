@@ -72,17 +72,19 @@ enum Operation {
     PositionHot,
     MoveFront,
     MovePosition,
+    MoveSecond,
     Cancel,
 }
 
 impl Operation {
-    const ALL: [Operation; 7] = [
+    const ALL: [Operation; 8] = [
         Operation::Submit,
         Operation::Next,
         Operation::Position,
         Operation::PositionHot,
         Operation::MoveFront,
         Operation::MovePosition,
+        Operation::MoveSecond,
         Operation::Cancel,
     ];
 
@@ -98,6 +100,10 @@ impl Operation {
             ),
             Operation::MoveFront => ("move_front", "move task to front"),
             Operation::MovePosition => ("move_position", "move task to random position"),
+            Operation::MoveSecond => (
+                "move_second",
+                "move task to position 2 (one gap, over and over)",
+            ),
             Operation::Cancel => ("cancel", "cancel queued task"),
         }
     }
@@ -272,6 +278,7 @@ impl Bench {
                 took
             }
             Operation::MoveFront => self.move_random(0),
+            Operation::MoveSecond => self.move_random(1),
             Operation::MovePosition => {
                 let to = self.rng.random_range(0..self.len());
                 self.move_random(to)

@@ -144,20 +144,20 @@ impl State {
     ) -> Result<Reply, ModelError> {
         let id = self.queue_id("name", name)?;
         let kind = self.queues[&id].clearing.unwrap_or(Clearing::Clear);
-        self.clear_some(id, kind, actor, changed)
+        Ok(self.clear_some(id, kind, actor, changed))
     }
 
     /// One step of a clear or forced delete: marks the queue (the first of
-    /// several steps), dequeues at most `CLEAR_MAX_PER_COMMAND` of its queued tasks
-    /// from the back, and ends the clear once none is left: a delete then
-    /// removes the queue.
+    /// several steps), dequeues at most `CLEAR_MAX_PER_COMMAND` of its
+    /// queued tasks from the back, and ends the clear once none is left: a
+    /// delete then removes the queue.
     fn clear_some(
         &mut self,
         id: u64,
         kind: Clearing,
         actor: &str,
         changed: &mut Vec<Key>,
-    ) -> Result<Reply, ModelError> {
+    ) -> Reply {
         let name = self.queues[&id].name.clone();
         let queued = self.queued(id);
         if queued > CLEAR_MAX_PER_COMMAND && self.queues[&id].clearing != Some(kind) {
@@ -192,11 +192,11 @@ impl State {
                 }
             }
         }
-        Ok(Reply::QueueCleared {
+        Reply::QueueCleared {
             name,
             dequeued: ids.len() as u64,
             remaining,
-        })
+        }
     }
 
     /// Deletes a queue that holds no queued or in-flight task. With `force`,
@@ -211,7 +211,7 @@ impl State {
     ) -> Result<Reply, ModelError> {
         let id = self.queue_id("name", name)?;
         if self.queues[&id].clearing == Some(Clearing::Delete) {
-            return self.clear_some(id, Clearing::Delete, actor, changed);
+            return Ok(self.clear_some(id, Clearing::Delete, actor, changed));
         }
         if id == DEFAULT_QUEUE_ID {
             return Err(ModelError::precondition(
@@ -259,7 +259,7 @@ impl State {
                 ),
             ));
         }
-        self.clear_some(id, Clearing::Delete, actor, changed)
+        Ok(self.clear_some(id, Clearing::Delete, actor, changed))
     }
 
     /// Refuses a change to queue `id`'s queued tasks, or a task entering
