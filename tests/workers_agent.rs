@@ -1,7 +1,11 @@
 //! The worker agent end to end: real `laneq node` processes and real
 //! `laneq worker run` processes running real commands. Every task runs
 //! exactly once across three agents; a failure carries its exit code; the
-//! first SIGTERM lets the running task finish and the second gives it back.
+//! first SIGTERM lets the running task finish and the second gives it back;
+//! a killed agent's task runs again on another agent after its lease runs
+//! out; a task sees its environment, reports progress through the CLI and
+//! finishes while its queue drains. No test here waits on the clock for an
+//! outcome: each polls for it.
 
 mod common;
 
@@ -34,11 +38,17 @@ struct Agent {
 
 impl Agent {
     fn start(c: &Cluster, dir: &Path, name: &str, slots: u32) -> Self {
+        Self::start_on(c, dir, name, slots, &["default"])
+    }
+
+    /// An agent leasing from `queues`, in that order.
+    fn start_on(c: &Cluster, dir: &Path, name: &str, slots: u32, queues: &[&str]) -> Self {
         let log = dir.join(format!("{name}.agent.log"));
         let out = fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
             .args(["--endpoints", &c.endpoints().join(",")])
-            .args(["worker", "run", "--name", name, "--queue", "default"])
+            .args(["worker", "run", "--name", name])
+            .args(queues.iter().flat_map(|q| ["--queue", q]))
             .args(["--slots", &slots.to_string()])
             .args(["--heartbeat-ms", "300", "--lease-wait-ms", "2000"])
             .arg("--log-dir")
@@ -294,45 +304,333 @@ async fn sigterm_finishes_the_running_task_and_a_second_gives_it_back() {
     assert_eq!(t.attempt, 0, "a lease given back does not count");
 }
 
-/// An agent killed mid-task (SIGKILL: no release, no more heartbeats) loses
-/// its lease after the timeout, and the task runs again on another agent.
+/// `sh -c script`.
+fn sh(script: String) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script]
+}
+
+/// A shell fragment that waits for `gate` to exist (at most 60 s), then
+/// touches `left` and exits 0; exit 1 if the gate never opens.
+fn hold_until(gate: &Path, left: &Path) -> String {
+    format!(
+        "for i in $(seq 600); do if [ -e '{}' ]; then touch '{}'; exit 0; fi; sleep 0.1; done; exit 1",
+        gate.display(),
+        left.display()
+    )
+}
+
+/// Polls until `path` exists.
+async fn wait_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until every worker of `names` is registered and active.
+async fn wait_active(client: &Client, names: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let workers = client.list_workers(ReadConsistency::Linearizable).await;
+        let active: Vec<String> = workers
+            .unwrap()
+            .into_iter()
+            .filter(|w| w.state == "active")
+            .map(|w| w.name)
+            .collect();
+        if names.iter().all(|n| active.iter().any(|a| a == n)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "active: {active:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls until a heartbeat of worker `name` has brought its usage.
+async fn wait_usage(client: &Client, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let w = client.get_worker(name, ReadConsistency::Linearizable).await;
+        if w.unwrap().usage.is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never reported usage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `worker get` until worker `name` is lost; it then holds nothing.
+async fn wait_lost(c: &Cluster, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let w = cli_json(c, &["worker", "get", name, "-o", "json"]);
+        if w["state"] == "lost" {
+            assert_eq!(w["tasks"], serde_json::json!([]), "{w}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "never lost: {w}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs the CLI with `args` (which end in `-o json`), expecting exit 0.
+fn cli_json(c: &Cluster, args: &[&str]) -> serde_json::Value {
+    let (code, out, err) = c.cli(args);
+    assert_eq!(code, Some(0), "laneq {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("laneq {args:?}: {e}: {out}"))
+}
+
+/// The cells of the table row whose first cell is `first`, by column
+/// header. Columns start where the header has a word after two spaces.
+fn table_row(table: &str, first: &str) -> BTreeMap<String, String> {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header line");
+    let bytes = header.as_bytes();
+    let mut starts = vec![0];
+    for i in 2..bytes.len() {
+        if bytes[i] != b' ' && bytes[i - 1] == b' ' && bytes[i - 2] == b' ' {
+            starts.push(i);
+        }
+    }
+    let cell = |line: &str, k: usize| {
+        let end = starts.get(k + 1).copied().unwrap_or(usize::MAX);
+        let end = end.min(line.len());
+        line.get(starts[k]..end).unwrap_or("").trim().to_string()
+    };
+    let row = lines
+        .find(|l| l.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row {first:?} in\n{table}"));
+    (0..starts.len())
+        .map(|k| (cell(header, k), cell(row, k)))
+        .collect()
+}
+
+/// An agent killed mid-task (SIGKILL: no release, no more heartbeats) keeps
+/// its lease until the lease runs out; then one of the two agents that ran
+/// all along leases the task again and runs it to success, as attempt 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_agents_task_runs_again_elsewhere() {
+async fn a_killed_agents_task_runs_again_on_another_running_agent() {
     let c = Cluster::start(3, timings());
     c.init(1).await;
     let client = c.client();
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran.txt");
+    let (gate, left) = (dir.path().join("gate"), dir.path().join("left"));
+    let mut agents: BTreeMap<String, Agent> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| (n.to_string(), Agent::start(&c, dir.path(), n, 1)))
+        .collect();
+    wait_active(&client, &["a", "b", "c"]).await;
+
+    // The first attempt holds on until the gate opens; the next ends at once.
     let script = format!(
-        "echo $LANEQ_WORKER >> '{}'; if [ \"$LANEQ_WORKER\" = a ]; then sleep 10; fi",
-        ran.display()
+        "echo $LANEQ_WORKER $LANEQ_ATTEMPT >> '{}'; [ $LANEQ_ATTEMPT = 1 ] || exit 0; {}",
+        ran.display(),
+        hold_until(&gate, &left)
     );
-    let mut a = Agent::start(&c, dir.path(), "a", 1);
-    let id = submit(&client, vec!["sh".into(), "-c".into(), script]).await;
-    wait_tasks(&client, &[id], Duration::from_secs(20), |t| {
+    let id = submit(&client, sh(script)).await;
+    let running = wait_tasks(&client, &[id], Duration::from_secs(30), |t| {
         t.state == "running"
     })
     .await;
-    a.signal("KILL");
-    a.wait_exit(Duration::from_secs(5));
-    let _b = Agent::start(&c, dir.path(), "b", 1);
-    let done = wait_tasks(&client, &[id], Duration::from_secs(30), terminal).await;
-    let t = &done[&id];
+    let first = running[&id].clone();
+    let victim = first.worker.clone();
+    let t = cli_json(&c, &["task", "get", &id.to_string(), "-o", "json"]);
     assert_eq!(
-        (t.state.as_str(), t.worker.as_str(), t.attempt),
-        ("succeeded", "b", 2)
+        (
+            &t["state"],
+            &t["worker"],
+            &t["attempt"],
+            &t["fencing_token"]
+        ),
+        (
+            &"running".into(),
+            &victim.as_str().into(),
+            &1.into(),
+            &first.fencing_token.into()
+        ),
+        "{t}"
     );
+
+    let agent = agents.get_mut(&victim).unwrap();
+    agent.signal("KILL");
+    agent.wait_exit(Duration::from_secs(10));
+    let done = wait_tasks(&client, &[id], Duration::from_secs(60), terminal).await;
+    let t = &done[&id];
+    assert_eq!((t.state.as_str(), t.attempt), ("succeeded", 2), "{t:?}");
     assert!(
-        t.timeline
-            .iter()
-            .any(|e| e.reason.contains("worker a was lost")
-                || e.reason.contains("lease expired on worker a")),
-        "{:?}",
-        t.timeline
+        t.worker != victim && agents[&t.worker].child.is_some(),
+        "attempt 2 ran on {:?}, one of the agents running all along",
+        t.worker
+    );
+    assert!(t.fencing_token > first.fencing_token, "{t:?}");
+    // Taken from the victim no earlier than its lease's expiry as last seen
+    // (a lease and a renewal also mark the worker seen, and its timeout
+    // here equals the TTL, so being lost does not come sooner either).
+    let lost = format!("worker {victim} was lost");
+    let expired = format!("lease expired on worker {victim}");
+    let taken = t
+        .timeline
+        .iter()
+        .find(|e| e.reason.contains(&lost) || e.reason.contains(&expired))
+        .unwrap_or_else(|| panic!("no expiry in {:?}", t.timeline));
+    assert!(
+        taken.at_ms >= first.lease_expires_ms.unwrap(),
+        "{taken:?} before {first:?}"
     );
     assert_eq!(
         fs::read_to_string(&ran).unwrap(),
-        "a\nb\n",
-        "once on a, then once on b"
+        format!("{victim} 1\n{} 2\n", t.worker),
+        "once on the victim, then once elsewhere"
     );
+
+    wait_lost(&c, &victim).await;
+    // Its orphaned first attempt ends.
+    fs::write(&gate, "").unwrap();
+    wait_file(&left).await;
+}
+
+/// A task's command sees its id, attempt and the agent's endpoints, and
+/// `laneq task progress` run from inside it shows in the task and in the
+/// worker views. Its queue, drained meanwhile, refuses new tasks, lets it
+/// finish, and is then `drained`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_sees_its_environment_reports_progress_and_outlives_a_drain() {
+    let c = Cluster::start(3, timings());
+    c.init(1).await;
+    let client = c.client();
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("env.txt");
+    let (gate, left) = (dir.path().join("gate"), dir.path().join("left"));
+    let (code, _, err) = c.cli(&["queue", "create", "batch"]);
+    assert_eq!(code, Some(0), "{err}");
+    let _agent = Agent::start_on(&c, dir.path(), "w1", 1, &["batch"]);
+    let script = format!(
+        "echo \"$LANEQ_TASK_ID $LANEQ_ATTEMPT $LANEQ_ENDPOINTS\" > '{}'; \
+         '{BIN}' task progress --iteration 7 || exit 9; {}",
+        env.display(),
+        hold_until(&gate, &left)
+    );
+    let id = client
+        .submit_task("batch", sh(script), vec![], None)
+        .await
+        .unwrap()
+        .id;
+    let reported = wait_tasks(&client, &[id], Duration::from_secs(30), |t| {
+        t.iteration == Some(7)
+    })
+    .await;
+    let t = &reported[&id];
+    assert_eq!((t.state.as_str(), t.worker.as_str()), ("running", "w1"));
+    assert_eq!(
+        fs::read_to_string(&env).unwrap(),
+        format!("{id} 1 {}\n", c.endpoints().join(","))
+    );
+    wait_usage(&client, "w1").await;
+    check_views_of_running_task(&c, t);
+
+    // Drained while the task runs: no new tasks, the running one finishes.
+    let (code, _, err) = c.cli(&["queue", "drain", "batch"]);
+    assert_eq!(code, Some(0), "{err}");
+    let q = cli_json(&c, &["queue", "get", "batch", "-o", "json"]);
+    assert_eq!(
+        (&q["state"], &q["running"]),
+        (&"draining".into(), &1.into())
+    );
+    let (code, _, err) = c.cli(&["task", "submit", "--queue", "batch", "--", "true"]);
+    assert_eq!(code, Some(7), "refused: {err}");
+    assert!(err.contains("draining"), "{err}");
+    fs::write(&gate, "").unwrap();
+    let done = wait_tasks(&client, &[id], Duration::from_secs(30), terminal).await;
+    let t = &done[&id];
+    assert_eq!(
+        (t.state.as_str(), t.exit_code, t.attempt, t.iteration),
+        ("succeeded", Some(0), 1, Some(7)),
+        "{t:?}"
+    );
+    let log = dir.path().join("w1").join(format!("{id}-1.log"));
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("task {id} at iteration 7")),
+        "{text}"
+    );
+    let q = cli_json(&c, &["queue", "get", "batch", "-o", "json"]);
+    assert_eq!(
+        (&q["state"], &q["running"], &q["queued"]),
+        (&"drained".into(), &0.into(), &0.into()),
+        "{q}"
+    );
+    let (code, _, err) = c.cli(&["task", "submit", "--queue", "batch", "--", "true"]);
+    assert_eq!(code, Some(7), "refused: {err}");
+}
+
+/// What `task get`, `worker get`, `worker list` and `queue get` show of a
+/// task `t` that worker w1 runs from queue batch, at iteration 7.
+fn check_views_of_running_task(c: &Cluster, t: &Task) {
+    let id = t.id.to_string();
+    let j = cli_json(c, &["task", "get", &id, "-o", "json"]);
+    assert_eq!(
+        (&j["worker"], &j["attempt"], &j["iteration"]),
+        (&"w1".into(), &1.into(), &7.into()),
+        "{j}"
+    );
+    assert_eq!(j["fencing_token"], t.fencing_token, "{j}");
+    assert!(t.fencing_token > 0);
+
+    let w = cli_json(c, &["worker", "get", "w1", "-o", "json"]);
+    assert_eq!(
+        (&w["name"], &w["ip"], &w["pool"], &w["cluster"], &w["state"]),
+        (
+            &"w1".into(),
+            &"127.0.0.1".into(),
+            &"default".into(),
+            &"".into(),
+            &"active".into()
+        ),
+        "{w}"
+    );
+    assert_eq!(w["queues"], serde_json::json!(["batch"]), "{w}");
+    assert_eq!(w["tasks"], serde_json::json!([t.id]), "{w}");
+    assert!(
+        w["last_seen"].as_str().is_some_and(|s| !s.is_empty()),
+        "{w}"
+    );
+    assert!(w["usage"]["memory_total_bytes"].as_u64() > Some(0), "{w}");
+    let held = &w["held"][0];
+    assert_eq!(
+        (&held["id"], &held["state"], &held["iteration"]),
+        (&t.id.into(), &"running".into(), &7.into()),
+        "{w}"
+    );
+    assert!(held["runtime_ms"].as_u64().is_some(), "{w}");
+
+    let (code, out, err) = c.cli(&["worker", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    let row = table_row(&out, "w1");
+    let cells: Vec<(&str, &str)> = row.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (column, want) in [
+        ("IP", "127.0.0.1"),
+        ("POOL/CLUSTER", "default/-"),
+        ("QUEUES", "batch"),
+        ("TASKS", id.as_str()),
+        ("ITER", "7"),
+        ("STATE", "active"),
+    ] {
+        assert_eq!(
+            row.get(column).map(String::as_str),
+            Some(want),
+            "{cells:?}\n{out}"
+        );
+    }
+    assert!(row["RUNTIME"] != "-" && !row["RUNTIME"].is_empty(), "{out}");
+    assert!(row["LAST SEEN"].ends_with(" ago"), "{out}");
+
+    let q = cli_json(c, &["queue", "get", "batch", "-o", "json"]);
+    assert_eq!(q["workers"], serde_json::json!(["w1"]), "{q}");
+    assert_eq!((&q["state"], &q["running"]), (&"active".into(), &1.into()));
 }

@@ -137,12 +137,14 @@ pub async fn run(g: &GlobalArgs, cmd: WorkerCmd) -> Result<(), Failure> {
         WorkerCmd::Get { name } => {
             let client = g.client()?;
             let w = client.get_worker(&name, g.consistency()).await?;
+            let tasks = held_tasks(&client, &w, g.consistency()).await;
             match g.output {
-                Output::Json => output::json(&worker_json(&w)),
-                Output::Table => {
-                    let tasks = held_tasks(&client, &w, g.consistency()).await;
-                    print_worker(&w, &tasks);
+                Output::Json => {
+                    let mut v = worker_json(&w);
+                    v["held"] = tasks.iter().map(held_json).collect();
+                    output::json(&v);
                 }
+                Output::Table => print_worker(&w, &tasks),
             }
             Ok(())
         }
@@ -203,6 +205,25 @@ async fn held_tasks(client: &Client, w: &Worker, c: ReadConsistency) -> Vec<Task
         .into_iter()
         .filter_map(Result::ok)
         .collect()
+}
+
+/// A task the worker holds, as `worker get -o json` shows it under `held`.
+fn held_json(t: &Task) -> serde_json::Value {
+    let runtime_ms = t.started_ms.map(|start| {
+        t.finished_ms
+            .unwrap_or_else(crate::clock::now_ms)
+            .saturating_sub(start)
+    });
+    json!({
+        "id": t.id,
+        "queue": t.queue,
+        "state": t.state,
+        "attempt": t.attempt,
+        "iteration": t.iteration,
+        "started_ms": t.started_ms,
+        "runtime_ms": runtime_ms,
+        "name": t.name,
+    })
 }
 
 fn ids(w: &Worker) -> String {
