@@ -3,7 +3,7 @@
 //! openraft's RPC deadline, and a peer that cannot be reached is reported as
 //! `Unreachable` so that openraft backs off.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -49,9 +49,6 @@ const APPEND_MAX_BYTES: usize = 4 * 1024 * 1024;
 const APPEND_MIN_TIMEOUT: Duration = Duration::from_millis(250);
 /// Time allowed to an append, per MiB, on top of that.
 const APPEND_MS_PER_MIB: u64 = 100;
-/// How long a request that only advances the commit index waits for the
-/// next request to carry it instead (see `held_commits`).
-const COMMIT_HOLD: Duration = Duration::from_millis(1);
 /// Size of one snapshot chunk on the wire.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Time allowed to send a snapshot, per MiB, on top of the RPC deadline.
@@ -219,13 +216,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 
     /// Appends over one gRPC stream per replication session, one at a time:
-    /// a request goes out, its answer comes back, and only then is the next
-    /// request taken from openraft. Taking it late is what batches: openraft
-    /// builds a request when asked, from every entry the follower lacks, so
-    /// entries that arrive while an append is out travel together in the
-    /// next, as with openraft's sequential calls. The stream spares each
-    /// append the setup of a call of its own. A request that only carries a
-    /// commit waits for the next one ([`held_commits`]).
+    /// a request with entries goes out, its answer comes back, and only then
+    /// is the next request taken from openraft. Taking it late is what
+    /// batches: openraft builds a request when asked, from every entry the
+    /// follower lacks, so entries that arrive while an append is out travel
+    /// together in the next, as with openraft's sequential calls. A request
+    /// without entries, which only carries a new commit index, goes out at
+    /// once and holds nobody up (see [`Turn`]). The stream spares each
+    /// append the setup of a call of its own.
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
@@ -246,7 +244,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         // deadline of an append of the largest size sent.
         let patience = append_timeout(&option, APPEND_MAX_BYTES);
         Box::pin(async move {
-            let mut input = Box::pin(held_commits(input));
+            let mut input = Box::pin(input);
             // The first request before the connection: making it is where
             // openraft waits out its backoff after an error, so a follower
             // that is down is not called in a tight loop.
@@ -370,76 +368,47 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
-/// The append requests of a replication stream, where a request without
-/// entries, which only carries a new commit index, waits up to
-/// [`COMMIT_HOLD`] for the next one: when that one follows on from it, it
-/// goes instead, with the same commit or a later one and its entries.
-/// Every write otherwise costs each follower two calls, the entry and then
-/// its commit; under one client's writes the next entry comes within a
-/// fraction of a millisecond. A follower applies up to [`COMMIT_HOLD`]
-/// later, and one answer acknowledges both requests. A heartbeat, a stream
-/// of one request, goes at once.
-fn held_commits<S>(input: S) -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Send
-where
-    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin + Send,
-{
-    let state = (input, None::<AppendEntriesRequest<TypeConfig>>, false);
-    futures::stream::unfold(state, |(mut input, ahead, last)| async move {
-        if last {
-            return None;
-        }
-        let mut rpc = match ahead {
-            Some(rpc) => rpc,
-            None => input.next().await?,
-        };
-        let mut ahead = None;
-        let mut last = false;
-        if rpc.entries.is_empty() {
-            match tokio::time::timeout(COMMIT_HOLD, input.next()).await {
-                Ok(Some(next)) if next.prev_log_id == rpc.prev_log_id && next.vote == rpc.vote => {
-                    rpc = next;
-                }
-                Ok(Some(next)) => ahead = Some(next),
-                Ok(None) => last = true,
-                Err(_) => {}
-            }
-        }
-        Some((rpc, (input, ahead, last)))
-    })
-}
-
 /// Whose turn it is on an append stream: the next request waits until the
-/// answer to the one before has come back.
+/// answer to the last one with entries has come back. A request without
+/// entries only advances the follower's commit index: it goes out as soon
+/// as openraft makes it, and the next request need not wait for its answer,
+/// so that a follower learns of a commit at once (and applies it, for
+/// follower reads and leases) without delaying the next entries.
 #[derive(Default)]
 struct Turn {
-    /// When the request whose answer has not come back went out.
-    out_since: Mutex<Option<Instant>>,
+    /// The requests whose answers have not come back, oldest first: when
+    /// each went out, and whether it carried entries. Answers come in order.
+    out: Mutex<VecDeque<(Instant, bool)>>,
     answered: tokio::sync::Notify,
 }
 
 impl Turn {
-    fn sent(&self) {
-        *self.out_since.lock().expect("turn lock") = Some(Instant::now());
+    fn sent(&self, entries: bool) {
+        let mut out = self.out.lock().expect("turn lock");
+        out.push_back((Instant::now(), entries));
     }
 
     fn answered(&self) {
-        *self.out_since.lock().expect("turn lock") = None;
+        self.out.lock().expect("turn lock").pop_front();
         self.answered.notify_one();
     }
 
-    /// How long the request out has waited for its answer, if one is out.
+    /// How long the oldest request out has waited for its answer, if one is
+    /// out.
     fn waited(&self) -> Option<Duration> {
-        self.out_since
-            .lock()
-            .expect("turn lock")
-            .map(|at| at.elapsed())
+        let out = self.out.lock().expect("turn lock");
+        out.front().map(|(at, _)| at.elapsed())
     }
 
-    /// Waits until no request is out.
+    /// Waits until no request with entries is out.
     async fn wait(&self) {
         loop {
             let answered = self.answered.notified();
-            if self.waited().is_none() {
+            let busy = {
+                let out = self.out.lock().expect("turn lock");
+                out.iter().any(|&(_, entries)| entries)
+            };
+            if !busy {
                 return;
             }
             answered.await;
@@ -447,8 +416,8 @@ impl Turn {
     }
 }
 
-/// The messages of an append stream, each once the answer to the one before
-/// has come back. A request over the size budget goes out cut short and
+/// The messages of an append stream, each once the answer to the last one
+/// with entries has come back ([`Turn`]). A request over the size budget goes out cut short and
 /// ends the stream: openraft sends the rest in a new one.
 fn outgoing<S>(input: S, turn: Arc<Turn>) -> impl Stream<Item = RaftBlob> + Send + 'static
 where
@@ -462,7 +431,7 @@ where
             }
             turn.wait().await;
             let mut rpc = input.next().await?;
-            turn.sent();
+            turn.sent(!rpc.entries.is_empty());
             let (cut, _) = cut_to_budget(&mut rpc);
             let blob = RaftBlob {
                 data: encode_as(FORMAT_V2, &rpc),
