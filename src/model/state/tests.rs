@@ -254,20 +254,7 @@ pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
         },
         10 => Op::CreateProject {
             name: project,
-            settings: ProjectSettings {
-                default_queue: if rng.random_bool(0.5) {
-                    queue
-                } else {
-                    String::new()
-                },
-                allowed_queues: if rng.random_bool(0.5) {
-                    [other].into()
-                } else {
-                    Default::default()
-                },
-                max_queued_per_run: rng.random_range(0..4),
-                description: String::new(),
-            },
+            settings: random_settings(rng, queue, other, 0.5, ""),
         },
         11 => Op::SetDefaultQueue { queue },
         12..=14 => Op::CancelTask {
@@ -364,20 +351,7 @@ pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
                 _ => rng.random_range(0..4),
             },
             name: project,
-            settings: ProjectSettings {
-                default_queue: if rng.random_bool(0.5) {
-                    queue
-                } else {
-                    String::new()
-                },
-                allowed_queues: if rng.random_bool(0.3) {
-                    [other].into()
-                } else {
-                    Default::default()
-                },
-                max_queued_per_run: rng.random_range(0..4),
-                description: "edited".into(),
-            },
+            settings: random_settings(rng, queue, other, 0.3, "edited"),
         },
         38 => Op::ReportProgress {
             id: held_id,
@@ -390,6 +364,31 @@ pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
         _ => Op::SubmitTasks {
             tasks: vec![new_task(rng)],
         },
+    }
+}
+
+/// A project's settings for `random_op`: maybe `queue` as its default, maybe
+/// `other` as its only allowed queue (with probability `allowed`).
+fn random_settings(
+    rng: &mut StdRng,
+    queue: String,
+    other: String,
+    allowed: f64,
+    description: &str,
+) -> ProjectSettings {
+    ProjectSettings {
+        default_queue: if rng.random_bool(0.5) {
+            queue
+        } else {
+            String::new()
+        },
+        allowed_queues: if rng.random_bool(allowed) {
+            [other].into()
+        } else {
+            Default::default()
+        },
+        max_queued_per_run: rng.random_range(0..4),
+        description: description.into(),
     }
 }
 
