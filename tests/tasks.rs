@@ -126,12 +126,7 @@ impl Node {
     }
 
     async fn queue(&self, name: &str) -> Queue {
-        let req = GetQueueRequest {
-            name: name.into(),
-            consistency: 0,
-        };
-        let r = self.queues().get_queue(req).await.unwrap();
-        r.into_inner().queue.unwrap()
+        get_queue(self, name).await.unwrap()
     }
 }
 
