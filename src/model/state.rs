@@ -31,7 +31,9 @@ pub enum Key {
     Queue(u64),
     Pool(String),
     Task(u64),
-    Idempotency(String),
+    /// By the time of the key's first use and the key: a key that expires
+    /// and comes back is a new record.
+    Idempotency(u64, String),
     Project(String),
     Worker(String),
     /// A new task's command line and payload, which the state does not keep:
@@ -432,7 +434,7 @@ impl State {
                 first_ms: self.clock_ms,
                 result: result.clone(),
             });
-            changed.push(Key::Idempotency(key.clone()));
+            changed.push(Key::Idempotency(self.clock_ms, key.clone()));
         }
         Response {
             result,
@@ -619,7 +621,7 @@ impl State {
             }
             self.idempotency_by_time.pop_first();
             self.idempotency.remove(&key);
-            changed.push(Key::Idempotency(key));
+            changed.push(Key::Idempotency(first_ms, key));
         }
     }
 

@@ -14,13 +14,32 @@ use super::codec::{decode, decode_as, encode, encode_as, format_of, FORMAT_V1, F
 use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{io_err, Store};
 use crate::model::MetaRecord;
-use crate::model::{spec, Key, Queue, State, TaskBody};
+use crate::model::{spec, IdempotencyRecord, Key, Queue, State, TaskBody};
 
 /// The meta key under which the model's scalar fields live.
 const MODEL_META: &[u8] = b"model";
 /// An end key above every key of every table (names and keys are at most a
 /// few hundred bytes of UTF-8, which never contains 0xFF).
 const KEY_CEILING: [u8; 512] = [0xFF; 512];
+
+/// The row of an idempotency record: the time of the key's first use (8
+/// bytes, big-endian), then the key. Rows go in nearly in time order
+/// whatever the keys look like, so a random key (a UUIDv4) costs RocksDB no
+/// descent through a large memtable and no compaction across the whole key
+/// range. The first byte is 0 until the year 2^56 ms after 1970; a key
+/// never starts with 0 (no control characters), which tells these rows from
+/// format-1 rows, keyed by the key alone ([`Store::sm_load`] moves those).
+fn idempotency_row(first_ms: u64, key: &str) -> Vec<u8> {
+    let mut row = Vec::with_capacity(8 + key.len());
+    row.extend_from_slice(&first_ms.to_be_bytes());
+    row.extend_from_slice(key.as_bytes());
+    row
+}
+
+/// Whether a row of the idempotency table has the layout of format 1.
+fn is_v1_idempotency_row(row: &[u8]) -> bool {
+    row.first().is_some_and(|&b| b != 0)
+}
 
 /// A queue record. Queues are format 2 since a queue can have a clear under
 /// way ([`Queue::clearing`]); a format-1 record, written before, is a queue
@@ -163,10 +182,13 @@ impl SmBatch {
                 id.to_be_bytes().to_vec(),
                 state.task(*id).map(encode),
             ),
-            Key::Idempotency(key) => (
+            Key::Idempotency(first_ms, key) => (
                 Table::Idempotency,
-                key.as_bytes().to_vec(),
-                state.idempotency(key).map(encode),
+                idempotency_row(*first_ms, key),
+                state
+                    .idempotency(key)
+                    .filter(|r| r.first_ms == *first_ms)
+                    .map(encode),
             ),
         };
         self.puts.push((table, k, v));
@@ -213,7 +235,9 @@ impl Store {
             .transpose()
     }
 
-    /// Loads the whole model from its tables.
+    /// Loads the whole model from its tables, moving idempotency records
+    /// still in their format-1 rows to the current ones (one batch, which
+    /// a crash either lands whole or leaves to the next load).
     pub fn sm_load(&self) -> io::Result<State> {
         let mut state = State::new();
         let db = self.db();
@@ -240,9 +264,23 @@ impl Store {
             let (_, v) = item.map_err(io_err)?;
             state.load_task(decode(&v)?);
         }
-        for item in db.iterator_cf(self.cf(Table::Idempotency.cf()), IteratorMode::Start) {
-            let (_, v) = item.map_err(io_err)?;
-            state.load_idempotency(decode(&v)?);
+        let table = self.cf(Table::Idempotency.cf());
+        let mut moved = WriteBatch::default();
+        for item in db.iterator_cf(table, IteratorMode::Start) {
+            let (row, v) = item.map_err(io_err)?;
+            let record: IdempotencyRecord = decode(&v)?;
+            if is_v1_idempotency_row(&row) {
+                moved.put_cf(table, idempotency_row(record.first_ms, &record.key), &v);
+                moved.delete_cf(table, row);
+            }
+            state.load_idempotency(record);
+        }
+        if !moved.is_empty() {
+            tracing::info!(
+                records = moved.len() / 2,
+                "moved idempotency records to their time-ordered rows"
+            );
+            db.write(moved).map_err(io_err)?;
         }
         state.check_invariants();
         Ok(state)
@@ -332,6 +370,66 @@ mod tests {
             workers > 0 && tasks > 50,
             "{workers} workers, {tasks} tasks"
         );
+    }
+
+    /// Idempotency records in format-1 rows (keyed by the key alone) load,
+    /// move to their time-ordered rows on the first load, and expire from
+    /// there; a key that expires and comes back in one batch keeps one row.
+    #[test]
+    fn idempotency_rows_of_format_1_move_and_expire() {
+        use crate::model::state::tests::{cmd, submit};
+        use crate::model::limits::IDEMPOTENCY_RETENTION_MS;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut state = State::new();
+        let mut changed = vec![];
+        for (ms, key) in [(1_000, "a"), (2_000, "b")] {
+            state.apply(&cmd(ms, key, submit("default")), &mut changed);
+        }
+        let mut batch = SmBatch::default();
+        for key in &changed {
+            match key {
+                Key::Idempotency(_, k) => batch.puts.push((
+                    Table::Idempotency,
+                    k.as_bytes().to_vec(),
+                    Some(encode(state.idempotency(k).unwrap())),
+                )),
+                other => batch.record(&state, other),
+            }
+        }
+        store.sm_commit(batch).unwrap();
+        let rows = |store: &Store| -> Vec<Vec<u8>> {
+            let cf = store.cf(Table::Idempotency.cf());
+            store
+                .db()
+                .iterator_cf(cf, IteratorMode::Start)
+                .map(|item| item.unwrap().0.to_vec())
+                .collect()
+        };
+        assert_eq!(rows(&store), vec![b"a".to_vec(), b"b".to_vec()]);
+
+        assert_eq!(store.sm_load().unwrap(), state);
+        let moved = vec![idempotency_row(1_000, "a"), idempotency_row(2_000, "b")];
+        assert_eq!(rows(&store), moved);
+        assert_eq!(store.sm_load().unwrap(), state, "a second load");
+
+        // "a" expires and is used again, in one apply.
+        let later = 1_000 + IDEMPOTENCY_RETENTION_MS + 1;
+        changed.clear();
+        state.apply(&cmd(later, "a", submit("default")), &mut changed);
+        changed.sort();
+        changed.dedup();
+        let mut batch = SmBatch::default();
+        for key in &changed {
+            batch.record(&state, key);
+        }
+        store.sm_commit(batch).unwrap();
+        assert_eq!(state.idempotency("a").unwrap().first_ms, later);
+        assert_eq!(
+            rows(&store),
+            vec![idempotency_row(2_000, "b"), idempotency_row(later, "a")]
+        );
+        assert_eq!(store.sm_load().unwrap(), state);
     }
 
     /// A queue record written before queues had `clearing` reads as a queue

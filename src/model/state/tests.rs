@@ -17,7 +17,7 @@ pub(crate) fn cmd(now_ms: u64, key: &str, op: Op) -> Command {
     }
 }
 
-fn submit(queue: &str) -> Op {
+pub(crate) fn submit(queue: &str) -> Op {
     Op::SubmitTasks {
         tasks: vec![NewTask {
             queue: queue.into(),
@@ -170,7 +170,7 @@ fn idempotency_keys_expire_after_the_retention() {
     let later = 1_000 + IDEMPOTENCY_RETENTION_MS + 1;
     s.apply(&cmd(later, "new", submit("default")), &mut changed);
     assert!(s.idempotency("old").is_none());
-    assert!(changed.contains(&Key::Idempotency("old".into())));
+    assert!(changed.contains(&Key::Idempotency(1_000, "old".into())));
     // The key may now be used again, and makes a new task.
     let r = s.apply(&cmd(later + 1, "old", submit("default")), &mut changed);
     assert!(!r.replayed);
@@ -410,8 +410,8 @@ fn reload(a: &State, changed: &[Key]) -> State {
             Key::Pool(n) => reloaded.load_pool(a.pool(&n).unwrap().clone()),
             Key::Project(n) => reloaded.load_project(a.project(&n).unwrap().clone()),
             Key::Task(id) => reloaded.load_task(a.task(id).unwrap().clone()),
-            Key::Idempotency(k) => {
-                if let Some(r) = a.idempotency(&k) {
+            Key::Idempotency(first_ms, k) => {
+                if let Some(r) = a.idempotency(&k).filter(|r| r.first_ms == first_ms) {
                     reloaded.load_idempotency(r.clone())
                 }
             }
