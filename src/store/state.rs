@@ -377,8 +377,8 @@ mod tests {
     /// there; a key that expires and comes back in one batch keeps one row.
     #[test]
     fn idempotency_rows_of_format_1_move_and_expire() {
-        use crate::model::state::tests::{cmd, submit};
         use crate::model::limits::IDEMPOTENCY_RETENTION_MS;
+        use crate::model::state::tests::{cmd, submit};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut state = State::new();
