@@ -145,6 +145,9 @@ pub struct LogStore {
     store: Store,
     flusher: Flusher,
     recent: Arc<Mutex<Recent>>,
+    /// This node's id, which tells its own entries (as leader) from those
+    /// of another leader (as follower); `None` in tests of the store alone.
+    node: Option<u64>,
 }
 
 impl LogStore {
@@ -154,6 +157,15 @@ impl LogStore {
             store,
             flusher,
             recent: Arc::default(),
+            node: None,
+        }
+    }
+
+    /// The log store of node `id`.
+    pub fn of_node(store: Store, id: u64) -> Self {
+        Self {
+            node: Some(id),
+            ..Self::new(store)
         }
     }
 
@@ -249,6 +261,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        // Another leader's entries: this node follows, and its fsync is on
+        // the path of the write (see `Flusher::sync_here_if_idle`). A
+        // leader's own fsync runs beside its followers', and its thread
+        // has client writes to take in meanwhile.
+        let theirs = entries
+            .first()
+            .is_some_and(|e| Some(e.log_id().committed_leader_id().node_id) != self.node);
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .iter()
             .map(|e| (e.index(), encode_entry(e)))
@@ -259,8 +278,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             recent.push(entry);
         }
         drop(recent);
-        self.flusher
-            .after_sync(move |result| callback.io_completed(result));
+        let done = move |result| callback.io_completed(result);
+        if theirs {
+            self.flusher.sync_here_if_idle(done);
+        } else {
+            self.flusher.after_sync(done);
+        }
         Ok(())
     }
 

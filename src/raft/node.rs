@@ -196,7 +196,7 @@ impl RaftNode {
             StateMachine::open(store.clone()).map_err(|e| format!("open state machine: {e}"))?;
         let shared = sm.shared();
         let network = PeerNetwork::new(&addr);
-        let log = LogStore::new(store);
+        let log = LogStore::of_node(store, id);
         let raft = Raft::new(id, config, network.clone(), log, sm)
             .await
             .map_err(|e| format!("start raft: {e}"))?;
