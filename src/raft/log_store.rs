@@ -140,6 +140,9 @@ impl Recent {
     }
 }
 
+/// The largest append a follower syncs on its own thread.
+const SYNC_HERE_MAX_BYTES: usize = 256 << 10;
+
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
@@ -261,17 +264,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        // Another leader's entries: this node follows, and its fsync is on
-        // the path of the write (see `Flusher::sync_here_if_idle`). A
-        // leader's own fsync runs beside its followers', and its thread
-        // has client writes to take in meanwhile.
-        let theirs = entries
-            .first()
-            .is_some_and(|e| Some(e.log_id().committed_leader_id().node_id) != self.node);
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .iter()
             .map(|e| (e.index(), encode_entry(e)))
             .collect();
+        // Another leader's entries: this node follows, and its fsync is on
+        // the path of the write (see `Flusher::sync_here_if_idle`). A
+        // leader's own fsync runs beside its followers', and its thread
+        // has client writes to take in meanwhile. A large append (a
+        // follower catching up) goes to the flusher all the same: its fsync
+        // would hold this node's reads and heartbeats for milliseconds.
+        let bytes: usize = encoded.iter().map(|(_, e)| e.len()).sum();
+        let sync_here = bytes <= SYNC_HERE_MAX_BYTES
+            && entries
+                .first()
+                .is_some_and(|e| Some(e.log_id().committed_leader_id().node_id) != self.node);
         self.store.log_append(&encoded)?;
         let mut recent = self.recent();
         for entry in entries {
@@ -279,7 +286,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         drop(recent);
         let done = move |result| callback.io_completed(result);
-        if theirs {
+        if sync_here {
             self.flusher.sync_here_if_idle(done);
         } else {
             self.flusher.after_sync(done);
