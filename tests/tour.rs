@@ -146,6 +146,8 @@ async fn queue_edit_applies_an_edit_and_refuses_a_raced_one() {
             .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
             .env("EDITOR", editor)
             .env_remove("VISUAL")
+            // A refused edit is kept for the user: in this test's dir.
+            .env("TMPDIR", dir.path())
             .output()
             .unwrap();
         (
@@ -186,4 +188,15 @@ async fn queue_edit_applies_an_edit_and_refuses_a_raced_one() {
     let broken = editor("broken", r#"echo 'priority = "high"' >> "$1""#);
     let (code, err) = edit(&broken);
     assert_eq!(code, Some(2), "{err}");
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("laneq-queue-q-"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        2,
+        "the raced and the broken edit are kept: {kept:?}"
+    );
+    assert!(err.contains("your edit is kept in"), "{err}");
 }
