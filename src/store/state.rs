@@ -331,6 +331,15 @@ mod tests {
     use super::*;
     use crate::model::{Command, Op, Stamp, Write};
 
+    /// Writes the current record of every key in `changed`, as apply does.
+    fn persist(store: &Store, state: &State, changed: &[Key]) {
+        let mut batch = SmBatch::default();
+        for key in changed {
+            batch.record(state, key);
+        }
+        store.sm_commit(batch).unwrap();
+    }
+
     /// Every kind of record, from random sequences of every kind of command
     /// (the model's property-test generator), survives a reload from its
     /// records and a snapshot export and import.
@@ -349,11 +358,7 @@ mod tests {
                 let op = random_op(&mut rng, &state);
                 let mut changed = vec![];
                 state.apply(&cmd(i * 1000, &key, op), &mut changed);
-                let mut batch = SmBatch::default();
-                for key in &changed {
-                    batch.record(&state, key);
-                }
-                store.sm_commit(batch).unwrap();
+                persist(&store, &state, &changed);
             }
             workers += state.workers().count();
             tasks += state.tasks_after(0).count();
@@ -417,13 +422,7 @@ mod tests {
         let later = 1_000 + IDEMPOTENCY_RETENTION_MS + 1;
         changed.clear();
         state.apply(&cmd(later, "a", submit("default")), &mut changed);
-        changed.sort();
-        changed.dedup();
-        let mut batch = SmBatch::default();
-        for key in &changed {
-            batch.record(&state, key);
-        }
-        store.sm_commit(batch).unwrap();
+        persist(&store, &state, &changed);
         assert_eq!(state.idempotency("a").unwrap().first_ms, later);
         assert_eq!(
             rows(&store),
