@@ -1,8 +1,9 @@
 //! Submits of one process share calls: a submit made while earlier ones are
-//! in flight waits for a free slot and goes out with every other submit
-//! waiting then, in one `SubmitEach` call. Each keeps its own idempotency
-//! key and gets its own outcome, exactly as if it had been sent alone; a
-//! submit that finds a free slot goes alone, at once, as `SubmitTask`.
+//! in flight queues, and goes out with its share of the submits waiting
+//! then (all that wait or are in flight, over the two slots), in one
+//! `SubmitEach` call. Each keeps its own idempotency key and gets its own
+//! outcome, exactly as if it had been sent alone; a submit that finds
+//! nothing in flight goes alone, at once, as `SubmitTask`.
 //!
 //! A call per submit costs a gRPC round trip on both sides and a log entry;
 //! shared, one call and (through the leader's coalescer) one entry serve a

@@ -5,9 +5,9 @@
 //! entry serve many writes, so that the per-entry costs (the log record, its
 //! replication and decoding on every follower, the apply bookkeeping and the
 //! digest step) are paid once per batch instead of once per write. At low
-//! load a write finds a free slot and is proposed alone, at once: nothing
-//! waits for company. The batching itself is `crate::gather`'s, which the
-//! client's submit batcher shares.
+//! load a write finds nothing in flight and is proposed alone, at once:
+//! nothing waits for company. The batching itself is `crate::gather`'s,
+//! which the client's submit batcher shares.
 
 use openraft::errors::{ClientWriteError, RaftError};
 use rand::Rng;
@@ -17,9 +17,8 @@ use super::{Raft, TypeConfig};
 use crate::gather::{Gather, Limits};
 use crate::model::{limits, Command, Op, Reply, Response, Stamp, Write};
 
-/// Proposals in flight at once. A write that arrives while all are taken
-/// waits for the next one, together with every other write that arrives
-/// meanwhile.
+/// Proposals in flight at once. A write that arrives while any is in flight
+/// queues, and goes out with its share of the writes waiting then.
 const IN_FLIGHT: usize = 4;
 /// A coalesced entry stops growing past this many bytes (estimated): no
 /// bigger than the largest single client message.
@@ -71,8 +70,8 @@ impl Coalescer {
     /// Proposes `write`, alone or with others; resolves with its own
     /// response and the index of the entry that carried it.
     pub async fn propose(&self, write: Write) -> Proposed {
-        // A free slot and nobody waiting: propose from here, without the
-        // two task hops through the gathering task.
+        // Nothing in flight and nobody waiting: propose from here, without
+        // the two task hops through the gathering task.
         if let Some(_slot) = self.gather.free_slot() {
             return propose_one(&self.raft, write).await;
         }

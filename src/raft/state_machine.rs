@@ -16,6 +16,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use tokio::sync::watch;
 
+use super::log_store::entry_bytes;
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::model::{Key, Response, State};
 use crate::store::codec::{decode, encode};
@@ -26,6 +27,9 @@ const MEMBERSHIP: &str = "membership";
 const DIGEST: &str = "digest";
 const SNAPSHOT_DIR: &str = "snapshot";
 const SNAPSHOT_FILE: &str = "current";
+/// Entries of at least this many bytes in all make a long apply: about ten
+/// submits of a 256 B payload.
+const LONG_APPLY_BYTES: usize = 4096;
 
 /// Where apply has got to: the last applied index and the digest there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,6 +157,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if items.is_empty() {
             return Ok(());
         }
+        // Apply is the longest piece of work on a node's thread (a quarter
+        // to half a millisecond for an entry of a few dozen submits), and
+        // nothing in it is urgent on a follower. What is urgent waits behind
+        // it unless it gives way: a follower's answer to the leader's next
+        // append (which decides when that entry commits) sat 0.3 ms behind
+        // apply at 64 submitters. So a long apply lets the tasks that are
+        // ready run first, here and again before the RocksDB write; a short
+        // one (a single write, at light load) is not worth the turn.
+        let long = items.iter().map(|(e, _)| entry_bytes(e)).sum::<usize>() >= LONG_APPLY_BYTES;
+        if long {
+            tokio::task::yield_now().await;
+        }
         let mut applied = self.shared.applied();
         let mut changed: Vec<Key> = Vec::new();
         let mut replies = Vec::with_capacity(items.len());
@@ -190,6 +206,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for key in &changed {
                 batch.record(&state, key);
             }
+        }
+        if long {
+            tokio::task::yield_now().await;
         }
         batch.meta(APPLIED, encode(&self.last_applied));
         batch.meta(MEMBERSHIP, encode(&self.membership));
