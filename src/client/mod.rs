@@ -71,16 +71,22 @@ fn write_meta(idempotency_key: Option<String>) -> Option<WriteMeta> {
 }
 
 /// Who this process acts as in task timelines: `$LANEQ_ACTOR`, else `$USER`,
-/// else empty (the server records "anonymous").
+/// else empty (the server records "anonymous"). Read once per process:
+/// every write carries it.
 pub fn default_actor() -> String {
-    let actor = std::env::var("LANEQ_ACTOR")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_default();
-    actor
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(128)
-        .collect()
+    static ACTOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ACTOR
+        .get_or_init(|| {
+            let actor = std::env::var("LANEQ_ACTOR")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_default();
+            actor
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect()
+        })
+        .clone()
 }
 
 /// A fresh idempotency key for one logical write: a UUIDv7, whose leading
