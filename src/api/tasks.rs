@@ -1,6 +1,7 @@
 //! `laneq.v1.Tasks`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -13,6 +14,11 @@ use crate::proto::v1::tasks_server::Tasks;
 use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
+/// Reads of a task whose body is not yet in storage: how many, and how long
+/// each waits for the apply in progress. See [`TasksApi::read`].
+const BODY_TRIES: usize = 3;
+const BODY_WAIT: Duration = Duration::from_secs(1);
+
 pub struct TasksApi {
     pub(super) node: Arc<RaftNode>,
 }
@@ -21,7 +27,7 @@ impl TasksApi {
     /// Proposes a change to one task and answers with the task after it.
     async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<v1::Task>, Status> {
         match propose(&self.node, meta, op).await?.0 {
-            Reply::Task { id } => self.read(id).map(Some),
+            Reply::Task { id } => self.read(id).await.map(Some),
             other => Err(key_reused(other)),
         }
     }
@@ -53,17 +59,33 @@ impl TasksApi {
     }
 
     /// A task with its body, as this node has applied it.
-    fn read(&self, id: u64) -> Result<v1::Task, Status> {
-        let body = self
-            .node
-            .sm()
-            .task_body(id)
-            .map_err(|e| Status::internal(format!("reading task {id}: {e}")))?;
-        let state = self.node.sm().state();
-        let task = state
-            .task(id)
-            .ok_or_else(|| Status::not_found(format!("id: no task {id}")))?;
-        Ok(convert::task(&state, task, body))
+    ///
+    /// Every task has a body in storage, written by the apply that created
+    /// it, but that apply lets go of the model before it writes storage (and
+    /// may give way in between). A task in the model without a body is one
+    /// that the apply in progress has just created: the read waits for that
+    /// apply to end rather than answer with an empty command and payload.
+    async fn read(&self, id: u64) -> Result<v1::Task, Status> {
+        let sm = self.node.sm();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let applied = sm.applied().index;
+            let body = sm
+                .task_body(id)
+                .map_err(|e| Status::internal(format!("reading task {id}: {e}")))?;
+            {
+                let state = sm.state();
+                let task = state
+                    .task(id)
+                    .ok_or_else(|| Status::not_found(format!("id: no task {id}")))?;
+                if body.is_some() || tries == BODY_TRIES {
+                    return Ok(convert::task(&state, task, body));
+                }
+            }
+            // Published once its storage write is done.
+            let _ = sm.wait_applied(applied + 1, BODY_WAIT).await;
+        }
     }
 }
 
@@ -173,7 +195,7 @@ impl Tasks for TasksApi {
         let req = req.into_inner();
         read_barrier(&self.node, req.consistency).await?;
         Ok(Response::new(GetTaskResponse {
-            task: Some(self.read(req.id)?),
+            task: Some(self.read(req.id).await?),
         }))
     }
 
