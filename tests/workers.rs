@@ -660,3 +660,121 @@ async fn check_grace_outcome(f: &Node, (late, token, expires): (u64, u64, u64), 
     let t = f.complete(late, token, true).await.unwrap();
     assert_eq!(t.state, "succeeded");
 }
+
+/// Leases `n` tasks submitted to `default` for worker `name` through `node`.
+async fn lease_all(node: &Node, name: &str, n: usize) -> Vec<(u64, u64)> {
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held.len() < n {
+        assert!(Instant::now() < deadline, "leased {} of {n}", held.len());
+        let max = (n - held.len()).min(64) as u32;
+        for l in node.lease(name, max, 1_000).await {
+            held.push((l.task.unwrap().id, l.fencing_token));
+        }
+    }
+    held
+}
+
+/// Independent completions in one call (`CompleteEach`, what the client
+/// library sends for concurrent completions): each has its own key and
+/// outcome, one refused leaves the others done, a repeated key answers its
+/// first outcome, and a follower forwards them like single completions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_in_one_call_each_get_their_own_outcome() {
+    let c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let follower = [1, 2, 3].into_iter().find(|&n| n != leader).unwrap();
+    let (l, f) = (Node::new(&c, leader), Node::new(&c, follower));
+    f.register("w", &["default"], 0).await;
+    for _ in 0..3 {
+        l.submit("default", "").await;
+    }
+    let held = lease_all(&l, "w", 3).await;
+    let complete = |meta: Option<WriteMeta>, (id, token): (u64, u64), ok: bool| {
+        CompleteTaskRequest {
+            meta,
+            id,
+            fencing_token: token,
+            succeeded: ok,
+            exit_code: Some(if ok { 0 } else { 3 }),
+            condition: String::new(),
+        }
+    };
+    let (a, b, d) = (held[0], held[1], held[2]);
+    let first = meta();
+    let req = CompleteEachRequest {
+        completes: vec![
+            complete(first.clone(), a, true),
+            complete(meta(), (b.0, b.1 + 1), true),
+            complete(meta(), d, false),
+            complete(first.clone(), a, true),
+            complete(None, b, true),
+        ],
+    };
+    let outcomes = f.workers().complete_each(req).await.unwrap().into_inner();
+    use complete_outcome::Outcome;
+    let got: Vec<_> = outcomes
+        .outcomes
+        .into_iter()
+        .map(|o| o.outcome.unwrap())
+        .collect();
+    assert_eq!(got.len(), 5, "{got:?}");
+    let state = |o: &Outcome| match o {
+        Outcome::Completed(r) => {
+            let t = r.task.as_ref().unwrap();
+            (t.id, t.state.clone())
+        }
+        Outcome::Refused(r) => panic!("refused: {r:?}"),
+    };
+    assert_eq!(state(&got[0]), (a.0, "succeeded".into()));
+    assert_eq!(state(&got[2]), (d.0, "failed".into()));
+    assert_eq!(
+        state(&got[3]),
+        (a.0, "succeeded".into()),
+        "a repeated key answers its first outcome"
+    );
+    let Outcome::Refused(r) = &got[1] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(Code::from_i32(r.code), Code::FailedPrecondition, "{r:?}");
+    let Outcome::Refused(r) = &got[4] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(Code::from_i32(r.code), Code::InvalidArgument, "{r:?}");
+    assert_eq!(f.task(b.0).await.state, "leased", "the refused one is untouched");
+    assert_eq!(l.complete(b.0, b.1, true).await.unwrap().state, "succeeded");
+
+    let too_many = CompleteEachRequest {
+        completes: (0..1001).map(|_| complete(meta(), a, true)).collect(),
+    };
+    let e = l.workers().complete_each(too_many).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+
+    // The client library shares calls between concurrent completions: 200
+    // at once all complete, and the one with a stale token alone fails.
+    for _ in 0..200 {
+        l.submit("default", "").await;
+    }
+    let held = lease_all(&f, "w", 200).await;
+    let client = c.client();
+    let ok = laneq::client::workers::Outcome {
+        succeeded: true,
+        exit_code: Some(0),
+        condition: String::new(),
+    };
+    let completions = held.iter().enumerate().map(|(i, &(id, token))| {
+        let (client, ok) = (client.clone(), ok.clone());
+        let token = if i == 7 { token + 1 } else { token };
+        async move { client.complete_task(id, token, &ok, None).await }
+    });
+    let results = futures::future::join_all(completions).await;
+    for (i, (r, &(id, _))) in results.iter().zip(&held).enumerate() {
+        match r {
+            Ok(t) if i != 7 => assert_eq!((t.id, t.state.as_str()), (id, "succeeded")),
+            Err(e) if i == 7 => assert!(e.to_string().contains("stale"), "{e}"),
+            other => panic!("completion {i}: {other:?}"),
+        }
+    }
+    assert_eq!(f.task(held[7].0).await.state, "leased");
+    c.wait_converged(&[1, 2, 3], 0).await;
+}

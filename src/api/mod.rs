@@ -84,6 +84,62 @@ async fn propose(
     Ok((reply, response.replayed))
 }
 
+/// Proposes independent writes as one (`Op::Each`, a `SubmitEach` or
+/// `CompleteEach` call): one forward from a follower, one log entry, one wait
+/// for apply. Each still applies under its own key with its own response,
+/// and one refused does not touch the others. A write that could not be
+/// built keeps its refusal. Returns one result per write, in order.
+async fn propose_each(
+    node: &RaftNode,
+    writes: Vec<Result<Write, tonic::Status>>,
+) -> Result<Vec<Result<crate::model::Response, tonic::Status>>, tonic::Status> {
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut good = Vec::new();
+    for w in writes {
+        match w {
+            Ok(w) => {
+                good.push(w);
+                outcomes.push(None);
+            }
+            Err(status) => outcomes.push(Some(Err(status))),
+        }
+    }
+    if !good.is_empty() {
+        let count = good.len();
+        let write = Write {
+            // Not remembered (see `State::apply`): the writes carry their keys.
+            idempotency_key: "each".into(),
+            actor: String::new(),
+            op: Op::Each(good),
+        };
+        let response = node.write(write).await.map_err(error::node_status)?;
+        let responses = match response.result {
+            Ok(Reply::Each(r)) if r.len() == count => r,
+            other => {
+                return Err(tonic::Status::internal(format!(
+                    "{count} writes were answered with {other:?}"
+                )))
+            }
+        };
+        let mut responses = responses.into_iter();
+        for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+            *slot = Some(Ok(responses.next().expect("one response per write")));
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every outcome is set"))
+        .collect())
+}
+
+/// How a refused write of a `SubmitEach` or `CompleteEach` call is reported.
+fn refused(status: &tonic::Status) -> crate::proto::v1::RefusedWrite {
+    crate::proto::v1::RefusedWrite {
+        code: status.code() as i32,
+        message: status.message().to_string(),
+    }
+}
+
 /// Refuses a write without an idempotency key.
 fn require_key(meta: &WriteMeta) -> Result<(), tonic::Status> {
     if meta.idempotency_key.is_empty() {

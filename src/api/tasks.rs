@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::error::{self, model_status};
-use super::{convert, key_reused, propose, read_barrier, write_of};
+use super::{convert, key_reused, propose, propose_each, read_barrier, refused, write_of};
 use crate::model::limits::{BATCH_MAX_TASKS, LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
 use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState, Write};
 use crate::proto::v1::move_task_request::To;
@@ -120,51 +120,14 @@ impl Tasks for TasksApi {
                 submits.len()
             )));
         }
-        // One write carries them all, in the order given: one forward from
-        // a follower, one log entry, one wait for apply. Each still applies
-        // under its own key with its own outcome (`Op::Each`).
-        let mut outcomes: Vec<Option<Result<SubmitTaskResponse, Status>>> = Vec::new();
-        let mut writes = Vec::new();
-        for submit in submits {
-            match submit_write(submit) {
-                Ok(w) => {
-                    writes.push(w);
-                    outcomes.push(None);
-                }
-                Err(status) => outcomes.push(Some(Err(status))),
-            }
-        }
-        if !writes.is_empty() {
-            let count = writes.len();
-            let write = Write {
-                idempotency_key: "submit-each".into(),
-                actor: String::new(),
-                op: Op::Each(writes),
-            };
-            let response = self.node.write(write).await.map_err(error::node_status)?;
-            let responses = match response.result {
-                Ok(Reply::Each(r)) if r.len() == count => r,
-                other => {
-                    return Err(Status::internal(format!(
-                        "{count} submits were answered with {other:?}"
-                    )))
-                }
-            };
-            let mut responses = responses.into_iter();
-            for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
-                let r = responses.next().expect("one response per write");
-                *slot = Some(self.submitted(r));
-            }
-        }
-        let outcomes = outcomes
+        let writes = submits.into_iter().map(submit_write).collect();
+        let outcomes = propose_each(&self.node, writes)
+            .await?
             .into_iter()
             .map(|r| SubmitOutcome {
-                outcome: Some(match r.expect("every outcome is set") {
+                outcome: Some(match r.and_then(|r| self.submitted(r)) {
                     Ok(submitted) => submit_outcome::Outcome::Submitted(submitted),
-                    Err(status) => submit_outcome::Outcome::Refused(RefusedWrite {
-                        code: status.code() as i32,
-                        message: status.message().to_string(),
-                    }),
+                    Err(status) => submit_outcome::Outcome::Refused(refused(&status)),
                 }),
             })
             .collect();

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::error::model_status;
-use super::{convert, key_reused, nth_write, propose, read_barrier, require_key};
+use super::{
+    convert, key_reused, nth_write, propose, propose_each, read_barrier, refused, require_key,
+    write_of,
+};
+use crate::model::limits::BATCH_MAX_TASKS;
 use crate::config::WorkerSettings;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
 use crate::model::{ModelError, Op, Reply, Write, DEFAULT_POOL};
@@ -84,7 +88,14 @@ pub struct WorkersApi {
 
 impl WorkersApi {
     async fn task_change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Task>, Status> {
-        match propose(&self.node, meta, op).await?.0 {
+        let reply = propose(&self.node, meta, op).await?.0;
+        self.changed_task(reply)
+    }
+
+    /// The task a change to one task answers with (without its body: the
+    /// worker has it).
+    fn changed_task(&self, reply: Reply) -> Result<Option<Task>, Status> {
+        match reply {
             Reply::Task { id } => {
                 let state = self.node.sm().state();
                 Ok(state.task(id).map(|t| convert::task(&state, t, None)))
@@ -332,16 +343,43 @@ impl Workers for WorkersApi {
         &self,
         req: Request<CompleteTaskRequest>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
-        let req = req.into_inner();
-        let op = Op::CompleteTask {
-            id: req.id,
-            fencing_token: req.fencing_token,
-            succeeded: req.succeeded,
-            exit_code: req.exit_code,
-            condition: req.condition,
-        };
-        let task = self.task_change(req.meta, op).await?;
+        let (meta, op) = complete_op(req.into_inner());
+        let task = self.task_change(meta, op).await?;
         Ok(Response::new(CompleteTaskResponse { task }))
+    }
+
+    async fn complete_each(
+        &self,
+        req: Request<CompleteEachRequest>,
+    ) -> Result<Response<CompleteEachResponse>, Status> {
+        let completes = req.into_inner().completes;
+        if completes.len() > BATCH_MAX_TASKS {
+            return Err(Status::invalid_argument(format!(
+                "completes: {} in one request; the limit is {BATCH_MAX_TASKS}",
+                completes.len()
+            )));
+        }
+        let writes = completes
+            .into_iter()
+            .map(|c| {
+                let (meta, op) = complete_op(c);
+                write_of(meta, op)
+            })
+            .collect();
+        let outcomes = propose_each(&self.node, writes)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let done = r.and_then(|r| self.changed_task(r.result.map_err(model_status)?));
+                CompleteOutcome {
+                    outcome: Some(match done {
+                        Ok(task) => complete_outcome::Outcome::Completed(CompleteTaskResponse { task }),
+                        Err(status) => complete_outcome::Outcome::Refused(refused(&status)),
+                    }),
+                }
+            })
+            .collect();
+        Ok(Response::new(CompleteEachResponse { outcomes }))
     }
 
     async fn release_task(
@@ -385,6 +423,18 @@ impl Workers for WorkersApi {
             .collect();
         Ok(Response::new(ListWorkersResponse { workers }))
     }
+}
+
+/// The write of one completion: its meta and op.
+fn complete_op(req: CompleteTaskRequest) -> (Option<WriteMeta>, Op) {
+    let op = Op::CompleteTask {
+        id: req.id,
+        fencing_token: req.fencing_token,
+        succeeded: req.succeeded,
+        exit_code: req.exit_code,
+        condition: req.condition,
+    };
+    (req.meta, op)
 }
 
 /// Every `heartbeat_batch_ms`, passes the gathered heartbeats on as one write

@@ -1,16 +1,19 @@
-//! Submits of one process share calls: a submit made while earlier ones are
-//! in flight queues, and goes out with its share of the submits waiting
-//! then (all that wait or are in flight, over the two slots), in one
-//! `SubmitEach` call. Each keeps its own idempotency key and gets its own
-//! outcome, exactly as if it had been sent alone; a submit that finds
-//! nothing in flight goes alone, at once, as `SubmitTask`.
+//! Writes of one kind made by one process share calls: a submit (or a
+//! completion) made while earlier ones are in flight queues, and goes out
+//! with its share of those waiting then (all that wait or are in flight,
+//! over the two slots), in one `SubmitEach` (`CompleteEach`) call. Each keeps
+//! its own idempotency key and gets its own outcome, exactly as if it had
+//! been sent alone; one that finds nothing in flight goes alone, at once, as
+//! `SubmitTask` (`CompleteTask`).
 //!
-//! A call per submit costs a gRPC round trip on both sides and a log entry;
+//! A call per write costs a gRPC round trip on both sides and a log entry;
 //! shared, one call and (through the leader's coalescer) one entry serve a
 //! whole batch. This is what lets many concurrent submitters in one process
-//! go several times faster than one call each.
+//! go several times faster than one call each, and what spares a worker that
+//! finishes a lease batch a call per task.
 
-use std::sync::Weak;
+use std::future::Future;
+use std::sync::{OnceLock, Weak};
 
 use tonic::{Code, Status};
 
@@ -18,27 +21,78 @@ use super::{Client, ClientError, Inner};
 use crate::gather::{Gather, Limits};
 use crate::model::limits::BATCH_MAX_TASKS;
 use crate::proto::v1::tasks_client::TasksClient;
-use crate::proto::v1::{submit_outcome, SubmitEachRequest, SubmitTaskRequest, SubmitTaskResponse};
+use crate::proto::v1::workers_client::WorkersClient;
+use crate::proto::v1::{
+    complete_outcome, submit_outcome, CompleteEachRequest, CompleteTaskRequest,
+    CompleteTaskResponse, RefusedWrite, SubmitEachRequest, SubmitTaskRequest, SubmitTaskResponse,
+};
 
-/// Calls in flight at once. Two rather than four: each call is an entry
-/// that every node logs, fsyncs and applies, so fewer, larger calls cost less
-/// per submit, and two keep the leader's pipeline busy (64 submitters:
-/// 25.1-26.3k submits/s against 23.5-24.6k with four, in alternating runs;
-/// one call at a time was no better).
+/// Calls in flight at once, per kind. Two rather than four: each call is an
+/// entry that every node logs, fsyncs and applies, so fewer, larger calls
+/// cost less per write, and two keep the leader's pipeline busy (64
+/// submitters: 25.1-26.3k submits/s against 23.5-24.6k with four, in
+/// alternating runs; one call at a time was no better).
 const IN_FLIGHT: usize = 2;
 /// A shared call stops growing past this many bytes (estimated), under the
 /// server's 4 MiB message limit.
 const CALL_MAX_BYTES: usize = 3 * 1024 * 1024;
 
-type Outcome = Result<SubmitTaskResponse, ClientError>;
-type Pending = crate::gather::Pending<SubmitTaskRequest, Outcome>;
+type Outcome<K> = Result<<K as Kind>::Reply, ClientError>;
 
-/// The handle submits go through: see the module docs.
-pub(super) type Batcher = Gather<SubmitTaskRequest, Outcome>;
+/// One kind of write that calls can share.
+pub(super) trait Kind: 'static {
+    type Request: Clone + Send + 'static;
+    type Reply: Send + 'static;
+    /// The shared call's name, for errors.
+    const EACH: &'static str;
 
-/// Starts the task that sends the submits. It holds the client weakly,
-/// and ends when the client is dropped.
-pub(super) fn start(inner: Weak<Inner>) -> Batcher {
+    /// Roughly the encoded size of one request.
+    fn estimated_bytes(req: &Self::Request) -> usize;
+    /// One call for one write (with retries).
+    fn alone(client: &Client, req: Self::Request)
+        -> impl Future<Output = Outcome<Self>> + Send;
+    /// One call for many; `None` in place of an outcome the server left
+    /// empty.
+    fn each(
+        client: &Client,
+        reqs: Vec<Self::Request>,
+    ) -> impl Future<Output = Result<Vec<Option<Outcome<Self>>>, ClientError>> + Send;
+}
+
+/// The handle the writes of one kind go through: see the module docs.
+pub(super) struct Batcher<K: Kind>(OnceLock<Gather<K::Request, Outcome<K>>>);
+
+impl<K: Kind> Default for Batcher<K> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl Client {
+    /// Sends `req` alone or with others of its kind, through `batcher`
+    /// (started by the first write).
+    pub(super) async fn shared<K: Kind>(
+        &self,
+        batcher: &Batcher<K>,
+        req: K::Request,
+    ) -> Outcome<K> {
+        let gather = batcher
+            .0
+            .get_or_init(|| start::<K>(std::sync::Arc::downgrade(&self.inner)));
+        if let Some(_slot) = gather.free_slot() {
+            return K::alone(self, req).await;
+        }
+        let bytes = K::estimated_bytes(&req);
+        if let Some(outcome) = gather.submit(req.clone(), bytes).await {
+            return outcome;
+        }
+        K::alone(self, req).await
+    }
+}
+
+/// Starts the task that sends the writes of kind `K`. It holds the client
+/// weakly, and ends when the client is dropped.
+fn start<K: Kind>(inner: Weak<Inner>) -> Gather<K::Request, Outcome<K>> {
     let limits = Limits {
         in_flight: IN_FLIGHT,
         max_items: BATCH_MAX_TASKS,
@@ -51,42 +105,28 @@ pub(super) fn start(inner: Weak<Inner>) -> Batcher {
             let inner = inner.clone();
             async move {
                 if let Some(inner) = inner.upgrade() {
-                    send(&Client { inner }, batch).await;
+                    send::<K>(&Client { inner }, batch).await;
                 }
             }
         },
     )
 }
 
-/// Roughly the encoded size of a submit.
-pub(super) fn estimated_bytes(req: &SubmitTaskRequest) -> usize {
-    256 + req.task.as_ref().map_or(0, |t| {
-        t.payload.len() + t.command.iter().map(String::len).sum::<usize>()
-    })
-}
-
-async fn send(client: &Client, mut batch: Vec<Pending>) {
+async fn send<K: Kind>(
+    client: &Client,
+    mut batch: Vec<crate::gather::Pending<K::Request, Outcome<K>>>,
+) {
     if batch.len() == 1 {
-        let p = batch.pop().expect("one submit");
-        let _ = p.done.send(client.submit_alone(p.item).await);
+        let p = batch.pop().expect("one write");
+        let _ = p.done.send(K::alone(client, p.item).await);
         return;
     }
-    let (submits, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.done)).unzip();
-    let count = submits.len();
-    let req = SubmitEachRequest { submits };
-    let result = client
-        .call(|ch| {
-            let req = req.clone();
-            async move { TasksClient::new(ch).submit_each(req).await }
-        })
-        .await;
-    let outcomes = match result {
-        Ok(resp) if resp.outcomes.len() == count => resp.outcomes,
-        Ok(resp) => {
-            let e = format!(
-                "submit_each: {} outcomes for {count} submits",
-                resp.outcomes.len()
-            );
+    let (reqs, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.done)).unzip();
+    let count = reqs.len();
+    let outcomes = match K::each(client, reqs).await {
+        Ok(outcomes) if outcomes.len() == count => outcomes,
+        Ok(outcomes) => {
+            let e = format!("{}: {} outcomes for {count} writes", K::EACH, outcomes.len());
             for done in waiters {
                 let _ = done.send(Err(ClientError::Protocol(e.clone())));
             }
@@ -100,15 +140,106 @@ async fn send(client: &Client, mut batch: Vec<Pending>) {
         }
     };
     for (done, outcome) in waiters.into_iter().zip(outcomes) {
-        let _ = done.send(match outcome.outcome {
-            Some(submit_outcome::Outcome::Submitted(r)) => Ok(r),
-            Some(submit_outcome::Outcome::Refused(r)) => Err(ClientError::Status(Status::new(
-                Code::from_i32(r.code),
-                r.message,
-            ))),
-            None => Err(ClientError::Protocol(
-                "submit_each: an empty outcome".into(),
-            )),
-        });
+        let _ = done.send(outcome.unwrap_or_else(|| {
+            Err(ClientError::Protocol(format!("{}: an empty outcome", K::EACH)))
+        }));
+    }
+}
+
+/// A refusal of one write of a shared call, as the call alone would have
+/// failed.
+fn refusal(r: RefusedWrite) -> ClientError {
+    ClientError::Status(Status::new(Code::from_i32(r.code), r.message))
+}
+
+/// Submits (`SubmitTask`, shared as `SubmitEach`).
+pub(super) struct Submits;
+
+impl Kind for Submits {
+    type Request = SubmitTaskRequest;
+    type Reply = SubmitTaskResponse;
+    const EACH: &'static str = "submit_each";
+
+    fn estimated_bytes(req: &SubmitTaskRequest) -> usize {
+        256 + req.task.as_ref().map_or(0, |t| {
+            t.payload.len() + t.command.iter().map(String::len).sum::<usize>()
+        })
+    }
+
+    async fn alone(client: &Client, req: SubmitTaskRequest) -> Outcome<Self> {
+        client
+            .call(|ch| {
+                let req = req.clone();
+                async move { TasksClient::new(ch).submit_task(req).await }
+            })
+            .await
+    }
+
+    async fn each(
+        client: &Client,
+        submits: Vec<SubmitTaskRequest>,
+    ) -> Result<Vec<Option<Outcome<Self>>>, ClientError> {
+        let req = SubmitEachRequest { submits };
+        let resp = client
+            .call(|ch| {
+                let req = req.clone();
+                async move { TasksClient::new(ch).submit_each(req).await }
+            })
+            .await?;
+        Ok(resp
+            .outcomes
+            .into_iter()
+            .map(|o| {
+                o.outcome.map(|o| match o {
+                    submit_outcome::Outcome::Submitted(r) => Ok(r),
+                    submit_outcome::Outcome::Refused(r) => Err(refusal(r)),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Completions (`CompleteTask`, shared as `CompleteEach`).
+pub(super) struct Completes;
+
+impl Kind for Completes {
+    type Request = CompleteTaskRequest;
+    type Reply = CompleteTaskResponse;
+    const EACH: &'static str = "complete_each";
+
+    fn estimated_bytes(req: &CompleteTaskRequest) -> usize {
+        128 + req.condition.len()
+    }
+
+    async fn alone(client: &Client, req: CompleteTaskRequest) -> Outcome<Self> {
+        client
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).complete_task(req).await }
+            })
+            .await
+    }
+
+    async fn each(
+        client: &Client,
+        completes: Vec<CompleteTaskRequest>,
+    ) -> Result<Vec<Option<Outcome<Self>>>, ClientError> {
+        let req = CompleteEachRequest { completes };
+        let resp = client
+            .call(|ch| {
+                let req = req.clone();
+                async move { WorkersClient::new(ch).complete_each(req).await }
+            })
+            .await?;
+        Ok(resp
+            .outcomes
+            .into_iter()
+            .map(|o| {
+                o.outcome.map(|o| match o {
+                    complete_outcome::Outcome::Completed(r) => Ok(r),
+                    complete_outcome::Outcome::Refused(r) => Err(refusal(r)),
+                })
+            })
+            .collect())
     }
 }

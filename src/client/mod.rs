@@ -40,8 +40,9 @@ struct Inner {
     /// Index of the endpoint tried first: the last one that answered.
     preferred: AtomicUsize,
     deadline: Duration,
-    /// Sends concurrent submits together; started by the first submit.
-    batcher: std::sync::OnceLock<batch::Batcher>,
+    /// Send concurrent submits, and completions, together (see `batch`).
+    submits: batch::Batcher<batch::Submits>,
+    completes: batch::Batcher<batch::Completes>,
 }
 
 /// How fresh a read must be.
@@ -136,7 +137,8 @@ impl Client {
                 endpoints: Mutex::new(endpoints),
                 preferred: AtomicUsize::new(0),
                 deadline,
-                batcher: std::sync::OnceLock::new(),
+                submits: Default::default(),
+                completes: Default::default(),
             }),
         }
     }

@@ -50,30 +50,7 @@ impl Client {
             meta: write_meta(idempotency_key),
             task: Some(spec),
         };
-        let batcher = self
-            .inner
-            .batcher
-            .get_or_init(|| super::batch::start(std::sync::Arc::downgrade(&self.inner)));
-        if let Some(_slot) = batcher.free_slot() {
-            return self.submit_alone(req).await;
-        }
-        let bytes = super::batch::estimated_bytes(&req);
-        if let Some(outcome) = batcher.submit(req.clone(), bytes).await {
-            return outcome;
-        }
-        self.submit_alone(req).await
-    }
-
-    /// One `SubmitTask` call (with retries), not shared with other submits.
-    pub(super) async fn submit_alone(
-        &self,
-        req: SubmitTaskRequest,
-    ) -> Result<SubmitTaskResponse, ClientError> {
-        self.call(|ch| {
-            let req = req.clone();
-            async move { TasksClient::new(ch).submit_task(req).await }
-        })
-        .await
+        self.shared(&self.inner.submits, req).await
     }
 
     /// Submits tasks atomically: every one is accepted or none is. The ids

@@ -155,6 +155,8 @@ impl Client {
 
     /// Reports how a task ended. Pass the same `idempotency_key` when
     /// calling again after an error, so the completion is applied once.
+    /// Completions made concurrently from this process share calls (see
+    /// `batch`); each keeps its own key and outcome.
     pub async fn complete_task(
         &self,
         id: u64,
@@ -170,12 +172,7 @@ impl Client {
             exit_code: outcome.exit_code,
             condition: outcome.condition.clone(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).complete_task(req).await }
-            })
-            .await?;
+        let resp = self.shared(&self.inner.completes, req).await?;
         task_of(resp.task, "complete_task")
     }
 
