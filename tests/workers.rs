@@ -690,16 +690,15 @@ async fn completions_in_one_call_each_get_their_own_outcome() {
         l.submit("default", "").await;
     }
     let held = lease_all(&l, "w", 3).await;
-    let complete = |meta: Option<WriteMeta>, (id, token): (u64, u64), ok: bool| {
-        CompleteTaskRequest {
+    let complete =
+        |meta: Option<WriteMeta>, (id, token): (u64, u64), ok: bool| CompleteTaskRequest {
             meta,
             id,
             fencing_token: token,
             succeeded: ok,
             exit_code: Some(if ok { 0 } else { 3 }),
             condition: String::new(),
-        }
-    };
+        };
     let (a, b, d) = (held[0], held[1], held[2]);
     let first = meta();
     let req = CompleteEachRequest {
@@ -741,7 +740,11 @@ async fn completions_in_one_call_each_get_their_own_outcome() {
         panic!("{got:?}")
     };
     assert_eq!(Code::from_i32(r.code), Code::InvalidArgument, "{r:?}");
-    assert_eq!(f.task(b.0).await.state, "leased", "the refused one is untouched");
+    assert_eq!(
+        f.task(b.0).await.state,
+        "leased",
+        "the refused one is untouched"
+    );
     assert_eq!(l.complete(b.0, b.1, true).await.unwrap().state, "succeeded");
 
     let too_many = CompleteEachRequest {

@@ -298,8 +298,12 @@ async fn laneq_pipeline(
     window: Duration,
 ) -> Pipeline {
     let stop = Arc::new(AtomicBool::new(false));
+    // When each task was sent, by the sequence number in its payload: known
+    // before the submit, so a task leased before its submit is answered
+    // still counts (keyed by id, such tasks were missed).
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let waits: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let seq = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     // Each run has its own queue, so that it starts without a backlog.
@@ -340,7 +344,8 @@ async fn laneq_pipeline(
                 let mut completions = Vec::new();
                 for l in leases {
                     let Some(t) = l.task else { continue };
-                    if let Some(at) = sent.lock().expect("sent").remove(&t.id) {
+                    let at = seq_of(&t.payload).and_then(|n| sent.lock().expect("sent").remove(&n));
+                    if let Some(at) = at {
                         waits.lock().expect("waits").push(now - at);
                     }
                     let (client, ok, done) = (client.clone(), ok.clone(), done.clone());
@@ -359,7 +364,7 @@ async fn laneq_pipeline(
     }
     let start = Instant::now();
     for s in 0..submitters {
-        let (client, stop, sent) = (client.clone(), stop.clone(), sent.clone());
+        let (client, stop, sent, seq) = (client.clone(), stop.clone(), sent.clone(), seq.clone());
         let queue = queue.clone();
         let pause = rate.map(|r| Duration::from_secs_f64(submitters as f64 / r.max(1.0)));
         handles.push(tokio::spawn(async move {
@@ -369,9 +374,12 @@ async fn laneq_pipeline(
                     tokio::time::sleep_until(next.into()).await;
                     next += p;
                 }
-                let t = Instant::now();
-                if let Ok(r) = client.submit(task_in(&queue), None).await {
-                    sent.lock().expect("sent").insert(r.id, t);
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let mut task = task_in(&queue);
+                task.payload[..8].copy_from_slice(&n.to_le_bytes());
+                sent.lock().expect("sent").insert(n, Instant::now());
+                if client.submit(task, None).await.is_err() {
+                    sent.lock().expect("sent").remove(&n);
                 }
             }
         }));
@@ -384,6 +392,11 @@ async fn laneq_pipeline(
         p50_ms: ms(percentile(&w, 50.0)),
         p99_ms: ms(percentile(&w, 99.0)),
     }
+}
+
+/// The sequence number the end-to-end scenario puts in a task's payload.
+fn seq_of(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
 async fn etcd_queue(c: &Cluster, submitters: usize, workers: usize, window: Duration) -> f64 {

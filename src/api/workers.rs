@@ -13,8 +13,8 @@ use super::{
     convert, key_reused, nth_write, propose, propose_each, read_barrier, refused, require_key,
     write_of,
 };
-use crate::model::limits::BATCH_MAX_TASKS;
 use crate::config::WorkerSettings;
+use crate::model::limits::BATCH_MAX_TASKS;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
 use crate::model::{ModelError, Op, Reply, Write, DEFAULT_POOL};
 use crate::proto::v1::workers_server::Workers;
@@ -373,7 +373,9 @@ impl Workers for WorkersApi {
                 let done = r.and_then(|r| self.changed_task(r.result.map_err(model_status)?));
                 CompleteOutcome {
                     outcome: Some(match done {
-                        Ok(task) => complete_outcome::Outcome::Completed(CompleteTaskResponse { task }),
+                        Ok(task) => {
+                            complete_outcome::Outcome::Completed(CompleteTaskResponse { task })
+                        }
                         Err(status) => complete_outcome::Outcome::Refused(refused(&status)),
                     }),
                 }

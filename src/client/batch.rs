@@ -27,12 +27,6 @@ use crate::proto::v1::{
     CompleteTaskResponse, RefusedWrite, SubmitEachRequest, SubmitTaskRequest, SubmitTaskResponse,
 };
 
-/// Calls in flight at once, per kind. Two rather than four: each call is an
-/// entry that every node logs, fsyncs and applies, so fewer, larger calls
-/// cost less per write, and two keep the leader's pipeline busy (64
-/// submitters: 25.1-26.3k submits/s against 23.5-24.6k with four, in
-/// alternating runs; one call at a time was no better).
-const IN_FLIGHT: usize = 2;
 /// A shared call stops growing past this many bytes (estimated), under the
 /// server's 4 MiB message limit.
 const CALL_MAX_BYTES: usize = 3 * 1024 * 1024;
@@ -45,12 +39,13 @@ pub(super) trait Kind: 'static {
     type Reply: Send + 'static;
     /// The shared call's name, for errors.
     const EACH: &'static str;
+    /// Calls of this kind in flight at once.
+    const IN_FLIGHT: usize;
 
     /// Roughly the encoded size of one request.
     fn estimated_bytes(req: &Self::Request) -> usize;
     /// One call for one write (with retries).
-    fn alone(client: &Client, req: Self::Request)
-        -> impl Future<Output = Outcome<Self>> + Send;
+    fn alone(client: &Client, req: Self::Request) -> impl Future<Output = Outcome<Self>> + Send;
     /// One call for many; `None` in place of an outcome the server left
     /// empty.
     fn each(
@@ -94,7 +89,7 @@ impl Client {
 /// weakly, and ends when the client is dropped.
 fn start<K: Kind>(inner: Weak<Inner>) -> Gather<K::Request, Outcome<K>> {
     let limits = Limits {
-        in_flight: IN_FLIGHT,
+        in_flight: K::IN_FLIGHT,
         max_items: BATCH_MAX_TASKS,
         max_bytes: CALL_MAX_BYTES,
     };
@@ -126,7 +121,11 @@ async fn send<K: Kind>(
     let outcomes = match K::each(client, reqs).await {
         Ok(outcomes) if outcomes.len() == count => outcomes,
         Ok(outcomes) => {
-            let e = format!("{}: {} outcomes for {count} writes", K::EACH, outcomes.len());
+            let e = format!(
+                "{}: {} outcomes for {count} writes",
+                K::EACH,
+                outcomes.len()
+            );
             for done in waiters {
                 let _ = done.send(Err(ClientError::Protocol(e.clone())));
             }
@@ -141,7 +140,10 @@ async fn send<K: Kind>(
     };
     for (done, outcome) in waiters.into_iter().zip(outcomes) {
         let _ = done.send(outcome.unwrap_or_else(|| {
-            Err(ClientError::Protocol(format!("{}: an empty outcome", K::EACH)))
+            Err(ClientError::Protocol(format!(
+                "{}: an empty outcome",
+                K::EACH
+            )))
         }));
     }
 }
@@ -159,6 +161,13 @@ impl Kind for Submits {
     type Request = SubmitTaskRequest;
     type Reply = SubmitTaskResponse;
     const EACH: &'static str = "submit_each";
+    /// Two rather than four: each call is an entry that every node logs,
+    /// fsyncs and applies, so fewer, larger calls cost less per submit, and
+    /// two keep the leader's pipeline busy (64 submitters: 25.1-26.3k
+    /// submits/s against 23.5-24.6k with four, in alternating runs). One
+    /// lost 10-25% at 64 and 256 submitters (20.4-22.6k against 23.2-23.6k,
+    /// and 32.6-39.2k against 40.7-44.0k).
+    const IN_FLIGHT: usize = 2;
 
     fn estimated_bytes(req: &SubmitTaskRequest) -> usize {
         256 + req.task.as_ref().map_or(0, |t| {
@@ -206,6 +215,11 @@ impl Kind for Completes {
     type Request = CompleteTaskRequest;
     type Reply = CompleteTaskResponse;
     const EACH: &'static str = "complete_each";
+    /// One: a completion holds up only its worker's slot, so it waits for
+    /// the call in flight and goes with all that waits then, in the fewest
+    /// calls. In the end-to-end bench (16 submitters, 8 workers) this made
+    /// 5.6-5.8k tasks/s against 5.2-5.4k with two, in alternating runs.
+    const IN_FLIGHT: usize = 1;
 
     fn estimated_bytes(req: &CompleteTaskRequest) -> usize {
         128 + req.condition.len()
