@@ -1,7 +1,8 @@
 //! Writes of one kind made by one process share calls: a submit (or a
 //! completion) made while earlier ones are in flight queues, and goes out
 //! with its share of those waiting then (all that wait or are in flight,
-//! over the two slots), in one `SubmitEach` (`CompleteEach`) call. Each keeps
+//! over the kind's slots: two for submits, one for completions), in one
+//! `SubmitEach` (`CompleteEach`) call. Each keeps
 //! its own idempotency key and gets its own outcome, exactly as if it had
 //! been sent alone; one that finds nothing in flight goes alone, at once, as
 //! `SubmitTask` (`CompleteTask`).
