@@ -15,6 +15,7 @@ mod workers;
 
 use std::sync::Arc;
 
+use crate::model::limits::BATCH_MAX_TASKS;
 use crate::model::{Op, Reply, Write};
 use crate::proto::v1::cluster_server::ClusterServer;
 use crate::proto::v1::config_server::ConfigServer;
@@ -88,11 +89,20 @@ async fn propose(
 /// `CompleteEach` call): one forward from a follower, one log entry, one wait
 /// for apply. Each still applies under its own key with its own response,
 /// and one refused does not touch the others. A write that could not be
-/// built keeps its refusal. Returns one result per write, in order.
+/// built keeps its refusal. Returns one result per write, in order. A
+/// request of more than [`BATCH_MAX_TASKS`] writes (in its field `field`) is
+/// refused whole.
 async fn propose_each(
     node: &RaftNode,
+    field: &str,
     writes: Vec<Result<Write, tonic::Status>>,
 ) -> Result<Vec<Result<crate::model::Response, tonic::Status>>, tonic::Status> {
+    if writes.len() > BATCH_MAX_TASKS {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{field}: {} in one request; the limit is {BATCH_MAX_TASKS}",
+            writes.len()
+        )));
+    }
     let mut outcomes = Vec::with_capacity(writes.len());
     let mut good = Vec::new();
     for w in writes {

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::error::{self, model_status};
 use super::{convert, key_reused, propose, propose_each, read_barrier, refused, write_of};
-use crate::model::limits::{BATCH_MAX_TASKS, LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
+use crate::model::limits::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
 use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState, Write};
 use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::tasks_server::Tasks;
@@ -114,14 +114,8 @@ impl Tasks for TasksApi {
         req: Request<SubmitEachRequest>,
     ) -> Result<Response<SubmitEachResponse>, Status> {
         let submits = req.into_inner().submits;
-        if submits.len() > BATCH_MAX_TASKS {
-            return Err(Status::invalid_argument(format!(
-                "submits: {} in one request; the limit is {BATCH_MAX_TASKS}",
-                submits.len()
-            )));
-        }
         let writes = submits.into_iter().map(submit_write).collect();
-        let outcomes = propose_each(&self.node, writes)
+        let outcomes = propose_each(&self.node, "submits", writes)
             .await?
             .into_iter()
             .map(|r| SubmitOutcome {

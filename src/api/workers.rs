@@ -14,7 +14,6 @@ use super::{
     write_of,
 };
 use crate::config::WorkerSettings;
-use crate::model::limits::BATCH_MAX_TASKS;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
 use crate::model::{ModelError, Op, Reply, Write, DEFAULT_POOL};
 use crate::proto::v1::workers_server::Workers;
@@ -353,12 +352,6 @@ impl Workers for WorkersApi {
         req: Request<CompleteEachRequest>,
     ) -> Result<Response<CompleteEachResponse>, Status> {
         let completes = req.into_inner().completes;
-        if completes.len() > BATCH_MAX_TASKS {
-            return Err(Status::invalid_argument(format!(
-                "completes: {} in one request; the limit is {BATCH_MAX_TASKS}",
-                completes.len()
-            )));
-        }
         let writes = completes
             .into_iter()
             .map(|c| {
@@ -366,7 +359,7 @@ impl Workers for WorkersApi {
                 write_of(meta, op)
             })
             .collect();
-        let outcomes = propose_each(&self.node, writes)
+        let outcomes = propose_each(&self.node, "completes", writes)
             .await?
             .into_iter()
             .map(|r| {
