@@ -34,12 +34,18 @@ impl Outcome {
 
 pub async fn closed_loop(clients: usize, window: Duration, op: Op) -> Outcome {
     let start = Instant::now();
+    let wall_start = std::time::SystemTime::now();
     let deadline = start + window;
     let errors = Arc::new(AtomicU64::new(0));
     let all = Arc::new(Mutex::new(Vec::new()));
+    // Acknowledgements by the second of the window they came in.
+    let seconds = window.as_secs() as usize + 2;
+    let per_second: Arc<Vec<AtomicU64>> =
+        Arc::new((0..seconds).map(|_| AtomicU64::new(0)).collect());
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (op, errors, all) = (op.clone(), errors.clone(), all.clone());
+        let per_second = per_second.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             let mut seq = 0;
@@ -47,6 +53,8 @@ pub async fn closed_loop(clients: usize, window: Duration, op: Op) -> Outcome {
                 let t = Instant::now();
                 if op(c, seq).await {
                     mine.push(t.elapsed());
+                    let second = (start.elapsed().as_secs() as usize).min(seconds - 1);
+                    per_second[second].fetch_add(1, Ordering::Relaxed);
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -59,6 +67,9 @@ pub async fn closed_loop(clients: usize, window: Duration, op: Op) -> Outcome {
         let _ = t.await;
     }
     let elapsed = start.elapsed();
+    if std::env::var_os("LANEQ_BENCH_TIMELINE").is_some() {
+        print_timeline(clients, wall_start, &per_second);
+    }
     let mut latencies = std::mem::take(&mut *all.lock().expect("latencies"));
     latencies.sort_unstable();
     Outcome {
@@ -67,6 +78,26 @@ pub async fn closed_loop(clients: usize, window: Duration, op: Op) -> Outcome {
         elapsed,
         latencies,
     }
+}
+
+/// One line of acknowledgements per second, from the window's start in
+/// UTC (to line up with node logs and RocksDB's LOG files).
+fn print_timeline(clients: usize, wall_start: std::time::SystemTime, per_second: &[AtomicU64]) {
+    let unix = wall_start
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let day = unix.as_secs() % 86_400;
+    let counts: Vec<String> = (per_second.iter())
+        .map(|n| n.load(Ordering::Relaxed).to_string())
+        .collect();
+    eprintln!(
+        "timeline: {clients} clients from {:02}:{:02}:{:02}.{:03} UTC, acks per second: {}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60,
+        unix.subsec_millis(),
+        counts.join(" ")
+    );
 }
 
 /// The `q`-th percentile (0-100) of sorted samples.

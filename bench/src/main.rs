@@ -31,6 +31,11 @@ Options:
   --out FILE            the JSON results (default bench/results/versus_etcd.json)
   --clients LIST        the submit scenario's client counts (default 1,16,64,256)
   --laneq-only          the submit scenario without etcd (for profiling)
+
+Diagnostics (environment):
+  LANEQ_BENCH_TIMELINE=1   print each closed loop's acknowledgements per second
+  LANEQ_BENCH_KEEP=1       keep the clusters' data dirs and logs (paths printed)
+  LANEQ_BENCH_NODE_LOG=F   the nodes' log filter (default warn), e.g. info
 ";
 
 pub struct Args {

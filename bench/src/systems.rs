@@ -18,6 +18,27 @@ pub fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
+/// The nodes' log filter: `LANEQ_BENCH_NODE_LOG` when set (say
+/// `info`, to see snapshot builds), else warnings only.
+fn node_log_filter() -> String {
+    std::env::var("LANEQ_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// A temp dir for one cluster's data and logs. With `LANEQ_BENCH_KEEP`
+/// set it outlives the run (its path is printed), for reading the node
+/// logs and RocksDB's own LOG files afterwards.
+fn cluster_dir(name: &str) -> tempfile::TempDir {
+    let mut dir = tempfile::Builder::new()
+        .prefix(&format!("laneq-bench-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    if std::env::var_os("LANEQ_BENCH_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("{name} cluster data kept in {}", dir.path().display());
+    }
+    dir
+}
+
 /// Threads for each node of a 3-node cluster on this machine: a third of
 /// the cores (at least one). laneq gets them as `--threads`, etcd as
 /// `GOMAXPROCS`, so that neither system's three nodes fight over the cores
@@ -43,7 +64,7 @@ impl Proc {
             .expect("node log");
         let child = Command::new(bin)
             .args(&self.args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", node_log_filter())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -85,7 +106,7 @@ pub struct Cluster {
 impl Cluster {
     /// A laneq cluster with its default settings (fsync on).
     pub async fn laneq(bin: &Path) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = cluster_dir("laneq");
         let addrs: Vec<String> = (0..3)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
@@ -134,7 +155,7 @@ impl Cluster {
     /// An etcd cluster; `fast` sets heartbeat 10 ms and election 100 ms
     /// (etcd's defaults are 100 ms and 1000 ms).
     pub async fn etcd(bin: &Path, fast: bool) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = cluster_dir("etcd");
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = (ports.iter().enumerate())
             .map(|(i, (_, peer))| format!("e{}=http://127.0.0.1:{peer}", i + 1))
