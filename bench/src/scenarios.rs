@@ -92,21 +92,31 @@ async fn etcd_put(c: &Cluster) -> Op {
 
 /// A closed loop, and the CPU it cost per acknowledged op, in µs: the
 /// user and system time of the cluster's processes and of this load
-/// generator (which drives one system at a time) over the window.
+/// generator (which drives one system at a time) over the window. Also the
+/// CPU, in ms, that the other cluster (`idle`), running side by side with
+/// nothing to do, used in the same window: background work left over from
+/// its own windows would slow this one.
 async fn closed_loop_cpu(
     cluster: &Cluster,
+    idle: Option<&Cluster>,
     clients: usize,
     window: Duration,
     op: Op,
-) -> (Outcome, f64) {
-    let mut pids: Vec<u32> = (0..3).filter_map(|i| cluster.pid(i)).collect();
+) -> (Outcome, f64, Option<f64>) {
+    let mut pids = cluster_pids(cluster);
     pids.push(std::process::id());
-    let cpu = || pids.iter().filter_map(|&p| cpu_time(p)).sum::<Duration>();
-    let before = cpu();
+    let idle_pids = idle.map(cluster_pids).unwrap_or_default();
+    let cpu = |pids: &[u32]| pids.iter().filter_map(|&p| cpu_time(p)).sum::<Duration>();
+    let (before, idle_before) = (cpu(&pids), cpu(&idle_pids));
     let o = closed_loop(clients, window, op).await;
-    let used = cpu().saturating_sub(before);
+    let used = cpu(&pids).saturating_sub(before);
     let per_op = used.as_secs_f64() * 1e6 / o.ok.max(1) as f64;
-    (o, per_op)
+    let idle_ms = idle.map(|_| cpu(&idle_pids).saturating_sub(idle_before).as_secs_f64() * 1e3);
+    (o, per_op, idle_ms)
+}
+
+fn cluster_pids(cluster: &Cluster) -> Vec<u32> {
+    (0..3).filter_map(|i| cluster.pid(i)).collect()
 }
 
 fn row(scenario: &str, system: &str, clients: usize, o: &Outcome) -> Value {
@@ -124,6 +134,7 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     let mut rows = Vec::new();
     let mut results: HashMap<(&str, usize), Outcome> = HashMap::new();
     let mut cpu_per_op: HashMap<(&str, usize), f64> = HashMap::new();
+    let mut idle_cpu: HashMap<(&str, usize), f64> = HashMap::new();
     // Both clusters run side by side (the idle one costs next to nothing),
     // and each client count runs on laneq then at once on etcd: a change in
     // the machine's speed during the run (this one's disk and CPU vary by
@@ -140,19 +151,26 @@ pub async fn submit(args: &Args) -> Vec<Value> {
         let op = laneq_submit(laneq_client(&laneq).await);
         let term_before = laneq.term().await;
         for &c in counts {
-            let (o, cpu) = closed_loop_cpu(&laneq, c, args.window(), op.clone()).await;
+            let idle = etcd.as_ref().map(|(etcd, _)| etcd);
+            let (o, cpu, idle_ms) =
+                closed_loop_cpu(&laneq, idle, c, args.window(), op.clone()).await;
             let mut r = row("submit", "laneq", c, &o);
             r["cpu_us_per_op"] = json!(cpu.round());
+            r["idle_peer_cpu_ms"] = json!(idle_ms.map(f64::round));
             rows.push(r);
             results.insert(("laneq", c), o);
             cpu_per_op.insert(("laneq", c), cpu);
+            idle_cpu.insert(("laneq", c), idle_ms.unwrap_or(0.0));
             if let Some((etcd, op)) = &etcd {
-                let (o, cpu) = closed_loop_cpu(etcd, c, args.window(), op.clone()).await;
+                let (o, cpu, idle_ms) =
+                    closed_loop_cpu(etcd, Some(&laneq), c, args.window(), op.clone()).await;
                 let mut r = row("submit", "etcd", c, &o);
                 r["cpu_us_per_op"] = json!(cpu.round());
+                r["idle_peer_cpu_ms"] = json!(idle_ms.map(f64::round));
                 rows.push(r);
                 results.insert(("etcd", c), o);
                 cpu_per_op.insert(("etcd", c), cpu);
+                idle_cpu.insert(("etcd", c), idle_ms.unwrap_or(0.0));
             }
         }
         let client = laneq_client(&laneq).await;
@@ -227,6 +245,19 @@ pub async fn submit(args: &Args) -> Vec<Value> {
         "\nCPU per op: user + system time of the three nodes and of this load generator over \
          the window, divided by the acknowledged ops ({} cores in all).",
         std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let idle = |system: &str| -> String {
+        let ms: Vec<String> = (counts.iter())
+            .map(|&c| format!("{:.0}", idle_cpu[&(system, c)]))
+            .collect();
+        ms.join(" / ")
+    };
+    println!(
+        "CPU the idle cluster used during the other's windows, ms at {} clients: \
+         etcd during laneq's {}; laneq during etcd's {}.",
+        (counts.iter().map(usize::to_string).collect::<Vec<_>>()).join(" / "),
+        idle("laneq"),
+        idle("etcd")
     );
     for (label, batch) in [("laneq-b100", 100.0), ("laneq-b1000", 1000.0)] {
         let o = &results[&(label, 4)];
