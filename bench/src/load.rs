@@ -34,33 +34,38 @@ impl Outcome {
 
 pub async fn closed_loop(clients: usize, window: Duration, op: Op) -> Outcome {
     let start = Instant::now();
-    let wall_start = std::time::SystemTime::now();
+    let wall_start_ms = laneq::clock::now_ms();
     let deadline = start + window;
     let errors = Arc::new(AtomicU64::new(0));
     let all = Arc::new(Mutex::new(Vec::new()));
-    // Acknowledgements by the second of the window they came in.
+    // Acknowledgements by the second of the window they came in, counted by
+    // each client on its own and added up at the end.
     let seconds = window.as_secs() as usize + 2;
-    let per_second: Arc<Vec<AtomicU64>> =
-        Arc::new((0..seconds).map(|_| AtomicU64::new(0)).collect());
+    let per_second = Arc::new(Mutex::new(vec![0u64; seconds]));
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (op, errors, all) = (op.clone(), errors.clone(), all.clone());
         let per_second = per_second.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
+            let mut my_seconds = vec![0u64; seconds];
             let mut seq = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
                 if op(c, seq).await {
-                    mine.push(t.elapsed());
-                    let second = (start.elapsed().as_secs() as usize).min(seconds - 1);
-                    per_second[second].fetch_add(1, Ordering::Relaxed);
+                    let done = Instant::now();
+                    mine.push(done - t);
+                    my_seconds[((done - start).as_secs() as usize).min(seconds - 1)] += 1;
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
                 seq += 1;
             }
             all.lock().expect("latencies").extend(mine);
+            let mut total = per_second.lock().expect("per-second counts");
+            for (sum, n) in total.iter_mut().zip(my_seconds) {
+                *sum += n;
+            }
         }));
     }
     for t in tasks {
@@ -68,7 +73,11 @@ pub async fn closed_loop(clients: usize, window: Duration, op: Op) -> Outcome {
     }
     let elapsed = start.elapsed();
     if std::env::var_os("LANEQ_BENCH_TIMELINE").is_some() {
-        print_timeline(clients, wall_start, &per_second);
+        print_timeline(
+            clients,
+            wall_start_ms,
+            &per_second.lock().expect("per-second counts"),
+        );
     }
     let mut latencies = std::mem::take(&mut *all.lock().expect("latencies"));
     latencies.sort_unstable();
@@ -82,20 +91,15 @@ pub async fn closed_loop(clients: usize, window: Duration, op: Op) -> Outcome {
 
 /// One line of acknowledgements per second, from the window's start in
 /// UTC (to line up with node logs and RocksDB's LOG files).
-fn print_timeline(clients: usize, wall_start: std::time::SystemTime, per_second: &[AtomicU64]) {
-    let unix = wall_start
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let day = unix.as_secs() % 86_400;
-    let counts: Vec<String> = (per_second.iter())
-        .map(|n| n.load(Ordering::Relaxed).to_string())
-        .collect();
+fn print_timeline(clients: usize, wall_start_ms: u64, per_second: &[u64]) {
+    let day = wall_start_ms / 1000 % 86_400;
+    let counts: Vec<String> = per_second.iter().map(u64::to_string).collect();
     eprintln!(
         "timeline: {clients} clients from {:02}:{:02}:{:02}.{:03} UTC, acks per second: {}",
         day / 3600,
         day / 60 % 60,
         day % 60,
-        unix.subsec_millis(),
+        wall_start_ms % 1000,
         counts.join(" ")
     );
 }
