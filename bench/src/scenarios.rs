@@ -12,6 +12,7 @@ use laneq::client::{Client, ReadConsistency};
 use laneq::proto::v1::{QueueSpec, TaskSpec};
 use serde_json::{json, Value};
 
+use crate::floor::{round2, TouchSampler};
 use crate::load::{closed_loop, ms, percentile, Op, Outcome};
 use crate::systems::{cpu_time, Cluster};
 use crate::Args;
@@ -135,6 +136,9 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     let mut results: HashMap<(&str, usize), Outcome> = HashMap::new();
     let mut cpu_per_op: HashMap<(&str, usize), f64> = HashMap::new();
     let mut idle_cpu: HashMap<(&str, usize), f64> = HashMap::new();
+    // The cost of fresh memory during each window: it moves from run to
+    // run on this machine, and CPU per write moves with it.
+    let mut touch_us: HashMap<(&str, usize), f64> = HashMap::new();
     // Both clusters run side by side (the idle one costs next to nothing),
     // and each client count runs on laneq then at once on etcd: a change in
     // the machine's speed during the run (this one's disk and CPU vary by
@@ -152,21 +156,29 @@ pub async fn submit(args: &Args) -> Vec<Value> {
         let term_before = laneq.term().await;
         for &c in counts {
             let idle = etcd.as_ref().map(|(etcd, _)| etcd);
+            let touch = TouchSampler::start();
             let (o, cpu, idle_ms) =
                 closed_loop_cpu(&laneq, idle, c, args.window(), op.clone()).await;
+            let touch = touch.finish();
             let mut r = row("submit", "laneq", c, &o);
             r["cpu_us_per_op"] = json!(cpu.round());
             r["idle_peer_cpu_ms"] = json!(idle_ms.map(f64::round));
+            r["first_touch_us"] = json!(round2(touch));
+            touch_us.insert(("laneq", c), touch);
             rows.push(r);
             results.insert(("laneq", c), o);
             cpu_per_op.insert(("laneq", c), cpu);
             idle_cpu.insert(("laneq", c), idle_ms.unwrap_or(0.0));
             if let Some((etcd, op)) = &etcd {
+                let touch = TouchSampler::start();
                 let (o, cpu, idle_ms) =
                     closed_loop_cpu(etcd, Some(&laneq), c, args.window(), op.clone()).await;
+                let touch = touch.finish();
                 let mut r = row("submit", "etcd", c, &o);
                 r["cpu_us_per_op"] = json!(cpu.round());
                 r["idle_peer_cpu_ms"] = json!(idle_ms.map(f64::round));
+                r["first_touch_us"] = json!(round2(touch));
+                touch_us.insert(("etcd", c), touch);
                 rows.push(r);
                 results.insert(("etcd", c), o);
                 cpu_per_op.insert(("etcd", c), cpu);
@@ -205,17 +217,20 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     }
     if args.laneq_only {
         println!("## 1. Submit (laneq alone), 256 B, one request per call\n");
-        println!("| clients | laneq ops/s | p50 / p99 / p999 ms | CPU µs per op |");
-        println!("|---:|---:|---|---:|");
+        println!(
+            "| clients | laneq ops/s | p50 / p99 / p999 ms | CPU µs per op | first touch µs |"
+        );
+        println!("|---:|---:|---|---:|---:|");
         for &c in counts {
             let l = &results[&("laneq", c)];
             println!(
-                "| {c} | {:.0} | {:.2} / {:.2} / {:.2} | {:.0} |",
+                "| {c} | {:.0} | {:.2} / {:.2} / {:.2} | {:.0} | {:.2} |",
                 l.per_s(),
                 l.pct_ms(50.0),
                 l.pct_ms(99.0),
                 l.pct_ms(99.9),
-                cpu_per_op[&("laneq", c)]
+                cpu_per_op[&("laneq", c)],
+                touch_us[&("laneq", c)]
             );
         }
         return rows;
@@ -246,18 +261,25 @@ pub async fn submit(args: &Args) -> Vec<Value> {
          the window, divided by the acknowledged ops ({} cores in all).",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let idle = |system: &str| -> String {
-        let ms: Vec<String> = (counts.iter())
-            .map(|&c| format!("{:.0}", idle_cpu[&(system, c)]))
+    // One figure per client count, "a / b / c", with `decimals` decimals.
+    let per_count = |figures: &HashMap<(&str, usize), f64>, system: &str, decimals: usize| {
+        let each: Vec<String> = (counts.iter())
+            .map(|&c| format!("{:.*}", decimals, figures[&(system, c)]))
             .collect();
-        ms.join(" / ")
+        each.join(" / ")
     };
+    let at_counts = (counts.iter().map(usize::to_string).collect::<Vec<_>>()).join(" / ");
     println!(
-        "CPU the idle cluster used during the other's windows, ms at {} clients: \
+        "CPU the idle cluster used during the other's windows, ms at {at_counts} clients: \
          etcd during laneq's {}; laneq during etcd's {}.",
-        (counts.iter().map(usize::to_string).collect::<Vec<_>>()).join(" / "),
-        idle("laneq"),
-        idle("etcd")
+        per_count(&idle_cpu, "laneq", 0),
+        per_count(&idle_cpu, "etcd", 0)
+    );
+    println!(
+        "CPU time of a first write to a fresh 4 KiB page, sampled during each window, µs at \
+         {at_counts} clients: during laneq's {}; during etcd's {}.",
+        per_count(&touch_us, "laneq", 2),
+        per_count(&touch_us, "etcd", 2)
     );
     for (label, batch) in [("laneq-b100", 100.0), ("laneq-b1000", 1000.0)] {
         let o = &results[&(label, 4)];
