@@ -120,6 +120,45 @@ fn cluster_pids(cluster: &Cluster) -> Vec<u32> {
     (0..3).filter_map(|i| cluster.pid(i)).collect()
 }
 
+/// One closed-loop window of the submit scenario, with what was measured
+/// beside it.
+struct Window {
+    outcome: Outcome,
+    /// CPU per acknowledged op, in µs (see [`closed_loop_cpu`]).
+    cpu_us: f64,
+    /// CPU that the idle cluster used meanwhile, in ms (none without one).
+    idle_ms: Option<f64>,
+    /// The first-touch cost sampled during the window, in µs per page.
+    touch_us: f64,
+}
+
+/// One window of `op` on `cluster` with `clients` clients, sampling the
+/// first-touch cost meanwhile; its JSON row goes into `rows`.
+async fn submit_window(
+    system: &str,
+    cluster: &Cluster,
+    idle: Option<&Cluster>,
+    clients: usize,
+    window: Duration,
+    op: Op,
+    rows: &mut Vec<Value>,
+) -> Window {
+    let touch = TouchSampler::start();
+    let (outcome, cpu_us, idle_ms) = closed_loop_cpu(cluster, idle, clients, window, op).await;
+    let touch_us = touch.finish();
+    let mut r = row("submit", system, clients, &outcome);
+    r["cpu_us_per_op"] = json!(cpu_us.round());
+    r["idle_peer_cpu_ms"] = json!(idle_ms.map(f64::round));
+    r["first_touch_us"] = json!(round2(touch_us));
+    rows.push(r);
+    Window {
+        outcome,
+        cpu_us,
+        idle_ms,
+        touch_us,
+    }
+}
+
 fn row(scenario: &str, system: &str, clients: usize, o: &Outcome) -> Value {
     json!({
         "scenario": scenario, "system": system, "clients": clients,
@@ -133,12 +172,8 @@ fn row(scenario: &str, system: &str, clients: usize, o: &Outcome) -> Value {
 pub async fn submit(args: &Args) -> Vec<Value> {
     let counts = &args.clients;
     let mut rows = Vec::new();
-    let mut results: HashMap<(&str, usize), Outcome> = HashMap::new();
-    let mut cpu_per_op: HashMap<(&str, usize), f64> = HashMap::new();
-    let mut idle_cpu: HashMap<(&str, usize), f64> = HashMap::new();
-    // The cost of fresh memory during each window: it moves from run to
-    // run on this machine, and CPU per write moves with it.
-    let mut touch_us: HashMap<(&str, usize), f64> = HashMap::new();
+    let mut windows: HashMap<(&str, usize), Window> = HashMap::new();
+    let mut batches: Vec<(usize, Outcome)> = Vec::new();
     // Both clusters run side by side (the idle one costs next to nothing),
     // and each client count runs on laneq then at once on etcd: a change in
     // the machine's speed during the run (this one's disk and CPU vary by
@@ -154,35 +189,15 @@ pub async fn submit(args: &Args) -> Vec<Value> {
         let laneq = Cluster::laneq(&args.laneq_bin).await;
         let op = laneq_submit(laneq_client(&laneq).await);
         let term_before = laneq.term().await;
+        let window = args.window();
         for &c in counts {
             let idle = etcd.as_ref().map(|(etcd, _)| etcd);
-            let touch = TouchSampler::start();
-            let (o, cpu, idle_ms) =
-                closed_loop_cpu(&laneq, idle, c, args.window(), op.clone()).await;
-            let touch = touch.finish();
-            let mut r = row("submit", "laneq", c, &o);
-            r["cpu_us_per_op"] = json!(cpu.round());
-            r["idle_peer_cpu_ms"] = json!(idle_ms.map(f64::round));
-            r["first_touch_us"] = json!(round2(touch));
-            touch_us.insert(("laneq", c), touch);
-            rows.push(r);
-            results.insert(("laneq", c), o);
-            cpu_per_op.insert(("laneq", c), cpu);
-            idle_cpu.insert(("laneq", c), idle_ms.unwrap_or(0.0));
+            let w = submit_window("laneq", &laneq, idle, c, window, op.clone(), &mut rows).await;
+            windows.insert(("laneq", c), w);
             if let Some((etcd, op)) = &etcd {
-                let touch = TouchSampler::start();
-                let (o, cpu, idle_ms) =
-                    closed_loop_cpu(etcd, Some(&laneq), c, args.window(), op.clone()).await;
-                let touch = touch.finish();
-                let mut r = row("submit", "etcd", c, &o);
-                r["cpu_us_per_op"] = json!(cpu.round());
-                r["idle_peer_cpu_ms"] = json!(idle_ms.map(f64::round));
-                r["first_touch_us"] = json!(round2(touch));
-                touch_us.insert(("etcd", c), touch);
-                rows.push(r);
-                results.insert(("etcd", c), o);
-                cpu_per_op.insert(("etcd", c), cpu);
-                idle_cpu.insert(("etcd", c), idle_ms.unwrap_or(0.0));
+                let idle = Some(&laneq);
+                let w = submit_window("etcd", etcd, idle, c, window, op.clone(), &mut rows).await;
+                windows.insert(("etcd", c), w);
             }
         }
         let client = laneq_client(&laneq).await;
@@ -198,14 +213,7 @@ pub async fn submit(args: &Args) -> Vec<Value> {
             let mut r = row(&format!("submit_batch_{batch}"), "laneq", 4, &o);
             r["tasks_per_s"] = json!((o.per_s() * batch as f64).round());
             rows.push(r);
-            results.insert(
-                if batch == 100 {
-                    ("laneq-b100", 4)
-                } else {
-                    ("laneq-b1000", 4)
-                },
-                o,
-            );
+            batches.push((batch, o));
         }
         // Under full load a node must not miss heartbeats: a new term here
         // would be a spurious election.
@@ -222,15 +230,16 @@ pub async fn submit(args: &Args) -> Vec<Value> {
         );
         println!("|---:|---:|---|---:|---:|");
         for &c in counts {
-            let l = &results[&("laneq", c)];
+            let w = &windows[&("laneq", c)];
+            let l = &w.outcome;
             println!(
                 "| {c} | {:.0} | {:.2} / {:.2} / {:.2} | {:.0} | {:.2} |",
                 l.per_s(),
                 l.pct_ms(50.0),
                 l.pct_ms(99.0),
                 l.pct_ms(99.9),
-                cpu_per_op[&("laneq", c)],
-                touch_us[&("laneq", c)]
+                w.cpu_us,
+                w.touch_us
             );
         }
         return rows;
@@ -240,7 +249,8 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     println!("| clients | laneq ops/s | etcd ops/s | ratio | laneq p50 / p99 / p999 ms | etcd p50 / p99 / p999 ms | CPU µs per op, laneq / etcd |");
     println!("|---:|---:|---:|---:|---|---|---|");
     for &c in counts {
-        let (l, e) = (&results[&("laneq", c)], &results[&("etcd", c)]);
+        let (lw, ew) = (&windows[&("laneq", c)], &windows[&("etcd", c)]);
+        let (l, e) = (&lw.outcome, &ew.outcome);
         println!(
             "| {c} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} |",
             l.per_s(),
@@ -252,8 +262,8 @@ pub async fn submit(args: &Args) -> Vec<Value> {
             e.pct_ms(50.0),
             e.pct_ms(99.0),
             e.pct_ms(99.9),
-            cpu_per_op[&("laneq", c)],
-            cpu_per_op[&("etcd", c)]
+            lw.cpu_us,
+            ew.cpu_us
         );
     }
     println!(
@@ -261,31 +271,33 @@ pub async fn submit(args: &Args) -> Vec<Value> {
          the window, divided by the acknowledged ops ({} cores in all).",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // One figure per client count, "a / b / c", with `decimals` decimals.
-    let per_count = |figures: &HashMap<(&str, usize), f64>, system: &str, decimals: usize| {
+    // One figure of a system's windows per client count, "a / b / c", with
+    // `decimals` decimals.
+    let per_count = |system: &str, figure: fn(&Window) -> f64, decimals: usize| {
         let each: Vec<String> = (counts.iter())
-            .map(|&c| format!("{:.*}", decimals, figures[&(system, c)]))
+            .map(|&c| format!("{:.*}", decimals, figure(&windows[&(system, c)])))
             .collect();
         each.join(" / ")
     };
+    let idle_ms = |w: &Window| w.idle_ms.unwrap_or(0.0);
+    let touch_us = |w: &Window| w.touch_us;
     let at_counts = (counts.iter().map(usize::to_string).collect::<Vec<_>>()).join(" / ");
     println!(
         "CPU the idle cluster used during the other's windows, ms at {at_counts} clients: \
          etcd during laneq's {}; laneq during etcd's {}.",
-        per_count(&idle_cpu, "laneq", 0),
-        per_count(&idle_cpu, "etcd", 0)
+        per_count("laneq", idle_ms, 0),
+        per_count("etcd", idle_ms, 0)
     );
     println!(
         "CPU time of a first write to a fresh 4 KiB page, sampled during each window, µs at \
          {at_counts} clients: during laneq's {}; during etcd's {}.",
-        per_count(&touch_us, "laneq", 2),
-        per_count(&touch_us, "etcd", 2)
+        per_count("laneq", touch_us, 2),
+        per_count("etcd", touch_us, 2)
     );
-    for (label, batch) in [("laneq-b100", 100.0), ("laneq-b1000", 1000.0)] {
-        let o = &results[&(label, 4)];
+    for (batch, o) in &batches {
         println!(
-            "\nlaneq batch submits of {batch:.0} tasks, 4 clients: {:.0} tasks/s (p50 {:.2} ms per batch)",
-            o.per_s() * batch,
+            "\nlaneq batch submits of {batch} tasks, 4 clients: {:.0} tasks/s (p50 {:.2} ms per batch)",
+            o.per_s() * *batch as f64,
             o.pct_ms(50.0)
         );
     }
