@@ -1,24 +1,36 @@
 //! laneq: a Raft-replicated, highly available queue store for ML job
-//! scheduling. See ARCHITECTURE.md for the map of this crate.
+//! scheduling. ARCHITECTURE.md is the map; the modules in reading order:
+//!
+//! - [`model`]: the queue model and its pure, deterministic apply (no IO).
+//! - [`codec`], [`wire`], [`gather`], [`clock`], [`config`]: leaves the rest share.
+//! - [`store`]: RocksDB: the Raft log, Raft's metadata, the state machine's tables.
+//! - [`raft`]: openraft over the store; [`raft::RaftNode`], the write path.
+//! - [`duties`]: a node's background work (heartbeat batches, expiry, clears).
+//! - [`api`] and [`server`]: the gRPC services and the `laneq node` process.
+//! - [`client`]: the Rust client; [`cli`] and [`worker`]: the CLI and the agent.
+//!
+//! [`store`], [`raft`], [`duties`], [`api`] and [`server`] are the `server` feature.
 
-pub mod api;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod gather;
 pub mod model;
-pub mod node;
-pub mod raft;
-pub mod store;
+pub mod wire;
 pub mod worker;
 
-/// jemalloc for every program built on this crate, RocksDB's C++ included
-/// (its `malloc` is jemalloc too). Under write load, profiles put a fifth to
-/// a quarter of a node's CPU in glibc's malloc and free; jemalloc gave 5-8%
-/// more submits per second.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod duties;
+#[cfg(feature = "server")]
+pub mod raft;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod store;
 
 /// Generated protobuf and gRPC code.
 pub mod proto {

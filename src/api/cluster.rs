@@ -127,7 +127,7 @@ impl Cluster for ClusterApi {
         Ok(Response::new(NodeStatusResponse {
             id: s.id,
             addr: s.addr,
-            role: s.role.to_string(),
+            role: s.role.as_str().to_string(),
             term: s.term,
             leader_id: s.leader_id,
             last_log_index: s.last_log_index,

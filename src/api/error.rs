@@ -6,9 +6,7 @@ use tonic::{Code, Status};
 
 use crate::model::{ErrorKind, ModelError};
 use crate::raft::NodeError;
-
-pub const LEADER_ID_HEADER: &str = "laneq-leader-id";
-pub const LEADER_ADDR_HEADER: &str = "laneq-leader-addr";
+use crate::wire::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 
 pub fn node_status(e: NodeError) -> Status {
     match &e {

@@ -25,13 +25,7 @@ use crate::proto::v1::queues_server::QueuesServer;
 use crate::proto::v1::tasks_server::TasksServer;
 use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
-
-pub use error::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
-pub use queues::run_stalled_clears;
-pub use workers::{run_expiry, run_heartbeat_batches, WorkerHub};
-
-/// Largest client request or response (a submit carries at most 1 MiB of payload).
-pub const CLIENT_MESSAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+use crate::wire::CLIENT_MESSAGE_MAX_BYTES;
 
 pub fn cluster_server(node: Arc<RaftNode>) -> ClusterServer<cluster::ClusterApi> {
     ClusterServer::new(cluster::ClusterApi { node })
@@ -57,7 +51,7 @@ pub fn queues_server(node: Arc<RaftNode>) -> QueuesServer<queues::QueuesApi> {
 
 pub fn workers_server(
     node: Arc<RaftNode>,
-    hub: Arc<WorkerHub>,
+    hub: Arc<crate::duties::WorkerHub>,
 ) -> crate::proto::v1::workers_server::WorkersServer<workers::WorkersApi> {
     crate::proto::v1::workers_server::WorkersServer::new(workers::WorkersApi { node, hub })
         .max_decoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
@@ -80,7 +74,7 @@ async fn propose(
     op: Op,
 ) -> Result<(Reply, bool), tonic::Status> {
     let write = write_of(meta, op)?;
-    let response = node.write(write).await.map_err(error::node_status)?;
+    let (response, _) = node.write(write).await.map_err(error::node_status)?;
     let reply = response.result.map_err(error::model_status)?;
     Ok((reply, response.replayed))
 }
@@ -122,7 +116,7 @@ async fn propose_each(
             actor: String::new(),
             op: Op::Each(good),
         };
-        let response = node.write(write).await.map_err(error::node_status)?;
+        let (response, _) = node.write(write).await.map_err(error::node_status)?;
         let responses = match response.result {
             Ok(Reply::Each(r)) if r.len() == count => r,
             other => {
@@ -171,25 +165,13 @@ fn write_of(meta: Option<WriteMeta>, op: Op) -> Result<Write, tonic::Status> {
     })
 }
 
-/// The meta of the n-th command a request proposes (clear and forced
-/// delete in chunks, lease polls): n = 0 is the request's own; the others
-/// derive their key from it (`key/n`), so a retried request replays the same
+/// The meta of the n-th command a request proposes (lease polls): n = 0 is
+/// the request's own; the others derive their key from it
+/// ([`crate::wire::nth_key`]), so a retried request replays the same
 /// commands in the same order.
 fn nth_write(meta: &WriteMeta, n: u64) -> WriteMeta {
-    let key = &meta.idempotency_key;
-    let idempotency_key = match n {
-        0 => key.clone(),
-        n => {
-            // Room for the suffix within the key limit.
-            let mut cut = key.len().min(100);
-            while !key.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            format!("{}/{n}", &key[..cut])
-        }
-    };
     WriteMeta {
-        idempotency_key,
+        idempotency_key: crate::wire::nth_key(&meta.idempotency_key, n),
         actor: meta.actor.clone(),
     }
 }
@@ -207,7 +189,11 @@ async fn read_barrier(node: &RaftNode, consistency: i32) -> Result<(), tonic::St
     use crate::proto::v1::Consistency;
     match Consistency::try_from(consistency) {
         Ok(Consistency::Stale) => Ok(()),
-        Ok(Consistency::Linearizable) => node.linearize().await.map_err(error::node_status),
+        Ok(Consistency::Linearizable) => node
+            .linearize()
+            .await
+            .map(|_| ())
+            .map_err(error::node_status),
         Err(_) => Err(tonic::Status::invalid_argument(format!(
             "consistency: unknown value {consistency}"
         ))),

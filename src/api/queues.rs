@@ -1,12 +1,12 @@
 //! `laneq.v1.Queues`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::error::model_status;
-use super::{convert, key_reused, nth_write, propose, read_barrier};
+use super::error::{model_status, node_status};
+use super::{convert, key_reused, propose, read_barrier, require_key};
+use crate::duties::{until_cleared, ClearError};
 use crate::model::{Op, Reply};
 use crate::proto::v1::queues_server::Queues;
 use crate::proto::v1::*;
@@ -30,76 +30,22 @@ impl QueuesApi {
 }
 
 impl QueuesApi {
-    /// Proposes a clear or forced delete, then its following steps until no
-    /// queued task remains: each command dequeues a bounded number, and the
-    /// first decides it for all (see `Queue::clearing`). The n-th command's
-    /// idempotency key is derived from the request's, so a retried request
-    /// replays the commands that were applied and goes on from there.
-    /// Returns how many tasks were dequeued in all.
+    /// Runs a clear or forced delete to its end (see `duties::until_cleared`)
+    /// under the request's idempotency key.
     async fn until_cleared(
         &self,
         meta: Option<WriteMeta>,
         op: impl Fn() -> Op,
     ) -> Result<u64, Status> {
         let meta = meta.unwrap_or_default();
-        let mut total = 0;
-        for n in 0u64.. {
-            let step = propose(&self.node, Some(nth_write(&meta, n)), op()).await;
-            match step {
-                Ok((
-                    Reply::QueueCleared {
-                        dequeued,
-                        remaining,
-                        ..
-                    },
-                    _,
-                )) => {
-                    total += dequeued;
-                    if remaining == 0 {
-                        break;
-                    }
-                }
-                Ok((other, _)) => return Err(key_reused(other)),
-                // The leader finished a forced delete that this request began
-                // (see `run_stalled_clears`).
-                Err(e) if n > 0 && e.code() == tonic::Code::NotFound => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(total)
-    }
-}
-
-/// How long a clear under way may go without a step before the leader takes
-/// it over: its client has given up or died.
-const CLEAR_RESUME_AFTER: Duration = Duration::from_secs(2);
-
-/// On the leader: finishes every clear or forced delete that its client
-/// left unfinished, so that what the first step decided always happens.
-pub async fn run_stalled_clears(node: Arc<RaftNode>) {
-    loop {
-        tokio::time::sleep(CLEAR_RESUME_AFTER / 2).await;
-        if node.status().role != "leader" {
-            continue;
-        }
-        let stalled = node.sm().state().stalled_clears(
-            crate::clock::now_ms(),
-            CLEAR_RESUME_AFTER.as_millis() as u64,
-        );
-        for name in stalled {
-            let meta = WriteMeta {
-                idempotency_key: crate::client::new_idempotency_key(),
-                actor: "laneq".to_string(),
-            };
-            let api = QueuesApi { node: node.clone() };
-            let op = || Op::ClearQueue { name: name.clone() };
-            match api.until_cleared(Some(meta), op).await {
-                Ok(dequeued) => tracing::info!(queue = %name, dequeued, "finished a stalled clear"),
-                Err(e) => {
-                    tracing::warn!(queue = %name, error = %e, "finishing a stalled clear failed")
-                }
-            }
-        }
+        require_key(&meta)?;
+        until_cleared(&self.node, &meta.idempotency_key, &meta.actor, op)
+            .await
+            .map_err(|e| match e {
+                ClearError::Node(e) => node_status(e),
+                ClearError::Refused(e) => model_status(e),
+                ClearError::KeyReused(other) => key_reused(other),
+            })
     }
 }
 

@@ -34,7 +34,7 @@ impl TasksApi {
 
     async fn submit_one(&self, req: SubmitTaskRequest) -> Result<SubmitTaskResponse, Status> {
         let write = submit_write(req)?;
-        let response = self.node.write(write).await.map_err(error::node_status)?;
+        let (response, _) = self.node.write(write).await.map_err(error::node_status)?;
         self.submitted(response)
     }
 
@@ -325,66 +325,69 @@ fn list<'s>(state: &'s State, f: &Filter) -> Result<(Vec<&'s Task>, String), Mod
             ));
         }
     }
+    match (f.state == Some(TaskState::Queued), &f.token) {
+        (true, Token::Start) => Ok(list_queued(state, f, "", 0)),
+        (true, Token::Queued { queue, offset }) => Ok(list_queued(state, f, queue, *offset)),
+        (false, Token::Start) => Ok(list_by_id(state, f, 0)),
+        (false, Token::AfterId(id)) => Ok(list_by_id(state, f, *id)),
+        _ => Err(ModelError::invalid(
+            "page_token",
+            "is from a list of another kind",
+        )),
+    }
+}
+
+/// A page of queued tasks in queue order, from the `offset`-th task of
+/// queue `start_queue` (queues by name).
+fn list_queued<'s>(
+    state: &'s State,
+    f: &Filter,
+    start_queue: &str,
+    mut offset: usize,
+) -> (Vec<&'s Task>, String) {
     let mut page = Vec::new();
-    if f.state == Some(TaskState::Queued) {
-        let (start_queue, mut offset) = match &f.token {
-            Token::Start => (String::new(), 0),
-            Token::Queued { queue, offset } => (queue.clone(), *offset),
-            Token::AfterId(_) => {
-                return Err(ModelError::invalid(
-                    "page_token",
-                    "is from a list of another kind",
-                ))
+    let queues = state
+        .queues()
+        .filter(|q| f.queue.as_ref().is_none_or(|n| *n == q.name))
+        .filter(|q| q.name.as_str() >= start_queue);
+    for q in queues {
+        if q.name != start_queue {
+            offset = 0;
+        }
+        loop {
+            let ids = state.queued_range(q.id, offset, f.page_size);
+            if ids.is_empty() {
+                break;
             }
-        };
-        let queues = state
-            .queues()
-            .filter(|q| f.queue.as_ref().is_none_or(|n| *n == q.name))
-            .filter(|q| q.name >= start_queue);
-        for q in queues {
-            if q.name != start_queue {
-                offset = 0;
-            }
-            loop {
-                let ids = state.queued_range(q.id, offset, f.page_size);
-                if ids.is_empty() {
-                    break;
-                }
-                for id in ids {
-                    offset += 1;
-                    let t = state.task(id).expect("a queued id is a task");
-                    if f.matches(state, t) {
-                        page.push(t);
-                        if page.len() == f.page_size {
-                            let next = Token::Queued {
-                                queue: q.name.clone(),
-                                offset,
-                            };
-                            return Ok((page, next.encode()));
-                        }
+            for id in ids {
+                offset += 1;
+                let t = state.task(id).expect("a queued id is a task");
+                if f.matches(state, t) {
+                    page.push(t);
+                    if page.len() == f.page_size {
+                        let next = Token::Queued {
+                            queue: q.name.clone(),
+                            offset,
+                        };
+                        return (page, next.encode());
                     }
                 }
             }
         }
-        return Ok((page, String::new()));
     }
-    let after = match f.token {
-        Token::Start => 0,
-        Token::AfterId(id) => id,
-        Token::Queued { .. } => {
-            return Err(ModelError::invalid(
-                "page_token",
-                "is from a list of another kind",
-            ))
-        }
-    };
+    (page, String::new())
+}
+
+/// A page of tasks by id, from the first after `after`.
+fn list_by_id<'s>(state: &'s State, f: &Filter, after: u64) -> (Vec<&'s Task>, String) {
+    let mut page = Vec::new();
     for t in state.tasks_after(after) {
         if f.matches(state, t) {
             page.push(t);
             if page.len() == f.page_size {
-                return Ok((page, Token::AfterId(t.id).encode()));
+                return (page, Token::AfterId(t.id).encode());
             }
         }
     }
-    Ok((page, String::new()))
+    (page, String::new())
 }

@@ -1,9 +1,8 @@
 //! `laneq.v1.Workers`: registration, leases (a long poll), heartbeats and
-//! task reports; plus the two background loops every node runs: passing
-//! gathered heartbeats on in batches, and (on the leader) expiring leases.
+//! task reports. Heartbeats go into the node's batch and lease polls reserve
+//! what they found, both in `crate::duties`.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
@@ -13,72 +12,15 @@ use super::{
     convert, key_reused, nth_write, propose, propose_each, read_barrier, refused, require_key,
     write_of,
 };
-use crate::config::WorkerSettings;
+use crate::duties::WorkerHub;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
-use crate::model::{ModelError, Op, Reply, Write, DEFAULT_POOL};
+use crate::model::{ModelError, Op, Reply, DEFAULT_POOL};
 use crate::proto::v1::workers_server::Workers;
 use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
 /// Longest a lease call may wait for work.
 const LEASE_WAIT_MAX: Duration = Duration::from_secs(60);
-/// How often the leader checks for expired leases and silent workers.
-const EXPIRY_CHECK: Duration = Duration::from_millis(250);
-
-/// What a node shares between the Workers service and its loops.
-pub struct WorkerHub {
-    pub settings: WorkerSettings,
-    /// The latest heartbeat of each worker since the last batch.
-    pending: Mutex<BTreeMap<String, HeartbeatReport>>,
-    /// Tasks that a lease poll of this node found and is proposing a lease
-    /// for: the other polls look past them. Without this, every waiting
-    /// worker saw the same new task and wrote a lease for it, and all but
-    /// one of those writes leased nothing.
-    reserved: Mutex<BTreeSet<u64>>,
-    /// Woken when reserved tasks are let go: a lease may have taken others,
-    /// and the polls that looked past them look again.
-    released: tokio::sync::Notify,
-}
-
-impl WorkerHub {
-    pub fn new(settings: WorkerSettings) -> Arc<Self> {
-        Arc::new(Self {
-            settings,
-            pending: Mutex::new(BTreeMap::new()),
-            reserved: Mutex::new(BTreeSet::new()),
-            released: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// Previews the dispatcher for `worker`, past the tasks other polls
-    /// reserved, and reserves what it finds until the guard drops.
-    fn reserve(&self, state: &crate::model::State, worker: &str, max_tasks: u32) -> Reserved<'_> {
-        let mut reserved = self.reserved.lock().expect("reservations lock");
-        let tasks = crate::model::dispatch_preview(state, worker, max_tasks, &reserved);
-        reserved.extend(&tasks);
-        Reserved { hub: self, tasks }
-    }
-}
-
-/// Tasks one lease poll reserved; dropping it lets them go.
-struct Reserved<'a> {
-    hub: &'a WorkerHub,
-    tasks: Vec<u64>,
-}
-
-impl Drop for Reserved<'_> {
-    fn drop(&mut self) {
-        if self.tasks.is_empty() {
-            return;
-        }
-        let mut reserved = self.hub.reserved.lock().expect("reservations lock");
-        for id in &self.tasks {
-            reserved.remove(id);
-        }
-        drop(reserved);
-        self.hub.released.notify_waiters();
-    }
-}
 
 pub struct WorkersApi {
     pub(super) node: Arc<RaftNode>,
@@ -139,6 +81,32 @@ impl WorkersApi {
     }
 }
 
+impl WorkersApi {
+    /// A retried request first replays what its key (and the keys derived
+    /// from it) already leased, so a lost answer loses no lease. Returns
+    /// what the last replayed attempt leased (nothing when none was made or
+    /// none leased anything) and the number of the next attempt.
+    async fn replay(
+        &self,
+        meta: &WriteMeta,
+        worker: &str,
+        max_tasks: u32,
+    ) -> Result<(Vec<crate::proto::v1::Lease>, u64), Status> {
+        let mut attempt = 0;
+        loop {
+            let key = nth_write(meta, attempt).idempotency_key;
+            if self.node.sm().state().idempotency(&key).is_none() {
+                return Ok((Vec::new(), attempt));
+            }
+            let leases = self.try_lease(meta, worker, max_tasks, attempt).await?;
+            attempt += 1;
+            if !leases.is_empty() {
+                return Ok((leases, attempt));
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Workers for WorkersApi {
     async fn register_worker(
@@ -182,35 +150,27 @@ impl Workers for WorkersApi {
         let max_tasks = req.max_tasks.max(1);
         let wait = Duration::from_millis(req.wait_ms).min(LEASE_WAIT_MAX);
         let deadline = Instant::now() + wait;
-        let mut attempt = 0;
-        // A retried request first replays what its key (and the keys derived
-        // from it) already leased, so a lost answer loses no lease.
-        loop {
-            let key = nth_write(&meta, attempt).idempotency_key;
-            if self.node.sm().state().idempotency(&key).is_none() {
-                break;
-            }
-            let leases = self
-                .try_lease(&meta, &req.worker, max_tasks, attempt)
-                .await?;
-            attempt += 1;
-            if !leases.is_empty() {
-                return Ok(Response::new(LeaseResponse { leases }));
-            }
+        let (leases, mut attempt) = self.replay(&meta, &req.worker, max_tasks).await?;
+        if !leases.is_empty() {
+            return Ok(Response::new(LeaseResponse { leases }));
         }
         loop {
             // Before looking, so that a release while we look still wakes us.
-            let released = self.hub.released.notified();
+            let released = self.hub.reservations.released();
             let mut released = std::pin::pin!(released);
             released.as_mut().enable();
             let applied = self.node.sm().applied().index;
             let (known, reserved) = {
                 let state = self.node.sm().state();
                 let known = state.worker(&req.worker).is_some();
-                let reserved = known.then(|| self.hub.reserve(&state, &req.worker, max_tasks));
+                let reserved = known.then(|| {
+                    self.hub
+                        .reservations
+                        .reserve(&state, &req.worker, max_tasks)
+                });
                 (known, reserved)
             };
-            let found = reserved.as_ref().is_some_and(|r| !r.tasks.is_empty());
+            let found = reserved.as_ref().is_some_and(|r| r.found());
             if !known && attempt == 0 {
                 // Let apply give the authoritative refusal (it may be a replay).
                 let leases = self
@@ -300,11 +260,7 @@ impl Workers for WorkersApi {
                 .collect(),
             usage: req.usage.map(convert::usage_from_proto),
         };
-        self.hub
-            .pending
-            .lock()
-            .expect("heartbeat batch poisoned")
-            .insert(req.worker, report);
+        self.hub.heartbeats.gather(report);
         Ok(Response::new(HeartbeatResponse {
             revoked,
             batched_within_ms: self.hub.settings.heartbeat_batch_ms,
@@ -430,88 +386,4 @@ fn complete_op(req: CompleteTaskRequest) -> (Option<WriteMeta>, Op) {
         condition: req.condition,
     };
     (req.meta, op)
-}
-
-/// Every `heartbeat_batch_ms`, passes the gathered heartbeats on as one write
-/// (through the leader, like any write). A batch that fails is merged back
-/// under newer reports and tried again next time.
-pub async fn run_heartbeat_batches(node: Arc<RaftNode>, hub: Arc<WorkerHub>) {
-    let period = Duration::from_millis(hub.settings.heartbeat_batch_ms);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let batch = std::mem::take(&mut *hub.pending.lock().expect("heartbeat batch poisoned"));
-        if batch.is_empty() {
-            continue;
-        }
-        let reports: Vec<HeartbeatReport> = batch.values().cloned().collect();
-        let write = Write {
-            idempotency_key: crate::client::new_idempotency_key(),
-            actor: "laneq".to_string(),
-            op: Op::WorkerHeartbeats {
-                reports,
-                ttl_ms: hub.settings.lease_ttl_ms,
-            },
-        };
-        if let Err(e) = node.write(write).await {
-            tracing::warn!(error = %e, workers = batch.len(), "passing heartbeats on failed; retrying");
-            let mut pending = hub.pending.lock().expect("heartbeat batch poisoned");
-            for (worker, report) in batch {
-                pending.entry(worker).or_insert(report);
-            }
-        }
-    }
-}
-
-/// On the leader: proposes an expiry whenever a lease or a worker is due. A
-/// new leader first waits one lease TTL, so that workers renewing through
-/// the change keep their leases.
-pub async fn run_expiry(node: Arc<RaftNode>, hub: Arc<WorkerHub>) {
-    let grace = Duration::from_millis(hub.settings.lease_ttl_ms);
-    let mut leading_since: Option<(u64, Instant)> = None;
-    loop {
-        tokio::time::sleep(EXPIRY_CHECK).await;
-        let status = node.status();
-        if status.role != "leader" {
-            leading_since = None;
-            continue;
-        }
-        let since = match leading_since {
-            Some((term, at)) if term == status.term => at,
-            _ => {
-                leading_since = Some((status.term, Instant::now()));
-                continue;
-            }
-        };
-        if since.elapsed() < grace {
-            continue;
-        }
-        let due = node
-            .sm()
-            .state()
-            .expiry_due(crate::clock::now_ms(), hub.settings.worker_timeout_ms);
-        if !due {
-            continue;
-        }
-        let write = Write {
-            idempotency_key: crate::client::new_idempotency_key(),
-            actor: "laneq".to_string(),
-            op: Op::ExpireLeases {
-                worker_timeout_ms: hub.settings.worker_timeout_ms,
-            },
-        };
-        match node.write(write).await {
-            Ok(r) => {
-                if let Ok(Reply::Expired {
-                    tasks,
-                    workers_lost,
-                }) = r.result
-                {
-                    tracing::info!(tasks, workers_lost, "expired leases");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "expiring leases failed"),
-        }
-    }
 }

@@ -7,8 +7,9 @@ use serde_json::json;
 
 use super::output::{self, Output};
 use super::{Failure, GlobalArgs};
-use crate::client::Client;
-use crate::proto::v1::Member;
+use crate::client::{Client, ClientError};
+use crate::proto::v1::{Member, NodeStatusResponse};
+use crate::wire::Role;
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
@@ -118,39 +119,15 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
     let leader_id = results
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
-        .find(|s| s.role == "leader")
+        .find(|s| Role::parse(&s.role) == Some(Role::Leader))
         .map(|s| s.id)
         .or(membership.leader_id);
-    let mut rows_json = vec![];
-    let mut rows = vec![];
-    for (m, r) in &results {
-        let (id, role, term, last, applied, digest) = match r {
-            Ok(s) => (
-                s.id,
-                s.role.clone(),
-                s.term,
-                s.last_log_index,
-                s.applied_index,
-                s.digest.clone(),
-            ),
-            Err(_) => (m.id, "unreachable".to_string(), 0, 0, 0, String::new()),
-        };
-        rows_json.push(json!({
-            "id": id, "addr": m.addr, "role": role, "kind": m.kind, "term": term,
-            "last_log_index": last, "applied_index": applied, "digest": digest,
-        }));
-        rows.push(vec![
-            id.to_string(),
-            m.addr.clone(),
-            role,
-            term.to_string(),
-            last.to_string(),
-            applied.to_string(),
-            digest,
-        ]);
-    }
+    let rows: Vec<StatusRow> = results.iter().map(|(m, r)| StatusRow::of(m, r)).collect();
     match g.output {
-        Output::Json => output::json(&json!({"leader_id": leader_id, "members": rows_json})),
+        Output::Json => {
+            let members: Vec<_> = rows.iter().map(StatusRow::json).collect();
+            output::json(&json!({"leader_id": leader_id, "members": members}))
+        }
         Output::Table => {
             println!(
                 "leader: {}",
@@ -159,13 +136,69 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
                     |l| format!("node {l}")
                 )
             );
-            output::table(
-                &[
-                    "id", "addr", "role", "term", "last log", "applied", "digest",
-                ],
-                &rows,
-            );
+            let header = [
+                "id", "addr", "role", "term", "last log", "applied", "digest",
+            ];
+            let cells: Vec<Vec<String>> = rows.iter().map(StatusRow::cells).collect();
+            output::table(&header, &cells);
         }
     }
     Ok(())
+}
+
+/// One member's line of `cluster status`: what it said of itself, or
+/// `unreachable`.
+struct StatusRow<'a> {
+    member: &'a Member,
+    id: u64,
+    role: String,
+    term: u64,
+    last_log_index: u64,
+    applied_index: u64,
+    digest: String,
+}
+
+impl<'a> StatusRow<'a> {
+    fn of(member: &'a Member, status: &Result<NodeStatusResponse, ClientError>) -> Self {
+        match status {
+            Ok(s) => StatusRow {
+                member,
+                id: s.id,
+                role: s.role.clone(),
+                term: s.term,
+                last_log_index: s.last_log_index,
+                applied_index: s.applied_index,
+                digest: s.digest.clone(),
+            },
+            Err(_) => StatusRow {
+                member,
+                id: member.id,
+                role: "unreachable".to_string(),
+                term: 0,
+                last_log_index: 0,
+                applied_index: 0,
+                digest: String::new(),
+            },
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id, "addr": self.member.addr, "role": self.role, "kind": self.member.kind,
+            "term": self.term, "last_log_index": self.last_log_index,
+            "applied_index": self.applied_index, "digest": self.digest,
+        })
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.member.addr.clone(),
+            self.role.clone(),
+            self.term.to_string(),
+            self.last_log_index.to_string(),
+            self.applied_index.to_string(),
+            self.digest.clone(),
+        ]
+    }
 }

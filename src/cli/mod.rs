@@ -282,7 +282,21 @@ async fn run_node(args: NodeArgs) -> Result<(), Failure> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
-    crate::node::run(config, args.init)
+    run_server(config, args.init).await
+}
+
+#[cfg(feature = "server")]
+async fn run_server(config: crate::config::NodeConfig, init: bool) -> Result<(), Failure> {
+    crate::server::run(config, init)
         .await
         .map_err(Failure::from)
+}
+
+#[cfg(not(feature = "server"))]
+async fn run_server(config: crate::config::NodeConfig, _init: bool) -> Result<(), Failure> {
+    Err(Failure::from(format!(
+        "node {}: this laneq was built without the server (cargo feature `server`); build it \
+         with default features to run a node",
+        config.id
+    )))
 }

@@ -189,39 +189,7 @@ pub async fn run(g: &GlobalArgs, cmd: ProjectCmd) -> Result<(), Failure> {
             let p = client.get_project(&name, g.consistency()).await?;
             print_project(g, None, &p);
         }
-        ProjectCmd::List => {
-            let projects = client.list_projects(g.consistency()).await?;
-            if g.output == Output::Json {
-                output::json(&json!(projects
-                    .iter()
-                    .map(project_json)
-                    .collect::<Vec<_>>()));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = projects
-                .iter()
-                .map(|p| {
-                    let s = p.settings.clone().unwrap_or_default();
-                    vec![
-                        p.name.clone(),
-                        p.effective_default_queue.clone(),
-                        allowed(&s),
-                        per_run(&s),
-                        s.description.clone(),
-                    ]
-                })
-                .collect();
-            output::table(
-                &[
-                    "name",
-                    "default queue",
-                    "allowed queues",
-                    "per run",
-                    "description",
-                ],
-                &rows,
-            );
-        }
+        ProjectCmd::List => print_list(g, &client.list_projects(g.consistency()).await?),
         ProjectCmd::Update { name, changes } => {
             let current = client
                 .get_project(&name, ReadConsistency::Linearizable)
@@ -245,4 +213,34 @@ pub async fn run(g: &GlobalArgs, cmd: ProjectCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+fn print_list(g: &GlobalArgs, projects: &[Project]) {
+    if g.output == Output::Json {
+        return output::json(&json!(projects
+            .iter()
+            .map(project_json)
+            .collect::<Vec<_>>()));
+    }
+    let rows: Vec<Vec<String>> = projects
+        .iter()
+        .map(|p| {
+            let s = p.settings.clone().unwrap_or_default();
+            vec![
+                p.name.clone(),
+                p.effective_default_queue.clone(),
+                allowed(&s),
+                per_run(&s),
+                s.description.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "name",
+        "default queue",
+        "allowed queues",
+        "per run",
+        "description",
+    ];
+    output::table(&header, &rows);
 }

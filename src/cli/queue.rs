@@ -341,60 +341,11 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 }
             }
         }
-        QueueCmd::List => {
-            let queues = client.list_queues(g.consistency()).await?;
-            match g.output {
-                Output::Json => {
-                    output::json(&json!(queues.iter().map(queue_json).collect::<Vec<_>>()))
-                }
-                Output::Table => {
-                    let rows: Vec<Vec<String>> = queues
-                        .iter()
-                        .map(|q| {
-                            let spec = q.spec.clone().unwrap_or_default();
-                            vec![
-                                q.name.clone(),
-                                q.pool.clone(),
-                                state_text(q),
-                                spec.priority.to_string(),
-                                q.queued.to_string(),
-                                q.running.to_string(),
-                                q.runs_active.to_string(),
-                                limit(spec.depth.unwrap_or(0)),
-                                limits_text(&spec),
-                                avg_wait(q),
-                                output::age(q.activity_ms),
-                                q.next_task_id.map_or("-".into(), |id| id.to_string()),
-                            ]
-                        })
-                        .collect();
-                    output::table(
-                        &[
-                            "name",
-                            "pool",
-                            "state",
-                            "priority",
-                            "queued",
-                            "running",
-                            "runs",
-                            "depth",
-                            "limits",
-                            "avg wait",
-                            "last change",
-                            "next",
-                        ],
-                        &rows,
-                    );
-                }
-            }
-        }
+        QueueCmd::List => print_list(g, &client.list_queues(g.consistency()).await?),
         QueueCmd::Update {
             name, edit: true, ..
         } => match edit::edit_queue(&client, &name).await? {
-            Edited::Unchanged(q) => match g.output {
-                Output::Json => output::json(&queue_json(&q)),
-                Output::Table => println!("no change"),
-            },
+            Edited::Unchanged(q) => print_change(g, &q, |_| "no change".into()),
             Edited::Updated(q) => print_updated(g, &q),
         },
         QueueCmd::Update { name, changes, .. } => {
@@ -409,17 +360,11 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
         }
         QueueCmd::Drain { name } => {
             let q = client.set_queue_active(&name, false).await?;
-            match g.output {
-                Output::Json => output::json(&queue_json(&q)),
-                Output::Table => println!("queue {} is {}", q.name, q.state),
-            }
+            print_change(g, &q, |q| format!("queue {} is {}", q.name, q.state));
         }
         QueueCmd::Activate { name } => {
             let q = client.set_queue_active(&name, true).await?;
-            match g.output {
-                Output::Json => output::json(&queue_json(&q)),
-                Output::Table => println!("queue {} is {}", q.name, q.state),
-            }
+            print_change(g, &q, |q| format!("queue {} is {}", q.name, q.state));
         }
         QueueCmd::Get { name } => {
             let q = client.get_queue(&name, g.consistency()).await?;
@@ -430,10 +375,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
         }
         QueueCmd::Rename { name, new_name } => {
             let q = client.rename_queue(&name, &new_name).await?;
-            match g.output {
-                Output::Json => output::json(&queue_json(&q)),
-                Output::Table => println!("renamed queue {name} to {}", q.name),
-            }
+            print_change(g, &q, |q| format!("renamed queue {name} to {}", q.name));
         }
         QueueCmd::Clear { name } => {
             let r = client.clear_queue(&name).await?;
@@ -457,6 +399,55 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A changed queue: as JSON, or the line `line` makes of it.
+fn print_change(g: &GlobalArgs, q: &Queue, line: impl FnOnce(&Queue) -> String) {
+    match g.output {
+        Output::Json => output::json(&queue_json(q)),
+        Output::Table => println!("{}", line(q)),
+    }
+}
+
+fn print_list(g: &GlobalArgs, queues: &[Queue]) {
+    if let Output::Json = g.output {
+        return output::json(&json!(queues.iter().map(queue_json).collect::<Vec<_>>()));
+    }
+    let rows: Vec<Vec<String>> = queues
+        .iter()
+        .map(|q| {
+            let spec = q.spec.clone().unwrap_or_default();
+            vec![
+                q.name.clone(),
+                q.pool.clone(),
+                state_text(q),
+                spec.priority.to_string(),
+                q.queued.to_string(),
+                q.running.to_string(),
+                q.runs_active.to_string(),
+                limit(spec.depth.unwrap_or(0)),
+                limits_text(&spec),
+                avg_wait(q),
+                output::age(q.activity_ms),
+                q.next_task_id.map_or("-".into(), |id| id.to_string()),
+            ]
+        })
+        .collect();
+    let header = [
+        "name",
+        "pool",
+        "state",
+        "priority",
+        "queued",
+        "running",
+        "runs",
+        "depth",
+        "limits",
+        "avg wait",
+        "last change",
+        "next",
+    ];
+    output::table(&header, &rows);
 }
 
 fn print_updated(g: &GlobalArgs, q: &Queue) {

@@ -219,10 +219,10 @@ fn read_tasks(path: &str, a: &SubmitArgs) -> Result<Vec<TaskSpec>, Failure> {
         .iter()
         .map(|t| 1 + prost::length_delimiter_len(t.encoded_len()) + t.encoded_len())
         .sum();
-    if bytes > crate::api::CLIENT_MESSAGE_MAX_BYTES {
+    if bytes > crate::wire::CLIENT_MESSAGE_MAX_BYTES {
         return Err(Failure::invalid(format!(
             "file: {path} is {bytes} bytes as a request; the limit is {}, so split it",
-            crate::api::CLIENT_MESSAGE_MAX_BYTES
+            crate::wire::CLIENT_MESSAGE_MAX_BYTES
         )));
     }
     Ok(tasks)

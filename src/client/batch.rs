@@ -28,9 +28,8 @@ use crate::proto::v1::{
     CompleteTaskResponse, RefusedWrite, SubmitEachRequest, SubmitTaskRequest, SubmitTaskResponse,
 };
 
-/// A shared call stops growing past this many bytes (estimated), under the
-/// server's 4 MiB message limit.
-const CALL_MAX_BYTES: usize = 3 * 1024 * 1024;
+/// A shared call stops growing past this many bytes (estimated).
+const CALL_MAX_BYTES: usize = crate::wire::CLIENT_BATCH_MAX_BYTES;
 
 type Outcome<K> = Result<<K as Kind>::Reply, ClientError>;
 

@@ -9,7 +9,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::Client;
-use crate::api::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use crate::wire::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 
 const BACKOFF_START: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(200);
@@ -147,7 +147,7 @@ impl Client {
         let index = match eps.iter().position(|(e, _)| e == addr) {
             Some(i) => i,
             None => {
-                eps.push((addr.to_string(), crate::raft::endpoint_channel(addr)));
+                eps.push((addr.to_string(), crate::wire::endpoint_channel(addr)));
                 eps.len() - 1
             }
         };

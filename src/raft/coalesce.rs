@@ -9,6 +9,8 @@
 //! nothing waits for company. The batching itself is `crate::gather`'s,
 //! which the client's submit batcher shares.
 
+use std::sync::Arc;
+
 use openraft::errors::{ClientWriteError, RaftError};
 use rand::Rng;
 use tokio::sync::oneshot;
@@ -22,7 +24,7 @@ use crate::model::{limits, Command, Op, Reply, Response, Stamp, Write};
 const IN_FLIGHT: usize = 4;
 /// A coalesced entry stops growing past this many bytes (estimated): no
 /// bigger than the largest single client message.
-const ENTRY_MAX_BYTES: usize = crate::api::CLIENT_MESSAGE_MAX_BYTES;
+const ENTRY_MAX_BYTES: usize = crate::wire::CLIENT_MESSAGE_MAX_BYTES;
 
 /// Why a proposal failed, in a form every write of a batch can share.
 #[derive(Debug, Clone)]
@@ -41,30 +43,54 @@ pub type Proposed = Result<(Response, u64), ProposeError>;
 
 type Pending = crate::gather::Pending<Write, Proposed>;
 
+/// Where a leader's stamps come from: its time and a seed for each command
+/// (the only clock and randomness that reach apply).
+pub trait Stamper: Send + Sync + 'static {
+    fn stamp(&self) -> Stamp;
+}
+
+/// A real node's stamps: the wall clock, and a seed from the thread's
+/// random source.
+pub struct WallClock;
+
+impl Stamper for WallClock {
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            now_ms: crate::clock::now_ms(),
+            seed: rand::rng().random(),
+        }
+    }
+}
+
 /// The handle writes are proposed through; see the module docs.
 pub struct Coalescer {
     raft: Raft,
+    stamper: Arc<dyn Stamper>,
     gather: Gather<Write, Proposed>,
 }
 
 impl Coalescer {
     /// Starts the task that gathers and proposes writes. It ends when the
     /// handle is dropped.
-    pub fn start(raft: Raft) -> Self {
+    pub fn start(raft: Raft, stamper: Arc<dyn Stamper>) -> Self {
         let limits = Limits {
             in_flight: IN_FLIGHT,
             max_items: limits::COALESCED_WRITES_MAX,
             max_bytes: ENTRY_MAX_BYTES,
         };
-        let proposer = raft.clone();
+        let (proposer, stamps) = (raft.clone(), stamper.clone());
         // A write that is itself many (`Op::Each`, a `SubmitEach` call) goes
         // in an entry of its own: entries do not nest.
         let alone = |w: &Write| matches!(w.op, Op::Each(_));
         let gather = Gather::start(limits, alone, move |batch| {
-            let raft = proposer.clone();
-            async move { propose(&raft, batch).await }
+            let (raft, stamp) = (proposer.clone(), stamps.stamp());
+            async move { propose(&raft, stamp, batch).await }
         });
-        Self { raft, gather }
+        Self {
+            raft,
+            stamper,
+            gather,
+        }
     }
 
     /// Proposes `write`, alone or with others; resolves with its own
@@ -73,7 +99,7 @@ impl Coalescer {
         // Nothing in flight and nobody waiting: propose from here, without
         // the two task hops through the gathering task.
         if let Some(_slot) = self.gather.free_slot() {
-            return propose_one(&self.raft, write).await;
+            return propose_one(&self.raft, self.stamper.stamp(), write).await;
         }
         let bytes = write.approx_bytes();
         self.gather.submit(write, bytes).await.unwrap_or_else(|| {
@@ -84,30 +110,22 @@ impl Coalescer {
     }
 }
 
-fn stamp() -> Stamp {
-    Stamp {
-        now_ms: crate::clock::now_ms(),
-        seed: rand::rng().random(),
-    }
-}
-
-/// Stamps and proposes one write in an entry of its own.
-async fn propose_one(raft: &Raft, write: Write) -> Proposed {
-    let stamp = stamp();
+/// Proposes one write, stamped with `stamp`, in an entry of its own.
+async fn propose_one(raft: &Raft, stamp: Stamp, write: Write) -> Proposed {
     raft.client_write(Command { stamp, write }.into())
         .await
         .map(|r| (r.data, r.log_id.index()))
         .map_err(propose_error)
 }
 
-/// Stamps and proposes one entry for `batch`, then answers each write.
-async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
+/// Proposes one entry for `batch`, stamped with `stamp`, then answers each
+/// write.
+async fn propose(raft: &Raft, stamp: Stamp, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let p = batch.pop().expect("one write");
-        let _ = p.done.send(propose_one(raft, p.item).await);
+        let _ = p.done.send(propose_one(raft, stamp, p.item).await);
         return;
     }
-    let stamp = stamp();
     let (writes, waiters): (Vec<Write>, Vec<oneshot::Sender<Proposed>>) =
         batch.into_iter().map(|p| (p.item, p.done)).unzip();
     let count = writes.len();

@@ -15,7 +15,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend};
 
 use super::{Entry, LogId, Proposal, TypeConfig, Vote};
-use crate::store::codec::{
+use crate::codec::{
     decode, decode_body, encode, encode_as, format_of, invalid, FORMAT_V1, FORMAT_V2,
 };
 use crate::store::{Flusher, Store};

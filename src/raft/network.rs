@@ -23,12 +23,12 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, OptionalSend};
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{Snapshot, SnapshotData, TypeConfig, Vote};
+use crate::codec::{decode, encode, encode_as, FORMAT_V2};
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::{RaftBlob, SnapshotChunk};
-use crate::store::codec::{decode, encode, encode_as, FORMAT_V2};
 
 /// Largest gRPC message between peers. An append batch holds at most
 /// [`MAX_PAYLOAD_ENTRIES`] entries of at most ~1.1 MiB each (a task's payload
@@ -86,7 +86,9 @@ impl PeerNetwork {
         if let Some(c) = map.get(addr) {
             return c.clone();
         }
-        let channel = endpoint(addr).local_address(self.local_ip).connect_lazy();
+        let channel = crate::wire::endpoint(addr)
+            .local_address(self.local_ip)
+            .connect_lazy();
         map.insert(addr.to_string(), channel.clone());
         channel
     }
@@ -96,17 +98,6 @@ impl PeerNetwork {
             .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES)
     }
-}
-
-/// A gRPC endpoint for a `host:port` address with laneq's transport settings.
-pub fn endpoint(addr: &str) -> Endpoint {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap_or_else(|_| Endpoint::from_static("http://invalid.address.invalid:1"))
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -453,9 +444,4 @@ fn within_budget(entries: &[super::Entry], budget: usize) -> (usize, usize) {
         bytes += size;
     }
     (entries.len(), bytes)
-}
-
-/// A lazily connected channel to `addr`, for clients.
-pub fn endpoint_channel(addr: &str) -> Channel {
-    endpoint(addr).connect_lazy()
 }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::codec::{decode, encode};
 use crate::model::Command;
-use crate::store::codec::{decode, encode};
 
 /// A command and its format-1 encoding; cloning shares both. It serializes
 /// as that encoding, a byte string.
@@ -105,8 +105,8 @@ impl<'de> Visitor<'de> for ProposalVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{decode as decode_v1, encode as encode_v1};
     use crate::model::{Op, Stamp, Write};
-    use crate::store::codec::{decode as decode_v1, encode as encode_v1};
 
     fn command() -> Command {
         Command {

@@ -22,7 +22,7 @@ use openraft_rt_tokio::TokioRuntime;
 use rand_0_10::rngs::SmallRng;
 use rand_0_10::SeedableRng;
 
-mod watch;
+pub(crate) mod watch;
 
 thread_local! {
     /// The seed of this thread's next draw, once a simulation has set one.

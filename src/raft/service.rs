@@ -8,11 +8,11 @@ use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{NodeError, RaftNode, SnapshotMeta, Vote};
+use crate::codec::{decode, decode_as, encode, FORMAT_V2};
 use crate::proto::raft::raft_peer_server::RaftPeer;
 use crate::proto::raft::{
     ForwardRequest, ForwardResponse, RaftBlob, ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
 };
-use crate::store::codec::{decode, decode_as, encode, FORMAT_V2};
 
 /// Largest snapshot a node accepts.
 const SNAPSHOT_MAX_BYTES: usize = 8 * 1024 * 1024 * 1024;

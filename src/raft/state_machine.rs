@@ -11,15 +11,16 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use openraft::async_runtime::watch::{Watch, WatchReceiver, WatchSender};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
-use tokio::sync::watch;
 
 use super::log_store::entry_bytes;
-use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use super::runtime::watch::{FifoSender, FifoWatch};
+use super::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::codec::{decode, encode};
 use crate::model::{Key, Response, State};
-use crate::store::codec::{decode, encode};
 use crate::store::{SmBatch, SnapshotReader, Store};
 
 const APPLIED: &str = "applied";
@@ -52,7 +53,10 @@ impl Applied {
 /// applied position. Shared between apply and the gRPC services.
 pub struct SmShared {
     state: RwLock<State>,
-    applied: watch::Sender<Applied>,
+    /// FIFO, so that waiters wake in a replayable order (see
+    /// `runtime/watch.rs`): the simulation runs the real write path, which
+    /// waits on it.
+    applied: FifoSender<Applied>,
     store: Store,
 }
 
@@ -69,17 +73,27 @@ impl SmShared {
     }
 
     pub fn applied(&self) -> Applied {
-        *self.applied.borrow()
+        *self.applied.borrow_watched()
+    }
+
+    /// Makes `applied` the position every reader sees, and wakes the waiters.
+    fn publish(&self, applied: Applied) {
+        self.applied.send_if_modified(|a| {
+            *a = applied;
+            true
+        });
     }
 
     /// Waits until the local state machine has applied `index`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ()> {
         let mut rx = self.applied.subscribe();
-        let wait = async move { rx.wait_for(|a| a.index >= index).await.map(|_| ()) };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(()),
-        }
+        let wait = async move {
+            while rx.borrow_watched().index < index {
+                rx.changed().await.map_err(|_| ())?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(Err(()))
     }
 }
 
@@ -91,6 +105,41 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
+    /// Applies one entry to `state`: a command through the model, a blank
+    /// or membership entry as itself; each extends the digest chain.
+    fn apply_entry(
+        &mut self,
+        state: &mut State,
+        entry: &Entry,
+        applied: &mut Applied,
+        changed: &mut Vec<Key>,
+    ) -> Response {
+        let log_id = entry.log_id();
+        let response = match &entry.payload {
+            EntryPayload::Blank => {
+                applied.digest = chain(&applied.digest, log_id.index(), &[b"blank"]);
+                Response::none()
+            }
+            EntryPayload::Normal(proposal) => {
+                let response = state.apply(proposal.command(), changed);
+                applied.digest = chain(
+                    &applied.digest,
+                    log_id.index(),
+                    &[proposal.bytes(), &encode(&response)],
+                );
+                response
+            }
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(log_id), m.clone());
+                applied.digest = chain(&applied.digest, log_id.index(), &[&encode(m)]);
+                Response::none()
+            }
+        };
+        applied.index = log_id.index();
+        self.last_applied = Some(log_id);
+        response
+    }
+
     /// Loads the state machine from its tables.
     pub fn open(store: Store) -> io::Result<Self> {
         let state = store.sm_load()?;
@@ -106,7 +155,7 @@ impl StateMachine {
             store: store.clone(),
             shared: Arc::new(SmShared {
                 state: RwLock::new(state),
-                applied: watch::Sender::new(applied),
+                applied: FifoWatch::channel(applied).0,
                 store,
             }),
             last_applied,
@@ -157,14 +206,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if items.is_empty() {
             return Ok(());
         }
-        // Apply is the longest piece of work on a node's thread (a quarter
-        // to half a millisecond for an entry of a few dozen submits), and
-        // nothing in it is urgent on a follower. What is urgent waits behind
-        // it unless it gives way: a follower's answer to the leader's next
-        // append (which decides when that entry commits) sat 0.3 ms behind
-        // apply at 64 submitters. So a long apply lets the tasks that are
-        // ready run first, here and again before the RocksDB write; a short
-        // one (a single write, at light load) is not worth the turn.
+        // Apply is the longest piece of work on a node's thread, and nothing
+        // in it is urgent on a follower, whose answer to the leader's next
+        // append decides when that entry commits. So a long apply lets the
+        // tasks that are ready run first, here and again before the RocksDB
+        // write; a short one (a single write, at light load) is not worth
+        // the turn (see bench/RESULTS.md, "Long applies give way").
         let long = items.iter().map(|(e, _)| entry_bytes(e)).sum::<usize>() >= LONG_APPLY_BYTES;
         if long {
             tokio::task::yield_now().await;
@@ -174,31 +221,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut replies = Vec::with_capacity(items.len());
         let mut batch = SmBatch::default();
         {
-            let mut state = self.shared.state.write().expect("state lock poisoned");
+            let shared = self.shared.clone();
+            let mut state = shared.state.write().expect("state lock poisoned");
             for (entry, responder) in items {
-                let log_id = entry.log_id();
-                let response = match &entry.payload {
-                    EntryPayload::Blank => {
-                        applied.digest = chain(&applied.digest, log_id.index(), &[b"blank"]);
-                        Response::none()
-                    }
-                    EntryPayload::Normal(proposal) => {
-                        let response = state.apply(proposal.command(), &mut changed);
-                        applied.digest = chain(
-                            &applied.digest,
-                            log_id.index(),
-                            &[proposal.bytes(), &encode(&response)],
-                        );
-                        response
-                    }
-                    EntryPayload::Membership(m) => {
-                        self.membership = StoredMembership::new(Some(log_id), m.clone());
-                        applied.digest = chain(&applied.digest, log_id.index(), &[&encode(m)]);
-                        Response::none()
-                    }
-                };
-                applied.index = log_id.index();
-                self.last_applied = Some(log_id);
+                let response = self.apply_entry(&mut state, &entry, &mut applied, &mut changed);
                 replies.push((responder, response));
             }
             changed.sort();
@@ -214,7 +240,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.meta(MEMBERSHIP, encode(&self.membership));
         batch.meta(DIGEST, encode(&applied.digest));
         self.store.sm_commit(batch)?;
-        self.shared.applied.send_replace(applied);
+        self.shared.publish(applied);
         for (responder, response) in replies {
             if let Some(r) = responder {
                 r.send(response);
@@ -244,7 +270,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let reader = SnapshotReader::parse(&blob)?;
             let header: SnapshotMeta = decode(reader.header())?;
             if header != expected {
-                return Err(crate::store::codec::invalid(format!(
+                return Err(crate::codec::invalid(format!(
                     "snapshot header {header:?} does not match the meta it was sent with {expected:?}"
                 )));
             }
@@ -262,7 +288,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         *self.shared.state.write().expect("state lock poisoned") = state;
-        self.shared.applied.send_replace(Applied {
+        self.shared.publish(Applied {
             index: self.last_applied.as_ref().map_or(0, |l| l.index()),
             digest,
         });

@@ -6,11 +6,10 @@
 //! adapters in `src/raft` give them meaning. Any RocksDB error is returned as
 //! `io::Error` and is fatal to the node: it stops rather than run half-working.
 
-pub mod codec;
 mod flusher;
 mod identity;
 mod snapshot;
-mod state;
+mod tables;
 
 pub use flusher::Flusher;
 pub use identity::Identity;
@@ -18,7 +17,7 @@ pub use snapshot::{
     header_of as snapshot_header_of, read_file_header as read_snapshot_file_header, SnapshotReader,
     SnapshotWriter,
 };
-pub use state::{SmBatch, Table};
+pub use tables::{SmBatch, Table};
 
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -320,7 +319,7 @@ impl Store {
 fn index_of(key: &[u8]) -> io::Result<u64> {
     let arr: [u8; 8] = key
         .try_into()
-        .map_err(|_| codec::invalid("log key is not 8 bytes"))?;
+        .map_err(|_| crate::codec::invalid("log key is not 8 bytes"))?;
     Ok(u64::from_be_bytes(arr))
 }
 

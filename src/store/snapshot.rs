@@ -7,8 +7,8 @@
 
 use std::io;
 
-use super::codec::invalid;
 use super::Table;
+use crate::codec::invalid;
 
 const MAGIC: &[u8; 8] = b"LANEQSN1";
 const END: u8 = 0xFF;

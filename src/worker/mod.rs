@@ -1,7 +1,7 @@
 //! The worker agent behind `laneq worker run`: it registers, long-polls
 //! Lease for as many tasks as it has free slots, runs each leased task as a
 //! child process (`run.rs`), and heartbeats the tasks it holds with the
-//! machine's usage (`heartbeat.rs`, `usage.rs`).
+//! machine's usage (`heartbeat.rs`, `usage.rs`, `gpus.rs`).
 //!
 //! Its life has three phases. `Running` leases and runs. The first SIGTERM
 //! (or Ctrl-C) moves to `Draining`: no new leases, running tasks finish and
@@ -13,6 +13,7 @@
 //! The agent never decides where a task goes and never retries a refusal:
 //! the cluster's dispatcher and fencing tokens do that.
 
+mod gpus;
 mod heartbeat;
 pub mod output;
 pub mod process;

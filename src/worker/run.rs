@@ -20,8 +20,9 @@ use super::output::{self, Progress};
 use super::process::{self, KILL_GRACE};
 use super::{Agent, Phase, Stop};
 use crate::client::workers::Outcome;
-use crate::client::{new_idempotency_key, ClientError, ReadConsistency};
+use crate::client::{ClientError, ReadConsistency};
 use crate::proto::v1::{Lease, Task};
+use crate::wire::new_idempotency_key;
 
 /// ReportProgress is sent at most this often (heartbeats carry the
 /// iteration too).

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use nvml_wrapper::Nvml;
 use sysinfo::{Networks, System};
 
-use crate::proto::v1::{GpuUsage, Usage};
+use super::gpus::Gpus;
+use crate::proto::v1::Usage;
 
 /// Interfaces left out of the network rates: loopback traffic (the agent's
 /// own calls to a node on the same machine) is not the machine's network.
@@ -28,11 +28,11 @@ pub fn rate_per_s(before: u64, now: u64, elapsed: Duration) -> Option<u64> {
 }
 
 /// Keeps what two samples need in common: sysinfo's previous CPU times, the
-/// previous network counters, and the NVML handle if there is one.
+/// previous network counters, and the GPUs.
 pub struct UsageSampler {
     system: System,
     networks: Networks,
-    nvml: Option<Nvml>,
+    gpus: Gpus,
     /// Network totals (rx, tx) at the last sample, and when.
     last_net: Option<(Instant, u64, u64)>,
     /// The first CPU reading has nothing to compare with.
@@ -42,17 +42,10 @@ pub struct UsageSampler {
 impl UsageSampler {
     /// Loads NVML if present; a machine without it reports no GPUs.
     pub fn new() -> Self {
-        let nvml = match Nvml::init() {
-            Ok(n) => Some(n),
-            Err(e) => {
-                tracing::info!("no NVML ({e}): no GPU usage is reported");
-                None
-            }
-        };
         UsageSampler {
             system: System::new(),
             networks: Networks::new_with_refreshed_list(),
-            nvml,
+            gpus: Gpus::load(),
             last_net: None,
             cpu_primed: false,
         }
@@ -71,8 +64,7 @@ impl UsageSampler {
         if memory > 0 {
             cap.insert("memory".to_string(), memory);
         }
-        let gpus = self.nvml.as_ref().and_then(|n| n.device_count().ok());
-        if let Some(n) = gpus.filter(|&n| n > 0) {
+        if let Some(n) = self.gpus.count().filter(|&n| n > 0) {
             cap.insert("gpu".to_string(), u64::from(n));
         }
         cap
@@ -95,7 +87,7 @@ impl UsageSampler {
             cpu_pct,
             memory_used_bytes: (total > 0).then(|| self.system.used_memory()),
             memory_total_bytes: (total > 0).then_some(total),
-            gpus: self.gpus(),
+            gpus: self.gpus.sample(),
             net_rx_bytes_per_s: rx,
             net_tx_bytes_per_s: tx,
             at_ms: crate::clock::now_ms(),
@@ -118,31 +110,6 @@ impl UsageSampler {
         };
         self.last_net = Some((now, rx, tx));
         rates
-    }
-
-    fn gpus(&self) -> Vec<GpuUsage> {
-        let Some(nvml) = &self.nvml else {
-            return vec![];
-        };
-        let count = nvml.device_count().unwrap_or(0);
-        let mut gpus = Vec::new();
-        for index in 0..count {
-            let Ok(device) = nvml.device_by_index(index) else {
-                continue;
-            };
-            // A GPU whose numbers cannot be read is left out, not zeroed.
-            let (Ok(util), Ok(mem)) = (device.utilization_rates(), device.memory_info()) else {
-                continue;
-            };
-            gpus.push(GpuUsage {
-                index,
-                name: device.name().unwrap_or_default(),
-                util_pct: f64::from(util.gpu),
-                memory_used_bytes: mem.used,
-                memory_total_bytes: mem.total,
-            });
-        }
-        gpus
     }
 }
 
@@ -188,7 +155,7 @@ mod tests {
         assert!((0.0..=100.0).contains(&cpu), "{cpu}");
         assert!(second.net_rx_bytes_per_s.is_some());
         assert!(s.machine_capacity()["cpu"] >= 1000);
-        if s.nvml.is_none() {
+        if !s.gpus.loaded() {
             assert!(second.gpus.is_empty(), "no NVML, no GPU numbers");
         }
     }

@@ -883,8 +883,8 @@ fn a_batch_shares_its_key_in_memory_and_after_a_reload() {
     check(&s);
     let mut reloaded = State::new();
     for id in 1..=4 {
-        let record = crate::store::codec::encode(s.task(id).unwrap());
-        reloaded.load_task(crate::store::codec::decode(&record).unwrap());
+        let record = crate::codec::encode(s.task(id).unwrap());
+        reloaded.load_task(crate::codec::decode(&record).unwrap());
     }
     check(&reloaded);
 }

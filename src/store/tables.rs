@@ -10,9 +10,9 @@ use rocksdb::{IteratorMode, WriteBatch};
 use std::collections::BTreeMap;
 use std::io;
 
-use super::codec::{decode, decode_as, encode, encode_as, format_of, FORMAT_V1, FORMAT_V2};
 use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{io_err, Store};
+use crate::codec::{decode, decode_as, encode, encode_as, format_of, FORMAT_V1, FORMAT_V2};
 use crate::model::MetaRecord;
 use crate::model::{spec, IdempotencyRecord, Key, Queue, State, TaskBody};
 
@@ -137,7 +137,7 @@ impl Table {
         Table::ALL
             .into_iter()
             .find(|t| t.tag() == tag)
-            .ok_or_else(|| super::codec::invalid(format!("unknown table tag {tag}")))
+            .ok_or_else(|| crate::codec::invalid(format!("unknown table tag {tag}")))
     }
 }
 
@@ -537,5 +537,51 @@ mod tests {
         assert!(bodies > 100, "{bodies} bodies");
         let body = store.task_body(1).unwrap().unwrap();
         assert_eq!(body.command[0], "run");
+    }
+
+    /// A task's inline strings (`CompactString`), shared key (`Arc<str>`)
+    /// and timeline (`SmallVec`) encode exactly as the `String`s and `Vec`
+    /// they replaced: records written by earlier releases still read.
+    #[test]
+    fn compact_task_fields_keep_the_format_of_strings_and_lists() {
+        use crate::codec::{decode, encode};
+        use crate::model::{CompactString, TaskState, Timeline, Transition};
+        use std::sync::Arc;
+        type Old = (String, String, Vec<(u64, TaskState, String, String)>);
+        type New = (CompactString, Arc<str>, Timeline);
+        for len in [0usize, 1, 23, 24, 25, 300] {
+            let text: String = "abcdefghij".chars().cycle().take(len).collect();
+            for entries in [0usize, 1, 3] {
+                let old: Old = (
+                    text.clone(),
+                    text.clone(),
+                    (0..entries)
+                        .map(|i| {
+                            (
+                                i as u64,
+                                TaskState::Queued,
+                                text.clone(),
+                                "submitted".to_string(),
+                            )
+                        })
+                        .collect(),
+                );
+                let new: New = (
+                    text.as_str().into(),
+                    text.as_str().into(),
+                    (0..entries)
+                        .map(|i| Transition {
+                            at_ms: i as u64,
+                            state: TaskState::Queued,
+                            actor: text.as_str().into(),
+                            reason: "submitted".into(),
+                        })
+                        .collect(),
+                );
+                let bytes = encode(&old);
+                assert_eq!(encode(&new), bytes, "len {len}, {entries} entries");
+                assert_eq!(decode::<New>(&bytes).unwrap(), new);
+            }
+        }
     }
 }

@@ -1,5 +1,8 @@
-//! Versioned encoding of every persisted record and every log entry:
-//! one format byte, then bincode (serde, standard config).
+//! Versioned encoding of every persisted record, every log entry and every
+//! peer message: one format byte, then bincode (serde, standard config).
+//!
+//! **Architecture Invariant:** a leaf that knows serde and bincode only, so
+//! that storage, Raft and the model's tests share one encoding.
 //!
 //! A reader refuses a format it does not know with a clear error instead of
 //! misreading it. Most records are format 1; log entries are format 2 (see
@@ -111,51 +114,6 @@ mod tests {
             let old = encode(&Seq(data.clone()));
             assert_eq!(encode(&Bytes(data.clone())), old, "len {len}");
             assert_eq!(decode::<Bytes>(&old).unwrap(), Bytes(data));
-        }
-    }
-
-    /// A task's inline strings (`CompactString`), shared key (`Arc<str>`)
-    /// and timeline (`SmallVec`) encode exactly as the `String`s and `Vec`
-    /// they replaced: records written by earlier releases still read.
-    #[test]
-    fn compact_task_fields_keep_the_format_of_strings_and_lists() {
-        use crate::model::{CompactString, TaskState, Timeline, Transition};
-        use std::sync::Arc;
-        type Old = (String, String, Vec<(u64, TaskState, String, String)>);
-        type New = (CompactString, Arc<str>, Timeline);
-        for len in [0usize, 1, 23, 24, 25, 300] {
-            let text: String = "abcdefghij".chars().cycle().take(len).collect();
-            for entries in [0usize, 1, 3] {
-                let old: Old = (
-                    text.clone(),
-                    text.clone(),
-                    (0..entries)
-                        .map(|i| {
-                            (
-                                i as u64,
-                                TaskState::Queued,
-                                text.clone(),
-                                "submitted".to_string(),
-                            )
-                        })
-                        .collect(),
-                );
-                let new: New = (
-                    text.as_str().into(),
-                    text.as_str().into(),
-                    (0..entries)
-                        .map(|i| Transition {
-                            at_ms: i as u64,
-                            state: TaskState::Queued,
-                            actor: text.as_str().into(),
-                            reason: "submitted".into(),
-                        })
-                        .collect(),
-                );
-                let bytes = encode(&old);
-                assert_eq!(encode(&new), bytes, "len {len}, {entries} entries");
-                assert_eq!(decode::<New>(&bytes).unwrap(), new);
-            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The `laneq node` process: checks the config and the data dir, opens
-//! storage, starts Raft, serves gRPC for peers and clients on one port, and
-//! shuts down gracefully on SIGTERM or SIGINT.
+//! storage, starts Raft and the node's duties, serves gRPC for peers and
+//! clients on one port, and shuts down gracefully on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tonic::transport::Server;
 
 use crate::api;
 use crate::config::NodeConfig;
+use crate::duties::{self, WorkerHub};
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::raft::{PeerService, RaftNode};
 use crate::store::{Identity, Store};
@@ -36,21 +37,11 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let node = RaftNode::start(
-        config.id,
-        config.listen.clone(),
-        config.cluster.clone(),
-        store.clone(),
-        config.peer_map(),
-        &config.raft,
-    )
-    .await?;
+    let node = RaftNode::start(&config, store.clone()).await?;
     tracing::info!(id = config.id, %listen, data_dir = %config.data_dir.display(), "node started");
 
-    let hub = api::WorkerHub::new(config.workers.clone());
-    tokio::spawn(api::run_heartbeat_batches(node.clone(), hub.clone()));
-    tokio::spawn(api::run_expiry(node.clone(), hub.clone()));
-    tokio::spawn(api::run_stalled_clears(node.clone()));
+    let hub = WorkerHub::new(config.workers.clone());
+    duties::spawn(&node, &hub);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = serve(node.clone(), hub, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -87,7 +78,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
 /// Serves the peer protocol and the public API on one listener.
 pub async fn serve(
     node: Arc<RaftNode>,
-    hub: Arc<api::WorkerHub>,
+    hub: Arc<WorkerHub>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -149,8 +140,8 @@ where
             };
             let headers = response.headers_mut();
             if let (Ok(id), Ok(addr)) = (id.to_string().parse(), addr.parse()) {
-                headers.insert(api::LEADER_ID_HEADER, id);
-                headers.insert(api::LEADER_ADDR_HEADER, addr);
+                headers.insert(crate::wire::LEADER_ID_HEADER, id);
+                headers.insert(crate::wire::LEADER_ADDR_HEADER, addr);
             }
             Ok(response)
         })
