@@ -12,12 +12,9 @@
 //!
 //! The share keeps batches even. Taking all that waits, or sending an item
 //! alone whenever one slot is free, lets a closed loop of callers drift
-//! into uneven batches, down to 63 and 1 for 64 submitters: a small batch
-//! comes back first, goes out small again, and costs a log entry, its
-//! fsyncs and its messages for a few items. Measured at 64 submitters with
-//! two calls in flight: a quarter of the calls carried one submit and half
-//! at most a dozen (21 on average); with shares, three in four carry 32
-//! and nine in ten at least 21.
+//! into one large and one tiny batch: a small batch comes back first, goes
+//! out small again, and costs a log entry, its fsyncs and its messages for
+//! a few items (see bench/RESULTS.md, "Even batches").
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

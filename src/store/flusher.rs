@@ -64,7 +64,8 @@ impl Flusher {
 
     /// Like [`Flusher::after_sync`], but when the thread has nothing queued
     /// the caller syncs and runs `done` itself, sparing the two thread
-    /// wake-ups of a hand-off (tens of µs each on this kind of machine).
+    /// wake-ups of a hand-off (see bench/RESULTS.md, "Followers sync on
+    /// their own thread").
     /// Order is kept: nothing queued before this call is still waiting.
     /// For a follower's appends, whose fsync is on the path of every write:
     /// the caller's thread is blocked meanwhile, which a follower, with no

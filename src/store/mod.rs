@@ -108,12 +108,10 @@ pub(crate) fn io_err(e: rocksdb::Error) -> io::Error {
 const MEMTABLES_MAX: usize = 128 << 20;
 
 /// One column family's memtable, at most. With RocksDB's default (64 MiB)
-/// the shared budget above set off the flushes, one column family after
-/// another, and a busy one went out 60 MiB at a time: 100-200 ms of
-/// flushing beside the log fsyncs, under which end-to-end tasks waited
-/// 10-17 ms. In 16 MiB pieces, alternating runs of the end-to-end bench
-/// made 6.3-7.4k tasks/s against 5.5-6.5k, with the submit-to-lease p99
-/// at half that rate 7.2-7.4 ms against 7.8-9.4 (submits alone: no change).
+/// the shared budget above set off large flushes one after another beside
+/// the log fsyncs, and end-to-end tasks waited behind them; smaller
+/// memtables flush in short pieces (see bench/RESULTS.md, "Memtables, 16
+/// MiB each").
 const MEMTABLE_MAX: usize = 16 << 20;
 
 impl Store {

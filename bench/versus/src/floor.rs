@@ -64,7 +64,8 @@ const PROBE_PAGES: usize = 16 * 1024;
 /// anonymous memory: a page fault and the zeroing of the page, and on a
 /// virtual machine whose host takes back the memory the guest frees, a
 /// fault on the host as well. This machine's varies from run to run, and so
-/// does every store's CPU per write with it (see the README). It is the
+/// does every store's CPU per write with it (see bench/RESULTS.md, "Why
+/// some runs are slow: fresh memory"). It is the
 /// calling thread's CPU time, so that a loaded machine's preemptions do not
 /// count.
 pub fn first_touch_us(pages: usize) -> f64 {

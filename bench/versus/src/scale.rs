@@ -161,8 +161,9 @@ pub async fn scale(args: &Args) -> Vec<Value> {
         Size {
             queues: 1000,
             tasks: 1_000_000,
-            // The p99 of 300 was the third-worst sample, and one run in
-            // four put a ratio over 1.5x that the next three did not repeat.
+            // Enough that the p99 is not one of the few worst samples, so
+            // that the 1M/1k ratio holds from run to run (see
+            // bench/RESULTS.md, "Scale").
             samples: 2_000,
         },
     );

@@ -176,8 +176,8 @@ pub async fn submit(args: &Args) -> Vec<Value> {
     let mut batches: Vec<(usize, Outcome)> = Vec::new();
     // Both clusters run side by side (the idle one costs next to nothing),
     // and each client count runs on laneq then at once on etcd: a change in
-    // the machine's speed during the run (this one's disk and CPU vary by
-    // up to 2x over minutes) then shifts both, not the ratio.
+    // the machine's speed during the run then shifts both, not the ratio
+    // (see bench/RESULTS.md, "Reading the figures").
     let etcd = if args.laneq_only {
         None
     } else {
