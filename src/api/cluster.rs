@@ -5,19 +5,19 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::error::node_status;
+use crate::proto::v1 as pb;
 use crate::proto::v1::cluster_server::Cluster;
-use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
 pub struct ClusterApi {
     pub(super) node: Arc<RaftNode>,
 }
 
-fn members(node: &RaftNode) -> Vec<Member> {
+fn members(node: &RaftNode) -> Vec<pb::Member> {
     node.status()
         .members
         .into_iter()
-        .map(|(id, addr, voter)| Member {
+        .map(|(id, addr, voter)| pb::Member {
             id,
             addr,
             kind: if voter { "voter" } else { "learner" }.to_string(),
@@ -27,12 +27,15 @@ fn members(node: &RaftNode) -> Vec<Member> {
 
 #[tonic::async_trait]
 impl Cluster for ClusterApi {
-    async fn init(&self, _req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+    async fn init(
+        &self,
+        _req: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
         let initialized_now = self.node.init().await.map_err(node_status)?;
         let members = if initialized_now {
             let peers = self.node.configured_peers().iter();
             peers
-                .map(|(id, addr)| Member {
+                .map(|(id, addr)| pb::Member {
                     id: *id,
                     addr: addr.clone(),
                     kind: "voter".into(),
@@ -41,7 +44,7 @@ impl Cluster for ClusterApi {
         } else {
             members(&self.node)
         };
-        Ok(Response::new(InitResponse {
+        Ok(Response::new(pb::InitResponse {
             initialized_now,
             members,
         }))
@@ -49,8 +52,8 @@ impl Cluster for ClusterApi {
 
     async fn add_node(
         &self,
-        req: Request<AddNodeRequest>,
-    ) -> Result<Response<AddNodeResponse>, Status> {
+        req: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::AddNodeResponse>, Status> {
         let req = req.into_inner();
         if req.id == 0 {
             return Err(Status::invalid_argument("id: must be 1 or more"));
@@ -73,7 +76,7 @@ impl Cluster for ClusterApi {
                 )));
             }
             if *voter {
-                return Ok(Response::new(AddNodeResponse {
+                return Ok(Response::new(pb::AddNodeResponse {
                     members: members(&self.node),
                 }));
             }
@@ -82,38 +85,38 @@ impl Cluster for ClusterApi {
             .add_node(req.id, req.addr)
             .await
             .map_err(node_status)?;
-        Ok(Response::new(AddNodeResponse {
+        Ok(Response::new(pb::AddNodeResponse {
             members: members(&self.node),
         }))
     }
 
     async fn remove_node(
         &self,
-        req: Request<RemoveNodeRequest>,
-    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         self.node
             .remove_node(req.into_inner().id)
             .await
             .map_err(node_status)?;
-        Ok(Response::new(RemoveNodeResponse {
+        Ok(Response::new(pb::RemoveNodeResponse {
             members: members(&self.node),
         }))
     }
 
     async fn transfer_leader(
         &self,
-        req: Request<TransferLeaderRequest>,
-    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        req: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let to = req.into_inner().id;
         self.node.transfer_leader(to).await.map_err(node_status)?;
-        Ok(Response::new(TransferLeaderResponse { leader_id: to }))
+        Ok(Response::new(pb::TransferLeaderResponse { leader_id: to }))
     }
 
     async fn membership(
         &self,
-        _req: Request<MembershipRequest>,
-    ) -> Result<Response<MembershipResponse>, Status> {
-        Ok(Response::new(MembershipResponse {
+        _req: Request<pb::MembershipRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        Ok(Response::new(pb::MembershipResponse {
             leader_id: self.node.status().leader_id,
             members: members(&self.node),
         }))
@@ -121,10 +124,10 @@ impl Cluster for ClusterApi {
 
     async fn node_status(
         &self,
-        _req: Request<NodeStatusRequest>,
-    ) -> Result<Response<NodeStatusResponse>, Status> {
+        _req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
         let s = self.node.status();
-        Ok(Response::new(NodeStatusResponse {
+        Ok(Response::new(pb::NodeStatusResponse {
             id: s.id,
             addr: s.addr,
             role: s.role.as_str().to_string(),

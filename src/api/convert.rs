@@ -3,10 +3,10 @@
 use crate::model::spec::{ClusterSelector, Fairness, QueueSpec, DEPTH_DEFAULT, PRIORITY_DEFAULT};
 use crate::model::worker::{GpuUsage, Usage, Worker};
 use crate::model::{ModelError, NewTask, Project, ProjectSettings, Queue, State, Task, TaskBody};
-use crate::proto::v1;
+use crate::proto::v1 as pb;
 
 /// A spec from the wire, with defaults for what is unset.
-pub fn spec_from_proto(s: Option<v1::QueueSpec>) -> Result<QueueSpec, ModelError> {
+pub fn spec_from_proto(s: Option<pb::QueueSpec>) -> Result<QueueSpec, ModelError> {
     let s = s.unwrap_or_default();
     let clusters = if s.clusters.is_empty() || s.clusters == ["*"] {
         ClusterSelector::All
@@ -31,8 +31,8 @@ pub fn spec_from_proto(s: Option<v1::QueueSpec>) -> Result<QueueSpec, ModelError
     })
 }
 
-pub fn spec_to_proto(s: &QueueSpec) -> v1::QueueSpec {
-    v1::QueueSpec {
+pub fn spec_to_proto(s: &QueueSpec) -> pb::QueueSpec {
+    pb::QueueSpec {
         clusters: match &s.clusters {
             ClusterSelector::All => vec!["*".to_string()],
             ClusterSelector::Only(c) => c.iter().cloned().collect(),
@@ -47,10 +47,10 @@ pub fn spec_to_proto(s: &QueueSpec) -> v1::QueueSpec {
     }
 }
 
-pub fn queue(state: &State, q: &Queue) -> v1::Queue {
+pub fn queue(state: &State, q: &Queue) -> pb::Queue {
     let in_flight = state.in_flight(q.id);
     let waits = &q.recent_waits;
-    v1::Queue {
+    pb::Queue {
         id: q.id,
         name: q.name.clone(),
         pool: q.pool.clone(),
@@ -82,13 +82,13 @@ pub fn queue_name(state: &State, id: u64) -> String {
 }
 
 /// A task; with its body for a single read, without it in lists.
-pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> v1::Task {
+pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> pb::Task {
     let body = body.unwrap_or(TaskBody {
         command: vec![],
         payload: vec![],
     });
     let exec = t.execution.as_deref();
-    v1::Task {
+    pb::Task {
         id: t.id,
         queue: queue_name(state, t.queue),
         state: t.state.as_str().to_string(),
@@ -112,7 +112,7 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> v1::Task {
         timeline: t
             .timeline
             .iter()
-            .map(|e| v1::Transition {
+            .map(|e| pb::Transition {
                 at_ms: e.at_ms,
                 state: e.state.as_str().to_string(),
                 actor: e.actor.to_string(),
@@ -131,7 +131,7 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> v1::Task {
     }
 }
 
-pub fn new_task(s: v1::TaskSpec) -> NewTask {
+pub fn new_task(s: pb::TaskSpec) -> NewTask {
     NewTask {
         queue: s.queue,
         project: s.project,
@@ -145,7 +145,7 @@ pub fn new_task(s: v1::TaskSpec) -> NewTask {
     }
 }
 
-pub fn project_settings(s: Option<v1::ProjectSettings>) -> ProjectSettings {
+pub fn project_settings(s: Option<pb::ProjectSettings>) -> ProjectSettings {
     let s = s.unwrap_or_default();
     ProjectSettings {
         default_queue: s.default_queue,
@@ -155,11 +155,11 @@ pub fn project_settings(s: Option<v1::ProjectSettings>) -> ProjectSettings {
     }
 }
 
-pub fn project(state: &State, p: &Project) -> v1::Project {
+pub fn project(state: &State, p: &Project) -> pb::Project {
     let effective = p.default_queue.unwrap_or(state.default_queue().id);
-    v1::Project {
+    pb::Project {
         name: p.name.clone(),
-        settings: Some(v1::ProjectSettings {
+        settings: Some(pb::ProjectSettings {
             default_queue: p
                 .default_queue
                 .map(|q| queue_name(state, q))
@@ -179,15 +179,15 @@ pub fn project(state: &State, p: &Project) -> v1::Project {
     }
 }
 
-pub fn usage_to_proto(u: &Usage) -> v1::Usage {
-    v1::Usage {
+pub fn usage_to_proto(u: &Usage) -> pb::Usage {
+    pb::Usage {
         cpu_pct: u.cpu_permille.map(|p| f64::from(p) / 10.0),
         memory_used_bytes: u.memory_used_bytes,
         memory_total_bytes: u.memory_total_bytes,
         gpus: u
             .gpus
             .iter()
-            .map(|g| v1::GpuUsage {
+            .map(|g| pb::GpuUsage {
                 index: g.index,
                 name: g.name.clone(),
                 util_pct: f64::from(g.util_permille) / 10.0,
@@ -203,7 +203,7 @@ pub fn usage_to_proto(u: &Usage) -> v1::Usage {
 
 /// A reported usage, percentages rounded to per mille (the state holds no
 /// floating point). Out-of-range or non-finite percentages are dropped.
-pub fn usage_from_proto(u: v1::Usage) -> Usage {
+pub fn usage_from_proto(u: pb::Usage) -> Usage {
     let permille = |pct: f64| {
         (pct.is_finite() && (0.0..=100_000.0).contains(&pct)).then(|| (pct * 10.0).round() as u32)
     };
@@ -229,8 +229,8 @@ pub fn usage_from_proto(u: v1::Usage) -> Usage {
     }
 }
 
-pub fn worker(state: &State, w: &Worker) -> v1::Worker {
-    v1::Worker {
+pub fn worker(state: &State, w: &Worker) -> pb::Worker {
+    pb::Worker {
         name: w.name.clone(),
         ip: w.ip.clone(),
         pool: w.pool.clone(),

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 use super::error::model_status;
 use super::{key_reused, propose, read_barrier};
 use crate::model::{Op, Reply};
+use crate::proto::v1 as pb;
 use crate::proto::v1::pools_server::Pools;
-use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
 pub struct PoolsApi {
@@ -16,8 +16,8 @@ pub struct PoolsApi {
 }
 
 /// A pool on the wire; `queues` is the number of queues in it.
-fn pool(p: &crate::model::Pool, queues: usize) -> Pool {
-    Pool {
+fn pool(p: &crate::model::Pool, queues: usize) -> pb::Pool {
+    pb::Pool {
         name: p.name.clone(),
         clusters: p.clusters.iter().cloned().collect(),
         queues: queues as u64,
@@ -29,7 +29,7 @@ fn pool(p: &crate::model::Pool, queues: usize) -> Pool {
 
 impl PoolsApi {
     /// Proposes a pool write and answers with the pool as it is after it.
-    async fn write(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Pool>, Status> {
+    async fn write(&self, meta: Option<pb::WriteMeta>, op: Op) -> Result<Option<pb::Pool>, Status> {
         match propose(&self.node, meta, op).await?.0 {
             Reply::Pool { name } => {
                 let state = self.node.sm().state();
@@ -46,21 +46,21 @@ impl PoolsApi {
 impl Pools for PoolsApi {
     async fn create_pool(
         &self,
-        req: Request<CreatePoolRequest>,
-    ) -> Result<Response<CreatePoolResponse>, Status> {
+        req: Request<pb::CreatePoolRequest>,
+    ) -> Result<Response<pb::CreatePoolResponse>, Status> {
         let req = req.into_inner();
         let op = Op::CreatePool {
             name: req.name,
             clusters: req.clusters,
         };
         let pool = self.write(req.meta, op).await?;
-        Ok(Response::new(CreatePoolResponse { pool }))
+        Ok(Response::new(pb::CreatePoolResponse { pool }))
     }
 
     async fn get_pool(
         &self,
-        req: Request<GetPoolRequest>,
-    ) -> Result<Response<GetPoolResponse>, Status> {
+        req: Request<pb::GetPoolRequest>,
+    ) -> Result<Response<pb::GetPoolResponse>, Status> {
         let req = req.into_inner();
         crate::model::validate::name("name", &req.name).map_err(model_status)?;
         read_barrier(&self.node, req.consistency).await?;
@@ -68,15 +68,15 @@ impl Pools for PoolsApi {
         let p = state
             .pool(&req.name)
             .ok_or_else(|| Status::not_found(format!("name: no pool named {:?}", req.name)))?;
-        Ok(Response::new(GetPoolResponse {
+        Ok(Response::new(pb::GetPoolResponse {
             pool: Some(pool(p, state.queues_in_pool(&p.name))),
         }))
     }
 
     async fn list_pools(
         &self,
-        req: Request<ListPoolsRequest>,
-    ) -> Result<Response<ListPoolsResponse>, Status> {
+        req: Request<pb::ListPoolsRequest>,
+    ) -> Result<Response<pb::ListPoolsResponse>, Status> {
         read_barrier(&self.node, req.into_inner().consistency).await?;
         let state = self.node.sm().state();
         // One pass over the queues for all pools, not one per pool.
@@ -85,32 +85,32 @@ impl Pools for PoolsApi {
             .pools()
             .map(|p| pool(p, counts.get(p.name.as_str()).copied().unwrap_or(0)))
             .collect();
-        Ok(Response::new(ListPoolsResponse { pools }))
+        Ok(Response::new(pb::ListPoolsResponse { pools }))
     }
 
     async fn add_cluster(
         &self,
-        req: Request<AddClusterRequest>,
-    ) -> Result<Response<AddClusterResponse>, Status> {
+        req: Request<pb::AddClusterRequest>,
+    ) -> Result<Response<pb::AddClusterResponse>, Status> {
         let req = req.into_inner();
         let op = Op::AddCluster {
             pool: req.pool,
             cluster: req.cluster,
         };
         let pool = self.write(req.meta, op).await?;
-        Ok(Response::new(AddClusterResponse { pool }))
+        Ok(Response::new(pb::AddClusterResponse { pool }))
     }
 
     async fn remove_cluster(
         &self,
-        req: Request<RemoveClusterRequest>,
-    ) -> Result<Response<RemoveClusterResponse>, Status> {
+        req: Request<pb::RemoveClusterRequest>,
+    ) -> Result<Response<pb::RemoveClusterResponse>, Status> {
         let req = req.into_inner();
         let op = Op::RemoveCluster {
             pool: req.pool,
             cluster: req.cluster,
         };
         let pool = self.write(req.meta, op).await?;
-        Ok(Response::new(RemoveClusterResponse { pool }))
+        Ok(Response::new(pb::RemoveClusterResponse { pool }))
     }
 }

@@ -6,9 +6,9 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, key_reused, propose, read_barrier};
 use crate::model::{Op, Reply};
+use crate::proto::v1 as pb;
 use crate::proto::v1::config_server::Config;
 use crate::proto::v1::projects_server::Projects;
-use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
 pub struct ProjectsApi {
@@ -16,7 +16,11 @@ pub struct ProjectsApi {
 }
 
 impl ProjectsApi {
-    async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Project>, Status> {
+    async fn change(
+        &self,
+        meta: Option<pb::WriteMeta>,
+        op: Op,
+    ) -> Result<Option<pb::Project>, Status> {
         match propose(&self.node, meta, op).await?.0 {
             Reply::Project { name } => {
                 let state = self.node.sm().state();
@@ -31,49 +35,49 @@ impl ProjectsApi {
 impl Projects for ProjectsApi {
     async fn create_project(
         &self,
-        req: Request<CreateProjectRequest>,
-    ) -> Result<Response<CreateProjectResponse>, Status> {
+        req: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::CreateProjectResponse>, Status> {
         let req = req.into_inner();
         let op = Op::CreateProject {
             name: req.name,
             settings: convert::project_settings(req.settings),
         };
         let project = self.change(req.meta, op).await?;
-        Ok(Response::new(CreateProjectResponse { project }))
+        Ok(Response::new(pb::CreateProjectResponse { project }))
     }
 
     async fn get_project(
         &self,
-        req: Request<GetProjectRequest>,
-    ) -> Result<Response<GetProjectResponse>, Status> {
+        req: Request<pb::GetProjectRequest>,
+    ) -> Result<Response<pb::GetProjectResponse>, Status> {
         let req = req.into_inner();
         read_barrier(&self.node, req.consistency).await?;
         let state = self.node.sm().state();
         let project = state
             .project(&req.name)
             .ok_or_else(|| Status::not_found(format!("name: no project named {:?}", req.name)))?;
-        Ok(Response::new(GetProjectResponse {
+        Ok(Response::new(pb::GetProjectResponse {
             project: Some(convert::project(&state, project)),
         }))
     }
 
     async fn list_projects(
         &self,
-        req: Request<ListProjectsRequest>,
-    ) -> Result<Response<ListProjectsResponse>, Status> {
+        req: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsResponse>, Status> {
         read_barrier(&self.node, req.into_inner().consistency).await?;
         let state = self.node.sm().state();
         let projects = state
             .projects()
             .map(|p| convert::project(&state, p))
             .collect();
-        Ok(Response::new(ListProjectsResponse { projects }))
+        Ok(Response::new(pb::ListProjectsResponse { projects }))
     }
 
     async fn update_project(
         &self,
-        req: Request<UpdateProjectRequest>,
-    ) -> Result<Response<UpdateProjectResponse>, Status> {
+        req: Request<pb::UpdateProjectRequest>,
+    ) -> Result<Response<pb::UpdateProjectResponse>, Status> {
         let req = req.into_inner();
         let op = Op::UpdateProject {
             name: req.name,
@@ -81,7 +85,7 @@ impl Projects for ProjectsApi {
             expected_version: req.expected_version,
         };
         let project = self.change(req.meta, op).await?;
-        Ok(Response::new(UpdateProjectResponse { project }))
+        Ok(Response::new(pb::UpdateProjectResponse { project }))
     }
 }
 
@@ -90,8 +94,8 @@ pub struct ConfigApi {
 }
 
 impl ConfigApi {
-    fn config(&self) -> OrgConfig {
-        OrgConfig {
+    fn config(&self) -> pb::OrgConfig {
+        pb::OrgConfig {
             default_queue: self.node.sm().state().default_queue().name.clone(),
         }
     }
@@ -101,22 +105,22 @@ impl ConfigApi {
 impl Config for ConfigApi {
     async fn get_config(
         &self,
-        req: Request<GetConfigRequest>,
-    ) -> Result<Response<GetConfigResponse>, Status> {
+        req: Request<pb::GetConfigRequest>,
+    ) -> Result<Response<pb::GetConfigResponse>, Status> {
         read_barrier(&self.node, req.into_inner().consistency).await?;
-        Ok(Response::new(GetConfigResponse {
+        Ok(Response::new(pb::GetConfigResponse {
             config: Some(self.config()),
         }))
     }
 
     async fn set_default_queue(
         &self,
-        req: Request<SetDefaultQueueRequest>,
-    ) -> Result<Response<SetDefaultQueueResponse>, Status> {
+        req: Request<pb::SetDefaultQueueRequest>,
+    ) -> Result<Response<pb::SetDefaultQueueResponse>, Status> {
         let req = req.into_inner();
         let op = Op::SetDefaultQueue { queue: req.queue };
         match propose(&self.node, req.meta, op).await?.0 {
-            Reply::Config => Ok(Response::new(SetDefaultQueueResponse {
+            Reply::Config => Ok(Response::new(pb::SetDefaultQueueResponse {
                 config: Some(self.config()),
             })),
             other => Err(key_reused(other)),

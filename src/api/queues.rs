@@ -8,8 +8,8 @@ use super::error::{model_status, node_status};
 use super::{convert, key_reused, propose, read_barrier, require_key};
 use crate::duties::{until_cleared, ClearError};
 use crate::model::{Op, Reply};
+use crate::proto::v1 as pb;
 use crate::proto::v1::queues_server::Queues;
-use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
 pub struct QueuesApi {
@@ -18,7 +18,11 @@ pub struct QueuesApi {
 
 impl QueuesApi {
     /// Proposes a change to one queue and answers with the queue after it.
-    async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Queue>, Status> {
+    async fn change(
+        &self,
+        meta: Option<pb::WriteMeta>,
+        op: Op,
+    ) -> Result<Option<pb::Queue>, Status> {
         match propose(&self.node, meta, op).await?.0 {
             Reply::QueueChanged { name } | Reply::QueueCreated { name } => {
                 let state = self.node.sm().state();
@@ -34,7 +38,7 @@ impl QueuesApi {
     /// under the request's idempotency key.
     async fn until_cleared(
         &self,
-        meta: Option<WriteMeta>,
+        meta: Option<pb::WriteMeta>,
         op: impl Fn() -> Op,
     ) -> Result<u64, Status> {
         let meta = meta.unwrap_or_default();
@@ -53,8 +57,8 @@ impl QueuesApi {
 impl Queues for QueuesApi {
     async fn update_queue(
         &self,
-        req: Request<UpdateQueueRequest>,
-    ) -> Result<Response<UpdateQueueResponse>, Status> {
+        req: Request<pb::UpdateQueueRequest>,
+    ) -> Result<Response<pb::UpdateQueueResponse>, Status> {
         let req = req.into_inner();
         let op = Op::UpdateQueue {
             name: req.name,
@@ -63,48 +67,48 @@ impl Queues for QueuesApi {
             expected_version: req.expected_version,
         };
         let queue = self.change(req.meta, op).await?;
-        Ok(Response::new(UpdateQueueResponse { queue }))
+        Ok(Response::new(pb::UpdateQueueResponse { queue }))
     }
 
     async fn drain_queue(
         &self,
-        req: Request<DrainQueueRequest>,
-    ) -> Result<Response<DrainQueueResponse>, Status> {
+        req: Request<pb::DrainQueueRequest>,
+    ) -> Result<Response<pb::DrainQueueResponse>, Status> {
         let req = req.into_inner();
         let queue = self
             .change(req.meta, Op::DrainQueue { name: req.name })
             .await?;
-        Ok(Response::new(DrainQueueResponse { queue }))
+        Ok(Response::new(pb::DrainQueueResponse { queue }))
     }
 
     async fn activate_queue(
         &self,
-        req: Request<ActivateQueueRequest>,
-    ) -> Result<Response<ActivateQueueResponse>, Status> {
+        req: Request<pb::ActivateQueueRequest>,
+    ) -> Result<Response<pb::ActivateQueueResponse>, Status> {
         let req = req.into_inner();
         let queue = self
             .change(req.meta, Op::ActivateQueue { name: req.name })
             .await?;
-        Ok(Response::new(ActivateQueueResponse { queue }))
+        Ok(Response::new(pb::ActivateQueueResponse { queue }))
     }
 
     async fn rename_queue(
         &self,
-        req: Request<RenameQueueRequest>,
-    ) -> Result<Response<RenameQueueResponse>, Status> {
+        req: Request<pb::RenameQueueRequest>,
+    ) -> Result<Response<pb::RenameQueueResponse>, Status> {
         let req = req.into_inner();
         let op = Op::RenameQueue {
             name: req.name,
             new_name: req.new_name,
         };
         let queue = self.change(req.meta, op).await?;
-        Ok(Response::new(RenameQueueResponse { queue }))
+        Ok(Response::new(pb::RenameQueueResponse { queue }))
     }
 
     async fn clear_queue(
         &self,
-        req: Request<ClearQueueRequest>,
-    ) -> Result<Response<ClearQueueResponse>, Status> {
+        req: Request<pb::ClearQueueRequest>,
+    ) -> Result<Response<pb::ClearQueueResponse>, Status> {
         let req = req.into_inner();
         let name = req.name;
         let dequeued = self
@@ -112,13 +116,13 @@ impl Queues for QueuesApi {
             .await?;
         let state = self.node.sm().state();
         let queue = state.queue(&name).map(|q| convert::queue(&state, q));
-        Ok(Response::new(ClearQueueResponse { queue, dequeued }))
+        Ok(Response::new(pb::ClearQueueResponse { queue, dequeued }))
     }
 
     async fn delete_queue(
         &self,
-        req: Request<DeleteQueueRequest>,
-    ) -> Result<Response<DeleteQueueResponse>, Status> {
+        req: Request<pb::DeleteQueueRequest>,
+    ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
         let req = req.into_inner();
         let (name, force) = (req.name, req.force);
         let dequeued = self
@@ -127,13 +131,13 @@ impl Queues for QueuesApi {
                 force,
             })
             .await?;
-        Ok(Response::new(DeleteQueueResponse { dequeued }))
+        Ok(Response::new(pb::DeleteQueueResponse { dequeued }))
     }
 
     async fn create_queue(
         &self,
-        req: Request<CreateQueueRequest>,
-    ) -> Result<Response<CreateQueueResponse>, Status> {
+        req: Request<pb::CreateQueueRequest>,
+    ) -> Result<Response<pb::CreateQueueResponse>, Status> {
         let req = req.into_inner();
         let op = Op::CreateQueue {
             name: req.name,
@@ -145,13 +149,13 @@ impl Queues for QueuesApi {
             spec: convert::spec_from_proto(req.spec).map_err(model_status)?,
         };
         let queue = self.change(req.meta, op).await?;
-        Ok(Response::new(CreateQueueResponse { queue }))
+        Ok(Response::new(pb::CreateQueueResponse { queue }))
     }
 
     async fn get_queue(
         &self,
-        req: Request<GetQueueRequest>,
-    ) -> Result<Response<GetQueueResponse>, Status> {
+        req: Request<pb::GetQueueRequest>,
+    ) -> Result<Response<pb::GetQueueResponse>, Status> {
         let req = req.into_inner();
         crate::model::validate::name("name", &req.name).map_err(model_status)?;
         read_barrier(&self.node, req.consistency).await?;
@@ -159,18 +163,18 @@ impl Queues for QueuesApi {
         let queue = state
             .queue(&req.name)
             .ok_or_else(|| Status::not_found(format!("name: no queue named {:?}", req.name)))?;
-        Ok(Response::new(GetQueueResponse {
+        Ok(Response::new(pb::GetQueueResponse {
             queue: Some(convert::queue(&state, queue)),
         }))
     }
 
     async fn list_queues(
         &self,
-        req: Request<ListQueuesRequest>,
-    ) -> Result<Response<ListQueuesResponse>, Status> {
+        req: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
         read_barrier(&self.node, req.into_inner().consistency).await?;
         let state = self.node.sm().state();
         let queues = state.queues().map(|q| convert::queue(&state, q)).collect();
-        Ok(Response::new(ListQueuesResponse { queues }))
+        Ok(Response::new(pb::ListQueuesResponse { queues }))
     }
 }

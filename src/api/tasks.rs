@@ -9,9 +9,9 @@ use super::error::{self, model_status};
 use super::{convert, key_reused, propose, propose_each, read_barrier, refused, write_of};
 use crate::model::limits::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
 use crate::model::{ModelError, MoveTo, Op, Reply, State, Task, TaskState, Write};
+use crate::proto::v1 as pb;
 use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::tasks_server::Tasks;
-use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
 /// Reads of a task whose body is not yet in storage: how many, and how long
@@ -25,21 +25,31 @@ pub struct TasksApi {
 
 impl TasksApi {
     /// Proposes a change to one task and answers with the task after it.
-    async fn change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<v1::Task>, Status> {
+    async fn change(
+        &self,
+        meta: Option<pb::WriteMeta>,
+        op: Op,
+    ) -> Result<Option<pb::Task>, Status> {
         match propose(&self.node, meta, op).await?.0 {
             Reply::Task { id } => self.read(id).await.map(Some),
             other => Err(key_reused(other)),
         }
     }
 
-    async fn submit_one(&self, req: SubmitTaskRequest) -> Result<SubmitTaskResponse, Status> {
+    async fn submit_one(
+        &self,
+        req: pb::SubmitTaskRequest,
+    ) -> Result<pb::SubmitTaskResponse, Status> {
         let write = submit_write(req)?;
         let (response, _) = self.node.write(write).await.map_err(error::node_status)?;
         self.submitted(response)
     }
 
     /// What a single submit's response tells its client.
-    fn submitted(&self, response: crate::model::Response) -> Result<SubmitTaskResponse, Status> {
+    fn submitted(
+        &self,
+        response: crate::model::Response,
+    ) -> Result<pb::SubmitTaskResponse, Status> {
         let replayed = response.replayed;
         match response.result.map_err(model_status)? {
             Reply::TasksSubmitted { ids } if ids.len() == 1 => {
@@ -48,7 +58,7 @@ impl TasksApi {
                     .task(ids[0])
                     .map(|t| convert::queue_name(&state, t.queue))
                     .unwrap_or_default();
-                Ok(SubmitTaskResponse {
+                Ok(pb::SubmitTaskResponse {
                     id: ids[0],
                     created: !replayed,
                     queue,
@@ -65,7 +75,7 @@ impl TasksApi {
     /// may give way in between). A task in the model without a body is one
     /// that the apply in progress has just created: the read waits for that
     /// apply to end rather than answer with an empty command and payload.
-    async fn read(&self, id: u64) -> Result<v1::Task, Status> {
+    async fn read(&self, id: u64) -> Result<pb::Task, Status> {
         let sm = self.node.sm();
         let mut tries = 0;
         loop {
@@ -89,10 +99,8 @@ impl TasksApi {
     }
 }
 
-use crate::proto::v1;
-
 /// The write of one submit: a task and an idempotency key are required.
-fn submit_write(req: SubmitTaskRequest) -> Result<Write, Status> {
+fn submit_write(req: pb::SubmitTaskRequest) -> Result<Write, Status> {
     let spec = req
         .task
         .ok_or_else(|| Status::invalid_argument("task: missing"))?;
@@ -104,68 +112,70 @@ fn submit_write(req: SubmitTaskRequest) -> Result<Write, Status> {
 impl Tasks for TasksApi {
     async fn submit_task(
         &self,
-        req: Request<SubmitTaskRequest>,
-    ) -> Result<Response<SubmitTaskResponse>, Status> {
+        req: Request<pb::SubmitTaskRequest>,
+    ) -> Result<Response<pb::SubmitTaskResponse>, Status> {
         self.submit_one(req.into_inner()).await.map(Response::new)
     }
 
     async fn submit_each(
         &self,
-        req: Request<SubmitEachRequest>,
-    ) -> Result<Response<SubmitEachResponse>, Status> {
+        req: Request<pb::SubmitEachRequest>,
+    ) -> Result<Response<pb::SubmitEachResponse>, Status> {
         let submits = req.into_inner().submits;
         let writes = submits.into_iter().map(submit_write).collect();
         let outcomes = propose_each(&self.node, "submits", writes)
             .await?
             .into_iter()
-            .map(|r| SubmitOutcome {
+            .map(|r| pb::SubmitOutcome {
                 outcome: Some(match r.and_then(|r| self.submitted(r)) {
-                    Ok(submitted) => submit_outcome::Outcome::Submitted(submitted),
-                    Err(status) => submit_outcome::Outcome::Refused(refused(&status)),
+                    Ok(submitted) => pb::submit_outcome::Outcome::Submitted(submitted),
+                    Err(status) => pb::submit_outcome::Outcome::Refused(refused(&status)),
                 }),
             })
             .collect();
-        Ok(Response::new(SubmitEachResponse { outcomes }))
+        Ok(Response::new(pb::SubmitEachResponse { outcomes }))
     }
 
     async fn submit_tasks(
         &self,
-        req: Request<SubmitTasksRequest>,
-    ) -> Result<Response<SubmitTasksResponse>, Status> {
+        req: Request<pb::SubmitTasksRequest>,
+    ) -> Result<Response<pb::SubmitTasksResponse>, Status> {
         let req = req.into_inner();
         let op = Op::SubmitTasks {
             tasks: req.tasks.into_iter().map(convert::new_task).collect(),
         };
         match propose(&self.node, req.meta, op).await? {
-            (Reply::TasksSubmitted { ids }, replayed) => Ok(Response::new(SubmitTasksResponse {
-                ids,
-                created: !replayed,
-            })),
+            (Reply::TasksSubmitted { ids }, replayed) => {
+                Ok(Response::new(pb::SubmitTasksResponse {
+                    ids,
+                    created: !replayed,
+                }))
+            }
             (other, _) => Err(key_reused(other)),
         }
     }
 
     async fn get_task(
         &self,
-        req: Request<GetTaskRequest>,
-    ) -> Result<Response<GetTaskResponse>, Status> {
+        req: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::GetTaskResponse>, Status> {
         let req = req.into_inner();
         read_barrier(&self.node, req.consistency).await?;
-        Ok(Response::new(GetTaskResponse {
+        Ok(Response::new(pb::GetTaskResponse {
             task: Some(self.read(req.id).await?),
         }))
     }
 
     async fn list_tasks(
         &self,
-        req: Request<ListTasksRequest>,
-    ) -> Result<Response<ListTasksResponse>, Status> {
+        req: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let req = req.into_inner();
         let filter = Filter::parse(&req).map_err(model_status)?;
         read_barrier(&self.node, req.consistency).await?;
         let state = self.node.sm().state();
         let (tasks, next_page_token) = list(&state, &filter).map_err(model_status)?;
-        Ok(Response::new(ListTasksResponse {
+        Ok(Response::new(pb::ListTasksResponse {
             tasks: tasks
                 .into_iter()
                 .map(|t| convert::task(&state, t, None))
@@ -176,34 +186,34 @@ impl Tasks for TasksApi {
 
     async fn cancel_task(
         &self,
-        req: Request<CancelTaskRequest>,
-    ) -> Result<Response<CancelTaskResponse>, Status> {
+        req: Request<pb::CancelTaskRequest>,
+    ) -> Result<Response<pb::CancelTaskResponse>, Status> {
         let req = req.into_inner();
         let op = Op::CancelTask {
             id: req.id,
             reason: req.reason,
         };
         let task = self.change(req.meta, op).await?;
-        Ok(Response::new(CancelTaskResponse { task }))
+        Ok(Response::new(pb::CancelTaskResponse { task }))
     }
 
     async fn dequeue_task(
         &self,
-        req: Request<DequeueTaskRequest>,
-    ) -> Result<Response<DequeueTaskResponse>, Status> {
+        req: Request<pb::DequeueTaskRequest>,
+    ) -> Result<Response<pb::DequeueTaskResponse>, Status> {
         let req = req.into_inner();
         let op = Op::DequeueTask {
             id: req.id,
             reason: req.reason,
         };
         let task = self.change(req.meta, op).await?;
-        Ok(Response::new(DequeueTaskResponse { task }))
+        Ok(Response::new(pb::DequeueTaskResponse { task }))
     }
 
     async fn move_task(
         &self,
-        req: Request<MoveTaskRequest>,
-    ) -> Result<Response<MoveTaskResponse>, Status> {
+        req: Request<pb::MoveTaskRequest>,
+    ) -> Result<Response<pb::MoveTaskResponse>, Status> {
         let req = req.into_inner();
         let to = match req.to {
             None => return Err(Status::invalid_argument(
@@ -226,7 +236,7 @@ impl Tasks for TasksApi {
         let task = self
             .change(req.meta, Op::MoveTask { id: req.id, to })
             .await?;
-        Ok(Response::new(MoveTaskResponse { task }))
+        Ok(Response::new(pb::MoveTaskResponse { task }))
     }
 }
 
@@ -279,7 +289,7 @@ impl Token {
 }
 
 impl Filter {
-    fn parse(req: &ListTasksRequest) -> Result<Self, ModelError> {
+    fn parse(req: &pb::ListTasksRequest) -> Result<Self, ModelError> {
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let page_size = match req.page_size as usize {
             0 => LIST_PAGE_DEFAULT,

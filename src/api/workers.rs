@@ -15,8 +15,8 @@ use super::{
 use crate::duties::WorkerHub;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
 use crate::model::{ModelError, Op, Reply, DEFAULT_POOL};
+use crate::proto::v1 as pb;
 use crate::proto::v1::workers_server::Workers;
-use crate::proto::v1::*;
 use crate::raft::RaftNode;
 
 /// Longest a lease call may wait for work.
@@ -28,14 +28,18 @@ pub struct WorkersApi {
 }
 
 impl WorkersApi {
-    async fn task_change(&self, meta: Option<WriteMeta>, op: Op) -> Result<Option<Task>, Status> {
+    async fn task_change(
+        &self,
+        meta: Option<pb::WriteMeta>,
+        op: Op,
+    ) -> Result<Option<pb::Task>, Status> {
         let reply = propose(&self.node, meta, op).await?.0;
         self.changed_task(reply)
     }
 
     /// The task a change to one task answers with (without its body: the
     /// worker has it).
-    fn changed_task(&self, reply: Reply) -> Result<Option<Task>, Status> {
+    fn changed_task(&self, reply: Reply) -> Result<Option<pb::Task>, Status> {
         match reply {
             Reply::Task { id } => {
                 let state = self.node.sm().state();
@@ -49,7 +53,7 @@ impl WorkersApi {
     /// finds anything; `attempt` derives the idempotency key of the write.
     async fn try_lease(
         &self,
-        meta: &WriteMeta,
+        meta: &pb::WriteMeta,
         worker: &str,
         max_tasks: u32,
         attempt: u64,
@@ -88,7 +92,7 @@ impl WorkersApi {
     /// none leased anything) and the number of the next attempt.
     async fn replay(
         &self,
-        meta: &WriteMeta,
+        meta: &pb::WriteMeta,
         worker: &str,
         max_tasks: u32,
     ) -> Result<(Vec<crate::proto::v1::Lease>, u64), Status> {
@@ -111,8 +115,8 @@ impl WorkersApi {
 impl Workers for WorkersApi {
     async fn register_worker(
         &self,
-        req: Request<RegisterWorkerRequest>,
-    ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        req: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
         let req = req.into_inner();
         let registration = Registration {
             name: req.name,
@@ -133,7 +137,7 @@ impl Workers for WorkersApi {
             Reply::Worker { name } => {
                 let state = self.node.sm().state();
                 let worker = state.worker(&name).map(|w| convert::worker(&state, w));
-                Ok(Response::new(RegisterWorkerResponse { worker }))
+                Ok(Response::new(pb::RegisterWorkerResponse { worker }))
             }
             other => Err(key_reused(other)),
         }
@@ -143,7 +147,10 @@ impl Workers for WorkersApi {
     /// when it finds work is a lease written (and the dispatcher run again,
     /// authoritatively, in apply). Otherwise it waits for the next applied
     /// change, until `wait_ms`.
-    async fn lease(&self, req: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
         let req = req.into_inner();
         let meta = req.meta.unwrap_or_default();
         require_key(&meta)?;
@@ -152,7 +159,7 @@ impl Workers for WorkersApi {
         let deadline = Instant::now() + wait;
         let (leases, mut attempt) = self.replay(&meta, &req.worker, max_tasks).await?;
         if !leases.is_empty() {
-            return Ok(Response::new(LeaseResponse { leases }));
+            return Ok(Response::new(pb::LeaseResponse { leases }));
         }
         loop {
             // Before looking, so that a release while we look still wakes us.
@@ -176,7 +183,7 @@ impl Workers for WorkersApi {
                 let leases = self
                     .try_lease(&meta, &req.worker, max_tasks, attempt)
                     .await?;
-                return Ok(Response::new(LeaseResponse { leases }));
+                return Ok(Response::new(pb::LeaseResponse { leases }));
             }
             if found {
                 let leases = self
@@ -185,14 +192,14 @@ impl Workers for WorkersApi {
                 attempt += 1;
                 drop(reserved);
                 if !leases.is_empty() {
-                    return Ok(Response::new(LeaseResponse { leases }));
+                    return Ok(Response::new(pb::LeaseResponse { leases }));
                 }
                 continue;
             }
             drop(reserved);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Ok(Response::new(LeaseResponse { leases: vec![] }));
+                return Ok(Response::new(pb::LeaseResponse { leases: vec![] }));
             }
             // Wait for anything new to be applied, or for reserved tasks to
             // be let go, then look again.
@@ -210,8 +217,8 @@ impl Workers for WorkersApi {
     /// answer, from this node's state, names the tasks the worker must stop.
     async fn heartbeat(
         &self,
-        req: Request<HeartbeatRequest>,
-    ) -> Result<Response<HeartbeatResponse>, Status> {
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = req.into_inner();
         crate::model::validate::name("worker", &req.worker).map_err(model_status)?;
         if req.tasks.len() > crate::model::limits::HEARTBEAT_TASKS_MAX {
@@ -261,7 +268,7 @@ impl Workers for WorkersApi {
             usage: req.usage.map(convert::usage_from_proto),
         };
         self.hub.heartbeats.gather(report);
-        Ok(Response::new(HeartbeatResponse {
+        Ok(Response::new(pb::HeartbeatResponse {
             revoked,
             batched_within_ms: self.hub.settings.heartbeat_batch_ms,
         }))
@@ -269,21 +276,21 @@ impl Workers for WorkersApi {
 
     async fn start_task(
         &self,
-        req: Request<StartTaskRequest>,
-    ) -> Result<Response<StartTaskResponse>, Status> {
+        req: Request<pb::StartTaskRequest>,
+    ) -> Result<Response<pb::StartTaskResponse>, Status> {
         let req = req.into_inner();
         let op = Op::StartTask {
             id: req.id,
             fencing_token: req.fencing_token,
         };
         let task = self.task_change(req.meta, op).await?;
-        Ok(Response::new(StartTaskResponse { task }))
+        Ok(Response::new(pb::StartTaskResponse { task }))
     }
 
     async fn report_progress(
         &self,
-        req: Request<ReportProgressRequest>,
-    ) -> Result<Response<ReportProgressResponse>, Status> {
+        req: Request<pb::ReportProgressRequest>,
+    ) -> Result<Response<pb::ReportProgressResponse>, Status> {
         let req = req.into_inner();
         let op = Op::ReportProgress {
             id: req.id,
@@ -291,22 +298,22 @@ impl Workers for WorkersApi {
             iteration: req.iteration,
         };
         let task = self.task_change(req.meta, op).await?;
-        Ok(Response::new(ReportProgressResponse { task }))
+        Ok(Response::new(pb::ReportProgressResponse { task }))
     }
 
     async fn complete_task(
         &self,
-        req: Request<CompleteTaskRequest>,
-    ) -> Result<Response<CompleteTaskResponse>, Status> {
+        req: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let (meta, op) = complete_op(req.into_inner());
         let task = self.task_change(meta, op).await?;
-        Ok(Response::new(CompleteTaskResponse { task }))
+        Ok(Response::new(pb::CompleteTaskResponse { task }))
     }
 
     async fn complete_each(
         &self,
-        req: Request<CompleteEachRequest>,
-    ) -> Result<Response<CompleteEachResponse>, Status> {
+        req: Request<pb::CompleteEachRequest>,
+    ) -> Result<Response<pb::CompleteEachResponse>, Status> {
         let completes = req.into_inner().completes;
         let writes = completes
             .into_iter()
@@ -320,23 +327,25 @@ impl Workers for WorkersApi {
             .into_iter()
             .map(|r| {
                 let done = r.and_then(|r| self.changed_task(r.result.map_err(model_status)?));
-                CompleteOutcome {
+                pb::CompleteOutcome {
                     outcome: Some(match done {
                         Ok(task) => {
-                            complete_outcome::Outcome::Completed(CompleteTaskResponse { task })
+                            pb::complete_outcome::Outcome::Completed(pb::CompleteTaskResponse {
+                                task,
+                            })
                         }
-                        Err(status) => complete_outcome::Outcome::Refused(refused(&status)),
+                        Err(status) => pb::complete_outcome::Outcome::Refused(refused(&status)),
                     }),
                 }
             })
             .collect();
-        Ok(Response::new(CompleteEachResponse { outcomes }))
+        Ok(Response::new(pb::CompleteEachResponse { outcomes }))
     }
 
     async fn release_task(
         &self,
-        req: Request<ReleaseTaskRequest>,
-    ) -> Result<Response<ReleaseTaskResponse>, Status> {
+        req: Request<pb::ReleaseTaskRequest>,
+    ) -> Result<Response<pb::ReleaseTaskResponse>, Status> {
         let req = req.into_inner();
         let op = Op::ReleaseTask {
             id: req.id,
@@ -344,40 +353,40 @@ impl Workers for WorkersApi {
             reason: req.reason,
         };
         let task = self.task_change(req.meta, op).await?;
-        Ok(Response::new(ReleaseTaskResponse { task }))
+        Ok(Response::new(pb::ReleaseTaskResponse { task }))
     }
 
     async fn get_worker(
         &self,
-        req: Request<GetWorkerRequest>,
-    ) -> Result<Response<GetWorkerResponse>, Status> {
+        req: Request<pb::GetWorkerRequest>,
+    ) -> Result<Response<pb::GetWorkerResponse>, Status> {
         let req = req.into_inner();
         read_barrier(&self.node, req.consistency).await?;
         let state = self.node.sm().state();
         let worker = state
             .worker(&req.name)
             .ok_or_else(|| Status::not_found(format!("name: no worker named {:?}", req.name)))?;
-        Ok(Response::new(GetWorkerResponse {
+        Ok(Response::new(pb::GetWorkerResponse {
             worker: Some(convert::worker(&state, worker)),
         }))
     }
 
     async fn list_workers(
         &self,
-        req: Request<ListWorkersRequest>,
-    ) -> Result<Response<ListWorkersResponse>, Status> {
+        req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         read_barrier(&self.node, req.into_inner().consistency).await?;
         let state = self.node.sm().state();
         let workers = state
             .workers()
             .map(|w| convert::worker(&state, w))
             .collect();
-        Ok(Response::new(ListWorkersResponse { workers }))
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
     }
 }
 
 /// The write of one completion: its meta and op.
-fn complete_op(req: CompleteTaskRequest) -> (Option<WriteMeta>, Op) {
+fn complete_op(req: pb::CompleteTaskRequest) -> (Option<pb::WriteMeta>, Op) {
     let op = Op::CompleteTask {
         id: req.id,
         fencing_token: req.fencing_token,
