@@ -176,12 +176,7 @@ impl Kind for Submits {
     }
 
     async fn alone(client: &Client, req: SubmitTaskRequest) -> Outcome<Self> {
-        client
-            .call(|ch| {
-                let req = req.clone();
-                async move { TasksClient::new(ch).submit_task(req).await }
-            })
-            .await
+        client.unary(req, TasksClient::submit_task).await
     }
 
     async fn each(
@@ -189,12 +184,7 @@ impl Kind for Submits {
         submits: Vec<SubmitTaskRequest>,
     ) -> Result<Vec<Option<Outcome<Self>>>, ClientError> {
         let req = SubmitEachRequest { submits };
-        let resp = client
-            .call(|ch| {
-                let req = req.clone();
-                async move { TasksClient::new(ch).submit_each(req).await }
-            })
-            .await?;
+        let resp = client.unary(req, TasksClient::submit_each).await?;
         Ok(resp
             .outcomes
             .into_iter()
@@ -226,12 +216,7 @@ impl Kind for Completes {
     }
 
     async fn alone(client: &Client, req: CompleteTaskRequest) -> Outcome<Self> {
-        client
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).complete_task(req).await }
-            })
-            .await
+        client.unary(req, WorkersClient::complete_task).await
     }
 
     async fn each(
@@ -239,12 +224,7 @@ impl Kind for Completes {
         completes: Vec<CompleteTaskRequest>,
     ) -> Result<Vec<Option<Outcome<Self>>>, ClientError> {
         let req = CompleteEachRequest { completes };
-        let resp = client
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).complete_each(req).await }
-            })
-            .await?;
+        let resp = client.unary(req, WorkersClient::complete_each).await?;
         Ok(resp
             .outcomes
             .into_iter()

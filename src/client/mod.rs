@@ -71,6 +71,12 @@ fn write_meta(idempotency_key: Option<String>) -> Option<WriteMeta> {
     })
 }
 
+/// `field` of a `call`'s reply, which the server always sets: a reply
+/// without it is a protocol error.
+fn required<T>(field: Option<T>, call: &str, what: &str) -> Result<T, ClientError> {
+    field.ok_or_else(|| ClientError::Protocol(format!("{call}: no {what} in reply")))
+}
+
 /// Who this process acts as in task timelines: `$LANEQ_ACTOR`, else `$USER`,
 /// else empty (the server records "anonymous"). Read once per process:
 /// every write carries it.
@@ -167,14 +173,8 @@ impl Client {
             pool: pool.unwrap_or_default().to_string(),
             spec,
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { QueuesClient::new(ch).create_queue(req).await }
-            })
-            .await?;
-        resp.queue
-            .ok_or_else(|| ClientError::Protocol("create_queue: no queue in reply".into()))
+        let resp = self.unary(req, QueuesClient::create_queue).await?;
+        required(resp.queue, "create_queue", "queue")
     }
 
     /// Creates a queue in the `default` pool.
@@ -197,14 +197,8 @@ impl Client {
             expected_version,
             pool: pool.map(str::to_string),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { QueuesClient::new(ch).update_queue(req).await }
-            })
-            .await?;
-        resp.queue
-            .ok_or_else(|| ClientError::Protocol("update_queue: no queue in reply".into()))
+        let resp = self.unary(req, QueuesClient::update_queue).await?;
+        required(resp.queue, "update_queue", "queue")
     }
 
     /// Activates (`active` true) or drains a queue.
@@ -212,22 +206,12 @@ impl Client {
         let (meta, name) = (write_meta(None), name.to_string());
         let queue = if active {
             let req = ActivateQueueRequest { meta, name };
-            self.call(|ch| {
-                let req = req.clone();
-                async move { QueuesClient::new(ch).activate_queue(req).await }
-            })
-            .await?
-            .queue
+            self.unary(req, QueuesClient::activate_queue).await?.queue
         } else {
             let req = DrainQueueRequest { meta, name };
-            self.call(|ch| {
-                let req = req.clone();
-                async move { QueuesClient::new(ch).drain_queue(req).await }
-            })
-            .await?
-            .queue
+            self.unary(req, QueuesClient::drain_queue).await?.queue
         };
-        queue.ok_or_else(|| ClientError::Protocol("queue state: no queue in reply".into()))
+        required(queue, "queue state", "queue")
     }
 
     pub async fn get_queue(&self, name: &str, c: ReadConsistency) -> Result<Queue, ClientError> {
@@ -235,23 +219,15 @@ impl Client {
             name: name.to_string(),
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { QueuesClient::new(ch).get_queue(req).await }
-            })
-            .await?;
-        resp.queue
-            .ok_or_else(|| ClientError::Protocol("get_queue: no queue in reply".into()))
+        let resp = self.unary(req, QueuesClient::get_queue).await?;
+        required(resp.queue, "get_queue", "queue")
     }
 
     pub async fn list_queues(&self, c: ReadConsistency) -> Result<Vec<Queue>, ClientError> {
         let req = ListQueuesRequest {
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| async move { QueuesClient::new(ch).list_queues(req).await })
-            .await?;
+        let resp = self.unary(req, QueuesClient::list_queues).await?;
         Ok(resp.queues)
     }
 
@@ -262,14 +238,8 @@ impl Client {
             name: name.to_string(),
             new_name: new_name.to_string(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { QueuesClient::new(ch).rename_queue(req).await }
-            })
-            .await?;
-        resp.queue
-            .ok_or_else(|| ClientError::Protocol("rename_queue: no queue in reply".into()))
+        let resp = self.unary(req, QueuesClient::rename_queue).await?;
+        required(resp.queue, "rename_queue", "queue")
     }
 
     /// Dequeues every queued task of a queue; leased and running ones go on.
@@ -279,11 +249,7 @@ impl Client {
             name: name.to_string(),
         };
         // A clear of a long queue is many commands: one attempt may take long.
-        self.call_long(|ch| {
-            let req = req.clone();
-            async move { QueuesClient::new(ch).clear_queue(req).await }
-        })
-        .await
+        self.unary_long(req, QueuesClient::clear_queue).await
     }
 
     /// Deletes an empty queue (`force`: dequeue its queued tasks first).
@@ -294,12 +260,7 @@ impl Client {
             name: name.to_string(),
             force,
         };
-        let resp = self
-            .call_long(|ch| {
-                let req = req.clone();
-                async move { QueuesClient::new(ch).delete_queue(req).await }
-            })
-            .await?;
+        let resp = self.unary_long(req, QueuesClient::delete_queue).await?;
         Ok(resp.dequeued)
     }
 
@@ -311,14 +272,8 @@ impl Client {
             name: name.to_string(),
             clusters: clusters.to_vec(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { PoolsClient::new(ch).create_pool(req).await }
-            })
-            .await?;
-        resp.pool
-            .ok_or_else(|| ClientError::Protocol("create_pool: no pool in reply".into()))
+        let resp = self.unary(req, PoolsClient::create_pool).await?;
+        required(resp.pool, "create_pool", "pool")
     }
 
     pub async fn get_pool(&self, name: &str, c: ReadConsistency) -> Result<Pool, ClientError> {
@@ -326,23 +281,15 @@ impl Client {
             name: name.to_string(),
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { PoolsClient::new(ch).get_pool(req).await }
-            })
-            .await?;
-        resp.pool
-            .ok_or_else(|| ClientError::Protocol("get_pool: no pool in reply".into()))
+        let resp = self.unary(req, PoolsClient::get_pool).await?;
+        required(resp.pool, "get_pool", "pool")
     }
 
     pub async fn list_pools(&self, c: ReadConsistency) -> Result<Vec<Pool>, ClientError> {
         let req = ListPoolsRequest {
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| async move { PoolsClient::new(ch).list_pools(req).await })
-            .await?;
+        let resp = self.unary(req, PoolsClient::list_pools).await?;
         Ok(resp.pools)
     }
 
@@ -360,33 +307,22 @@ impl Client {
                 pool,
                 cluster,
             };
-            self.call(|ch| {
-                let req = req.clone();
-                async move { PoolsClient::new(ch).add_cluster(req).await }
-            })
-            .await?
-            .pool
+            self.unary(req, PoolsClient::add_cluster).await?.pool
         } else {
             let req = RemoveClusterRequest {
                 meta,
                 pool,
                 cluster,
             };
-            self.call(|ch| {
-                let req = req.clone();
-                async move { PoolsClient::new(ch).remove_cluster(req).await }
-            })
-            .await?
-            .pool
+            self.unary(req, PoolsClient::remove_cluster).await?.pool
         };
-        resp.ok_or_else(|| ClientError::Protocol("change_cluster: no pool in reply".into()))
+        required(resp, "change_cluster", "pool")
     }
 
     // --- cluster ---
 
     pub async fn init(&self) -> Result<InitResponse, ClientError> {
-        self.call(|ch| async move { ClusterClient::new(ch).init(InitRequest {}).await })
-            .await
+        self.unary(InitRequest {}, ClusterClient::init).await
     }
 
     pub async fn add_node(&self, id: u64, addr: &str) -> Result<AddNodeResponse, ClientError> {
@@ -394,38 +330,22 @@ impl Client {
             id,
             addr: addr.to_string(),
         };
-        self.call_long(|ch| {
-            let req = req.clone();
-            async move { ClusterClient::new(ch).add_node(req).await }
-        })
-        .await
+        self.unary_long(req, ClusterClient::add_node).await
     }
 
     pub async fn remove_node(&self, id: u64) -> Result<RemoveNodeResponse, ClientError> {
-        self.call(|ch| async move {
-            ClusterClient::new(ch)
-                .remove_node(RemoveNodeRequest { id })
-                .await
-        })
-        .await
+        let req = RemoveNodeRequest { id };
+        self.unary(req, ClusterClient::remove_node).await
     }
 
     pub async fn transfer_leader(&self, id: u64) -> Result<TransferLeaderResponse, ClientError> {
-        self.call(|ch| async move {
-            ClusterClient::new(ch)
-                .transfer_leader(TransferLeaderRequest { id })
-                .await
-        })
-        .await
+        let req = TransferLeaderRequest { id };
+        self.unary(req, ClusterClient::transfer_leader).await
     }
 
     pub async fn membership(&self) -> Result<MembershipResponse, ClientError> {
-        self.call(|ch| async move {
-            ClusterClient::new(ch)
-                .membership(MembershipRequest {})
-                .await
-        })
-        .await
+        self.unary(MembershipRequest {}, ClusterClient::membership)
+            .await
     }
 
     /// Asks one node, and only that node, for its own status (no retries).

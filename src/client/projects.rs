@@ -1,6 +1,6 @@
 //! Project and organisation-config calls.
 
-use super::{write_meta, Client, ClientError, ReadConsistency};
+use super::{required, write_meta, Client, ClientError, ReadConsistency};
 use crate::proto::v1::config_client::ConfigClient;
 use crate::proto::v1::projects_client::ProjectsClient;
 use crate::proto::v1::*;
@@ -16,14 +16,8 @@ impl Client {
             name: name.to_string(),
             settings: Some(settings),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { ProjectsClient::new(ch).create_project(req).await }
-            })
-            .await?;
-        resp.project
-            .ok_or_else(|| ClientError::Protocol("create_project: no project in reply".into()))
+        let resp = self.unary(req, ProjectsClient::create_project).await?;
+        required(resp.project, "create_project", "project")
     }
 
     pub async fn get_project(
@@ -35,23 +29,15 @@ impl Client {
             name: name.to_string(),
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { ProjectsClient::new(ch).get_project(req).await }
-            })
-            .await?;
-        resp.project
-            .ok_or_else(|| ClientError::Protocol("get_project: no project in reply".into()))
+        let resp = self.unary(req, ProjectsClient::get_project).await?;
+        required(resp.project, "get_project", "project")
     }
 
     pub async fn list_projects(&self, c: ReadConsistency) -> Result<Vec<Project>, ClientError> {
         let req = ListProjectsRequest {
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| async move { ProjectsClient::new(ch).list_projects(req).await })
-            .await?;
+        let resp = self.unary(req, ProjectsClient::list_projects).await?;
         Ok(resp.projects)
     }
 
@@ -69,14 +55,8 @@ impl Client {
             settings: Some(settings),
             expected_version,
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { ProjectsClient::new(ch).update_project(req).await }
-            })
-            .await?;
-        resp.project
-            .ok_or_else(|| ClientError::Protocol("update_project: no project in reply".into()))
+        let resp = self.unary(req, ProjectsClient::update_project).await?;
+        required(resp.project, "update_project", "project")
     }
 
     // --- organisation config ---
@@ -85,11 +65,8 @@ impl Client {
         let req = GetConfigRequest {
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| async move { ConfigClient::new(ch).get_config(req).await })
-            .await?;
-        resp.config
-            .ok_or_else(|| ClientError::Protocol("get_config: no config in reply".into()))
+        let resp = self.unary(req, ConfigClient::get_config).await?;
+        required(resp.config, "get_config", "config")
     }
 
     /// Sets the queue that tasks go to when neither they nor their project
@@ -99,13 +76,7 @@ impl Client {
             meta: write_meta(None),
             queue: queue.to_string(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { ConfigClient::new(ch).set_default_queue(req).await }
-            })
-            .await?;
-        resp.config
-            .ok_or_else(|| ClientError::Protocol("set_default_queue: no config in reply".into()))
+        let resp = self.unary(req, ConfigClient::set_default_queue).await?;
+        required(resp.config, "set_default_queue", "config")
     }
 }

@@ -1,7 +1,11 @@
-//! The retry loop: try the preferred endpoint, follow leader hints, back off
-//! and move on when a node is unreachable, until the deadline.
+//! The retry loop that every unary call goes through: try the preferred
+//! endpoint, follow leader hints, back off and move on when a node is
+//! unreachable, until the deadline. A call is a generated client's method
+//! and its request (`self.unary(req, QueuesClient::create_queue)`); each
+//! attempt builds that client on its endpoint's channel and sends its own
+//! copy of the request. It never retries a refusal: only a status that
+//! says the node could not serve the call now.
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -9,6 +13,13 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::Client;
+use crate::proto::v1::cluster_client::ClusterClient;
+use crate::proto::v1::config_client::ConfigClient;
+use crate::proto::v1::pools_client::PoolsClient;
+use crate::proto::v1::projects_client::ProjectsClient;
+use crate::proto::v1::queues_client::QueuesClient;
+use crate::proto::v1::tasks_client::TasksClient;
+use crate::proto::v1::workers_client::WorkersClient;
 use crate::wire::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 
 const BACKOFF_START: Duration = Duration::from_millis(20);
@@ -48,31 +59,67 @@ fn retryable(s: &Status) -> bool {
     ) || (s.code() == Code::Unknown && s.message().contains("transport"))
 }
 
+/// A generated gRPC client, built afresh on each attempt's channel (cheap:
+/// it wraps the channel), since each attempt may go to another endpoint.
+pub(super) trait Service {
+    fn connect(channel: Channel) -> Self;
+}
+
+macro_rules! services {
+    ($($client:ident),* $(,)?) => {$(
+        impl Service for $client<Channel> {
+            fn connect(channel: Channel) -> Self {
+                $client::new(channel)
+            }
+        }
+    )*};
+}
+
+services!(
+    ClusterClient,
+    ConfigClient,
+    PoolsClient,
+    ProjectsClient,
+    QueuesClient,
+    TasksClient,
+    WorkersClient,
+);
+
 impl Client {
-    /// Runs `f` against the cluster with leader discovery and retries.
-    /// Writes are safe to retry because every write carries an idempotency key.
-    pub(super) async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    /// Makes the unary call `f` against the cluster with leader discovery
+    /// and retries, giving each attempt a client of service `S` and its own
+    /// copy of `req`. Writes are safe to retry because every write carries
+    /// an idempotency key.
+    pub(super) async fn unary<S, Req, T, F>(&self, req: Req, f: F) -> Result<T, ClientError>
     where
-        F: Fn(Channel) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+        S: Service,
+        Req: Clone,
+        F: AsyncFn(&mut S, Req) -> Result<tonic::Response<T>, Status>,
     {
-        self.call_with(ATTEMPT_TIMEOUT, f).await
+        self.call_with(ATTEMPT_TIMEOUT, req, f).await
     }
 
-    /// Like [`Client::call`], for operations whose one attempt may take long
-    /// (a learner catching up): each attempt may use the whole deadline.
-    pub(super) async fn call_long<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    /// Like [`Client::unary`], for operations whose one attempt may take
+    /// long (a learner catching up): each attempt may use the whole deadline.
+    pub(super) async fn unary_long<S, Req, T, F>(&self, req: Req, f: F) -> Result<T, ClientError>
     where
-        F: Fn(Channel) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+        S: Service,
+        Req: Clone,
+        F: AsyncFn(&mut S, Req) -> Result<tonic::Response<T>, Status>,
     {
-        self.call_with(self.inner.deadline, f).await
+        self.call_with(self.inner.deadline, req, f).await
     }
 
-    async fn call_with<T, F, Fut>(&self, attempt_timeout: Duration, f: F) -> Result<T, ClientError>
+    async fn call_with<S, Req, T, F>(
+        &self,
+        attempt_timeout: Duration,
+        req: Req,
+        f: F,
+    ) -> Result<T, ClientError>
     where
-        F: Fn(Channel) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+        S: Service,
+        Req: Clone,
+        F: AsyncFn(&mut S, Req) -> Result<tonic::Response<T>, Status>,
     {
         let start = Instant::now();
         let mut backoff = BACKOFF_START;
@@ -81,7 +128,9 @@ impl Client {
         loop {
             let (index, addr, channel) = self.pick();
             let left = self.inner.deadline.saturating_sub(start.elapsed());
-            let attempt = tokio::time::timeout(left.min(attempt_timeout), f(channel)).await;
+            let mut service = S::connect(channel);
+            let call = f(&mut service, req.clone());
+            let attempt = tokio::time::timeout(left.min(attempt_timeout), call).await;
             match attempt {
                 Ok(Ok(resp)) => {
                     // A node that forwarded this call's writes names their

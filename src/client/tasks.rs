@@ -1,7 +1,7 @@
 //! Task calls: submit (one or a batch), read, list, cancel, dequeue, move.
 //! Every write carries one idempotency key for all its retries.
 
-use super::{write_meta, Client, ClientError, ReadConsistency};
+use super::{required, write_meta, Client, ClientError, ReadConsistency};
 use crate::proto::v1::move_task_request::To;
 use crate::proto::v1::tasks_client::TasksClient;
 use crate::proto::v1::*;
@@ -64,11 +64,7 @@ impl Client {
             meta: write_meta(idempotency_key),
             tasks,
         };
-        self.call(|ch| {
-            let req = req.clone();
-            async move { TasksClient::new(ch).submit_tasks(req).await }
-        })
-        .await
+        self.unary(req, TasksClient::submit_tasks).await
     }
 
     pub async fn get_task(&self, id: u64, c: ReadConsistency) -> Result<Task, ClientError> {
@@ -76,11 +72,8 @@ impl Client {
             id,
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| async move { TasksClient::new(ch).get_task(req).await })
-            .await?;
-        resp.task
-            .ok_or_else(|| ClientError::Protocol("get_task: no task in reply".into()))
+        let resp = self.unary(req, TasksClient::get_task).await?;
+        required(resp.task, "get_task", "task")
     }
 
     /// One page of tasks (without command and payload). Pass the previous
@@ -100,11 +93,7 @@ impl Client {
             page_token: page_token.to_string(),
             consistency: c.proto(),
         };
-        self.call(|ch| {
-            let req = req.clone();
-            async move { TasksClient::new(ch).list_tasks(req).await }
-        })
-        .await
+        self.unary(req, TasksClient::list_tasks).await
     }
 
     /// Cancels a queued, leased or running task.
@@ -114,14 +103,8 @@ impl Client {
             id,
             reason: reason.to_string(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { TasksClient::new(ch).cancel_task(req).await }
-            })
-            .await?;
-        resp.task
-            .ok_or_else(|| ClientError::Protocol("cancel_task: no task in reply".into()))
+        let resp = self.unary(req, TasksClient::cancel_task).await?;
+        required(resp.task, "cancel_task", "task")
     }
 
     /// Takes a queued task out of its queue (it becomes `dequeued`).
@@ -131,14 +114,8 @@ impl Client {
             id,
             reason: reason.to_string(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { TasksClient::new(ch).dequeue_task(req).await }
-            })
-            .await?;
-        resp.task
-            .ok_or_else(|| ClientError::Protocol("dequeue_task: no task in reply".into()))
+        let resp = self.unary(req, TasksClient::dequeue_task).await?;
+        required(resp.task, "dequeue_task", "task")
     }
 
     /// Reorders a queued task, or moves it to the back of another queue.
@@ -148,13 +125,7 @@ impl Client {
             id,
             to: Some(to),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { TasksClient::new(ch).move_task(req).await }
-            })
-            .await?;
-        resp.task
-            .ok_or_else(|| ClientError::Protocol("move_task: no task in reply".into()))
+        let resp = self.unary(req, TasksClient::move_task).await?;
+        required(resp.task, "move_task", "task")
     }
 }

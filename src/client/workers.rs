@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{write_meta, Client, ClientError, ReadConsistency};
+use super::{required, write_meta, Client, ClientError, ReadConsistency};
 use crate::proto::v1::workers_client::WorkersClient;
 use crate::proto::v1::*;
 
@@ -41,10 +41,6 @@ pub struct Outcome {
     pub condition: String,
 }
 
-fn task_of(task: Option<Task>, call: &str) -> Result<Task, ClientError> {
-    task.ok_or_else(|| ClientError::Protocol(format!("{call}: no task in reply")))
-}
-
 impl Client {
     /// Registers a worker, or updates the registration of the worker with
     /// that name.
@@ -59,14 +55,8 @@ impl Client {
             capacity: r.capacity.clone(),
             slots: r.slots,
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).register_worker(req).await }
-            })
-            .await?;
-        resp.worker
-            .ok_or_else(|| ClientError::Protocol("register_worker: no worker in reply".into()))
+        let resp = self.unary(req, WorkersClient::register_worker).await?;
+        required(resp.worker, "register_worker", "worker")
     }
 
     /// Leases up to `max_tasks` tasks to `worker`, waiting up to `wait` for
@@ -86,12 +76,7 @@ impl Client {
             max_tasks,
             wait_ms: wait.as_millis() as u64,
         };
-        let resp = self
-            .call_long(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).lease(req).await }
-            })
-            .await?;
+        let resp = self.unary_long(req, WorkersClient::lease).await?;
         Ok(resp.leases)
     }
 
@@ -108,11 +93,7 @@ impl Client {
             tasks,
             usage,
         };
-        self.call(|ch| {
-            let req = req.clone();
-            async move { WorkersClient::new(ch).heartbeat(req).await }
-        })
-        .await
+        self.unary(req, WorkersClient::heartbeat).await
     }
 
     /// Says that a leased task's command has started.
@@ -122,13 +103,8 @@ impl Client {
             id,
             fencing_token,
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).start_task(req).await }
-            })
-            .await?;
-        task_of(resp.task, "start_task")
+        let resp = self.unary(req, WorkersClient::start_task).await?;
+        required(resp.task, "start_task", "task")
     }
 
     /// Reports a running task's training iteration.
@@ -144,13 +120,8 @@ impl Client {
             fencing_token,
             iteration,
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).report_progress(req).await }
-            })
-            .await?;
-        task_of(resp.task, "report_progress")
+        let resp = self.unary(req, WorkersClient::report_progress).await?;
+        required(resp.task, "report_progress", "task")
     }
 
     /// Reports how a task ended. Pass the same `idempotency_key` when
@@ -173,7 +144,7 @@ impl Client {
             condition: outcome.condition.clone(),
         };
         let resp = self.shared(&self.inner.completes, req).await?;
-        task_of(resp.task, "complete_task")
+        required(resp.task, "complete_task", "task")
     }
 
     /// Gives a lease back: the task is queued again at the front at once,
@@ -190,13 +161,8 @@ impl Client {
             fencing_token,
             reason: reason.to_string(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).release_task(req).await }
-            })
-            .await?;
-        task_of(resp.task, "release_task")
+        let resp = self.unary(req, WorkersClient::release_task).await?;
+        required(resp.task, "release_task", "task")
     }
 
     pub async fn get_worker(&self, name: &str, c: ReadConsistency) -> Result<Worker, ClientError> {
@@ -204,23 +170,15 @@ impl Client {
             name: name.to_string(),
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| {
-                let req = req.clone();
-                async move { WorkersClient::new(ch).get_worker(req).await }
-            })
-            .await?;
-        resp.worker
-            .ok_or_else(|| ClientError::Protocol("get_worker: no worker in reply".into()))
+        let resp = self.unary(req, WorkersClient::get_worker).await?;
+        required(resp.worker, "get_worker", "worker")
     }
 
     pub async fn list_workers(&self, c: ReadConsistency) -> Result<Vec<Worker>, ClientError> {
         let req = ListWorkersRequest {
             consistency: c.proto(),
         };
-        let resp = self
-            .call(|ch| async move { WorkersClient::new(ch).list_workers(req).await })
-            .await?;
+        let resp = self.unary(req, WorkersClient::list_workers).await?;
         Ok(resp.workers)
     }
 }
