@@ -163,10 +163,8 @@ impl Kind for Submits {
     const EACH: &'static str = "submit_each";
     /// Two rather than four: each call is an entry that every node logs,
     /// fsyncs and applies, so fewer, larger calls cost less per submit, and
-    /// two keep the leader's pipeline busy (64 submitters: 25.1-26.3k
-    /// submits/s against 23.5-24.6k with four, in alternating runs). One
-    /// lost 10-25% at 64 and 256 submitters (20.4-22.6k against 23.2-23.6k,
-    /// and 32.6-39.2k against 40.7-44.0k).
+    /// two keep the leader's pipeline busy where one leaves it idle (see
+    /// bench/RESULTS.md, "Two submit calls in flight, one completion call").
     const IN_FLIGHT: usize = 2;
 
     fn estimated_bytes(req: &SubmitTaskRequest) -> usize {
@@ -207,8 +205,8 @@ impl Kind for Completes {
     const EACH: &'static str = "complete_each";
     /// One: a completion holds up only its worker's slot, so it waits for
     /// the call in flight and goes with all that waits then, in the fewest
-    /// calls. In the end-to-end bench (16 submitters, 8 workers) this made
-    /// 5.6-5.8k tasks/s against 5.2-5.4k with two, in alternating runs.
+    /// calls (see bench/RESULTS.md, "Two submit calls in flight, one
+    /// completion call").
     const IN_FLIGHT: usize = 1;
 
     fn estimated_bytes(req: &CompleteTaskRequest) -> usize {
