@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::output::{self, Output};
 use super::{Failure, GlobalArgs, LogFormat};
-use crate::client::workers::{Registration, LEASE_REPLY_MARGIN};
+use crate::client::workers::{WorkerProfile, LEASE_REPLY_MARGIN};
 use crate::client::{parse_endpoints, Client, ReadConsistency};
 use crate::model::spec::parse_resources;
 use crate::proto::v1::{Task, Usage, Worker};
@@ -103,7 +103,7 @@ impl RunArgs {
         let deadline = Duration::from_secs(g.timeout.max(1))
             .max(lease_wait + LEASE_REPLY_MARGIN + Duration::from_secs(1));
         Ok(Config {
-            registration: Registration {
+            registration: WorkerProfile {
                 name: self.name.clone(),
                 ip: self.ip.clone().unwrap_or_default(),
                 pool: self.pool.clone(),

@@ -15,9 +15,10 @@ use crate::proto::v1::*;
 /// back: a long poll waits at most `deadline - LEASE_REPLY_MARGIN`.
 pub const LEASE_REPLY_MARGIN: Duration = Duration::from_secs(2);
 
-/// A worker's registration: who it is and what it offers.
+/// Who a worker is and what it offers, as it registers (the client's side;
+/// the replicated record is `model::worker::Registration`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Registration {
+pub struct WorkerProfile {
     pub name: String,
     pub ip: String,
     /// Empty: `default`.
@@ -44,7 +45,7 @@ pub struct Outcome {
 impl Client {
     /// Registers a worker, or updates the registration of the worker with
     /// that name.
-    pub async fn register_worker(&self, r: &Registration) -> Result<Worker, ClientError> {
+    pub async fn register_worker(&self, r: &WorkerProfile) -> Result<Worker, ClientError> {
         let req = RegisterWorkerRequest {
             meta: write_meta(None),
             name: r.name.clone(),

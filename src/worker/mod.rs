@@ -30,7 +30,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tonic::Code;
 
-use crate::client::workers::Registration;
+use crate::client::workers::WorkerProfile;
 use crate::client::{Client, ClientError};
 use crate::proto::v1::{HeldTask, Lease};
 use output::Progress;
@@ -45,7 +45,7 @@ const LEASE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Empty `ip` or `capacity` are filled in from the machine.
-    pub registration: Registration,
+    pub registration: WorkerProfile,
     pub endpoints: Vec<String>,
     /// Where each task's log (`<id>-<attempt>.log`) and payload go.
     pub log_dir: PathBuf,

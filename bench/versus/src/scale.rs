@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use laneq::client::workers::Registration;
+use laneq::client::workers::WorkerProfile;
 use laneq::client::{Client, ReadConsistency};
 use laneq::proto::v1::move_task_request::To;
 use laneq::proto::v1::{QueueSpec, TaskSpec};
@@ -186,7 +186,7 @@ pub async fn scale(args: &Args) -> Vec<Value> {
     });
     futures::future::join_all(creates).await;
     // The worker listens to the first queue; moves and submits go anywhere.
-    let reg = Registration {
+    let reg = WorkerProfile {
         name: WORKER.into(),
         queues: vec![queue_name(0)],
         ..Default::default()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
-use laneq::client::workers::{Outcome as RunOutcome, Registration};
+use laneq::client::workers::{Outcome as RunOutcome, WorkerProfile};
 use laneq::client::{Client, ReadConsistency};
 use laneq::proto::v1::{QueueSpec, TaskSpec};
 use serde_json::{json, Value};
@@ -386,7 +386,7 @@ async fn laneq_pipeline(
         let name = format!("bench-{tag}-{w}");
         let queue = queue.clone();
         handles.push(tokio::spawn(async move {
-            let reg = Registration {
+            let reg = WorkerProfile {
                 name: name.clone(),
                 queues: vec![queue],
                 ..Default::default()
@@ -665,7 +665,7 @@ pub async fn heartbeats(args: &Args) -> Vec<Value> {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     return true;
                 };
-                let reg = Registration {
+                let reg = WorkerProfile {
                     name: name.clone(),
                     queues: vec![QUEUE.into()],
                     ..Default::default()
