@@ -139,10 +139,8 @@ fn current_tokens(grants: &[Grant<'_>], calls: &[Accepted<'_>]) -> Findings {
 fn never_back(calls: &[Accepted<'_>]) -> Findings {
     let mut found = Findings::default();
     for b in calls {
-        let earlier = calls
-            .iter()
-            .filter(|a| a.task == b.task && a.token > b.token);
-        if let Some(a) = earlier.filter(|a| precedes(a.by, b.by)).next() {
+        let mut higher = (calls.iter()).filter(|a| a.task == b.task && a.token > b.token);
+        if let Some(a) = higher.find(|a| precedes(a.by, b.by)) {
             found.push(format!(
                 "task {}: token {} accepted ({}) after token {} was ({})",
                 b.task,
