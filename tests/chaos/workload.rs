@@ -409,6 +409,12 @@ pub async fn admin(load: Load) {
         let call = Call::Move { task: id };
         load.recorder.record(ADMIN, "", call, sent_ms, &done(&r));
     }
+    reactivate(&load).await;
+}
+
+/// Once the faults stop, activates the drained queue again, retrying while
+/// the outcome is unknown.
+async fn reactivate(load: &Load) {
     let patient = load.client(Duration::from_secs(10));
     for _ in 0..10 {
         let sent_ms = load.recorder.now();
