@@ -3,8 +3,10 @@
 //! dirs, the real `LogStore`, `StateMachine` and Raft, over a simulated
 //! network that delays, reorders, loses and partitions messages, while a
 //! nemesis crashes and restarts nodes and clients submit, lease, run and
-//! complete tasks. Then everything heals and the checker (`sim/check.rs`)
-//! judges the replicas and the history.
+//! complete tasks. Then everything heals and the checker (`sim/check.rs`,
+//! with the properties in `history/check/` that the chaos run shares)
+//! judges the replicas and the history. This binary also runs those
+//! properties' own tests.
 //!
 //! A run is a function of its seed: one thread, tokio's paused clock,
 //! openraft's random draws seeded (`laneq::raft::runtime`), and storage that
@@ -23,6 +25,8 @@ mod check;
 mod client;
 #[path = "sim/cluster.rs"]
 mod cluster;
+#[path = "history/mod.rs"]
+mod history;
 #[path = "sim/nemesis.rs"]
 mod nemesis;
 #[path = "sim/net.rs"]
@@ -142,7 +146,7 @@ async fn simulate(seed: u64, nodes: u64, keep_events: bool) -> Result<Run, Strin
         events,
         kept,
         log_index,
-        writes: history.len(),
+        writes: history.records.len(),
     })
 }
 

@@ -1,7 +1,9 @@
 //! The chaos suite: a real cluster of `laneq node` processes under a real
 //! workload while a nemesis kills, pauses, partitions and restarts nodes;
 //! then a heal phase, and a checker over the recorded history and the final
-//! state of every node (tests/chaos/check.rs).
+//! state of every node: the properties in `tests/history/check/`, which the
+//! simulation shares, and this run's own facts (nodes that died on their
+//! own, nodes that could not be read, a cluster that did not converge).
 //!
 //! `cargo test` runs it briefly with a fixed seed. `scripts/chaos` runs it
 //! from a release build with any seed, length, cluster size and faults:
@@ -18,10 +20,15 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod check;
+// Shared with the simulation, which uses all of it. This target is built
+// with cfg(test) but, having no harness, without the `#[test]` functions,
+// so the imports of the checks' own tests look unused here.
+#[allow(unused_imports)]
+#[path = "../history/mod.rs"]
 mod history;
 mod nemesis;
 mod proxy;
+mod report;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -31,11 +38,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use laneq::client::{Client, ReadConsistency, TaskFilter};
-use serde_json::json;
 use tokio::sync::watch;
 
 use common::{free_port, Cluster, Timings};
-use history::{FinalNode, FinalTask};
+use history::{Replica, TaskView};
 use workload::{Load, Phase, Recorder, QUEUES};
 
 const USAGE: &str = "\
@@ -53,7 +59,7 @@ Options:
   --report FILE   write the JSON report there
 ";
 
-struct Args {
+pub struct Args {
     seconds: u64,
     seed: u64,
     nodes: u64,
@@ -318,7 +324,7 @@ async fn run(args: &Args) -> serde_json::Value {
         }
     }
     let history = rec.take();
-    let report = report(
+    let report = report::report(
         args,
         &history,
         &finals,
@@ -388,17 +394,18 @@ async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
 }
 
 /// Reads one node's whole state through stale reads served by that node.
-async fn read_node(cluster: &Cluster, id: u64) -> Result<FinalNode, String> {
+async fn read_node(cluster: &Cluster, id: u64) -> Result<Replica, String> {
     let client = cluster.client_for(id);
     let status = Client::node_status(&cluster.addr(id), Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;
-    let mut node = FinalNode {
+    let mut node = Replica {
         id,
         applied: status.applied_index,
         digest: status.digest,
         tasks: Vec::new(),
         queued: BTreeMap::new(),
+        records: None,
     };
     let mut filter = TaskFilter {
         page_size: 1000,
@@ -410,11 +417,13 @@ async fn read_node(cluster: &Cluster, id: u64) -> Result<FinalNode, String> {
             .list_tasks(&filter, &token, ReadConsistency::Stale)
             .await)
             .map_err(|e| e.to_string())?;
-        node.tasks.extend(page.tasks.iter().map(|t| FinalTask {
+        node.tasks.extend(page.tasks.iter().map(|t| TaskView {
             id: t.id,
+            key: t.idempotency_key.clone(),
             queue: t.queue.clone(),
             state: t.state.clone(),
-            key: t.idempotency_key.clone(),
+            token: t.fencing_token,
+            successes: t.timeline.iter().filter(|e| e.state == "succeeded").count() as u32,
         }));
         if page.next_page_token.is_empty() {
             break;
@@ -440,129 +449,4 @@ async fn read_node(cluster: &Cluster, id: u64) -> Result<FinalNode, String> {
         }
     }
     Ok(node)
-}
-
-fn report(
-    args: &Args,
-    history: &history::History,
-    finals: &[FinalNode],
-    crashes: &[String],
-    (fault_start, fault_end): (u64, u64),
-    converged: bool,
-    began: Instant,
-) -> serde_json::Value {
-    let empty = Vec::new();
-    let tasks = finals.first().map_or(&empty, |n| &n.tasks);
-    let submits = check::check_submits(history, tasks);
-    let leases = check::check_leases(history);
-    let finals_check = check::check_final(finals);
-    let avail = check::availability(history, fault_start, fault_end);
-    let mut violations: Vec<String> = Vec::new();
-    violations.extend(submits.violations.iter().cloned());
-    violations.extend(leases.violations.iter().cloned());
-    violations.extend(finals_check.violations.iter().cloned());
-    violations.extend(crashes.iter().cloned());
-    if finals.len() != args.nodes as usize {
-        violations.push(format!(
-            "only {} of {} nodes could be read",
-            finals.len(),
-            args.nodes
-        ));
-    }
-    if !converged {
-        violations.push("the nodes did not converge to one index and digest within 60 s".into());
-    }
-    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
-    for f in &history.faults {
-        *faults.entry(f.kind.as_str()).or_default() += 1;
-    }
-    let mut states: BTreeMap<&str, u64> = BTreeMap::new();
-    for t in tasks {
-        *states.entry(t.state.as_str()).or_default() += 1;
-    }
-    let unknown_keys = {
-        let mut known = std::collections::BTreeSet::new();
-        let mut all = std::collections::BTreeSet::new();
-        for s in &history.submits {
-            all.insert(&s.key);
-            if !matches!(s.outcome, history::Outcome::Unknown(_)) {
-                known.insert(&s.key);
-            }
-        }
-        all.len() - known.len()
-    };
-    let longest_failover = avail.failovers_ms.iter().copied().max().unwrap_or(0);
-    let replay = format!(
-        "scripts/chaos --seed {} --seconds {} --nodes {} --faults {}",
-        args.seed,
-        args.seconds,
-        args.nodes,
-        args.faults.join(",")
-    );
-
-    println!("\n== chaos report (seed {})", args.seed);
-    println!("operations (kind: outcome count):");
-    for (kind, outcomes) in &history.ops {
-        let parts: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
-        println!("  {kind:<10} {}", parts.join(", "));
-    }
-    println!("faults:");
-    for f in &history.faults {
-        println!(
-            "  {:>7.1} s  {:<17} {:>5} ms  {}{}",
-            f.start_ms as f64 / 1000.0,
-            f.kind,
-            f.end_ms - f.start_ms,
-            f.target,
-            if f.hit_leader { "  (leader)" } else { "" }
-        );
-    }
-    println!("tasks at the end: {states:?}; submit keys never resolved: {unknown_keys}");
-    println!(
-        "lost {}, duplicates {}, double leases {}, digest mismatches {}",
-        submits.lost, submits.duplicates, leases.double_leases, finals_check.digest_mismatches
-    );
-    println!(
-        "availability: {:.0}% of seconds had an acknowledged submit, {:.1}% of submit attempts \
-         acknowledged; longest stretch without one {} ms; failovers after leader faults {:?} ms \
-         (longest {longest_failover}); submit p50 {} ms, p99 {} ms during faults",
-        avail.windows_with_writes * 100.0,
-        avail.submits_acknowledged * 100.0,
-        avail.max_unavailable_ms,
-        avail.failovers_ms,
-        avail.submit_p50_ms,
-        avail.submit_p99_ms
-    );
-    if violations.is_empty() {
-        println!(
-            "no violations ({:.0} s in all)",
-            began.elapsed().as_secs_f64()
-        );
-    } else {
-        println!("{} VIOLATIONS; replay with: {replay}", violations.len());
-        for v in violations.iter().take(50) {
-            println!("  - {v}");
-        }
-    }
-
-    json!({
-        "seed": args.seed,
-        "nodes": args.nodes,
-        "seconds": args.seconds,
-        "fault_kinds": args.faults,
-        "ops": history.ops,
-        "faults": faults,
-        "fault_log": history.faults,
-        "tasks": { "total": tasks.len(), "by_state": states, "submit_keys_unresolved": unknown_keys },
-        "lost": submits.lost,
-        "duplicates": submits.duplicates,
-        "double_leases": leases.double_leases,
-        "digest_mismatches": finals_check.digest_mismatches,
-        "max_unavailable_ms": avail.max_unavailable_ms,
-        "longest_failover_ms": longest_failover,
-        "availability": avail,
-        "violations": violations,
-        "replay": replay,
-        "elapsed_s": began.elapsed().as_secs_f64(),
-    })
 }

@@ -1,5 +1,7 @@
 //! The workload: submitters, agent-like workers and an admin, each a tokio
-//! task with its own seeded RNG, recording every operation in the history.
+//! task with its own seeded RNG, recording every operation in the shared
+//! history (`tests/history/`). The chaos run cannot see the log, so its
+//! records carry no entry, and keys only where the workload chose them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,11 +16,13 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 use tonic::Code;
 
-use crate::history::{Grant, History, Outcome, Submit, TaskOp, TaskOpKind};
+use crate::history::{Call, History, Lease, Outcome, Record, Reply};
 
 /// The queues the workload uses; `q2` is the one the admin drains.
 pub const QUEUES: [&str; 3] = ["default", "q1", "q2"];
 const DRAINED_QUEUE: &str = "q2";
+/// The admin's name in the history.
+const ADMIN: &str = "admin";
 /// Attempts at one submit key before it is left unknown.
 const SUBMIT_TRIES: u32 = 6;
 
@@ -54,15 +58,30 @@ impl Recorder {
         f(&mut self.history.lock().unwrap())
     }
 
+    /// Records `call` by `client`, sent at `sent_ms` and ended now.
+    pub fn record(&self, client: &str, key: &str, call: Call, sent_ms: u64, outcome: &Outcome) {
+        let record = Record {
+            client: client.to_string(),
+            key: key.to_string(),
+            call,
+            sent_ms,
+            done_ms: self.now(),
+            outcome: outcome.clone(),
+            entry: None,
+        };
+        self.with(|h| h.records.push(record));
+    }
+
     pub fn take(&self) -> History {
         std::mem::take(&mut *self.history.lock().unwrap())
     }
 }
 
-/// Whether the write behind `e` definitely did not happen.
-pub fn outcome_of<T>(r: &Result<T, ClientError>) -> Outcome {
+/// How the client saw `r`: a yes with what `reply` makes of it, or
+/// whether the write behind the error definitely did not happen.
+pub fn outcome_of<T>(r: &Result<T, ClientError>, reply: impl FnOnce(&T) -> Reply) -> Outcome {
     match r {
-        Ok(_) => Outcome::Ok,
+        Ok(v) => Outcome::Ok(reply(v)),
         Err(e) => match e.code() {
             Code::Unavailable
             | Code::DeadlineExceeded
@@ -72,6 +91,11 @@ pub fn outcome_of<T>(r: &Result<T, ClientError>) -> Outcome {
             _ => Outcome::Refused(e.to_string()),
         },
     }
+}
+
+/// How the client saw `r`, when a yes carries nothing the checks use.
+pub fn done<T>(r: &Result<T, ClientError>) -> Outcome {
+    outcome_of(r, |_| Reply::Done)
 }
 
 /// The settings every workload task shares.
@@ -163,27 +187,18 @@ async fn submit(client: &Client, rec: &Recorder, p: &mut Pending) -> Outcome {
         ..Default::default()
     };
     let sent_ms = rec.now();
-    let (outcome, ids) = if p.tasks == 1 {
+    let submitted = |ids: Vec<u64>| Reply::Submitted { ids };
+    let outcome = if p.tasks == 1 {
         let r = client.submit(spec, Some(p.key.clone())).await;
-        (outcome_of(&r), r.map(|r| vec![r.id]).unwrap_or_default())
+        outcome_of(&r, |r| submitted(vec![r.id]))
     } else {
         let r = client
             .submit_batch(vec![spec; p.tasks], Some(p.key.clone()))
             .await;
-        (outcome_of(&r), r.map(|r| r.ids).unwrap_or_default())
+        outcome_of(&r, |r| submitted(r.ids.clone()))
     };
-    let done_ms = rec.now();
-    rec.with(|h| {
-        h.count("submit", &outcome);
-        h.submits.push(Submit {
-            key: p.key.clone(),
-            tasks: p.tasks,
-            sent_ms,
-            done_ms,
-            outcome: outcome.clone(),
-            ids,
-        });
-    });
+    let call = Call::Submit { tasks: p.tasks };
+    rec.record("submitter", &p.key, call, sent_ms, &outcome);
     outcome
 }
 
@@ -202,8 +217,12 @@ pub async fn worker(load: Load, index: u64, nodes: Vec<String>) {
         ..Default::default()
     };
     while load.phase() != Phase::Stop {
+        let sent_ms = load.recorder.now();
         let r = client.register_worker(&registration).await;
-        load.recorder.with(|h| h.count("register", &outcome_of(&r)));
+        let call = Call::Register {
+            worker: name.clone(),
+        };
+        (load.recorder).record(&name, "", call, sent_ms, &done(&r));
         if r.is_ok() {
             break;
         }
@@ -213,8 +232,19 @@ pub async fn worker(load: Load, index: u64, nodes: Vec<String>) {
     while load.phase() != Phase::Stop {
         let sent_ms = load.recorder.now();
         let r = client.lease(&name, 4, Duration::from_secs(1)).await;
-        let done_ms = load.recorder.now();
-        load.recorder.with(|h| h.count("lease", &outcome_of(&r)));
+        let outcome = outcome_of(&r, |leases| Reply::Leased {
+            leases: (leases.iter())
+                .filter_map(|l| {
+                    let task = l.task.as_ref()?.id;
+                    let token = l.fencing_token;
+                    Some(Lease { task, token })
+                })
+                .collect(),
+        });
+        let call = Call::Lease {
+            worker: name.clone(),
+        };
+        load.recorder.record(&name, "", call, sent_ms, &outcome);
         let Ok(leases) = r else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -223,15 +253,6 @@ pub async fn worker(load: Load, index: u64, nodes: Vec<String>) {
         for lease in leases {
             let Some(task) = lease.task else { continue };
             let token = lease.fencing_token;
-            load.recorder.with(|h| {
-                h.grants.push(Grant {
-                    task: task.id,
-                    worker: name.clone(),
-                    token,
-                    sent_ms,
-                    done_ms,
-                })
-            });
             held.lock().unwrap().insert(task.id, token);
             let work_ms = rng.random_range(0..40);
             runs.push(tokio::spawn(run_task(
@@ -260,29 +281,17 @@ async fn run_task(
     held: Arc<Mutex<HashMap<u64, u64>>>,
 ) {
     let rec = &load.recorder;
-    let op = |kind, sent_ms, outcome: &Outcome| TaskOp {
-        kind,
-        task,
-        worker: worker.clone(),
-        token,
-        sent_ms,
-        done_ms: rec.now(),
-        outcome: outcome.clone(),
-    };
     let sent_ms = rec.now();
     let r = client.start_task(task, token).await;
-    let outcome = outcome_of(&r);
-    rec.with(|h| {
-        h.count("start", &outcome);
-        h.task_ops.push(op(TaskOpKind::Start, sent_ms, &outcome));
-    });
+    let outcome = done(&r);
+    rec.record(&worker, "", Call::Start { task, token }, sent_ms, &outcome);
     if let Outcome::Refused(_) = outcome {
         held.lock().unwrap().remove(&task);
         return;
     }
     tokio::time::sleep(Duration::from_millis(work_ms)).await;
     let key = format!("{worker}-{task}-{token}-done");
-    let done = RunOutcome {
+    let ran = RunOutcome {
         succeeded: true,
         exit_code: Some(0),
         condition: String::new(),
@@ -290,13 +299,16 @@ async fn run_task(
     for _ in 0..5 {
         let sent_ms = rec.now();
         let r = client
-            .complete_task(task, token, &done, Some(key.clone()))
+            .complete_task(task, token, &ran, Some(key.clone()))
             .await;
-        let outcome = outcome_of(&r);
-        rec.with(|h| {
-            h.count("complete", &outcome);
-            h.task_ops.push(op(TaskOpKind::Complete, sent_ms, &outcome));
-        });
+        let outcome = done(&r);
+        let succeeded = true;
+        let call = Call::Complete {
+            task,
+            token,
+            succeeded,
+        };
+        rec.record(&worker, &key, call, sent_ms, &outcome);
         if !matches!(outcome, Outcome::Unknown(_)) || load.phase() == Phase::Stop {
             break;
         }
@@ -316,6 +328,7 @@ async fn heartbeats(
         .collect();
     for turn in 0usize.. {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let sent_ms = load.recorder.now();
         let tasks: Vec<HeldTask> = (held.lock().unwrap().iter())
             .map(|(&id, &fencing_token)| HeldTask {
                 id,
@@ -323,11 +336,15 @@ async fn heartbeats(
                 iteration: None,
             })
             .collect();
+        let renews = tasks.iter().map(|t| (t.id, t.fencing_token)).collect();
         let r = clients[turn % clients.len()]
             .heartbeat(&worker, tasks, None)
             .await;
-        load.recorder
-            .with(|h| h.count("heartbeat", &outcome_of(&r)));
+        let call = Call::Heartbeat {
+            worker: worker.clone(),
+            held: renews,
+        };
+        (load.recorder).record(&worker, "", call, sent_ms, &done(&r));
     }
 }
 
@@ -341,9 +358,15 @@ pub async fn admin(load: Load) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..600))).await;
         let roll = rng.random_range(0..100);
         if roll < 15 {
+            let sent_ms = load.recorder.now();
             let r = client.set_queue_active(DRAINED_QUEUE, !q2_active).await;
-            let kind = if q2_active { "drain" } else { "activate" };
-            load.recorder.with(|h| h.count(kind, &outcome_of(&r)));
+            let queue = DRAINED_QUEUE.to_string();
+            let call = if q2_active {
+                Call::Drain { queue }
+            } else {
+                Call::Activate { queue }
+            };
+            load.recorder.record(ADMIN, "", call, sent_ms, &done(&r));
             if r.is_ok() {
                 q2_active = !q2_active;
             }
@@ -365,9 +388,11 @@ pub async fn admin(load: Load) {
         let ids: Vec<u64> = page.tasks.iter().map(|t| t.id).collect();
         let id = ids[rng.random_range(0..ids.len())];
         let other = ids[rng.random_range(0..ids.len())];
+        let sent_ms = load.recorder.now();
         if roll < 22 {
             let r = client.cancel_task(id, "chaos admin").await;
-            load.recorder.with(|h| h.count("cancel", &outcome_of(&r)));
+            let call = Call::Cancel { task: id };
+            load.recorder.record(ADMIN, "", call, sent_ms, &done(&r));
             continue;
         }
         let to = match rng.random_range(0..8) {
@@ -381,13 +406,23 @@ pub async fn admin(load: Load) {
             _ => To::Queue(QUEUES[rng.random_range(0..QUEUES.len())].into()),
         };
         let r = client.move_task(id, to).await;
-        load.recorder.with(|h| h.count("move", &outcome_of(&r)));
+        let call = Call::Move { task: id };
+        load.recorder.record(ADMIN, "", call, sent_ms, &done(&r));
     }
+    reactivate(&load).await;
+}
+
+/// Once the faults stop, activates the drained queue again, retrying while
+/// the outcome is unknown.
+async fn reactivate(load: &Load) {
     let patient = load.client(Duration::from_secs(10));
     for _ in 0..10 {
+        let sent_ms = load.recorder.now();
         let r = patient.set_queue_active(DRAINED_QUEUE, true).await;
-        let outcome = outcome_of(&r);
-        load.recorder.with(|h| h.count("activate", &outcome));
+        let outcome = done(&r);
+        let queue = DRAINED_QUEUE.to_string();
+        let call = Call::Activate { queue };
+        load.recorder.record(ADMIN, "", call, sent_ms, &outcome);
         if !matches!(outcome, Outcome::Unknown(_)) {
             break;
         }

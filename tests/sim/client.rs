@@ -13,7 +13,7 @@ use openraft::errors::{ClientWriteError, RaftError};
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-use super::world::{Record, World};
+use super::world::World;
 
 /// How long a client waits for one attempt's answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -61,6 +61,7 @@ impl Client {
             actor: self.name.clone(),
             op,
         };
+        let sent_ms = self.world.now_ms();
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut outcome = None;
         while outcome.is_none() && tokio::time::Instant::now() < deadline {
@@ -70,18 +71,7 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }
-        let shown = match &outcome {
-            Some((r, index)) if r.replayed => format!("{:?} at {index}, replayed", r.result),
-            Some((r, index)) => format!("{:?} at {index}", r.result),
-            None => "unknown".to_string(),
-        };
-        let key = &write.idempotency_key;
-        self.world.record(format_args!("write {key}: {shown}"));
-        self.world.history.lock().unwrap().push(Record {
-            key: write.idempotency_key,
-            op: write.op,
-            outcome: outcome.clone(),
-        });
+        (self.world).record_write(&self.name, &write, sent_ms, outcome.clone());
         outcome
     }
 

@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use laneq::model::{Op, Response};
+use laneq::model::{Response, Write};
 use laneq::raft::Raft;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
+
+use super::history::{self, History};
 
 /// The simulated wall clock starts here (ms since the epoch), so stamps look
 /// like real ones.
@@ -44,16 +46,6 @@ impl Default for Faults {
     }
 }
 
-/// One write as a client saw it: `None` when its outcome stayed unknown
-/// (every attempt was lost, timed out or refused for want of a leader).
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub key: String,
-    pub op: Op,
-    /// The response and the log index of the entry that answered it.
-    pub outcome: Option<(Response, u64)>,
-}
-
 pub struct World {
     /// Node ids, 1..=size.
     pub ids: Vec<u64>,
@@ -65,7 +57,8 @@ pub struct World {
     skew_ms: BTreeMap<u64, i64>,
     start: Instant,
     trace: Mutex<Trace>,
-    pub history: Mutex<Vec<Record>>,
+    /// Every client operation, in the shared format (`tests/history/`).
+    pub history: Mutex<History>,
     /// Tells the workload to finish its current write and stop.
     stop: AtomicBool,
     /// Print every event as it is recorded (`LANEQ_SIM_TRACE`).
@@ -100,7 +93,7 @@ impl World {
                 count: 0,
                 events: keep_events.then(Vec::new),
             }),
-            history: Mutex::new(Vec::new()),
+            history: Mutex::new(History::default()),
             stop: AtomicBool::new(false),
             echo: std::env::var_os("LANEQ_SIM_TRACE").is_some(),
         }
@@ -135,6 +128,11 @@ impl World {
     /// Simulated time since the run began.
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// Simulated ms since the run began: the history's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.elapsed().as_millis() as u64
     }
 
     /// Node `id`'s wall clock, for the stamps it puts on commands.
@@ -172,6 +170,30 @@ impl World {
         if let Some(events) = &mut t.events {
             events.push(line);
         }
+    }
+
+    /// What `client` learned of `write`, sent at `sent_ms` and given up or
+    /// answered now: the response and the log index of the entry that
+    /// answered it, `None` when the outcome stayed unknown (every attempt
+    /// was lost, timed out or refused for want of a leader). Goes into the
+    /// trace and the history.
+    pub fn record_write(
+        &self,
+        client: &str,
+        write: &Write,
+        sent_ms: u64,
+        answer: Option<(Response, u64)>,
+    ) {
+        let shown = match &answer {
+            Some((r, index)) if r.replayed => format!("{:?} at {index}, replayed", r.result),
+            Some((r, index)) => format!("{:?} at {index}", r.result),
+            None => "unknown".to_string(),
+        };
+        let key = &write.idempotency_key;
+        self.record(format_args!("write {key}: {shown}"));
+        let times = (sent_ms, self.now_ms());
+        let record = history::model::record(client, write, times, answer);
+        self.history.lock().unwrap().records.push(record);
     }
 
     /// The trace's hash, its length and, if kept, its events.
