@@ -1,9 +1,10 @@
 //! A seeded, deterministic simulation of a whole laneq cluster in one
-//! process (issue #5). Three or five nodes run the real `Store` on temp
-//! dirs, the real `LogStore`, `StateMachine` and Raft, over a simulated
-//! network that delays, reorders, loses and partitions messages, while a
-//! nemesis crashes and restarts nodes and clients submit, lease, run and
-//! complete tasks. Then everything heals and the checker (`sim/check.rs`,
+//! process. Three or five real `RaftNode`s (the real `Store` on temp dirs,
+//! `LogStore`, `StateMachine` and Raft, and the real write path: forwarding,
+//! leader waits, cut-off detection, the coalescer, read barriers) run over a
+//! simulated network that delays, reorders, loses and partitions messages,
+//! while a nemesis crashes and restarts nodes and clients submit, lease, run
+//! and complete tasks and read linearizably. Then everything heals and the checker (`sim/check.rs`,
 //! with the properties in `history/check/` that the chaos run shares)
 //! judges the replicas and the history. This binary also runs those
 //! properties' own tests.
@@ -31,6 +32,8 @@ mod history;
 mod nemesis;
 #[path = "sim/net.rs"]
 mod net;
+#[path = "sim/peers.rs"]
+mod peers;
 #[path = "sim/workload.rs"]
 mod workload;
 #[path = "sim/world.rs"]

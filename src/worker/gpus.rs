@@ -25,6 +25,7 @@ impl Gpus {
     }
 
     /// Whether NVML was loaded (it may still count no GPUs).
+    #[cfg(test)]
     pub fn loaded(&self) -> bool {
         self.nvml.is_some()
     }
@@ -64,6 +65,7 @@ impl Gpus {
         Self {}
     }
 
+    #[cfg(test)]
     pub fn loaded(&self) -> bool {
         false
     }

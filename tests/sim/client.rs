@@ -1,18 +1,23 @@
-//! A simulated client: it sends a write to the node it thinks leads, follows
-//! the leader hint it gets back, and retries whatever outcome it did not
-//! learn (a lost request or reply, a timeout, a leader change) with the same
-//! idempotency key, as `laneq::client` does. The node that accepts the write
-//! stamps it with its own clock and a seed from the run's random source,
-//! which is what `RaftNode::write_as_leader` does on a real leader.
+//! A simulated client: it sends a write to the node it thinks leads, which
+//! runs it through laneq's own write path (`RaftNode::write`: forwarding to
+//! the leader, waiting out an election, giving up on a cut-off leader, the
+//! leader's coalescer and stamps). It follows the leader its answer names,
+//! and retries whatever outcome it did not learn (a lost request or reply,
+//! a timeout, a leader change) with the same idempotency key, as
+//! `laneq::client` does. It also makes linearizable reads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use laneq::model::{Command, Op, Response, Stamp, Write};
-use openraft::errors::{ClientWriteError, RaftError};
+use laneq::codec::{decode, encode};
+use laneq::model::{Op, Response, Write};
+use laneq::raft::{noting_forwards, NodeError};
 use rand::seq::IndexedRandom;
 use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use super::history::ReadView;
 use super::world::World;
 
 /// How long a client waits for one attempt's answer.
@@ -75,39 +80,95 @@ impl Client {
         outcome
     }
 
-    /// One try at one node; `None` when the outcome stays unknown.
+    /// One try at one node, through its real write path (`RaftNode::write`:
+    /// validation, forwarding, leader waits, the coalescer, the wait for
+    /// its own apply); `None` when the outcome stays unknown.
     async fn attempt(&mut self, write: &Write) -> Option<(Response, u64)> {
         let world = self.world.clone();
-        let target = match self.leader.take() {
-            Some(id) => id,
-            None => world.rand(|r| *world.ids.choose(r).expect("a node")),
-        };
+        let target = self.target();
         tokio::time::sleep(world.delay()).await;
-        let raft = match world.raft(target) {
-            Some(raft) if world.passes(0, target) => raft,
+        let (node, life) = match world.node(target) {
+            Some(up) if world.passes(0, target) => up,
             _ => return None,
         };
-        let command = Command {
-            stamp: Stamp {
-                now_ms: world.wall_ms(target),
-                seed: world.rand(|r| r.random()),
-            },
-            write: write.clone(),
+        let call = noting_forwards(node.write(wire(write)));
+        let answer = tokio::select! {
+            biased;
+            () = life.ended() => return None,
+            answer = tokio::time::timeout(ATTEMPT_TIMEOUT, call) => answer.ok()?,
         };
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, raft.client_write(command.into())).await {
-            Ok(Ok(resp)) => {
+        drop(node);
+        match answer {
+            (Ok((response, index)), forwarded) => {
                 tokio::time::sleep(world.delay()).await;
                 if !world.passes(target, 0) {
                     return None;
                 }
-                self.leader = Some(target);
-                Some((resp.data, resp.log_id.index()))
+                // A forwarded write's answer names the leader, as the
+                // server's `LeaderHint` does.
+                self.leader = Some(forwarded.map_or(target, |(id, _)| id));
+                Some((wire(&response), index))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                self.leader = f.leader_id;
+            (Err(NodeError::NotLeader { leader, .. }), _) => {
+                self.leader = leader.map(|(id, _)| id);
                 None
             }
-            Ok(Err(_)) | Err(_) => None,
+            (Err(NodeError::InvalidArgument(why)), _) => {
+                panic!("the simulation wrote a malformed write {write:?}: {why}")
+            }
+            (Err(_), _) => None,
         }
     }
+
+    /// A linearizable read of the applied index at a node of the seed's
+    /// choosing (`RaftNode::linearize`: the leader's read index, asked for
+    /// from a follower), recorded in the history.
+    pub async fn read(&mut self) {
+        let world = self.world.clone();
+        let sent_ms = world.now_ms();
+        let target = world.rand(|r| *world.ids.choose(r).expect("a node"));
+        let answer = async {
+            tokio::time::sleep(world.delay()).await;
+            let (node, life) = match world.node(target) {
+                Some(up) if world.passes(0, target) => up,
+                _ => return Err(format!("node {target} unreachable")),
+            };
+            let barrier = tokio::select! {
+                biased;
+                () = life.ended() => return Err(format!("node {target} crashed")),
+                barrier = tokio::time::timeout(ATTEMPT_TIMEOUT, node.linearize()) => barrier,
+            };
+            match barrier {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("no answer in time".to_string()),
+            }
+            let view = ReadView {
+                node: target,
+                applied: node.sm().applied().index,
+                tasks: Vec::new(),
+            };
+            drop(node);
+            tokio::time::sleep(world.delay()).await;
+            match world.passes(target, 0) {
+                true => Ok(view),
+                false => Err("the answer was lost".to_string()),
+            }
+        };
+        let answer = answer.await;
+        world.record_read(&self.name, sent_ms, answer);
+    }
+
+    /// The node to try next: the last leader heard of, else one at random.
+    fn target(&mut self) -> u64 {
+        match self.leader.take() {
+            Some(id) => id,
+            None => (self.world).rand(|r| *self.world.ids.choose(r).expect("a node")),
+        }
+    }
+}
+
+/// A value after a trip over the wire.
+fn wire<T: Serialize + DeserializeOwned>(value: &T) -> T {
+    decode(&encode(value)).expect("a message decodes as it was encoded")
 }

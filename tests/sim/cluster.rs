@@ -1,19 +1,23 @@
-//! The simulated cluster: real `Store`s on temp dirs, real `LogStore`s,
-//! `StateMachine`s and Rafts, over the simulated network. Nodes crash and
-//! restart from their data dirs; at the end the cluster heals and must
-//! converge.
+//! The simulated cluster: real `RaftNode`s (the real `Store` on temp dirs,
+//! `LogStore`, `StateMachine`, Raft, coalescer and write path), wired to the
+//! simulated network for Raft's messages (`net.rs`) and for their own calls
+//! to the leader (`peers.rs`), and stamping with their own skewed clocks.
+//! Nodes crash and restart from their data dirs; at the end the cluster
+//! heals and must converge.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use laneq::config::{NodeConfig, Peer, RaftTimings};
 use laneq::model::State;
-use laneq::raft::{Applied, LogStore, Raft, RaftTimings, SmShared, StateMachine};
+use laneq::raft::{Applied, RaftNode, StateMachine, Wiring};
 use laneq::store::{Store, StoreOptions};
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::{BasicNode, ServerState};
+use openraft::ServerState;
 
 use super::net::SimNetwork;
+use super::peers::{SimClock, SimPeers};
 use super::world::{Faults, World};
 
 /// Small snapshot thresholds, so that a node that was down or cut off for
@@ -35,68 +39,88 @@ const SIM_STORE: StoreOptions = StoreOptions {
 
 /// How long the healed cluster may take to agree on one applied index.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+/// How many turns a crash gives the calls in flight on the node to end
+/// (each ends at its next poll, once the node's life has ended).
+const CRASH_TURNS_MAX: usize = 10_000;
 
 pub struct Cluster {
     pub world: Arc<World>,
     dir: tempfile::TempDir,
-    config: Arc<openraft::Config>,
-    /// The state machine of every node that is up.
-    shared: BTreeMap<u64, Arc<SmShared>>,
 }
 
 impl Cluster {
     /// Starts every node and initialises the cluster with all of them as
     /// voters.
     pub async fn start(world: Arc<World>) -> Self {
-        let config = timings()
-            .to_config("sim")
-            .expect("the simulation's timings are valid");
         let mut cluster = Self {
             world,
             dir: tempfile::tempdir().expect("temp dir"),
-            config: Arc::new(config),
-            shared: BTreeMap::new(),
         };
         for id in cluster.world.ids.clone() {
             cluster.start_node(id).await;
         }
-        let members: BTreeMap<u64, BasicNode> = cluster
-            .world
-            .ids
-            .iter()
-            .map(|&id| (id, BasicNode::new(format!("sim-{id}"))))
-            .collect();
-        let first = cluster.world.raft(1).expect("node 1 is up");
-        first.initialize(members).await.expect("initialize");
+        let (first, _) = cluster.world.node(1).expect("node 1 is up");
+        assert!(first.init().await.expect("initialize"), "a new cluster");
         cluster
     }
 
-    /// Opens node `id`'s store and starts its Raft.
+    /// Node `id`'s config: every node a peer, addressed by name.
+    fn config(&self, id: u64) -> NodeConfig {
+        let addr = |id: u64| format!("sim-{id}");
+        NodeConfig {
+            id,
+            cluster: "sim".into(),
+            listen: addr(id),
+            data_dir: self.dir.path().join(id.to_string()),
+            peers: (self.world.ids.iter())
+                .map(|&id| Peer { id, addr: addr(id) })
+                .collect(),
+            raft: timings(),
+            workers: Default::default(),
+        }
+    }
+
+    /// Opens node `id`'s store and starts it.
     pub async fn start_node(&mut self, id: u64) {
-        let dir = self.dir.path().join(id.to_string());
-        let store = Store::open_with(&dir, SIM_STORE).expect("open the store");
-        let sm = StateMachine::open(store.clone()).expect("open the state machine");
-        let shared = sm.shared();
-        let network = SimNetwork {
-            world: self.world.clone(),
-            from: id,
+        let config = self.config(id);
+        let store = Store::open_with(&config.data_dir, SIM_STORE).expect("open the store");
+        let world = self.world.clone();
+        let wiring = Wiring {
+            network: SimNetwork {
+                world: world.clone(),
+                from: id,
+            },
+            peers: Arc::new(SimPeers {
+                world: world.clone(),
+                from: id,
+            }),
+            stamper: Arc::new(SimClock { world, id }),
         };
-        let raft = Raft::new(id, self.config.clone(), network, LogStore::new(store), sm)
+        let node = RaftNode::start_with(&config, store, wiring)
             .await
-            .expect("start raft");
-        self.world.set_up(id, raft);
-        self.shared.insert(id, shared);
+            .expect("start the node");
+        self.world.set_up(id, node);
         self.world.record(format_args!("start {id}"));
     }
 
-    /// Stops node `id` as a crash would: its Raft stops and every handle on
-    /// its store is dropped, so that a restart reopens the store from disk.
+    /// Stops node `id` as a crash would: its Raft stops, the calls in
+    /// flight on it end, and every handle on its store is dropped, so that
+    /// a restart reopens the store from disk.
     pub async fn crash(&mut self, id: u64) {
-        let Some(raft) = self.world.take_down(id) else {
+        let Some(node) = self.world.take_down(id) else {
             return;
         };
-        self.shared.remove(&id);
-        raft.shutdown().await.expect("raft shutdown");
+        node.shutdown().await;
+        let mut turns = 0;
+        while Arc::strong_count(&node) > 1 {
+            assert!(
+                turns < CRASH_TURNS_MAX,
+                "node {id}: {} handles still held {turns} turns after its crash",
+                Arc::strong_count(&node) - 1
+            );
+            tokio::task::yield_now().await;
+            turns += 1;
+        }
         self.world.record(format_args!("crash {id}"));
     }
 
@@ -150,16 +174,22 @@ impl Cluster {
         }
     }
 
+    /// Every node's applied position, by id.
+    fn applied(&self) -> BTreeMap<u64, u64> {
+        (self.world.ids.iter())
+            .map(|&id| {
+                let (node, _) = self.world.node(id).expect("all nodes are up");
+                (id, node.sm().applied().index)
+            })
+            .collect()
+    }
+
     /// Waits until every node has applied the same index, which is also the
     /// last index of every log; returns that index.
     pub async fn converge(&self) -> Result<u64, String> {
         let deadline = tokio::time::Instant::now() + CONVERGE_WITHIN;
         loop {
-            let applied: BTreeMap<u64, u64> = self
-                .shared
-                .iter()
-                .map(|(&id, s)| (id, s.applied().index))
-                .collect();
+            let applied = self.applied();
             let last: BTreeMap<u64, Option<u64>> = self
                 .world
                 .ids
@@ -191,9 +221,13 @@ impl Cluster {
 
     /// Every node's applied position and state.
     pub fn states(&self) -> BTreeMap<u64, (Applied, State)> {
-        self.shared
-            .iter()
-            .map(|(&id, s)| (id, (s.applied(), s.state().clone())))
+        (self.world.ids.iter())
+            .filter_map(|&id| {
+                let (node, _) = self.world.node(id)?;
+                let sm = node.sm();
+                let state = sm.state().clone();
+                Some((id, (sm.applied(), state)))
+            })
             .collect()
     }
 

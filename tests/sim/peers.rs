@@ -46,10 +46,16 @@ where
         if !world.passes(from, to) {
             return std::future::pending().await;
         }
-        let Some(node) = world.node(to) else {
+        let Some((node, life)) = world.node(to) else {
             return Err(format!("node {to} is down"));
         };
-        let answer = deliver(node).await;
+        // A crash of the target ends the call, as it would close the
+        // connection.
+        let answer = tokio::select! {
+            biased;
+            () = life.ended() => return Err(format!("node {to} crashed")),
+            answer = deliver(node) => answer,
+        };
         tokio::time::sleep(world.delay()).await;
         if !world.passes(to, from) {
             return std::future::pending().await;

@@ -72,6 +72,7 @@ pub fn spawn(world: &Arc<World>) -> Vec<JoinHandle<()>> {
     );
     tasks.push(tokio::spawn(operator(world.clone())));
     tasks.push(tokio::spawn(expiry(world.clone())));
+    tasks.push(tokio::spawn(reader(world.clone())));
     tasks
 }
 
@@ -269,5 +270,14 @@ async fn expiry(world: Arc<World>) {
             worker_timeout_ms: WORKER_TIMEOUT_MS,
         };
         client.write(op).await;
+    }
+}
+
+/// Now and then reads the applied index linearizably, at any node.
+async fn reader(world: Arc<World>) {
+    let mut client = Client::new(world.clone(), "reader");
+    while !world.stopping() {
+        pause(&world, 50, 250).await;
+        client.read().await;
     }
 }

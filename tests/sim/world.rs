@@ -3,19 +3,24 @@
 //! the trace and the history. One run lives on one thread, so the locks
 //! here are never contended; they exist because openraft wants its network
 //! `Send + Sync`.
+//!
+//! A node that is up is its `RaftNode` and its [`Life`]: a crash ends the
+//! life, and every call in flight on the node (a client's, a peer's) ends
+//! with it, as its connections would, so that nothing holds the node's
+//! store open when it restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use laneq::model::{Response, Write};
-use laneq::raft::Raft;
+use laneq::raft::{Raft, RaftNode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::history::{self, History};
+use super::history::{self, Call, History, Outcome, ReadView, Record, Reply};
 
 /// The simulated wall clock starts here (ms since the epoch), so stamps look
 /// like real ones.
@@ -51,8 +56,8 @@ pub struct World {
     pub ids: Vec<u64>,
     rng: Mutex<StdRng>,
     pub faults: Mutex<Faults>,
-    /// The Raft of every node that is up.
-    up: Mutex<BTreeMap<u64, Raft>>,
+    /// Every node that is up.
+    up: Mutex<BTreeMap<u64, (Arc<RaftNode>, Arc<Life>)>>,
     /// Each node's wall clock offset.
     skew_ms: BTreeMap<u64, i64>,
     start: Instant,
@@ -109,20 +114,30 @@ impl World {
         self.rand(|r| r.random_range(0..1000) < permille)
     }
 
-    pub fn raft(&self, id: u64) -> Option<Raft> {
+    /// Node `id`, if it is up, and its life.
+    pub fn node(&self, id: u64) -> Option<(Arc<RaftNode>, Arc<Life>)> {
         self.up.lock().unwrap().get(&id).cloned()
+    }
+
+    pub fn raft(&self, id: u64) -> Option<Raft> {
+        self.node(id).map(|(node, _)| node.raft().clone())
     }
 
     pub fn up_ids(&self) -> Vec<u64> {
         self.up.lock().unwrap().keys().copied().collect()
     }
 
-    pub fn set_up(&self, id: u64, raft: Raft) {
-        self.up.lock().unwrap().insert(id, raft);
+    pub fn set_up(&self, id: u64, node: Arc<RaftNode>) {
+        let up = (node, Arc::new(Life::default()));
+        self.up.lock().unwrap().insert(id, up);
     }
 
-    pub fn take_down(&self, id: u64) -> Option<Raft> {
-        self.up.lock().unwrap().remove(&id)
+    /// Takes node `id` down: its life ends, so every call in flight on it
+    /// ends too.
+    pub fn take_down(&self, id: u64) -> Option<Arc<RaftNode>> {
+        let (node, life) = self.up.lock().unwrap().remove(&id)?;
+        life.end();
+        Some(node)
     }
 
     /// Simulated time since the run began.
@@ -196,6 +211,31 @@ impl World {
         self.history.lock().unwrap().records.push(record);
     }
 
+    /// What `client` learned of a linearizable read sent at `sent_ms` and
+    /// answered (or given up) now: what it observed, or why not.
+    pub fn record_read(&self, client: &str, sent_ms: u64, answer: Result<ReadView, String>) {
+        let shown = match &answer {
+            Ok(view) => format!("node {} at {}", view.node, view.applied),
+            Err(why) => why.clone(),
+        };
+        self.record(format_args!("read {client}: {shown}"));
+        let record = Record {
+            client: client.to_string(),
+            key: String::new(),
+            call: Call::Read {
+                what: "the applied index".into(),
+            },
+            sent_ms,
+            done_ms: self.now_ms(),
+            outcome: match answer {
+                Ok(view) => Outcome::Ok(Reply::Read(view)),
+                Err(why) => Outcome::Unknown(why),
+            },
+            entry: None,
+        };
+        self.history.lock().unwrap().records.push(record);
+    }
+
     /// The trace's hash, its length and, if kept, its events.
     pub fn trace(&self) -> (String, u64, Option<Vec<String>>) {
         let t = self.trace.lock().unwrap();
@@ -212,5 +252,34 @@ impl World {
 
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A node's life from its start to its crash. Calls in flight on the node
+/// race [`Life::ended`] and lose to it.
+#[derive(Default)]
+pub struct Life {
+    ended: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Life {
+    fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+        // Wakes the waiters in the order they began to wait: replayable.
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once the node has crashed.
+    pub async fn ended(&self) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.ended.load(Ordering::Relaxed) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
