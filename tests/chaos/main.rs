@@ -204,7 +204,7 @@ fn free_port_on(ip: std::net::IpAddr) -> u16 {
 /// Starts `n` nodes, each behind its proxy (see proxy.rs), and initialises
 /// them as one cluster.
 async fn start_cluster(n: u64, links: &proxy::Links) -> Cluster {
-    let defaults = laneq::raft::RaftTimings::default();
+    let defaults = laneq::config::RaftTimings::default();
     let timings = Timings {
         // laneq's defaults, so that failover times mean what they say.
         heartbeat_interval_ms: defaults.heartbeat_interval_ms,

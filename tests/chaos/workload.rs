@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use laneq::client::workers::{Outcome as RunOutcome, Registration};
+use laneq::client::workers::{Outcome as RunOutcome, WorkerProfile};
 use laneq::client::{Client, ClientError, ReadConsistency, TaskFilter};
 use laneq::proto::v1::move_task_request::To;
 use laneq::proto::v1::{HeldTask, TaskSpec};
@@ -210,7 +210,7 @@ pub async fn worker(load: Load, index: u64, nodes: Vec<String>) {
     let name = format!("w{index}");
     let mut rng = load.rng(200 + index);
     let client = load.client(Duration::from_secs(4));
-    let registration = Registration {
+    let registration = WorkerProfile {
         name: name.clone(),
         ip: "127.0.0.1".into(),
         queues: QUEUES.iter().map(|q| q.to_string()).collect(),
