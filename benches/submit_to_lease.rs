@@ -9,7 +9,8 @@
 //! `cargo test --all-targets` does, against debug nodes) it is a small smoke
 //! run that checks every task is leased exactly once, and asserts no timing.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;

@@ -15,7 +15,8 @@
 //! fault schedule (kinds, gaps, durations and target draws) and the same
 //! workload choices.
 
-#[path = "../common/mod.rs"]
+#[path = "../it/support/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 mod check;

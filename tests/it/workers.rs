@@ -3,13 +3,11 @@
 //! only to a follower across leader changes, their batching, and the grace
 //! a new leader gives leases before it expires any.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Timings};
+use crate::support::{Cluster, Timings};
 use laneq::proto::v1::queues_client::QueuesClient;
 use laneq::proto::v1::tasks_client::TasksClient;
 use laneq::proto::v1::workers_client::WorkersClient;

@@ -3,11 +3,9 @@
 //! Writes go to followers too (they forward them); reads are linearizable
 //! on whichever node they reach.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{Cluster, Timings};
+use crate::support::{Cluster, Timings};
 use laneq::proto::v1::config_client::ConfigClient;
 use laneq::proto::v1::move_task_request::To;
 use laneq::proto::v1::projects_client::ProjectsClient;

@@ -2,11 +2,9 @@
 //! forwarding, linearizable reads, failover, catch-up by log and by
 //! snapshot, membership changes and whole-cluster restarts.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Timings};
+use crate::support::{Cluster, Timings};
 use laneq::client::ReadConsistency;
 
 fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
@@ -127,7 +125,7 @@ async fn a_fourth_node_joins_and_a_node_is_removed() {
     let client = c.client();
     let ids = c.submit_many(&client, "default", 10).await;
 
-    let addr4 = format!("127.0.0.1:{}", common::free_port());
+    let addr4 = format!("127.0.0.1:{}", crate::support::free_port());
     c.add_config(4, addr4.clone(), &[(4, addr4.clone())]);
     c.start_node(4);
     let r = client.add_node(4, &addr4).await.unwrap();
@@ -264,11 +262,11 @@ async fn a_forwarded_write_names_the_leader_and_the_client_goes_there() {
         .await
         .unwrap();
     let pid = c.pid(follower).unwrap();
-    common::signal(pid, "STOP");
+    crate::support::signal(pid, "STOP");
     let next = client
         .submit_task("default", vec!["y".into()], vec![], None)
         .await;
-    common::signal(pid, "CONT");
+    crate::support::signal(pid, "CONT");
     next.expect("the second write goes straight to the leader");
 }
 

@@ -7,15 +7,13 @@
 //! finishes while its queue drains. No test here waits on the clock for an
 //! outcome: each polls for it.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{signal, Cluster, Timings, BIN};
+use crate::support::{signal, Cluster, Timings, BIN};
 use laneq::client::{Client, ReadConsistency};
 use laneq::proto::v1::Task;
 

@@ -1,11 +1,9 @@
 //! Pools and their clusters through gRPC and the CLI on a 3-node cluster.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Timings};
+use crate::support::{Cluster, Timings};
 use laneq::client::workers::{Outcome, Registration};
 use laneq::client::ReadConsistency;
 use laneq::proto::v1::{Lease, TaskSpec};

@@ -2,8 +2,6 @@
 //! ports, each with its own data dir, and talks to them with the client
 //! library. Every process it starts is killed when the harness is dropped.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::TcpListener;

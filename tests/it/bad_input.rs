@@ -1,12 +1,10 @@
 //! Bad input gets a clear error that names the problem, and nothing is
 //! written: configs, data dirs, names, unknown queues, unreachable peers.
 
-mod common;
-
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Timings, BIN};
+use crate::support::{Cluster, Timings, BIN};
 use laneq::client::{Client, ReadConsistency};
 use tonic::Code;
 
