@@ -33,8 +33,11 @@ pub use workers::{run_expiry, run_heartbeat_batches, WorkerHub};
 /// Largest client request or response (a submit carries at most 1 MiB of payload).
 pub const CLIENT_MESSAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 
-pub fn cluster_server(node: Arc<RaftNode>) -> ClusterServer<cluster::ClusterApi> {
-    ClusterServer::new(cluster::ClusterApi { node })
+pub fn cluster_server(
+    node: Arc<RaftNode>,
+    hub: Arc<WorkerHub>,
+) -> ClusterServer<cluster::ClusterApi> {
+    ClusterServer::new(cluster::ClusterApi { node, hub })
 }
 
 pub fn pools_server(node: Arc<RaftNode>) -> PoolsServer<pools::PoolsApi> {

@@ -3,6 +3,7 @@
 //! gathered heartbeats on in batches, and (on the leader) expiring leases.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,9 @@ pub struct WorkerHub {
     /// Woken when reserved tasks are let go: a lease may have taken others,
     /// and the polls that looked past them look again.
     released: tokio::sync::Notify,
+    /// Lease polls of this node waiting for work now, for the node's status:
+    /// what shows that a long poll is parked.
+    polls_waiting: AtomicU32,
 }
 
 impl WorkerHub {
@@ -47,7 +51,20 @@ impl WorkerHub {
             pending: Mutex::new(BTreeMap::new()),
             reserved: Mutex::new(BTreeSet::new()),
             released: tokio::sync::Notify::new(),
+            polls_waiting: AtomicU32::new(0),
         })
+    }
+
+    /// How many lease polls of this node wait for work now.
+    pub fn lease_polls_waiting(&self) -> u32 {
+        self.polls_waiting.load(Ordering::Relaxed)
+    }
+
+    /// Counts one lease poll as waiting until the guard drops (also when
+    /// the poll is dropped mid-wait, its caller gone).
+    fn poll_waiting(&self) -> PollWaiting<'_> {
+        self.polls_waiting.fetch_add(1, Ordering::Relaxed);
+        PollWaiting { hub: self }
     }
 
     /// Previews the dispatcher for `worker`, past the tasks other polls
@@ -77,6 +94,17 @@ impl Drop for Reserved<'_> {
         }
         drop(reserved);
         self.hub.released.notify_waiters();
+    }
+}
+
+/// One lease poll counted in `WorkerHub::polls_waiting`.
+struct PollWaiting<'a> {
+    hub: &'a WorkerHub,
+}
+
+impl Drop for PollWaiting<'_> {
+    fn drop(&mut self) {
+        self.hub.polls_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -236,6 +264,7 @@ impl Workers for WorkersApi {
             }
             // Wait for anything new to be applied, or for reserved tasks to
             // be let go, then look again.
+            let _waiting = self.hub.poll_waiting();
             tokio::select! {
                 _ = self
                     .node
