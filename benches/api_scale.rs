@@ -19,7 +19,7 @@
 //! child of this process and is killed when its `Cluster` is dropped.
 
 #[path = "../tests/it/support/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod common;
 #[path = "support/mod.rs"]
 mod support;

@@ -10,7 +10,7 @@
 //! run that checks every task is leased exactly once, and asserts no timing.
 
 #[path = "../tests/it/support/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;

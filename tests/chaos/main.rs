@@ -16,7 +16,7 @@
 //! workload choices.
 
 #[path = "../it/support/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod common;
 
 mod check;

@@ -3,12 +3,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::{Cluster, Timings};
 use laneq::client::workers::{Outcome, Registration};
 use laneq::client::ReadConsistency;
 use laneq::proto::v1::{Lease, TaskSpec};
 use serde_json::Value;
 use tonic::Code;
+
+use crate::support::{eventually, ok_if, Cluster, Timings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pools_are_created_changed_and_read_on_any_node() {
@@ -299,14 +300,15 @@ fn counts(v: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
 /// Leases `n` tasks to `worker`, polling until they all came.
 async fn lease_n(c: &Cluster, worker: &str, n: usize) -> Vec<Lease> {
     let client = c.client();
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut leases = vec![];
-    while leases.len() < n {
-        assert!(Instant::now() < deadline, "only {} leases", leases.len());
+    let what = format!("{n} leases for {worker} (the count so far)");
+    eventually(Duration::from_secs(10), &what, async || {
         let max = (n - leases.len()) as u32;
         let wait = Duration::from_millis(500);
         leases.extend(client.lease(worker, max, wait).await.unwrap());
-    }
+        ok_if(leases.len() == n, leases.len())
+    })
+    .await;
     leases
 }
 

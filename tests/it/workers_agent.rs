@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use crate::support::{signal, Cluster, Timings, BIN};
 use laneq::client::{Client, ReadConsistency};
 use laneq::proto::v1::Task;
+
+use crate::support::{eventually, ok_if, Agent, Cluster, Timings, BIN};
 
 /// Short leases, so that nothing here waits on the 15 s defaults.
 fn timings() -> Timings {
@@ -27,98 +27,9 @@ fn timings() -> Timings {
     }
 }
 
-/// A `laneq worker run` process, killed (SIGKILL) when dropped.
-struct Agent {
-    name: String,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Agent {
-    fn start(c: &Cluster, dir: &Path, name: &str, slots: u32) -> Self {
-        Self::start_on(c, dir, name, slots, &["default"])
-    }
-
-    /// An agent leasing from `queues`, in that order.
-    fn start_on(c: &Cluster, dir: &Path, name: &str, slots: u32, queues: &[&str]) -> Self {
-        let log = dir.join(format!("{name}.agent.log"));
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .args(["--endpoints", &c.endpoints().join(",")])
-            .args(["worker", "run", "--name", name])
-            .args(queues.iter().flat_map(|q| ["--queue", q]))
-            .args(["--slots", &slots.to_string()])
-            .args(["--heartbeat-ms", "300", "--lease-wait-ms", "2000"])
-            .arg("--log-dir")
-            .arg(dir.join(name))
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Agent {
-            name: name.to_string(),
-            log,
-            child: Some(child),
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        signal(self.child.as_ref().unwrap().id(), sig);
-    }
-
-    /// Waits for the agent to exit by itself.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent {} did not exit within {within:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits until the agent's log says `what`.
-    fn wait_log(&self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log_text().contains(what) {
-            assert!(
-                Instant::now() < deadline,
-                "agent {} never logged {what:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- agent {} ---\n{}", self.name, self.log_text());
-        }
-    }
-}
-
 /// A command that appends its task id to `ran`, reports iteration 3 and
-/// exits with `code`.
+/// exits with `code`. Its `sleep` is the scenario's: a task that takes a
+/// moment, so that the agents share the work.
 fn command(ran: &Path, code: i32) -> Vec<String> {
     let script = format!(
         "echo $LANEQ_TASK_ID >> '{}'; echo laneq:iteration=3; sleep 0.2; exit {code}",
@@ -135,33 +46,29 @@ async fn submit(client: &Client, command: Vec<String>) -> u64 {
         .id
 }
 
-/// Polls until every task of `ids` satisfies `done`, or fails after `within`.
+/// Polls until every task of `ids` satisfies `done` (described by `what`),
+/// or fails after `within`.
 async fn wait_tasks(
     client: &Client,
     ids: &[u64],
     within: Duration,
+    what: &str,
     done: impl Fn(&Task) -> bool,
 ) -> BTreeMap<u64, Task> {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("tasks {ids:?} to be {what} (their states)");
+    eventually(within, &what, async || {
         let mut tasks = BTreeMap::new();
         for &id in ids {
             let t = client.get_task(id, ReadConsistency::Linearizable).await;
             tasks.insert(id, t.unwrap());
         }
         if tasks.values().all(&done) {
-            return tasks;
+            return Ok(tasks);
         }
-        assert!(
-            Instant::now() < deadline,
-            "tasks not done within {within:?}: {:?}",
-            tasks
-                .values()
-                .map(|t| (t.id, t.state.clone()))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let states: Vec<(u64, String)> = tasks.values().map(|t| (t.id, t.state.clone())).collect();
+        Err(states)
+    })
+    .await
 }
 
 fn terminal(t: &Task) -> bool {
@@ -184,7 +91,7 @@ async fn three_agents_run_every_task_exactly_once() {
         ids.push(submit(&client, command(&ran, if i == 7 { 3 } else { 0 })).await);
     }
     let failing = ids[7];
-    let tasks = wait_tasks(&client, &ids, Duration::from_secs(90), terminal).await;
+    let tasks = wait_tasks(&client, &ids, Duration::from_secs(90), "finished", terminal).await;
 
     let lines = fs::read_to_string(&ran).unwrap();
     let mut runs: BTreeMap<u64, usize> = BTreeMap::new();
@@ -255,15 +162,16 @@ async fn sigterm_finishes_the_running_task_and_a_second_gives_it_back() {
     // First SIGTERM: the running task finishes and is reported, nothing
     // more is leased, and the agent exits 0.
     let mut agent = Agent::start(&c, dir.path(), "w1", 1);
+    // A task that still runs when the SIGTERM comes: the scenario's sleep.
     let script = format!("sleep 1; echo $LANEQ_TASK_ID >> '{}'", ran.display());
     let first = submit(&client, vec!["sh".into(), "-c".into(), script]).await;
-    wait_tasks(&client, &[first], Duration::from_secs(30), |t| {
+    wait_tasks(&client, &[first], Duration::from_secs(30), "running", |t| {
         t.state == "running"
     })
     .await;
     agent.signal("TERM");
     let second = submit(&client, vec!["true".into()]).await;
-    let status = agent.wait_exit(Duration::from_secs(20));
+    let status = agent.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0), "{}", agent.log_text());
     let t = client
         .get_task(first, ReadConsistency::Linearizable)
@@ -280,18 +188,26 @@ async fn sigterm_finishes_the_running_task_and_a_second_gives_it_back() {
     // Second SIGTERM: the running task is killed and given back at once,
     // at the front of its queue, its attempt not counted.
     let mut agent = Agent::start(&c, dir.path(), "w2", 1);
-    let t = wait_tasks(&client, &[second], Duration::from_secs(30), terminal).await;
+    let t = wait_tasks(
+        &client,
+        &[second],
+        Duration::from_secs(30),
+        "finished",
+        terminal,
+    )
+    .await;
     assert_eq!(t[&second].state, "succeeded");
+    // A task that runs until it is killed.
     let long = submit(&client, vec!["sleep".into(), "60".into()]).await;
-    wait_tasks(&client, &[long], Duration::from_secs(30), |t| {
+    wait_tasks(&client, &[long], Duration::from_secs(30), "running", |t| {
         t.state == "running"
     })
     .await;
     agent.signal("TERM");
     // Two signals in a row may arrive as one: the second follows the first.
-    agent.wait_log("SIGTERM: Draining");
+    agent.wait_log("SIGTERM: Draining").await;
     agent.signal("TERM");
-    let status = agent.wait_exit(Duration::from_secs(20));
+    let status = agent.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0), "{}", agent.log_text());
     let t = client
         .get_task(long, ReadConsistency::Linearizable)
@@ -319,21 +235,17 @@ fn hold_until(gate: &Path, left: &Path) -> String {
 
 /// Polls until `path` exists.
 async fn wait_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{} to appear", path.display());
+    eventually(Duration::from_secs(30), &what, async || {
+        ok_if(path.exists(), "absent")
+    })
+    .await;
 }
 
 /// Polls until every worker of `names` is registered and active.
 async fn wait_active(client: &Client, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("workers {names:?} to be active (the active ones)");
+    eventually(Duration::from_secs(30), &what, async || {
         let workers = client.list_workers(ReadConsistency::Linearizable).await;
         let active: Vec<String> = workers
             .unwrap()
@@ -341,39 +253,34 @@ async fn wait_active(client: &Client, names: &[&str]) {
             .filter(|w| w.state == "active")
             .map(|w| w.name)
             .collect();
-        if names.iter().all(|n| active.iter().any(|a| a == n)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "active: {active:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ok_if(names.iter().all(|n| active.iter().any(|a| a == n)), active)
+    })
+    .await;
 }
 
 /// Polls until a heartbeat of worker `name` has brought its usage.
 async fn wait_usage(client: &Client, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("worker {name} to report its usage");
+    eventually(Duration::from_secs(30), &what, async || {
         let w = client.get_worker(name, ReadConsistency::Linearizable).await;
-        if w.unwrap().usage.is_some() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} never reported usage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ok_if(w.unwrap().usage.is_some(), "no usage")
+    })
+    .await;
 }
 
 /// Polls `worker get` until worker `name` is lost; it then holds nothing.
 async fn wait_lost(c: &Cluster, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("worker {name} to be lost");
+    let w = eventually(Duration::from_secs(30), &what, async || {
         let w = cli_json(c, &["worker", "get", name, "-o", "json"]);
         if w["state"] == "lost" {
-            assert_eq!(w["tasks"], serde_json::json!([]), "{w}");
-            return;
+            Ok(w)
+        } else {
+            Err(w)
         }
-        assert!(Instant::now() < deadline, "never lost: {w}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    assert_eq!(w["tasks"], serde_json::json!([]), "{w}");
 }
 
 /// Runs the CLI with `args` (which end in `-o json`), expecting exit 0.
@@ -432,7 +339,7 @@ async fn a_killed_agents_task_runs_again_on_another_running_agent() {
         hold_until(&gate, &left)
     );
     let id = submit(&client, sh(script)).await;
-    let running = wait_tasks(&client, &[id], Duration::from_secs(30), |t| {
+    let running = wait_tasks(&client, &[id], Duration::from_secs(30), "running", |t| {
         t.state == "running"
     })
     .await;
@@ -457,12 +364,19 @@ async fn a_killed_agents_task_runs_again_on_another_running_agent() {
 
     let agent = agents.get_mut(&victim).unwrap();
     agent.signal("KILL");
-    agent.wait_exit(Duration::from_secs(10));
-    let done = wait_tasks(&client, &[id], Duration::from_secs(60), terminal).await;
+    agent.wait_exit(Duration::from_secs(10)).await;
+    let done = wait_tasks(
+        &client,
+        &[id],
+        Duration::from_secs(60),
+        "finished",
+        terminal,
+    )
+    .await;
     let t = &done[&id];
     assert_eq!((t.state.as_str(), t.attempt), ("succeeded", 2), "{t:?}");
     assert!(
-        t.worker != victim && agents[&t.worker].child.is_some(),
+        t.worker != victim && agents[&t.worker].is_running(),
         "attempt 2 ran on {:?}, one of the agents running all along",
         t.worker
     );
@@ -519,9 +433,13 @@ async fn a_task_sees_its_environment_reports_progress_and_outlives_a_drain() {
         .await
         .unwrap()
         .id;
-    let reported = wait_tasks(&client, &[id], Duration::from_secs(30), |t| {
-        t.iteration == Some(7)
-    })
+    let reported = wait_tasks(
+        &client,
+        &[id],
+        Duration::from_secs(30),
+        "at iteration 7",
+        |t| t.iteration == Some(7),
+    )
     .await;
     let t = &reported[&id];
     assert_eq!((t.state.as_str(), t.worker.as_str()), ("running", "w1"));
@@ -544,7 +462,14 @@ async fn a_task_sees_its_environment_reports_progress_and_outlives_a_drain() {
     assert_eq!(code, Some(7), "refused: {err}");
     assert!(err.contains("draining"), "{err}");
     fs::write(&gate, "").unwrap();
-    let done = wait_tasks(&client, &[id], Duration::from_secs(30), terminal).await;
+    let done = wait_tasks(
+        &client,
+        &[id],
+        Duration::from_secs(30),
+        "finished",
+        terminal,
+    )
+    .await;
     let t = &done[&id];
     assert_eq!(
         (t.state.as_str(), t.exit_code, t.attempt, t.iteration),
