@@ -95,7 +95,7 @@ pub async fn serve(
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )
-        .add_service(api::cluster_server(node.clone()))
+        .add_service(api::cluster_server(node.clone(), hub.clone()))
         .add_service(api::pools_server(node.clone()))
         .add_service(api::queues_server(node.clone()))
         .add_service(api::projects_server(node.clone()))

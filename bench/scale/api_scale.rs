@@ -18,7 +18,8 @@
 //! It must not touch anything but the clusters it starts: every node is a
 //! child of this process and is killed when its `Cluster` is dropped.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod common;
 #[path = "support/mod.rs"]
 mod support;

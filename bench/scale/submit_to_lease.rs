@@ -9,7 +9,8 @@
 //! `cargo test --all-targets` does, against debug nodes) it is a small smoke
 //! run that checks every task is leased exactly once, and asserts no timing.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ const RESULTS: &str = "bench/results/submit_to_lease.json";
 
 fn meta() -> Option<WriteMeta> {
     Some(WriteMeta {
-        idempotency_key: laneq::client::new_idempotency_key(),
+        idempotency_key: laneq::wire::new_idempotency_key(),
         actor: "bench".into(),
     })
 }
@@ -57,7 +58,7 @@ async fn lease_loop(ch: Channel, worker: String, arrivals: Arrivals, stop: Arc<M
 /// Submits `n` tasks `gap` apart while a worker polls `via`; returns the
 /// submit-to-lease latencies in ms.
 async fn measure(c: &Cluster, via: u64, worker: &str, n: usize, gap: Duration) -> Vec<f64> {
-    let ch = laneq::raft::endpoint_channel(&c.addr(via));
+    let ch = laneq::wire::endpoint_channel(&c.addr(via));
     let register = RegisterWorkerRequest {
         meta: meta(),
         name: worker.into(),
@@ -78,7 +79,7 @@ async fn measure(c: &Cluster, via: u64, worker: &str, n: usize, gap: Duration) -
         stop.clone(),
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut submits = TasksClient::new(laneq::raft::endpoint_channel(&c.addr(via)));
+    let mut submits = TasksClient::new(laneq::wire::endpoint_channel(&c.addr(via)));
     let mut started = BTreeMap::new();
     for _ in 0..n {
         let t0 = Instant::now();

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::error::node_status;
+use crate::duties::WorkerHub;
 use crate::proto::v1 as pb;
 use crate::proto::v1::cluster_server::Cluster;
 use crate::raft::RaftNode;
 
 pub struct ClusterApi {
     pub(super) node: Arc<RaftNode>,
+    /// For the lease polls waiting in the node's status.
+    pub(super) hub: Arc<WorkerHub>,
 }
 
 fn members(node: &RaftNode) -> Vec<pb::Member> {
@@ -141,6 +144,7 @@ impl Cluster for ClusterApi {
             digest: s.digest,
             members: members(&self.node),
             cluster: self.node.cluster.clone(),
+            lease_polls_waiting: self.hub.reservations.polls_waiting(),
         }))
     }
 }

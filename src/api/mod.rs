@@ -27,8 +27,11 @@ use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
 use crate::wire::CLIENT_MESSAGE_MAX_BYTES;
 
-pub fn cluster_server(node: Arc<RaftNode>) -> ClusterServer<cluster::ClusterApi> {
-    ClusterServer::new(cluster::ClusterApi { node })
+pub fn cluster_server(
+    node: Arc<RaftNode>,
+    hub: Arc<crate::duties::WorkerHub>,
+) -> ClusterServer<cluster::ClusterApi> {
+    ClusterServer::new(cluster::ClusterApi { node, hub })
 }
 
 pub fn pools_server(node: Arc<RaftNode>) -> PoolsServer<pools::PoolsApi> {

@@ -203,6 +203,7 @@ impl Workers for WorkersApi {
             }
             // Wait for anything new to be applied, or for reserved tasks to
             // be let go, then look again.
+            let _waiting = self.hub.reservations.waiting();
             tokio::select! {
                 _ = self
                     .node

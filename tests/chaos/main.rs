@@ -17,7 +17,8 @@
 //! fault schedule (kinds, gaps, durations and target draws) and the same
 //! workload choices.
 
-#[path = "../common/mod.rs"]
+#[path = "../it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod common;
 
 // Shared with the simulation, which uses all of it. This target is built

@@ -1,16 +1,15 @@
 //! Pools and their clusters through gRPC and the CLI on a 3-node cluster.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Timings};
-use laneq::client::workers::{Outcome, Registration};
+use laneq::client::workers::{Outcome, WorkerProfile};
 use laneq::client::ReadConsistency;
 use laneq::proto::v1::{Lease, TaskSpec};
 use serde_json::Value;
 use tonic::Code;
+
+use crate::support::{eventually, ok_if, Cluster, Timings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pools_are_created_changed_and_read_on_any_node() {
@@ -301,14 +300,15 @@ fn counts(v: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
 /// Leases `n` tasks to `worker`, polling until they all came.
 async fn lease_n(c: &Cluster, worker: &str, n: usize) -> Vec<Lease> {
     let client = c.client();
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut leases = vec![];
-    while leases.len() < n {
-        assert!(Instant::now() < deadline, "only {} leases", leases.len());
+    let what = format!("{n} leases for {worker} (the count so far)");
+    eventually(Duration::from_secs(10), &what, async || {
         let max = (n - leases.len()) as u32;
         let wait = Duration::from_millis(500);
         leases.extend(client.lease(worker, max, wait).await.unwrap());
-    }
+        ok_if(leases.len() == n, leases.len())
+    })
+    .await;
     leases
 }
 
@@ -331,7 +331,7 @@ async fn check_in_flight_counts(c: &Cluster) {
         };
         client.submit(spec, None).await.unwrap();
     }
-    let worker = Registration {
+    let worker = WorkerProfile {
         name: "w1".into(),
         ip: "127.0.0.1".into(),
         queues: vec!["work".into()],

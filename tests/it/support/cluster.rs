@@ -1,18 +1,19 @@
-//! A harness that runs real `laneq node` processes on ephemeral loopback
-//! ports, each with its own data dir, and talks to them with the client
-//! library. Every process it starts is killed when the harness is dropped.
-
-#![allow(dead_code)]
+//! Real `laneq node` processes on ephemeral loopback ports, each with its
+//! own config, data dir and log, and the client library and CLI pointed at
+//! them. Every process it starts is killed when the `Cluster` is dropped,
+//! and a failing test prints the tail of each node's log.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use laneq::client::{Client, ReadConsistency};
 use laneq::proto::v1::NodeStatusResponse;
+
+use super::eventually;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_laneq");
 
@@ -175,23 +176,19 @@ impl Cluster {
     }
 
     /// SIGTERM, then waits for the exit.
-    pub fn terminate(&mut self, id: u64) -> ExitStatus {
+    pub async fn terminate(&mut self, id: u64) -> ExitStatus {
         let node = self.nodes.get_mut(&id).unwrap();
         let mut child = node.child.take().expect("node is running");
         signal(child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("node {id} to exit after SIGTERM");
+        eventually(Duration::from_secs(20), &what, async || {
+            child.try_wait().unwrap().ok_or("running")
+        })
+        .await
     }
 
+    /// Whether node `id`'s process is alive (the chaos suite's nemesis asks).
+    #[allow(dead_code)]
     pub fn is_running(&mut self, id: u64) -> bool {
         let node = self.nodes.get_mut(&id).unwrap();
         match node.child.as_mut() {
@@ -207,6 +204,15 @@ impl Cluster {
 
     pub fn addr(&self, id: u64) -> String {
         self.nodes[&id].addr.clone()
+    }
+
+    /// Every node but `leader`.
+    pub fn followers(&self, leader: u64) -> Vec<u64> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|&id| id != leader)
+            .collect()
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -235,24 +241,19 @@ impl Cluster {
 
     /// Initialises through `via` and waits for a leader.
     pub async fn init(&self, via: u64) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match self.client_for(via).init().await {
-                Ok(_) => break,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "init failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let what = format!("init through node {via} to succeed");
+        eventually(Duration::from_secs(20), &what, async || {
+            self.client_for(via).init().await.map_err(|e| e.to_string())
+        })
+        .await;
         self.wait_leader(&self.nodes.keys().copied().collect::<Vec<_>>())
             .await
     }
 
     /// Waits until one of `among` leads and all reachable ones agree on it.
     pub async fn wait_leader(&self, among: &[u64]) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("a single leader among {among:?} (the leaders seen)");
+        eventually(Duration::from_secs(30), &what, async || {
             let mut leaders = vec![];
             for &id in among {
                 if let Some(s) = self.status(id).await {
@@ -261,37 +262,33 @@ impl Cluster {
                     }
                 }
             }
-            if leaders.len() == 1 {
-                return leaders[0];
+            match leaders[..] {
+                [leader] => Ok(leader),
+                _ => Err(leaders),
             }
-            assert!(
-                Instant::now() < deadline,
-                "no single leader among {among:?}: {leaders:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until every node of `ids` reports the same applied index (at
     /// least `min_index`) and the same digest; returns them.
     pub async fn wait_converged(&self, ids: &[u64], min_index: u64) -> (u64, String) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("nodes {ids:?} to converge at index {min_index} or later");
+        eventually(Duration::from_secs(30), &what, async || {
             let mut seen = vec![];
             for &id in ids {
                 seen.push(self.status(id).await.map(|s| (s.applied_index, s.digest)));
             }
-            if let Some(Some(first)) = seen.first() {
-                if first.0 >= min_index && seen.iter().all(|s| s.as_ref() == Some(first)) {
-                    return first.clone();
+            match seen.first() {
+                Some(Some(first))
+                    if first.0 >= min_index && seen.iter().all(|s| s.as_ref() == Some(first)) =>
+                {
+                    Ok(first.clone())
                 }
+                _ => Err(seen),
             }
-            assert!(
-                Instant::now() < deadline,
-                "nodes {ids:?} did not converge: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Submits `n` tasks to `queue` and returns their ids, in order.

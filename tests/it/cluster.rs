@@ -2,22 +2,17 @@
 //! forwarding, linearizable reads, failover, catch-up by log and by
 //! snapshot, membership changes and whole-cluster restarts.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Timings};
 use laneq::client::ReadConsistency;
 
-fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
-    c.nodes.keys().copied().filter(|&id| id != leader).collect()
-}
+use crate::support::{eventually, free_port, ok_if, signal, Cluster, Node, Timings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_a_follower_is_read_linearizably_on_the_other_follower() {
     let c = Cluster::start(3, Timings::default());
     let leader = c.init(1).await;
-    let f = followers(&c, leader);
+    let f = c.followers(leader);
     let (writer, reader) = (c.client_for(f[0]), c.client_for(f[1]));
     writer.create_queue("q").await.unwrap();
     for i in 0..20 {
@@ -60,7 +55,7 @@ async fn after_a_leader_kill_writes_go_on_and_the_node_catches_up_on_restart() {
         killed_at.elapsed()
     );
     ids.push(r.id);
-    let rest: Vec<u64> = followers(&c, leader);
+    let rest: Vec<u64> = c.followers(leader);
     let new_leader = c.wait_leader(&rest).await;
     assert_ne!(new_leader, leader);
     ids.extend(c.submit_many(&client, "default", 20).await);
@@ -86,24 +81,18 @@ async fn a_node_that_missed_more_than_the_snapshot_threshold_catches_up_by_snaps
     };
     let mut c = Cluster::start(3, timings);
     let leader = c.init(1).await;
-    let lagger = followers(&c, leader)[0];
+    let lagger = c.followers(leader)[0];
     c.kill(lagger);
     let client = c.client();
     let ids = c.submit_many(&client, "default", 120).await;
 
     // The leader has snapshotted and purged past everything the lagger has.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = "the leader to purge its log past index 20";
+    eventually(Duration::from_secs(20), what, async || {
         let s = c.status(leader).await.unwrap();
-        if s.purged_index > 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "leader never purged its log: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ok_if(s.purged_index > 20, s)
+    })
+    .await;
 
     c.start_node(lagger);
     let index = c.status(leader).await.unwrap().applied_index;
@@ -127,7 +116,7 @@ async fn a_fourth_node_joins_and_a_node_is_removed() {
     let client = c.client();
     let ids = c.submit_many(&client, "default", 10).await;
 
-    let addr4 = format!("127.0.0.1:{}", common::free_port());
+    let addr4 = format!("127.0.0.1:{}", free_port());
     c.add_config(4, addr4.clone(), &[(4, addr4.clone())]);
     c.start_node(4);
     let r = client.add_node(4, &addr4).await.unwrap();
@@ -144,7 +133,7 @@ async fn a_fourth_node_joins_and_a_node_is_removed() {
     c.wait_converged(&[1, 2, 3, 4], index).await;
     c.assert_has_tasks(4, &ids).await;
 
-    let gone = followers(&c, leader)[0];
+    let gone = c.followers(leader)[0];
     let r = client.remove_node(gone).await.unwrap();
     assert_eq!(r.members.len(), 3, "{r:?}");
     assert!(!r.members.iter().any(|m| m.id == gone));
@@ -195,12 +184,12 @@ async fn sigterm_stops_a_node_cleanly_and_it_rejoins() {
     let leader = c.init(1).await;
     let client = c.client();
     let ids = c.submit_many(&client, "default", 5).await;
-    let status = c.terminate(leader);
+    let status = c.terminate(leader).await;
     assert!(status.success(), "SIGTERM exit: {status:?}");
     assert!(c.log_text(leader).contains("stopped"));
     let more = c.submit_many(&client, "default", 5).await;
     c.start_node(leader);
-    let rest = followers(&c, leader);
+    let rest = c.followers(leader);
     let new_leader = c.wait_leader(&rest).await;
     let index = c.status(new_leader).await.unwrap().applied_index;
     c.wait_converged(&[1, 2, 3], index).await;
@@ -212,11 +201,10 @@ async fn sigterm_stops_a_node_cleanly_and_it_rejoins() {
 /// response, and the client sends its next writes there directly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_write_names_the_leader_and_the_client_goes_there() {
-    use laneq::proto::v1::tasks_client::TasksClient;
     use laneq::proto::v1::{SubmitTaskRequest, TaskSpec, WriteMeta};
     let c = Cluster::start(3, Timings::default());
     let leader = c.init(1).await;
-    let follower = followers(&c, leader)[0];
+    let follower = c.followers(leader)[0];
     let submit = |key: &str| SubmitTaskRequest {
         meta: Some(WriteMeta {
             idempotency_key: key.into(),
@@ -231,27 +219,28 @@ async fn a_forwarded_write_names_the_leader_and_the_client_goes_there() {
     let header = |md: &tonic::metadata::MetadataMap, name: &str| {
         md.get(name).map(|v| v.to_str().unwrap().to_string())
     };
-    let channel = |id: u64| laneq::raft::endpoint_channel(&c.addr(id));
 
-    let reply = TasksClient::new(channel(follower))
+    let reply = Node::new(&c, follower)
+        .tasks()
         .submit_task(submit("hint-1"))
         .await
         .unwrap();
     let md = reply.metadata();
     assert_eq!(
-        header(md, laneq::api::LEADER_ID_HEADER),
+        header(md, laneq::wire::LEADER_ID_HEADER),
         Some(leader.to_string())
     );
     assert_eq!(
-        header(md, laneq::api::LEADER_ADDR_HEADER),
+        header(md, laneq::wire::LEADER_ADDR_HEADER),
         Some(c.addr(leader))
     );
-    let reply = TasksClient::new(channel(leader))
+    let reply = Node::new(&c, leader)
+        .tasks()
         .submit_task(submit("hint-2"))
         .await
         .unwrap();
     assert_eq!(
-        header(reply.metadata(), laneq::api::LEADER_ADDR_HEADER),
+        header(reply.metadata(), laneq::wire::LEADER_ADDR_HEADER),
         None
     );
 
@@ -264,11 +253,11 @@ async fn a_forwarded_write_names_the_leader_and_the_client_goes_there() {
         .await
         .unwrap();
     let pid = c.pid(follower).unwrap();
-    common::signal(pid, "STOP");
+    signal(pid, "STOP");
     let next = client
         .submit_task("default", vec!["y".into()], vec![], None)
         .await;
-    common::signal(pid, "CONT");
+    signal(pid, "CONT");
     next.expect("the second write goes straight to the leader");
 }
 
@@ -321,7 +310,7 @@ async fn repeated_leader_kills_lose_no_acknowledged_write() {
             .unwrap();
         failovers.push(killed_at.elapsed());
         ids.push(r.id);
-        let rest = followers(&c, leader);
+        let rest = c.followers(leader);
         let new_leader = c.wait_leader(&rest).await;
         c.start_node(leader);
         let index = c.status(new_leader).await.unwrap().applied_index;
@@ -368,7 +357,7 @@ async fn payloads_at_the_limit_replicate_and_read_back_whole() {
     }
     let index = c.status(leader).await.unwrap().applied_index;
     c.wait_converged(&[1, 2, 3], index).await;
-    let follower = followers(&c, leader)[0];
+    let follower = c.followers(leader)[0];
     let t = c
         .client_for(follower)
         .get_task(ids[11], ReadConsistency::Linearizable)
@@ -430,7 +419,7 @@ async fn a_follower_behind_by_large_entries_catches_up() {
     };
     let mut c = Cluster::start(3, timings);
     let leader = c.init(1).await;
-    let behind = followers(&c, leader)[0];
+    let behind = c.followers(leader)[0];
     c.kill(behind);
     let client = c.client();
     let unlimited = laneq::proto::v1::QueueSpec {

@@ -1,14 +1,13 @@
 //! Bad input gets a clear error that names the problem, and nothing is
 //! written: configs, data dirs, names, unknown queues, unreachable peers.
 
-mod common;
-
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Timings, BIN};
 use laneq::client::{Client, ReadConsistency};
 use tonic::Code;
+
+use crate::support::{eventually, Cluster, Timings, BIN};
 
 fn laneq(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -49,12 +48,11 @@ fn a_malformed_config_is_refused_with_the_file_and_the_field() {
 async fn a_data_dir_of_another_node_or_cluster_is_refused() {
     let mut c = Cluster::configure(2, Timings::default());
     c.start_node(1);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.status(1).await.is_none() {
-        assert!(Instant::now() < deadline, "node 1 never served");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(c.terminate(1).success());
+    eventually(Duration::from_secs(20), "node 1 to serve", async || {
+        c.status(1).await.ok_or("no answer")
+    })
+    .await;
+    assert!(c.terminate(1).await.success());
     let node = &c.nodes[&1];
     let node1_dir = node.data_dir.to_str().unwrap().to_string();
     let config2 = c.nodes[&2].config.to_str().unwrap().to_string();

@@ -2,12 +2,10 @@
 //! command must exit as the README says (0, or the `# exit N` it is marked
 //! with), and the state it leaves is checked at the end.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{Cluster, Timings, BIN};
+use crate::support::{Cluster, Timings, BIN};
 
 /// The commands of the first `sh` block under "## CLI tour", with the exit
 /// code each is expected to have.

@@ -1,0 +1,18 @@
+//! laneq's integration tests, in one binary: real `laneq node` processes
+//! (and `laneq worker run` agents) on loopback ports, driven through the
+//! client library, the raw gRPC API and the CLI. One binary links RocksDB
+//! once; filter by module, e.g. `cargo test --test it workers::`.
+//!
+//! Every test starts its own cluster through `support` and never shares one:
+//! a node outlives no test. No test sleeps to let something happen; it waits
+//! for the condition with `support::eventually`.
+
+mod support;
+
+mod bad_input;
+mod cluster;
+mod pools;
+mod tasks;
+mod tour;
+mod workers;
+mod workers_agent;
