@@ -358,14 +358,8 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 .await?;
             print_updated(g, &q);
         }
-        QueueCmd::Drain { name } => {
-            let q = client.set_queue_active(&name, false).await?;
-            print_change(g, &q, |q| format!("queue {} is {}", q.name, q.state));
-        }
-        QueueCmd::Activate { name } => {
-            let q = client.set_queue_active(&name, true).await?;
-            print_change(g, &q, |q| format!("queue {} is {}", q.name, q.state));
-        }
+        QueueCmd::Drain { name } => set_active(g, &client, &name, false).await?,
+        QueueCmd::Activate { name } => set_active(g, &client, &name, true).await?,
         QueueCmd::Get { name } => {
             let q = client.get_queue(&name, g.consistency()).await?;
             match g.output {
@@ -398,6 +392,18 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
             }
         }
     }
+    Ok(())
+}
+
+/// Activates (`active`) or drains a queue, and shows its state.
+async fn set_active(
+    g: &GlobalArgs,
+    client: &crate::client::Client,
+    name: &str,
+    active: bool,
+) -> Result<(), Failure> {
+    let q = client.set_queue_active(name, active).await?;
+    print_change(g, &q, |q| format!("queue {} is {}", q.name, q.state));
     Ok(())
 }
 

@@ -5,10 +5,12 @@
 //!
 //! Every test starts its own cluster through `support` and never shares one:
 //! a node outlives no test. No test sleeps to let something happen; it waits
-//! for the condition with `support::eventually`.
+//! for the condition with `support::eventually`. `architecture` checks the
+//! source tree itself: its boundaries, cycles and sizes.
 
 mod support;
 
+mod architecture;
 mod bad_input;
 mod cluster;
 mod pools;

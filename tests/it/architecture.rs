@@ -1,5 +1,5 @@
 //! The tree's stated boundaries, checked (ARCHITECTURE.md states them; this
-//! test keeps them true). It parses every file of the library and the
+//! test keeps them true). `cargo test --test it architecture`. It parses every file of the library and the
 //! binary with `syn`, walks the module tree from `src/lib.rs` and
 //! `src/main.rs`, and fails when:
 //!
