@@ -31,6 +31,21 @@ use super::state::run_key;
 use super::worker::Worker;
 use super::{Queue, State, Task};
 
+/// The tasks the dispatcher would lease to `worker` now, other than those in
+/// `reserved` (a read-only preview; the lease itself runs the dispatcher
+/// again inside apply).
+pub fn dispatch_preview(
+    state: &State,
+    worker: &str,
+    max_tasks: u32,
+    reserved: &BTreeSet<u64>,
+) -> Vec<u64> {
+    pick(state, worker, max_tasks as usize, 0, reserved)
+        .into_iter()
+        .map(|p| p.task)
+        .collect()
+}
+
 /// One task the dispatcher picked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pick {
