@@ -829,8 +829,6 @@ fn count(
     }
 }
 
-#[cfg(test)]
-mod dispatch_tests;
 mod pools;
 mod projects;
 mod queues;
