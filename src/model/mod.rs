@@ -45,5 +45,5 @@ pub use state::{
     InFlight, Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_PROJECT, DEFAULT_QUEUE,
     DEFAULT_QUEUE_ID,
 };
-pub use task::{Task, TaskBody, TaskState, Timeline, Transition};
+pub use task::{LeaseView, Task, TaskBody, TaskState, Timeline, Transition};
 pub use validate::validate_write;

@@ -1,8 +1,10 @@
-//! The task: its states, its timeline and its stored body.
+//! The task: its states, its timeline, its stored body, and what a replica
+//! knows about one of its leases.
 //!
 //! **Architecture Invariant:** plain data and pure questions about it; a
 //! task changes only inside `state`'s apply.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -138,4 +140,31 @@ impl Task {
     pub fn worker(&self) -> Option<&str> {
         self.execution.as_ref().map(|e| e.worker.as_str())
     }
+
+    /// What this replica knows of the lease with `fencing_token`: the one
+    /// rule behind both the refusal of a stale token in apply and the
+    /// revokes a heartbeat answers with.
+    pub fn lease_view(&self, fencing_token: u64) -> LeaseView {
+        match self.fencing_token().cmp(&fencing_token) {
+            Ordering::Greater => LeaseView::Over,
+            Ordering::Equal if self.state.in_flight() => LeaseView::Current,
+            Ordering::Equal => LeaseView::Over,
+            Ordering::Less => LeaseView::NotYetApplied,
+        }
+    }
+}
+
+/// A lease as one replica sees it (see [`Task::lease_view`]). Tokens only
+/// grow, so a token above the task's is one this replica has yet to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseView {
+    /// The task is leased or running under exactly this token: its holder
+    /// may go on.
+    Current,
+    /// The lease is over: a newer one was granted, or this one ended (the
+    /// task is no longer leased or running). Its holder must stop.
+    Over,
+    /// The task's token is older: this replica has not applied the lease
+    /// yet, so it knows nothing against it, and revokes nothing.
+    NotYetApplied,
 }

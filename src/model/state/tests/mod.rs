@@ -1,7 +1,7 @@
 //! Tests of the state and its apply, one file per subject, over the shared
 //! helpers below: `apply` (ids, idempotency, refusals, coalesced entries, the
 //! clock), `queues`, `clears`, `pools`, `projects`, `tasks` (batches, moves,
-//! cancels), `leases` (fencing, heartbeats, expiry),
+//! cancels), `leases` (fencing, heartbeats, expiry and the revoke rule),
 //! `dispatch` (priority, fairness, runs, against a brute-force `reference`),
 //! and `properties` (invariants, determinism and reloads over random
 //! commands). `harness` and `steps` drive random states for the dispatch and
