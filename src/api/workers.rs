@@ -14,7 +14,7 @@ use super::{
 };
 use crate::duties::WorkerHub;
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
-use crate::model::{ModelError, Op, Reply, DEFAULT_POOL};
+use crate::model::{Op, Reply, DEFAULT_POOL};
 use crate::proto::v1 as pb;
 use crate::proto::v1::workers_server::Workers;
 use crate::raft::RaftNode;
@@ -221,45 +221,9 @@ impl Workers for WorkersApi {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = req.into_inner();
-        crate::model::validate::name("worker", &req.worker).map_err(model_status)?;
-        if req.tasks.len() > crate::model::limits::HEARTBEAT_TASKS_MAX {
-            return Err(model_status(ModelError::invalid(
-                "tasks",
-                format!(
-                    "{} tasks; the limit is {}",
-                    req.tasks.len(),
-                    crate::model::limits::HEARTBEAT_TASKS_MAX
-                ),
-            )));
-        }
-        let revoked = {
-            let state = self.node.sm().state();
-            if state.worker(&req.worker).is_none() {
-                return Err(Status::not_found(format!(
-                    "worker: no worker named {:?}; register first",
-                    req.worker
-                )));
-            }
-            req.tasks
-                .iter()
-                .filter(|h| {
-                    // Only what this node knows to be over: a newer lease, or
-                    // this lease ended. A node that has not applied the lease
-                    // yet (an older token) revokes nothing.
-                    state.task(h.id).is_some_and(|t| {
-                        let token = t.fencing_token();
-                        token > h.fencing_token
-                            || (token == h.fencing_token && !t.state.in_flight())
-                    })
-                })
-                .map(|h| h.id)
-                .collect()
-        };
         let report = HeartbeatReport {
-            worker: req.worker.clone(),
-            tasks: req
-                .tasks
-                .iter()
+            worker: req.worker,
+            tasks: (req.tasks.iter())
                 .map(|h| HeldTask {
                     id: h.id,
                     fencing_token: h.fencing_token,
@@ -267,6 +231,18 @@ impl Workers for WorkersApi {
                 })
                 .collect(),
             usage: req.usage.map(convert::usage_from_proto),
+        };
+        report.validate().map_err(model_status)?;
+        let revoked = {
+            let state = self.node.sm().state();
+            if state.worker(&report.worker).is_none() {
+                return Err(Status::not_found(format!(
+                    "worker: no worker named {:?}; register first",
+                    report.worker
+                )));
+            }
+            // Only what this node knows to be over (`model::LeaseView`).
+            state.revoked(report.tasks.iter().map(|h| (h.id, h.fencing_token)))
         };
         self.hub.heartbeats.gather(report);
         Ok(Response::new(pb::HeartbeatResponse {

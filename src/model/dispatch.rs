@@ -31,6 +31,21 @@ use super::state::run_key;
 use super::worker::Worker;
 use super::{Queue, State, Task};
 
+/// The tasks the dispatcher would lease to `worker` now, other than those in
+/// `reserved` (a read-only preview; the lease itself runs the dispatcher
+/// again inside apply).
+pub fn dispatch_preview(
+    state: &State,
+    worker: &str,
+    max_tasks: u32,
+    reserved: &BTreeSet<u64>,
+) -> Vec<u64> {
+    pick(state, worker, max_tasks as usize, 0, reserved)
+        .into_iter()
+        .map(|p| p.task)
+        .collect()
+}
+
 /// One task the dispatcher picked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pick {
@@ -69,22 +84,8 @@ pub(crate) fn pick(
         add(&mut held, &t.resources);
     }
     let mut held_count = w.tasks.len();
-    let mut queues: Vec<(usize, &Queue)> = w
-        .queues
-        .iter()
-        .enumerate()
-        .filter_map(|(i, id)| state.queue_by_id(*id).map(|q| (i, q)))
-        .filter(|(_, q)| {
-            q.pool == w.pool
-                && q.state != QueueState::Drained
-                && q.clearing.is_none()
-                && selects(q, w)
-        })
-        .collect();
-    queues.sort_by_key(|&(i, q)| (Reverse(q.spec.priority), i));
-
     let mut picks = Vec::new();
-    for (_, q) in queues {
+    for q in queues_for(state, w) {
         let mut added = Added::default();
         let mut last_project = q.rr_last_project.clone();
         while picks.len() < max && (w.slots == 0 || held_count < w.slots as usize) {
@@ -126,6 +127,25 @@ pub(crate) fn pick(
         }
     }
     picks
+}
+
+/// The queues `w` may take work from, in the order it should: higher
+/// priority first, then the worker's own order.
+fn queues_for<'s>(state: &'s State, w: &Worker) -> Vec<&'s Queue> {
+    let mut queues: Vec<(usize, &Queue)> = w
+        .queues
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| state.queue_by_id(*id).map(|q| (i, q)))
+        .filter(|(_, q)| {
+            q.pool == w.pool
+                && q.state != QueueState::Drained
+                && q.clearing.is_none()
+                && selects(q, w)
+        })
+        .collect();
+    queues.sort_by_key(|&(i, q)| (Reverse(q.spec.priority), i));
+    queues.into_iter().map(|(_, q)| q).collect()
 }
 
 /// Whether a queue's selector takes the worker's cluster.

@@ -1,4 +1,5 @@
-//! Queues: create, update, rename, clear, delete, drain and activate.
+//! Queues: create, update, rename, clear, delete, drain and activate, and
+//! the organisation's default queue.
 
 use super::{Key, State, DEFAULT_QUEUE_ID};
 use crate::model::limits::{CLEAR_MAX_PER_COMMAND, QUEUES_MAX};
@@ -317,6 +318,13 @@ impl State {
         Ok(Reply::QueueChanged {
             name: name.to_string(),
         })
+    }
+
+    /// The organisation's default queue becomes `queue`.
+    pub(super) fn set_default_queue(&mut self, queue: &str) -> Result<Reply, ModelError> {
+        let id = self.queue_id("queue", queue)?;
+        self.default_queue = id;
+        Ok(Reply::Config)
     }
 
     pub(super) fn activate_queue(

@@ -2,6 +2,7 @@
 //! between queues.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{Key, State, DEFAULT_PROJECT};
 use crate::model::limits::{MAX_ATTEMPTS_DEFAULT, TIMELINE_MAX};
@@ -37,38 +38,11 @@ impl State {
             targets.push(queue);
         }
         let mut ids = Vec::with_capacity(tasks.len());
-        let shared_key: std::sync::Arc<str> = key.into();
+        let shared_key: Arc<str> = key.into();
         for (t, queue) in tasks.iter().zip(targets) {
             let id = self.next_task_id;
             self.next_task_id += 1;
-            let task = Task {
-                id,
-                queue,
-                project: project_of(t).into(),
-                run: t.run.as_str().into(),
-                name: t.name.as_str().into(),
-                state: TaskState::Queued,
-                resources: t.resources.clone(),
-                max_attempts: match t.max_attempts {
-                    0 => MAX_ATTEMPTS_DEFAULT,
-                    n => n,
-                },
-                attempt: 0,
-                labels: t.labels.clone(),
-                created_ms: self.clock_ms,
-                updated_ms: self.clock_ms,
-                idempotency_key: shared_key.clone(),
-                rank: 0,
-                timeline: smallvec::smallvec![Transition {
-                    at_ms: self.clock_ms,
-                    state: TaskState::Queued,
-                    actor: actor.into(),
-                    reason: "submitted".into(),
-                }],
-                condition: None,
-                payload_bytes: t.payload.len() as u32,
-                execution: None,
-            };
+            let task = self.queued_task(id, queue, t, actor, &shared_key);
             self.count(&task, true);
             self.tasks.insert(id, Box::new(task));
             changed.push(Key::Body(
@@ -86,6 +60,39 @@ impl State {
             self.queue_activity(queue, changed);
         }
         Ok(Reply::TasksSubmitted { ids })
+    }
+
+    /// Task `id` as submitted to `queue`: queued, its submit the first
+    /// transition of its timeline.
+    fn queued_task(&self, id: u64, queue: u64, t: &NewTask, actor: &str, key: &Arc<str>) -> Task {
+        Task {
+            id,
+            queue,
+            project: project_of(t).into(),
+            run: t.run.as_str().into(),
+            name: t.name.as_str().into(),
+            state: TaskState::Queued,
+            resources: t.resources.clone(),
+            max_attempts: match t.max_attempts {
+                0 => MAX_ATTEMPTS_DEFAULT,
+                n => n,
+            },
+            attempt: 0,
+            labels: t.labels.clone(),
+            created_ms: self.clock_ms,
+            updated_ms: self.clock_ms,
+            idempotency_key: key.clone(),
+            rank: 0,
+            timeline: smallvec::smallvec![Transition {
+                at_ms: self.clock_ms,
+                state: TaskState::Queued,
+                actor: actor.into(),
+                reason: "submitted".into(),
+            }],
+            condition: None,
+            payload_bytes: t.payload.len() as u32,
+            execution: None,
+        }
     }
 
     /// Checks one task of a submit and returns the id of its queue.
@@ -190,7 +197,7 @@ impl State {
     ) {
         let now = self.clock_ms;
         let task = self.tasks.get_mut(&id).expect("task exists");
-        super::count(&mut self.in_flight, &mut self.queued_per_run, task, false);
+        super::index::count(&mut self.in_flight, &mut self.queued_per_run, task, false);
         let left_queue = task.state == TaskState::Queued && to != TaskState::Queued;
         if left_queue {
             self.pending
@@ -204,7 +211,7 @@ impl State {
             task.condition = condition;
         }
         record(task, now, actor, reason);
-        super::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
+        super::index::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
         if left_queue {
             let (queue, project, rank) = (task.queue, task.project.clone(), task.rank);
             self.unindex_project(queue, &project, id, rank);
@@ -302,6 +309,23 @@ impl State {
         if let MoveTo::Queue(target) = to {
             return self.move_to_queue(id, target, actor, changed);
         }
+        let target = self.move_target(id, queue, rank, to)?;
+        let reranked = self
+            .pending
+            .get_mut(&queue)
+            .expect("queue exists")
+            .move_to(id, rank, target as usize)
+            .expect("a queued task is in its queue");
+        if !reranked.is_empty() {
+            self.rerank(reranked, changed);
+            self.queue_activity(queue, changed);
+        }
+        Ok(Reply::Task { id })
+    }
+
+    /// The 0-based position that `to` (not a move to another queue) names
+    /// for task `id`, queued in `queue` at `rank`.
+    fn move_target(&self, id: u64, queue: u64, rank: u128, to: &MoveTo) -> Result<u64, ModelError> {
         let order = &self.pending[&queue];
         let current = order
             .position(id, rank)
@@ -325,7 +349,7 @@ impl State {
                 Some(o) => Ok(order.position(other, o.rank).expect("queued") as u64),
             }
         };
-        let target = match *to {
+        Ok(match *to {
             MoveTo::Front => 0,
             MoveTo::Back => last,
             MoveTo::Forward(n) => current.saturating_sub(n),
@@ -348,18 +372,7 @@ impl State {
                 }
             }
             MoveTo::Queue(_) => unreachable!("handled above"),
-        };
-        let reranked = self
-            .pending
-            .get_mut(&queue)
-            .expect("queue exists")
-            .move_to(id, rank, target as usize)
-            .expect("a queued task is in its queue");
-        if !reranked.is_empty() {
-            self.rerank(reranked, changed);
-            self.queue_activity(queue, changed);
-        }
-        Ok(Reply::Task { id })
+        })
     }
 
     /// Moves a queued task to the back of another queue of the same pool,

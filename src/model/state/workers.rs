@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::{Key, State};
 use crate::model::limits::{EXPIRE_MAX_PER_COMMAND, RECENT_WAITS, WORKERS_MAX};
 use crate::model::worker::{Execution, HeartbeatReport, Registration, Worker, WorkerState};
-use crate::model::{ModelError, Reply, TaskState};
+use crate::model::{LeaseView, ModelError, Reply, TaskState};
 
 /// The actor of transitions laneq makes by itself (expiry).
 const SYSTEM_ACTOR: &str = "laneq";
@@ -146,7 +146,7 @@ impl State {
             .tasks
             .get(&id)
             .ok_or_else(|| ModelError::not_found("id", format!("no task {id}")))?;
-        if !task.state.in_flight() || task.fencing_token() != token {
+        if task.lease_view(token) != LeaseView::Current {
             return Err(ModelError::precondition(
                 "fencing_token",
                 format!(
@@ -157,6 +157,22 @@ impl State {
             ));
         }
         Ok(task)
+    }
+
+    /// The ids, of the (task id, fencing token) leases a worker says it
+    /// holds, whose lease this replica knows to be over
+    /// ([`LeaseView::Over`]), in the order given: what a heartbeat tells the
+    /// worker to stop. A lease not yet applied here, or a task unknown here,
+    /// is not revoked.
+    pub fn revoked(&self, held: impl IntoIterator<Item = (u64, u64)>) -> Vec<u64> {
+        held.into_iter()
+            .filter(|&(id, token)| {
+                self.tasks
+                    .get(&id)
+                    .is_some_and(|t| t.lease_view(token) == LeaseView::Over)
+            })
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Moves a held task's lease expiry to `expires`.

@@ -1,6 +1,16 @@
-//! Shape checks on client input. The API layer runs them before proposing, so
-//! a malformed write never reaches the log; apply runs them again, because the
-//! log is the only input the state machine trusts.
+//! Shape checks on client input: the checks of single fields here, and one
+//! check per operation in `ops`, entered through [`validate_write`]. The API
+//! layer runs them before proposing, so a malformed write never reaches the
+//! log; apply runs them again, because the log is the only input the state
+//! machine trusts.
+//!
+//! **Architecture Invariant:** a check looks at its input alone, never at the
+//! state (whether a queue exists is apply's question), and its message names
+//! the field at fault.
+
+mod ops;
+
+pub use ops::validate_write;
 
 use super::error::ModelError;
 use super::limits::*;
