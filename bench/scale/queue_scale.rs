@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use laneq::model::limits::BATCH_MAX_TASKS;
 use laneq::model::spec::QueueSpec;
-use laneq::model::{Command, Key, MoveTo, NewTask, Op, Reply, Stamp, State, Write};
+use laneq::model::{Command, Key, MoveTo, NewTask, Op, Reply, Stamp, State, Write, Writes};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::{label, percentile, round3, vm_rss_kib};
@@ -161,11 +161,11 @@ impl Bench {
                 now_ms: START_MS + self.commands,
                 seed: self.commands,
             },
-            write: Write {
+            writes: Writes::One(Write {
                 idempotency_key: format!("k{}", self.commands),
                 actor: "bench".into(),
                 op,
-            },
+            }),
         };
         self.changed.clear();
         let start = Instant::now();

@@ -82,9 +82,9 @@ async fn propose(
     Ok((reply, response.replayed))
 }
 
-/// Proposes independent writes as one (`Op::Each`, a `SubmitEach` or
-/// `CompleteEach` call): one forward from a follower, one log entry, one wait
-/// for apply. Each still applies under its own key with its own response,
+/// Proposes independent writes as one batch (a `SubmitEach` or
+/// `CompleteEach` call, `RaftNode::write_batch`): one forward from a
+/// follower, one log entry, one wait for apply. Each still applies under its own key with its own response,
 /// and one refused does not touch the others. A write that could not be
 /// built keeps its refusal. Returns one result per write, in order. A
 /// request of more than [`BATCH_MAX_TASKS`] writes (in its field `field`) is
@@ -113,15 +113,9 @@ async fn propose_each(
     }
     if !good.is_empty() {
         let count = good.len();
-        let write = Write {
-            // Not remembered (see `State::apply`): the writes carry their keys.
-            idempotency_key: "each".into(),
-            actor: String::new(),
-            op: Op::Each(good),
-        };
-        let (response, _) = node.write(write).await.map_err(error::node_status)?;
+        let (response, _) = node.write_batch(good).await.map_err(error::node_status)?;
         let responses = match response.result {
-            Ok(Reply::Each(r)) if r.len() == count => r,
+            Ok(Reply::Batch(r)) if r.len() == count => r,
             other => {
                 return Err(tonic::Status::internal(format!(
                     "{count} writes were answered with {other:?}"

@@ -1,11 +1,11 @@
 //! What a client asks for and what it gets back: a [`Write`] (its [`Op`] and
-//! idempotency key), the [`Command`] the leader stamps and logs, and the
-//! [`Response`] apply returns.
+//! idempotency key), the [`Command`] the leader stamps and logs (one write,
+//! or a batch of them: [`Writes`]), and the [`Response`] apply returns.
 //!
 //! **Architecture Invariant:** these types are the log's encoding. Fields and
-//! enum variants keep their order (new variants go at the end), and nothing
-//! here looks at the state: shape checks live in `validate`, effects in
-//! `state`.
+//! enum variants keep their order (new variants go at the end, and `Op`'s
+//! index 25 is a batch's on the log: see `layout`), and nothing here looks
+//! at the state: shape checks live in `validate`, effects in `state`.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,14 +50,15 @@ impl Write {
                     256 + t.payload.len() + t.command.iter().map(|c| c.len() + 8).sum::<usize>()
                 })
                 .sum(),
-            Op::Each(writes) => writes.iter().map(Write::approx_bytes).sum(),
             _ => 0,
         }
     }
 }
 
 /// The operations a client can ask for. New variants go at the end: the
-/// variant's index is part of the log's encoding.
+/// variant's index is part of the log's encoding. Index 25, after the last,
+/// is taken: it is a batch's on the log (`layout::BATCH_VARIANT`), so the
+/// next operation needs a placeholder there first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     CreateQueue {
@@ -189,12 +190,6 @@ pub enum Op {
     ExpireLeases {
         worker_timeout_ms: u64,
     },
-    /// Client writes in one log entry: those the leader coalesced under
-    /// load, or the submits of one `SubmitEach` call. Each applies on its
-    /// own, in order, under its own idempotency key, and gets its own
-    /// response ([`Reply::Each`]); one refused does not touch the others.
-    /// Nodes build these; the API has no way to send one as such.
-    Each(Vec<Write>),
 }
 
 /// A task as submitted.
@@ -247,16 +242,48 @@ pub struct ProjectSettings {
     pub description: String,
 }
 
-/// One entry of the replicated log: a client write stamped by the leader.
+/// One entry of the replicated log: client writes stamped by the leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     pub stamp: Stamp,
-    pub write: Write,
+    pub writes: Writes,
+}
+
+/// What one log entry carries (its encoding is in `layout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writes {
+    /// One client write.
+    One(Write),
+    /// Independent client writes in one entry: those the leader coalesced
+    /// under load, or those of one `SubmitEach` or `CompleteEach` call. Each
+    /// applies on its own, in order, under its own idempotency key, and gets
+    /// its own response ([`Reply::Batch`]); one refused does not touch the
+    /// others. At most [`limits::COALESCED_WRITES_MAX`].
+    Batch(Vec<Write>),
+}
+
+impl Writes {
+    /// Roughly their encoded size (see [`Write::approx_bytes`]).
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            Writes::One(write) => write.approx_bytes(),
+            Writes::Batch(writes) => 256 + writes.iter().map(Write::approx_bytes).sum::<usize>(),
+        }
+    }
 }
 
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.write.op {
+        match &self.writes {
+            Writes::One(write) => write.op.fmt(f),
+            Writes::Batch(writes) => write!(f, "batch of {} writes", writes.len()),
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
             Op::CreateQueue { name, pool, .. } => write!(f, "create-queue {name} in {pool}"),
             Op::SubmitTasks { tasks } => write!(f, "submit {} task(s)", tasks.len()),
             Op::CreatePool { name, .. } => write!(f, "create-pool {name}"),
@@ -284,7 +311,6 @@ impl std::fmt::Display for Command {
             Op::CompleteTask { id, .. } => write!(f, "complete-task {id}"),
             Op::ReleaseTask { id, .. } => write!(f, "release-task {id}"),
             Op::ExpireLeases { .. } => write!(f, "expire-leases"),
-            Op::Each(writes) => write!(f, "coalesced {} writes", writes.len()),
         }
     }
 }
@@ -342,8 +368,8 @@ pub enum Reply {
         tasks: u64,
         workers_lost: u64,
     },
-    /// The responses of an [`Op::Each`]'s writes, in order.
-    Each(Vec<Response>),
+    /// The responses of a [`Writes::Batch`]'s writes, in order.
+    Batch(Vec<Response>),
 }
 
 /// The outcome of applying one log entry, as the proposer sees it.

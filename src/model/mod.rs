@@ -8,7 +8,8 @@
 //!
 //! A map, in reading order:
 //! - `command`: what a client writes ([`Write`], [`Op`]), what the leader logs
-//!   ([`Command`]) and what apply answers ([`Response`]).
+//!   ([`Command`], one write or a batch) and what apply answers
+//!   ([`Response`]); `layout`, how a batch is laid out on the log.
 //! - `validate`: shape checks of writes and their fields, before any state.
 //! - `task`, `queue`, `pool`, `project`, `worker`, `spec`: the records the
 //!   state holds.
@@ -20,6 +21,7 @@
 mod command;
 mod dispatch;
 pub mod error;
+mod layout;
 pub mod limits;
 pub mod order;
 mod pool;
@@ -33,7 +35,7 @@ pub mod worker;
 
 pub use command::{
     Command, IdempotencyRecord, MoveTo, NewTask, Op, ProjectSettings, Reply, Response, Stamp,
-    Write, ACTOR_ANONYMOUS,
+    Write, Writes, ACTOR_ANONYMOUS,
 };
 pub use compact_str::CompactString;
 pub use dispatch::dispatch_preview;
@@ -46,4 +48,4 @@ pub use state::{
     DEFAULT_QUEUE_ID,
 };
 pub use task::{LeaseView, Task, TaskBody, TaskState, Timeline, Transition};
-pub use validate::validate_write;
+pub use validate::{validate_write, validate_writes};

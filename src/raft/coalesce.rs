@@ -1,5 +1,5 @@
 //! Write coalescing on the leader: client writes that arrive while earlier
-//! proposals are in flight go into one log entry ([`Op::Each`]).
+//! proposals are in flight go into one log entry ([`Writes::Batch`]).
 //!
 //! Group commit already makes one fsync serve many entries; this makes one
 //! entry serve many writes, so that the per-entry costs (the log record, its
@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::{Raft, TypeConfig};
 use crate::gather::{Gather, Limits};
-use crate::model::{limits, Command, Op, Reply, Response, Stamp, Write};
+use crate::model::{limits, Command, Reply, Response, Stamp, Write, Writes};
 
 /// Proposals in flight at once. A write that arrives while any is in flight
 /// queues, and goes out with its share of the writes waiting then.
@@ -41,7 +41,7 @@ pub enum ProposeError {
 
 pub type Proposed = Result<(Response, u64), ProposeError>;
 
-type Pending = crate::gather::Pending<Write, Proposed>;
+type Pending = crate::gather::Pending<Writes, Proposed>;
 
 /// Where a leader's stamps come from: its time and a seed for each command
 /// (the only clock and randomness that reach apply).
@@ -66,7 +66,7 @@ impl Stamper for WallClock {
 pub struct Coalescer {
     raft: Raft,
     stamper: Arc<dyn Stamper>,
-    gather: Gather<Write, Proposed>,
+    gather: Gather<Writes, Proposed>,
 }
 
 impl Coalescer {
@@ -79,9 +79,9 @@ impl Coalescer {
             max_bytes: ENTRY_MAX_BYTES,
         };
         let (proposer, stamps) = (raft.clone(), stamper.clone());
-        // A write that is itself many (`Op::Each`, a `SubmitEach` call) goes
-        // in an entry of its own: entries do not nest.
-        let alone = |w: &Write| matches!(w.op, Op::Each(_));
+        // A batch (a `SubmitEach` call's) goes in an entry of its own:
+        // batches do not nest.
+        let alone = |w: &Writes| matches!(w, Writes::Batch(_));
         let gather = Gather::start(limits, alone, move |batch| {
             let (raft, stamp) = (proposer.clone(), stamps.stamp());
             async move { propose(&raft, stamp, batch).await }
@@ -93,16 +93,16 @@ impl Coalescer {
         }
     }
 
-    /// Proposes `write`, alone or with others; resolves with its own
-    /// response and the index of the entry that carried it.
-    pub async fn propose(&self, write: Write) -> Proposed {
+    /// Proposes `writes`, alone or with others; resolves with their own
+    /// response and the index of the entry that carried them.
+    pub async fn propose(&self, writes: Writes) -> Proposed {
         // Nothing in flight and nobody waiting: propose from here, without
         // the two task hops through the gathering task.
         if let Some(_slot) = self.gather.free_slot() {
-            return propose_one(&self.raft, self.stamper.stamp(), write).await;
+            return propose_one(&self.raft, self.stamper.stamp(), writes).await;
         }
-        let bytes = write.approx_bytes();
-        self.gather.submit(write, bytes).await.unwrap_or_else(|| {
+        let bytes = writes.approx_bytes();
+        self.gather.submit(writes, bytes).await.unwrap_or_else(|| {
             Err(ProposeError::Fatal(
                 "the write coalescer has stopped".into(),
             ))
@@ -110,9 +110,9 @@ impl Coalescer {
     }
 }
 
-/// Proposes one write, stamped with `stamp`, in an entry of its own.
-async fn propose_one(raft: &Raft, stamp: Stamp, write: Write) -> Proposed {
-    raft.client_write(Command { stamp, write }.into())
+/// Proposes `writes`, stamped with `stamp`, in an entry of their own.
+async fn propose_one(raft: &Raft, stamp: Stamp, writes: Writes) -> Proposed {
+    raft.client_write(Command { stamp, writes }.into())
         .await
         .map(|r| (r.data, r.log_id.index()))
         .map_err(propose_error)
@@ -127,18 +127,13 @@ async fn propose(raft: &Raft, stamp: Stamp, mut batch: Vec<Pending>) {
         return;
     }
     let (writes, waiters): (Vec<Write>, Vec<oneshot::Sender<Proposed>>) =
-        batch.into_iter().map(|p| (p.item, p.done)).unzip();
+        batch.into_iter().map(|p| (single(p.item), p.done)).unzip();
     let count = writes.len();
-    let write = Write {
-        // Not remembered (see `State::apply`): the writes carry their keys.
-        idempotency_key: "coalesced".into(),
-        actor: String::new(),
-        op: Op::Each(writes),
-    };
-    let outcome = match raft.client_write(Command { stamp, write }.into()).await {
+    let writes = Writes::Batch(writes);
+    let outcome = match raft.client_write(Command { stamp, writes }.into()).await {
         Err(e) => Err(propose_error(e)),
         Ok(r) => match r.data.result {
-            Ok(Reply::Each(responses)) if responses.len() == count => {
+            Ok(Reply::Batch(responses)) if responses.len() == count => {
                 let index = r.log_id.index();
                 for (done, response) in waiters.into_iter().zip(responses) {
                     let _ = done.send(Ok((response, index)));
@@ -152,6 +147,15 @@ async fn propose(raft: &Raft, stamp: Stamp, mut batch: Vec<Pending>) {
     };
     for done in waiters {
         let _ = done.send(outcome.clone());
+    }
+}
+
+/// The write of a gathered item that shares an entry: only single writes
+/// do (a batch is gathered `alone`).
+fn single(writes: Writes) -> Write {
+    match writes {
+        Writes::One(write) => write,
+        Writes::Batch(_) => unreachable!("a batch is gathered alone"),
     }
 }
 

@@ -14,7 +14,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 
 use super::peers::Forwarded;
 use super::{NodeError, RaftNode};
-use crate::model::{Response, Write};
+use crate::model::{Response, Write, Writes};
 
 /// How long a forwarded write or a read index may take before the caller
 /// is told to retry.
@@ -58,7 +58,20 @@ impl RaftNode {
     /// retries after that. Retrying is safe: the idempotency key applies a
     /// write once.
     pub async fn write(&self, write: Write) -> Result<(Response, u64), NodeError> {
-        crate::model::validate_write(&write)
+        self.write_all(Writes::One(write)).await
+    }
+
+    /// Applies independent writes in one entry (one `SubmitEach` call's):
+    /// one forward, one entry, one wait. Each applies under its own key; the
+    /// response's reply is [`Reply::Batch`](crate::model::Reply::Batch), one
+    /// response per write.
+    pub async fn write_batch(&self, writes: Vec<Write>) -> Result<(Response, u64), NodeError> {
+        self.write_all(Writes::Batch(writes)).await
+    }
+
+    /// The write path of [`RaftNode::write`] and [`RaftNode::write_batch`].
+    async fn write_all(&self, writes: Writes) -> Result<(Response, u64), NodeError> {
+        crate::model::validate_writes(&writes)
             .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let (response, index) = loop {
@@ -67,11 +80,11 @@ impl RaftNode {
                 return Err(e);
             }
             let known = self.leader_id();
-            let result = match self.write_as_leader(write.clone()).await {
+            let result = match self.write_as_leader(writes.clone()).await {
                 Err(NodeError::NotLeader {
                     leader: Some((leader, addr)),
                     ..
-                }) if !addr.is_empty() => self.forward_to(leader, addr, write.clone()).await,
+                }) if !addr.is_empty() => self.forward_to(leader, addr, writes.clone()).await,
                 other => other,
             };
             let retry = matches!(
@@ -125,7 +138,7 @@ impl RaftNode {
         &self,
         leader: u64,
         addr: String,
-        write: Write,
+        writes: Writes,
     ) -> Result<(Response, u64), NodeError> {
         // The server metrics, not the full ones: those change on every write
         // and would wake every forward in flight each time.
@@ -138,7 +151,7 @@ impl RaftNode {
                 }
             }
         };
-        let forward = self.peers.forward(leader, &addr, write, FORWARD_TIMEOUT);
+        let forward = self.peers.forward(leader, &addr, writes, FORWARD_TIMEOUT);
         // Biased: when both are ready, the answer wins, and a run of the
         // simulation does not depend on tokio's random choice.
         let reply = tokio::select! {

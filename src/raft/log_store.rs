@@ -327,13 +327,13 @@ mod tests {
                 now_ms: index,
                 seed: index,
             },
-            write: Write {
+            writes: crate::model::Writes::One(Write {
                 idempotency_key: format!("k{index}"),
                 actor: String::new(),
                 op: Op::DrainQueue {
                     name: format!("q{index}"),
                 },
-            },
+            }),
         }
     }
 

@@ -23,7 +23,7 @@ use super::{
     LogStore, NodeError, PeerNetwork, Raft, SmShared, SnapshotData, StateMachine, TypeConfig,
 };
 use crate::config::NodeConfig;
-use crate::model::{Response, Write};
+use crate::model::{Response, Writes};
 use crate::store::Store;
 
 /// How often the node looks for a fatal Raft error.
@@ -153,11 +153,11 @@ impl RaftNode {
     /// the log index it was applied at. A write that waits on a leader that
     /// has lost its majority ends as `Unavailable` (outcome unknown) instead
     /// of waiting for the partition to heal.
-    pub async fn write_as_leader(&self, write: Write) -> Result<(Response, u64), NodeError> {
+    pub async fn write_as_leader(&self, writes: Writes) -> Result<(Response, u64), NodeError> {
         if self.leader_id().is_some_and(|id| id != self.id) {
             return Err(self.not_leader());
         }
-        let propose = self.coalescer.propose(write);
+        let propose = self.coalescer.propose(writes);
         let cut_off = async {
             loop {
                 tokio::time::sleep(LEADER_POLL).await;

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 
 use super::{NodeError, PeerNetwork};
 use crate::codec::{decode, encode};
-use crate::model::{Response, Write};
+use crate::model::{Response, Writes};
 use crate::proto::raft::{ForwardRequest, ReadIndexRequest};
 
 /// A leader's answer to a forwarded write.
@@ -29,13 +29,13 @@ pub enum Forwarded {
 
 /// How a node reaches its peers outside Raft's own messages.
 pub trait Peers: Send + Sync + 'static {
-    /// Sends `write` to the leader `leader` at `addr`, which proposes it as
-    /// its own. An error is a failed transport (the outcome is unknown).
+    /// Sends `writes` to the leader `leader` at `addr`, which proposes them
+    /// as its own. An error is a failed transport (the outcome is unknown).
     fn forward(
         &self,
         leader: u64,
         addr: &str,
-        write: Write,
+        writes: Writes,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Forwarded, NodeError>>;
 
@@ -60,14 +60,14 @@ impl Peers for TonicPeers {
         &self,
         _leader: u64,
         addr: &str,
-        write: Write,
+        writes: Writes,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Forwarded, NodeError>> {
         let mut client = self.network.client(addr);
         let addr = addr.to_string();
         Box::pin(async move {
             let mut req = tonic::Request::new(ForwardRequest {
-                write: encode(&write),
+                write: encode(&writes),
             });
             req.set_timeout(timeout);
             let reply = client

@@ -114,11 +114,11 @@ mod tests {
                 now_ms: 17,
                 seed: 99,
             },
-            write: Write {
+            writes: crate::model::Writes::One(Write {
                 idempotency_key: "k".into(),
                 actor: "alice".into(),
                 op: Op::DrainQueue { name: "q".into() },
-            },
+            }),
         }
     }
 

@@ -493,11 +493,11 @@ mod tests {
                     now_ms: i * 10,
                     seed: i,
                 },
-                write: Write {
+                writes: crate::model::Writes::One(Write {
                     idempotency_key: format!("k{}", i % 250),
                     actor: String::new(),
                     op,
-                },
+                }),
             };
             let mut changed = vec![];
             state.apply(&cmd, &mut changed);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use laneq::codec::{decode, encode};
-use laneq::model::{Stamp, Write};
+use laneq::model::{Stamp, Writes};
 use laneq::raft::{Forwarded, NodeError, Peers, RaftNode, Stamper};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -83,14 +83,14 @@ impl Peers for SimPeers {
         &self,
         leader: u64,
         _addr: &str,
-        write: Write,
+        writes: Writes,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Forwarded, NodeError>> {
         let (world, from) = (self.world.clone(), self.from);
         Box::pin(async move {
             let route = ("forward", from, leader);
             let answer = exchange(world, route, timeout, |node| async move {
-                node.write_as_leader(wire(&write)).await
+                node.write_as_leader(wire(&writes)).await
             })
             .await?;
             // What the leader's `PeerService::forward` answers.

@@ -9,11 +9,11 @@
 use super::{Key, State};
 use crate::model::limits::{IDEMPOTENCY_PRUNE_PER_APPLY, IDEMPOTENCY_RETENTION_MS};
 use crate::model::{
-    validate_write, Command, IdempotencyRecord, ModelError, Op, Reply, Response, Write,
-    ACTOR_ANONYMOUS,
+    validate_write, validate_writes, Command, IdempotencyRecord, ModelError, Op, Reply, Response,
+    Write, Writes, ACTOR_ANONYMOUS,
 };
 
-/// The seed of the `i`-th write of a coalesced entry: distinct per write,
+/// The seed of the `i`-th write of a batch: distinct per write,
 /// and the same on every replica (a SplitMix64 step).
 fn sub_seed(seed: u64, i: usize) -> u64 {
     let mut z = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -29,22 +29,21 @@ impl State {
         self.clock_ms = self.clock_ms.max(cmd.stamp.now_ms);
         changed.push(Key::Meta);
         self.expire_idempotency(changed);
-        let response = match &cmd.write.op {
-            // Writes the leader coalesced into one entry: each applies on its
-            // own, in order, with its own key and outcome, as if it had its
-            // own entry.
-            Op::Each(writes) if validate_write(&cmd.write).is_ok() => {
-                let replies = writes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| self.apply_write(w, sub_seed(cmd.stamp.seed, i), changed))
-                    .collect();
-                Response {
-                    result: Ok(Reply::Each(replies)),
-                    replayed: false,
-                }
-            }
-            _ => self.apply_write(&cmd.write, cmd.stamp.seed, changed),
+        let response = match &cmd.writes {
+            Writes::One(write) => self.apply_write(write, cmd.stamp.seed, changed),
+            // Each write of a batch applies on its own, in order, with its
+            // own key and outcome, as if it had its own entry.
+            Writes::Batch(writes) => Response {
+                result: validate_writes(&cmd.writes).map(|()| {
+                    let seed = |i| sub_seed(cmd.stamp.seed, i);
+                    let each = writes.iter().enumerate();
+                    Reply::Batch(
+                        each.map(|(i, w)| self.apply_write(w, seed(i), changed))
+                            .collect(),
+                    )
+                }),
+                replayed: false,
+            },
         };
         #[cfg(debug_assertions)]
         self.check_invariants();
@@ -65,11 +64,10 @@ impl State {
         // retry answers the same even when the first attempt was refused.
         // Heartbeat batches and expiry, which nodes write by themselves
         // several times a second and which are harmless to apply twice, are
-        // not remembered: their records would pile up for a day. Nor is a
-        // malformed `Each` (its writes carry the keys).
+        // not remembered: their records would pile up for a day.
         let internal = matches!(
             write.op,
-            Op::WorkerHeartbeats { .. } | Op::ExpireLeases { .. } | Op::Each(_)
+            Op::WorkerHeartbeats { .. } | Op::ExpireLeases { .. }
         );
         if !internal && crate::model::validate::idempotency_key(key).is_ok() {
             self.insert_idempotency(IdempotencyRecord {
@@ -134,8 +132,6 @@ impl State {
             | Op::CompleteTask { .. }
             | Op::ReleaseTask { .. }
             | Op::ExpireLeases { .. } => self.apply_lease_op(&write.op, actor, seed, changed),
-            // `apply` takes well-formed ones apart; validation refuses the rest.
-            Op::Each(_) => Err(ModelError::invalid("op", "coalesced writes do not nest")),
         }
     }
 

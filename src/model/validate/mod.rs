@@ -10,7 +10,7 @@
 
 mod ops;
 
-pub use ops::validate_write;
+pub use ops::{validate_write, validate_writes};
 
 use super::error::ModelError;
 use super::limits::*;

@@ -10,7 +10,7 @@ use crate::model::limits::{self, CLUSTERS_PER_POOL_MAX};
 use crate::model::spec::{self, QueueSpec};
 use crate::model::validate;
 use crate::model::worker::HeartbeatReport;
-use crate::model::{ModelError, MoveTo, NewTask, Op, ProjectSettings, Write};
+use crate::model::{ModelError, MoveTo, NewTask, Op, ProjectSettings, Write, Writes};
 
 /// Checks a write's shape without looking at any state. Shared by the API
 /// (before proposing) and by apply.
@@ -55,7 +55,6 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
             validate::text("reason", reason, limits::REASON_MAX_BYTES)
         }
         Op::ExpireLeases { worker_timeout_ms } => ttl("worker_timeout_ms", *worker_timeout_ms),
-        Op::Each(writes) => each(writes),
     }
 }
 
@@ -191,26 +190,24 @@ impl HeartbeatReport {
     }
 }
 
-/// The writes of one entry: a bounded number, none of them an entry itself.
-fn each(writes: &[Write]) -> Result<(), ModelError> {
-    if writes.len() > limits::COALESCED_WRITES_MAX {
+/// Checks what one entry carries: one write's shape, or a batch's size (each
+/// write of a batch is validated as it applies: one malformed write is
+/// refused alone).
+pub fn validate_writes(writes: &Writes) -> Result<(), ModelError> {
+    let batch = match writes {
+        Writes::One(write) => return validate_write(write),
+        Writes::Batch(batch) => batch,
+    };
+    if batch.len() > limits::COALESCED_WRITES_MAX {
         return Err(ModelError::invalid(
             "writes",
             format!(
                 "{} writes; one entry coalesces at most {}",
-                writes.len(),
+                batch.len(),
                 limits::COALESCED_WRITES_MAX
             ),
         ));
     }
-    if writes.iter().any(|w| matches!(w.op, Op::Each(_))) {
-        return Err(ModelError::invalid(
-            "writes",
-            "coalesced writes do not nest",
-        ));
-    }
-    // Each write is validated as it applies: one malformed write is
-    // refused alone.
     Ok(())
 }
 

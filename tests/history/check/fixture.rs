@@ -6,7 +6,7 @@ pub use super::super::{
 };
 
 use laneq::model::worker::Registration;
-use laneq::model::{Command, NewTask, Op, Response, Stamp, State, Write};
+use laneq::model::{Command, NewTask, Op, Response, Stamp, State, Write, Writes};
 use laneq::raft::Applied;
 
 pub fn ok() -> Outcome {
@@ -192,11 +192,14 @@ pub fn clean() -> (History, Replica) {
             now_ms: 1000 * index,
             seed: 0,
         };
-        let command = Command { stamp, write };
+        let command = Command {
+            stamp,
+            writes: Writes::One(write.clone()),
+        };
         let response = state.apply(&command, &mut Vec::new());
         let times = (10 * index, 10 * index + 5);
         let answer = Some((response, index));
-        let record = super::super::model::record("test", &command.write, times, answer);
+        let record = super::super::model::record("test", &write, times, answer);
         history.records.push(record);
     }
     let applied = Applied {

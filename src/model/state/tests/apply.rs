@@ -1,8 +1,8 @@
 //! Apply's basics: ids and queue order, idempotency keys (replay, refusal,
 //! expiry), coalesced entries, and a clock that never goes backwards.
 
-use super::{cmd, queued, submit};
-use crate::model::limits::IDEMPOTENCY_RETENTION_MS;
+use super::{batch, cmd, queued, submit};
+use crate::model::limits::{COALESCED_WRITES_MAX, IDEMPOTENCY_RETENTION_MS};
 use crate::model::state::{Key, State};
 use crate::model::{ErrorKind, Op, Reply, Write};
 
@@ -92,9 +92,9 @@ fn refusals_name_the_field_and_change_nothing_but_the_key() {
     assert_eq!(s.queues().count(), 1);
 }
 
-/// A coalesced entry applies its writes one by one, in order, each under
-/// its own key: one refused leaves the others applied, a retried key answers
-/// its first outcome, and the entry itself is not remembered.
+/// A batch applies its writes one by one, in order, each under its own key:
+/// one refused leaves the others applied, a retried key answers its first
+/// outcome, and the batch itself has no key to remember.
 #[test]
 fn coalesced_writes_apply_on_their_own_in_order() {
     let mut s = State::new();
@@ -105,14 +105,14 @@ fn coalesced_writes_apply_on_their_own_in_order() {
         op,
     };
     let first = s.apply(&cmd(1, "a", submit("default")), &mut changed);
-    let each = Op::Each(vec![
+    let each = vec![
         write("b", submit("default")),
         write("c", submit("nope")),
         write("a", submit("default")),
         write("d", submit("default")),
-    ]);
-    let r = s.apply(&cmd(2, "coalesced", each), &mut changed);
-    let Ok(Reply::Each(rs)) = r.result else {
+    ];
+    let r = s.apply(&batch(2, each), &mut changed);
+    let Ok(Reply::Batch(rs)) = r.result else {
         panic!("{r:?}");
     };
     assert_eq!(rs.len(), 4);
@@ -126,12 +126,15 @@ fn coalesced_writes_apply_on_their_own_in_order() {
     assert_eq!(rs[3].result, Ok(Reply::TasksSubmitted { ids: vec![3] }));
     assert_eq!(queued(&s, "default"), 3);
     assert!(s.idempotency("c").is_some(), "a refusal is remembered too");
-    assert!(s.idempotency("coalesced").is_none());
-    // Coalesced entries do not nest.
-    let nested = Op::Each(vec![write("e", Op::Each(vec![]))]);
-    let r = s.apply(&cmd(3, "coalesced", nested), &mut changed);
+    assert!(s.idempotency("").is_none());
+    // A batch past its bound is refused whole.
+    let over = (0..=COALESCED_WRITES_MAX)
+        .map(|i| write(&format!("e{i}"), submit("default")))
+        .collect();
+    let r = s.apply(&batch(3, over), &mut changed);
     assert_eq!(r.result.unwrap_err().kind, ErrorKind::InvalidArgument);
     assert_eq!(queued(&s, "default"), 3);
+    assert!(s.idempotency("e0").is_none());
     s.check_invariants();
 }
 

@@ -11,8 +11,8 @@ use rand::{Rng, SeedableRng};
 use crate::model::spec::{ClusterSelector, Fairness, QueueSpec, Resources};
 use crate::model::state::{State, DEFAULT_POOL, DEFAULT_QUEUE};
 use crate::model::worker::{HeartbeatReport, HeldTask, Registration};
-use crate::model::Write;
 use crate::model::{Command, ModelError, NewTask, Op, Reply, Response, Stamp, Task, TaskState};
+use crate::model::{Write, Writes};
 
 /// Random states per property.
 pub(super) const SEEDS: u64 = 300;
@@ -73,7 +73,10 @@ impl Sim {
             actor,
             op,
         };
-        let cmd = Command { stamp, write };
+        let cmd = Command {
+            stamp,
+            writes: Writes::One(write),
+        };
         let r = self.s.apply(&cmd, &mut Vec::new());
         assert!(!r.replayed, "every key is new");
         self.log.push((cmd, r.clone()));

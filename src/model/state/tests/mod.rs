@@ -23,16 +23,24 @@ mod tasks;
 pub(crate) use properties::random_op;
 
 use super::State;
-use crate::model::{Command, ModelError, NewTask, Op, Reply, Stamp, Write};
+use crate::model::{Command, ModelError, NewTask, Op, Reply, Stamp, Write, Writes};
 
 pub(crate) fn cmd(now_ms: u64, key: &str, op: Op) -> Command {
     Command {
         stamp: Stamp { now_ms, seed: 0 },
-        write: Write {
+        writes: Writes::One(Write {
             idempotency_key: key.to_string(),
             actor: "tester".to_string(),
             op,
-        },
+        }),
+    }
+}
+
+/// An entry that carries `writes` as a batch.
+pub(crate) fn batch(now_ms: u64, writes: Vec<Write>) -> Command {
+    Command {
+        stamp: Stamp { now_ms, seed: 0 },
+        writes: Writes::Batch(writes),
     }
 }
 

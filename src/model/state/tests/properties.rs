@@ -6,9 +6,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::cmd;
 use super::harness::for_seeds;
 use super::steps::run_random;
+use super::{batch, cmd};
 use crate::model::state::{Key, State};
 use crate::model::{MoveTo, NewTask, Op, ProjectSettings, Write};
 
@@ -288,7 +288,7 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
                             op: random_op(rng, &s),
                         })
                         .collect();
-                    cmd(i * 1000, "coalesced", Op::Each(writes))
+                    batch(i * 1000, writes)
                 } else {
                     cmd(i * 1000, &key, random_op(rng, &s))
                 };
@@ -341,7 +341,7 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
         "update-queue",
         "update-project",
         "report-progress",
-        "coalesced",
+        "batch",
     ];
     for kind in kinds {
         assert!(
