@@ -9,15 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use laneq::codec::{decode, encode};
 use laneq::model::{Op, Response, Write};
 use laneq::raft::{noting_forwards, NodeError};
 use rand::seq::IndexedRandom;
 use rand::Rng;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::history::ReadView;
+use super::net::wire;
 use super::world::World;
 
 /// How long a client waits for one attempt's answer.
@@ -166,9 +164,4 @@ impl Client {
             None => (self.world).rand(|r| *self.world.ids.choose(r).expect("a node")),
         }
     }
-}
-
-/// A value after a trip over the wire.
-fn wire<T: Serialize + DeserializeOwned>(value: &T) -> T {
-    decode(&encode(value)).expect("a message decodes as it was encoded")
 }

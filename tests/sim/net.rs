@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use laneq::codec::{decode, encode};
-use laneq::raft::{Raft, SnapshotData, TypeConfig};
+use laneq::raft::{Raft, RaftNode, SnapshotData, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -56,7 +56,7 @@ pub struct SimPeer {
 }
 
 /// A value after a trip over the wire.
-fn wire<T: Serialize + DeserializeOwned>(value: &T) -> T {
+pub fn wire<T: Serialize + DeserializeOwned>(value: &T) -> T {
     decode(&encode(value)).expect("a peer message decodes as it was encoded")
 }
 
@@ -64,8 +64,55 @@ fn unreachable(why: &str) -> RPCError<TypeConfig> {
     RPCError::Unreachable(Unreachable::new(&openraft::AnyError::error(why)))
 }
 
+/// Carries one call from node `from` (0: a client) to node `to` and its
+/// answer back, within `ttl`, under the world's faults: each way waits a
+/// random delay and may be lost (then the caller's deadline passes); a node
+/// that is down refuses, and a crash of the target mid-call ends the call.
+/// `deliver` runs the call on the target; its `Err` is a refusal. Every
+/// call's fate goes into the trace. Raft's messages (here) and a node's own
+/// calls to the leader (`peers.rs`) both travel this way.
+pub async fn carry<T, Fut>(
+    world: &World,
+    (kind, from, to): (&str, u64, u64),
+    ttl: Duration,
+    deliver: impl FnOnce(Arc<RaftNode>) -> Fut,
+) -> Result<T, String>
+where
+    Fut: Future<Output = Result<T, String>>,
+{
+    let trip = async {
+        tokio::time::sleep(world.delay()).await;
+        if !world.passes(from, to) {
+            return std::future::pending().await;
+        }
+        let Some((node, life)) = world.node(to) else {
+            return Err(format!("node {to} is down"));
+        };
+        // A crash of the target ends the call, as it would close the
+        // connection.
+        let answer = tokio::select! {
+            biased;
+            () = life.ended() => Err(format!("node {to} crashed")),
+            answer = deliver(node) => answer,
+        }?;
+        tokio::time::sleep(world.delay()).await;
+        if !world.passes(to, from) {
+            return std::future::pending().await;
+        }
+        Ok(answer)
+    };
+    let result = tokio::time::timeout(ttl, trip).await;
+    let fate = match &result {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(_)) => "refused",
+        Err(_) => "lost",
+    };
+    world.record(format_args!("net {kind} {from}->{to} {fate}"));
+    result.unwrap_or_else(|_| Err(format!("{kind} to node {to}: no answer within {ttl:?}")))
+}
+
 impl SimPeer {
-    /// Carries one request to the target and its reply back, within `ttl`.
+    /// Carries one Raft request to the target's `Raft` and its reply back.
     async fn call<Req, Resp, E, Fut>(
         &self,
         kind: &str,
@@ -77,34 +124,14 @@ impl SimPeer {
         E: std::fmt::Display,
         Fut: Future<Output = Result<Resp, E>>,
     {
-        let (world, from, to) = (&self.world, self.from, self.to);
-        let exchange = async {
-            tokio::time::sleep(world.delay()).await;
-            if !world.passes(from, to) {
-                return std::future::pending().await;
-            }
-            let Some(raft) = world.raft(to) else {
-                return Err(format!("node {to} is down"));
-            };
-            let resp = deliver(raft, req).await.map_err(|e| e.to_string())?;
-            tokio::time::sleep(world.delay()).await;
-            if !world.passes(to, from) {
-                return std::future::pending().await;
-            }
-            Ok(resp)
-        };
-        let result = tokio::time::timeout(ttl, exchange).await;
-        let fate = match &result {
-            Ok(Ok(_)) => "ok",
-            Ok(Err(_)) => "refused",
-            Err(_) => "lost",
-        };
-        world.record(format_args!("net {kind} {from}->{to} {fate}"));
-        match result {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(why)) => Err(unreachable(&why)),
-            Err(_) => Err(unreachable("deadline passed")),
-        }
+        let route = (kind, self.from, self.to);
+        carry(&self.world, route, ttl, |node| async move {
+            let raft = node.raft().clone();
+            drop(node);
+            deliver(raft, req).await.map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|why| unreachable(&why))
     }
 }
 
