@@ -84,11 +84,11 @@ async fn propose(
 
 /// Proposes independent writes as one batch (a `SubmitEach` or
 /// `CompleteEach` call, `RaftNode::write_batch`): one forward from a
-/// follower, one log entry, one wait for apply. Each still applies under its own key with its own response,
-/// and one refused does not touch the others. A write that could not be
-/// built keeps its refusal. Returns one result per write, in order. A
-/// request of more than [`BATCH_MAX_TASKS`] writes (in its field `field`) is
-/// refused whole.
+/// follower, one log entry, one wait for apply. Each still applies under
+/// its own key with its own response, and one refused does not touch the
+/// others. A write that could not be built keeps its refusal. Returns one
+/// result per write, in order. A request of more than [`BATCH_MAX_TASKS`]
+/// writes (in its field `field`) is refused whole.
 async fn propose_each(
     node: &RaftNode,
     field: &str,

@@ -57,7 +57,7 @@ impl WorkersApi {
         worker: &str,
         max_tasks: u32,
         attempt: u64,
-    ) -> Result<Vec<crate::proto::v1::Lease>, Status> {
+    ) -> Result<Vec<pb::Lease>, Status> {
         let meta = nth_write(meta, attempt);
         let op = Op::LeaseTasks {
             worker: worker.to_string(),
@@ -72,7 +72,7 @@ impl WorkersApi {
                     .filter_map(|(id, token, expires)| {
                         let t = state.task(id)?;
                         let body = self.node.sm().task_body(id).ok().flatten();
-                        Some(crate::proto::v1::Lease {
+                        Some(pb::Lease {
                             task: Some(convert::task(&state, t, body)),
                             fencing_token: token,
                             expires_ms: expires,
@@ -95,7 +95,7 @@ impl WorkersApi {
         meta: &pb::WriteMeta,
         worker: &str,
         max_tasks: u32,
-    ) -> Result<(Vec<crate::proto::v1::Lease>, u64), Status> {
+    ) -> Result<(Vec<pb::Lease>, u64), Status> {
         let mut attempt = 0;
         loop {
             let key = nth_write(meta, attempt).idempotency_key;
