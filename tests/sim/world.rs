@@ -51,13 +51,16 @@ impl Default for Faults {
     }
 }
 
+/// A node that is up: its Raft half and what ends when it crashes.
+pub type Up = (Arc<RaftNode>, Arc<Life>);
+
 pub struct World {
     /// Node ids, 1..=size.
     pub ids: Vec<u64>,
     rng: Mutex<StdRng>,
     pub faults: Mutex<Faults>,
     /// Every node that is up.
-    up: Mutex<BTreeMap<u64, (Arc<RaftNode>, Arc<Life>)>>,
+    up: Mutex<BTreeMap<u64, Up>>,
     /// Each node's wall clock offset.
     skew_ms: BTreeMap<u64, i64>,
     start: Instant,
@@ -115,7 +118,7 @@ impl World {
     }
 
     /// Node `id`, if it is up, and its life.
-    pub fn node(&self, id: u64) -> Option<(Arc<RaftNode>, Arc<Life>)> {
+    pub fn node(&self, id: u64) -> Option<Up> {
         self.up.lock().unwrap().get(&id).cloned()
     }
 
