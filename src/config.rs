@@ -25,7 +25,16 @@ pub struct NodeConfig {
     pub raft: RaftTimings,
     #[serde(default)]
     pub workers: WorkerSettings,
+    /// After the first SIGTERM, how long the node reports NOT_SERVING (gRPC
+    /// health, `/readyz`) while it still serves, so that load balancers
+    /// stop sending it calls before it stops taking them. 0: stop at once.
+    #[serde(default)]
+    pub shutdown_drain_ms: u64,
 }
+
+/// The longest drain a node may be given: past it, a supervisor's own
+/// timeout (systemd's 90 s, Kubernetes' grace period) would kill it first.
+pub const SHUTDOWN_DRAIN_MAX_MS: u64 = 60_000;
 
 /// Leases and heartbeats. Every node of a cluster should use the same values.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -151,6 +160,12 @@ impl NodeConfig {
         if t.snapshot_logs_since_last == 0 {
             return Err("raft: snapshot_logs_since_last must be 1 or more".into());
         }
+        if self.shutdown_drain_ms > SHUTDOWN_DRAIN_MAX_MS {
+            return Err(format!(
+                "shutdown_drain_ms = {} is over the limit of {SHUTDOWN_DRAIN_MAX_MS} ms",
+                self.shutdown_drain_ms
+            ));
+        }
         let w = &self.workers;
         let range = crate::model::limits::TTL_MIN_MS..=crate::model::limits::TTL_MAX_MS;
         for (field, ms) in [
@@ -225,5 +240,9 @@ addr = "127.0.0.1:7102"
         assert!(e.contains("id"), "{e}");
         let e = parse(&format!("{OK}\n[raft]\nelection_timeout_min_ms = 20")).unwrap_err();
         assert!(e.contains("election_timeout_min_ms"), "{e}");
+        let e = parse(&OK.replace("data_dir", "shutdown_drain_ms = 60001\ndata_dir")).unwrap_err();
+        assert!(e.contains("shutdown_drain_ms"), "{e}");
+        let c = parse(&OK.replace("data_dir", "shutdown_drain_ms = 5000\ndata_dir")).unwrap();
+        assert_eq!(c.shutdown_drain_ms, 5000);
     }
 }

@@ -7,9 +7,12 @@
 //! - [`raft`]: openraft over the store; [`raft::RaftNode`], the write path.
 //! - [`duties`]: a node's background work (heartbeat batches, expiry, clears).
 //! - [`api`] and [`server`]: the gRPC services and the `laneq node` process.
+//! - [`observe`]: health, reflection's descriptors, `/metrics` and RPC
+//!   tracing; [`meter`], the instruments storage and Raft record into.
 //! - [`client`]: the Rust client; [`cli`] and [`worker`]: the CLI and the agent.
 //!
-//! [`store`], [`raft`], [`duties`], [`api`] and [`server`] are the `server` feature.
+//! [`store`], [`raft`], [`duties`], [`api`], [`server`], [`observe`] and
+//! [`meter`] are the `server` feature.
 
 pub mod cli;
 pub mod client;
@@ -25,6 +28,10 @@ pub mod worker;
 pub mod api;
 #[cfg(feature = "server")]
 pub mod duties;
+#[cfg(feature = "server")]
+pub mod meter;
+#[cfg(feature = "server")]
+pub mod observe;
 #[cfg(feature = "server")]
 pub mod raft;
 #[cfg(feature = "server")]
@@ -43,5 +50,11 @@ pub mod proto {
     #[allow(clippy::large_enum_variant)]
     pub mod v1 {
         tonic::include_proto!("laneq.v1");
+
+        /// The encoded `FileDescriptorSet` of `proto/laneq/v1` (with
+        /// comments), for server reflection; the peer protocol is not in it.
+        pub const FILE_DESCRIPTOR_SET: &[u8] =
+            include_bytes!(concat!(env!("OUT_DIR"), "/laneq_v1_descriptor.bin"));
+        include!(concat!(env!("OUT_DIR"), "/laneq_v1_services.rs"));
     }
 }

@@ -1,6 +1,10 @@
 //! The `laneq node` process: checks the config and the data dir, opens
 //! storage, starts Raft and the node's duties, serves gRPC for peers and
-//! clients on one port, and shuts down gracefully on SIGTERM or SIGINT.
+//! clients and HTTP (`/metrics`, `/healthz`, `/readyz`) on one port, and
+//! shuts down gracefully on SIGTERM or SIGINT: it reports NOT_SERVING at
+//! once, goes on serving for `shutdown_drain_ms` (so that load balancers
+//! move away first; a second signal cuts it short), then stops taking new
+//! calls and lets those in flight finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,11 +12,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::codegen::http;
+use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::Server;
 
 use crate::api;
 use crate::config::NodeConfig;
 use crate::duties::{self, WorkerHub};
+use crate::observe::Observer;
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::raft::{PeerService, RaftNode};
 use crate::store::{Identity, Store};
@@ -24,6 +30,8 @@ const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// peer list once the node serves (a no-op on an initialised cluster).
 pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     config.validate()?;
+    // Installed first: a signal while the store opens waits for the node.
+    let mut signals = Signals::new();
     let listen: SocketAddr = config.listen.parse().map_err(|e| format!("listen: {e}"))?;
     Identity::new(config.id, &config.cluster)
         .claim(&config.data_dir)
@@ -42,18 +50,24 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
 
     let hub = WorkerHub::new(config.workers.clone());
     duties::spawn(&node, &hub);
+    let observer = Observer::start(node.clone(), config.data_dir.clone()).await;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = serve(node.clone(), hub, listener, async move {
+    let server = serve(node.clone(), hub, &observer, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
-    });
+    })?;
     let server = tokio::spawn(server);
     if init {
         tokio::spawn(init_when_ready(node.clone()));
     }
 
     let fatal = tokio::select! {
-        () = wait_for_signal() => None,
+        () = signals.next() => None,
         e = node.fatal() => Some(e),
+    };
+    observer.health().drain().await;
+    let fatal = match fatal {
+        None => drain(&node, &mut signals, config.shutdown_drain_ms).await,
+        fatal => fatal,
     };
     match &fatal {
         None => tracing::info!("shutting down: no new requests, finishing those in flight"),
@@ -72,38 +86,89 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     }
     store.sync().map_err(|e| format!("final flush: {e}"))?;
     tracing::info!("stopped");
+    #[cfg(feature = "otel")]
+    crate::observe::otel::shutdown();
     Ok(())
 }
 
-/// Serves the peer protocol and the public API on one listener.
-pub async fn serve(
+/// Waits out the drain after the first signal: `drain_ms`, unless a
+/// second signal or a fatal error ends it first. Returns the fatal error.
+async fn drain(node: &RaftNode, signals: &mut Signals, drain_ms: u64) -> Option<String> {
+    if drain_ms == 0 {
+        return None;
+    }
+    tracing::info!(
+        drain_ms,
+        "draining: reporting NOT_SERVING, still serving; a second signal stops at once"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(drain_ms)) => None,
+        () = signals.next() => None,
+        e = node.fatal() => Some(e),
+    }
+}
+
+/// Serves the peer protocol, the public API, health, reflection and the
+/// HTTP routes on one listener. Returns the server's future.
+pub fn serve(
     node: Arc<RaftNode>,
     hub: Arc<WorkerHub>,
+    observer: &Arc<Observer>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, String> {
     // Nagle's algorithm off on every accepted connection: a small reply (a
     // heartbeat's ack, a read's answer) must not wait for the peer's delayed
     // ACK. `Server::tcp_nodelay` applies only to listeners tonic binds itself.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let limit = crate::raft::PEER_MESSAGE_MAX_BYTES;
-    Server::builder()
+    let mut grpc = RoutesBuilder::default();
+    grpc.add_service(
+        RaftPeerServer::new(PeerService::new(node.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+    )
+    .add_service(api::cluster_server(node.clone(), hub.clone()))
+    .add_service(api::pools_server(node.clone()))
+    .add_service(api::queues_server(node.clone()))
+    .add_service(api::projects_server(node.clone()))
+    .add_service(api::config_server(node.clone()))
+    .add_service(api::workers_server(node.clone(), hub))
+    .add_service(api::tasks_server(node))
+    .add_service(observer.health().service());
+    add_reflection(&mut grpc)?;
+    let routes = grpc
+        .routes()
+        .into_axum_router()
+        .merge(observer.http_routes());
+    // HTTP/1.1 too, for `/metrics` and the probes; peers and clients speak
+    // HTTP/2 as before.
+    Ok(Server::builder()
+        .accept_http1(true)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(observer.rpc_layer())
         .layer(tower::layer::layer_fn(|inner| LeaderHint { inner }))
-        .add_service(
-            RaftPeerServer::new(PeerService::new(node.clone()))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
-        .add_service(api::cluster_server(node.clone(), hub.clone()))
-        .add_service(api::pools_server(node.clone()))
-        .add_service(api::queues_server(node.clone()))
-        .add_service(api::projects_server(node.clone()))
-        .add_service(api::config_server(node.clone()))
-        .add_service(api::workers_server(node.clone(), hub))
-        .add_service(api::tasks_server(node))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .add_routes(Routes::from(routes))
+        .serve_with_incoming_shutdown(incoming, shutdown))
+}
+
+/// Server reflection (v1, and v1alpha for older clients) over the public
+/// API's descriptors only: the peer protocol is not for clients.
+fn add_reflection(grpc: &mut RoutesBuilder) -> Result<(), String> {
+    use tonic_reflection::server::Builder;
+    let set = crate::proto::v1::FILE_DESCRIPTOR_SET;
+    let v1 = Builder::configure()
+        .register_encoded_file_descriptor_set(set)
+        .include_reflection_service(false)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let v1alpha = Builder::configure()
+        .register_encoded_file_descriptor_set(set)
+        .include_reflection_service(false)
+        .build_v1alpha()
+        .map_err(|e| format!("reflection: {e}"))?;
+    grpc.add_service(v1).add_service(v1alpha);
+    Ok(())
 }
 
 /// Adds the leader's id and address to the response of a request whose
@@ -159,12 +224,26 @@ async fn init_when_ready(node: Arc<RaftNode>) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, installed once so that a second signal is seen.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+        }
+    }
+
+    /// Resolves at the next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
     }
 }

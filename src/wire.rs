@@ -16,6 +16,9 @@ use tonic::transport::{Channel, Endpoint};
 pub const LEADER_ID_HEADER: &str = "laneq-leader-id";
 /// Response metadata naming the leader's address (see [`LEADER_ID_HEADER`]).
 pub const LEADER_ADDR_HEADER: &str = "laneq-leader-addr";
+/// Request metadata naming a call in the node's log; the node makes one up
+/// when a call has none, and returns it in the response's metadata.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Largest client request or response (a submit carries at most 1 MiB of
 /// payload; a batch of many, up to this).

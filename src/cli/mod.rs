@@ -192,19 +192,44 @@ impl GlobalArgs {
     }
 }
 
-fn init_logging(format: LogFormat, default: &str) {
+/// The node's log filter unless `RUST_LOG` says otherwise.
+const NODE_LOG: &str = "info,openraft=warn";
+
+/// Logging to stderr in `format`, filtered by `RUST_LOG` or `default`.
+fn logger(
+    format: LogFormat,
+    default: &str,
+) -> impl tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync
+{
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only for a terminal: node and worker logs usually go to files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(fmt)
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    tracing_subscriber::util::SubscriberInitExt::init(logger(format, default));
+}
+
+/// A node's logging, and with the `otel` feature its span exporter.
+fn init_node_logging(format: LogFormat) {
+    #[cfg(feature = "otel")]
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        let logger = logger(format, NODE_LOG).with(crate::observe::otel::layer());
+        tracing_subscriber::util::SubscriberInitExt::init(logger);
     }
+    #[cfg(not(feature = "otel"))]
+    init_logging(format, NODE_LOG);
 }
 
 /// Entry point of the `laneq` binary.
@@ -234,7 +259,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Node(args) => {
-            init_logging(args.log_format, "info,openraft=warn");
+            init_node_logging(args.log_format);
             run_node(args).await
         }
         Command::Cluster(cmd) => {

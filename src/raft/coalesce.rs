@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use super::{Raft, TypeConfig};
 use crate::gather::{Gather, Limits};
+use crate::meter;
 use crate::model::{limits, Command, Reply, Response, Stamp, Write, Writes};
 
 /// Proposals in flight at once. A write that arrives while any is in flight
@@ -37,6 +38,18 @@ pub enum ProposeError {
     Refused(String),
     /// Raft has stopped.
     Fatal(String),
+}
+
+impl ProposeError {
+    /// The `reason` label of `laneq_raft_proposals_failed_total`.
+    fn reason(&self) -> &'static str {
+        match self {
+            ProposeError::NotLeader => "not_leader",
+            ProposeError::Discarded => "discarded",
+            ProposeError::Refused(_) => "refused",
+            ProposeError::Fatal(_) => "fatal",
+        }
+    }
 }
 
 pub type Proposed = Result<(Response, u64), ProposeError>;
@@ -96,6 +109,15 @@ impl Coalescer {
     /// Proposes `writes`, alone or with others; resolves with their own
     /// response and the index of the entry that carried them.
     pub async fn propose(&self, writes: Writes) -> Proposed {
+        let _pending = meter::Pending::start();
+        let proposed = self.gathered(writes).await;
+        if let Err(e) = &proposed {
+            meter::proposal_failed(e.reason());
+        }
+        proposed
+    }
+
+    async fn gathered(&self, writes: Writes) -> Proposed {
         // Nothing in flight and nobody waiting: propose from here, without
         // the two task hops through the gathering task.
         if let Some(_slot) = self.gather.free_slot() {

@@ -23,11 +23,17 @@ pub struct NodeStatus {
     pub last_log_index: u64,
     pub applied_index: u64,
     pub committed_index: u64,
+    /// The highest index this node knows a quorum has committed (the
+    /// leader's word on a follower); at least `committed_index`.
+    pub cluster_committed_index: u64,
     pub snapshot_index: u64,
     pub purged_index: u64,
     pub digest: String,
     /// (id, addr, voter?)
     pub members: Vec<(u64, String, bool)>,
+    /// On the leader: each other member and the last index it has matched
+    /// (None before its first match). Empty on other nodes.
+    pub replication: Vec<(u64, Option<u64>)>,
 }
 
 impl RaftNode {
@@ -145,10 +151,33 @@ impl RaftNode {
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: applied.index,
             committed_index: index(&m.local_committed),
+            cluster_committed_index: index(&m.cluster_committed).max(index(&m.local_committed)),
             snapshot_index: index(&m.snapshot),
             purged_index: index(&m.purged),
             digest: applied.digest_hex(),
             members,
+            replication: m
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, matched)| (*id, matched.as_ref().map(|l| l.index())))
+                .collect(),
+        }
+    }
+
+    /// Waits until this node's view of the leader differs from `seen` and
+    /// returns it; `Err` once Raft has stopped. It watches the server
+    /// metrics, which change on elections and membership changes, not on
+    /// every write as the full metrics do.
+    pub async fn leader_changed(&self, seen: Option<u64>) -> Result<Option<u64>, ()> {
+        let mut rx = self.raft.server_metrics();
+        loop {
+            let now = rx.borrow_watched().current_leader;
+            if now != seen {
+                return Ok(now);
+            }
+            rx.changed().await.map_err(|_| ())?;
         }
     }
 }

@@ -20,6 +20,7 @@ use super::log_store::entry_bytes;
 use super::runtime::watch::{FifoSender, FifoWatch};
 use super::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::codec::{decode, encode};
+use crate::meter;
 use crate::model::{Key, Response, State};
 use crate::store::{SmBatch, SnapshotReader, Store};
 
@@ -206,6 +207,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if items.is_empty() {
             return Ok(());
         }
+        let start = std::time::Instant::now();
+        meter::APPLIED_ENTRIES.inc_by(items.len() as u64);
         // Apply is the longest piece of work on a node's thread, and nothing
         // in it is urgent on a follower, whose answer to the leader's next
         // append decides when that entry commits. So a long apply lets the
@@ -241,6 +244,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.meta(DIGEST, encode(&applied.digest));
         self.store.sm_commit(batch)?;
         self.shared.publish(applied);
+        meter::observe_since(&meter::APPLY_SECONDS, start);
         for (responder, response) in replies {
             if let Some(r) = responder {
                 r.send(response);
@@ -263,6 +267,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let blob = snapshot.into_inner();
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = blob.len(), "installing snapshot");
+        let start = std::time::Instant::now();
+        meter::SNAPSHOT_BYTES.set(blob.len() as i64);
         let store = self.store.clone();
         let path = self.snapshot_path();
         let expected = meta.clone();
@@ -293,6 +299,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             digest,
         });
         crate::store::release_free_memory();
+        meter::observe_since(&meter::SNAPSHOT_INSTALL_SECONDS, start);
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }
@@ -374,6 +381,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let store = self.store.clone();
         let path = self.path.clone();
+        let start = std::time::Instant::now();
         self.store.background(move || -> io::Result<Snapshot> {
             let mut meta_out = None;
             let blob = store.sm_export(|table| {
@@ -395,6 +403,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             save_snapshot_file(&store, &path, &blob)?;
             let meta = meta_out.expect("header callback ran");
             crate::store::release_free_memory();
+            meter::observe_since(&meter::SNAPSHOT_BUILD_SECONDS, start);
+            meter::SNAPSHOT_BYTES.set(blob.len() as i64);
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = blob.len(), "built snapshot");
             Ok(Snapshot {
                 meta,

@@ -214,7 +214,10 @@ impl Store {
 
     /// Makes every write so far durable (fsync of the write-ahead log).
     pub fn sync(&self) -> io::Result<()> {
-        self.db.flush_wal(self.options.fsync).map_err(io_err)
+        let start = std::time::Instant::now();
+        let result = self.db.flush_wal(self.options.fsync).map_err(io_err);
+        crate::meter::observe_since(&crate::meter::WAL_FSYNC_SECONDS, start);
+        result
     }
 
     /// Write options that fsync before returning (unless fsync is off).

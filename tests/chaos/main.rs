@@ -217,6 +217,7 @@ async fn start_cluster(n: u64, links: &proxy::Links) -> Cluster {
         lease_ttl_ms: 3000,
         worker_timeout_ms: 3000,
         heartbeat_batch_ms: 250,
+        shutdown_drain_ms: 0,
     };
     let mut cluster = Cluster {
         dir: tempfile::tempdir().expect("temp dir"),

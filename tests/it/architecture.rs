@@ -49,6 +49,8 @@ struct Boundary {
 const SERVER: &[&str] = &[
     "crate::api",
     "crate::duties",
+    "crate::meter",
+    "crate::observe",
     "crate::raft",
     "crate::server",
     "crate::store",
@@ -108,6 +110,21 @@ const BOUNDARIES: &[Boundary] = &[
         why: "the worker agent is a client: it builds without the server",
     },
     Boundary {
+        scope: "observe",
+        except: &[],
+        forbidden: &[
+            "crate::api",
+            "crate::duties",
+            "crate::server",
+            "crate::store",
+            "crate::client",
+            "crate::cli",
+            "crate::worker",
+        ],
+        why: "observe reads a node (its state, its Raft status, its data dir's size) and knows \
+              nothing of how it is served, stored or called",
+    },
+    Boundary {
         scope: "duties",
         except: &[],
         forbidden: &["tonic", "crate::api", "crate::proto"],
@@ -116,7 +133,7 @@ const BOUNDARIES: &[Boundary] = &[
 ];
 
 /// Modules that import no other laneq module.
-const LEAVES: &[&str] = &["clock", "codec", "gather", "wire"];
+const LEAVES: &[&str] = &["clock", "codec", "gather", "meter", "wire"];
 
 /// One module's source: where it is, what it is, and its syntax tree.
 struct Module {

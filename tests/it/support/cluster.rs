@@ -29,6 +29,8 @@ pub struct Timings {
     pub lease_ttl_ms: u64,
     pub worker_timeout_ms: u64,
     pub heartbeat_batch_ms: u64,
+    /// How long a node drains after SIGTERM (`shutdown_drain_ms`).
+    pub shutdown_drain_ms: u64,
 }
 
 impl Default for Timings {
@@ -42,6 +44,7 @@ impl Default for Timings {
             lease_ttl_ms: 15_000,
             worker_timeout_ms: 15_000,
             heartbeat_batch_ms: 500,
+            shutdown_drain_ms: 0,
         }
     }
 }
@@ -103,8 +106,10 @@ impl Cluster {
         let t = &self.timings;
         let data_dir = self.dir.path().join(format!("node{id}"));
         let mut text = format!(
-            "id = {id}\ncluster = \"test\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
-            data_dir.display()
+            "id = {id}\ncluster = \"test\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n\
+             shutdown_drain_ms = {}\n",
+            data_dir.display(),
+            t.shutdown_drain_ms
         );
         for (pid, paddr) in peers {
             text += &format!("\n[[peers]]\nid = {pid}\naddr = \"{paddr}\"\n");
@@ -143,6 +148,12 @@ impl Cluster {
 
     /// Starts a node with extra `laneq node` flags.
     pub fn start_node_with(&mut self, id: u64, flags: &[&str]) {
+        let log = std::env::var("LANEQ_TEST_NODE_LOG").unwrap_or("info,openraft=warn".into());
+        self.start_node_logging(id, flags, &log);
+    }
+
+    /// Starts a node with extra flags and `rust_log` as its `RUST_LOG`.
+    pub fn start_node_logging(&mut self, id: u64, flags: &[&str], rust_log: &str) {
         let node = self.nodes.get_mut(&id).unwrap();
         assert!(node.child.is_none(), "node {id} is already running");
         let log = fs::OpenOptions::new()
@@ -154,10 +165,7 @@ impl Cluster {
             .args(["node", "--config"])
             .arg(&node.config)
             .args(flags)
-            .env(
-                "RUST_LOG",
-                std::env::var("LANEQ_TEST_NODE_LOG").unwrap_or("info,openraft=warn".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -177,10 +185,15 @@ impl Cluster {
 
     /// SIGTERM, then waits for the exit.
     pub async fn terminate(&mut self, id: u64) -> ExitStatus {
+        signal(self.pid(id).expect("node is running"), "TERM");
+        self.wait_exit(id).await
+    }
+
+    /// Waits for a node that was told to stop to exit.
+    pub async fn wait_exit(&mut self, id: u64) -> ExitStatus {
         let node = self.nodes.get_mut(&id).unwrap();
         let mut child = node.child.take().expect("node is running");
-        signal(child.id(), "TERM");
-        let what = format!("node {id} to exit after SIGTERM");
+        let what = format!("node {id} to exit");
         eventually(Duration::from_secs(20), &what, async || {
             child.try_wait().unwrap().ok_or("running")
         })

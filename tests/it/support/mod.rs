@@ -1,8 +1,8 @@
 //! The harness the integration tests share: a cluster of real `laneq node`
 //! processes (`cluster`), one node seen through the raw gRPC API with the
 //! write metadata its calls carry (`node`), a `laneq worker run` agent
-//! process (`agent`), and waiting for a condition instead of for the clock
-//! (`eventually`).
+//! process (`agent`), a node's HTTP routes and metrics (`http`), and waiting
+//! for a condition instead of for the clock (`eventually`).
 //!
 //! It must never leave a process behind: every node a `Cluster` started is
 //! killed when the `Cluster` drops, so a cluster belongs to one test and is
@@ -12,9 +12,11 @@
 mod agent;
 mod cluster;
 mod eventually;
+mod http;
 mod node;
 
 pub use agent::Agent;
 pub use cluster::*;
 pub use eventually::{always, eventually, ok_if};
+pub use http::{get, Metrics};
 pub use node::{code, meta, Node, ACTOR};

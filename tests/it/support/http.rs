@@ -1,0 +1,102 @@
+//! A node's HTTP routes seen as Prometheus and a probe see them: one plain
+//! HTTP/1.1 GET per call, and `/metrics` parsed by a Prometheus text parser.
+
+use std::collections::BTreeMap;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path` on `addr` over HTTP/1.1; the status code and the body.
+pub async fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+/// The body of a chunked transfer.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// One scrape of a node's `/metrics`.
+pub struct Metrics {
+    pub text: String,
+    samples: Vec<prometheus_parse::Sample>,
+}
+
+impl Metrics {
+    pub async fn scrape(addr: &str) -> Self {
+        let (status, text) = get(addr, "/metrics").await.expect("GET /metrics");
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("a Prometheus text parser reads it");
+        Metrics {
+            text,
+            samples: scrape.samples,
+        }
+    }
+
+    /// The value of the sample `name` whose labels include `labels`; None
+    /// if there is none. Panics if more than one matches.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                other => panic!("{name} is not a single value: {other:?}"),
+            })
+            .collect();
+        assert!(found.len() <= 1, "{name} {labels:?} matches {found:?}");
+        found.first().copied()
+    }
+
+    /// The value of `name` with `labels`, which must be there.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in:\n{}", self.text))
+    }
+
+    /// The samples of every metric named with `prefix`, by name and
+    /// labels: what must be equal on every node.
+    pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, f64> {
+        self.samples
+            .iter()
+            .filter(|s| s.metric.starts_with(prefix))
+            .filter_map(|s| {
+                let value = match &s.value {
+                    prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => *v,
+                    _ => return None,
+                };
+                let labels: BTreeMap<_, _> = s.labels.iter().collect();
+                Some((format!("{}{labels:?}", s.metric), value))
+            })
+            .collect()
+    }
+}
