@@ -25,6 +25,10 @@ pub struct NodeConfig {
     pub raft: RaftTimings,
     #[serde(default)]
     pub workers: WorkerSettings,
+    /// The metrics history (`[history]`): every node of a cluster must use
+    /// the same values, since they decide what apply writes.
+    #[serde(default)]
+    pub history: crate::model::history::Settings,
 }
 
 /// Leases and heartbeats. Every node of a cluster should use the same values.
@@ -172,7 +176,7 @@ impl NodeConfig {
                 w.heartbeat_batch_ms
             ));
         }
-        Ok(())
+        self.history.validate()
     }
 
     pub fn peer_map(&self) -> BTreeMap<u64, String> {
@@ -225,5 +229,24 @@ addr = "127.0.0.1:7102"
         assert!(e.contains("id"), "{e}");
         let e = parse(&format!("{OK}\n[raft]\nelection_timeout_min_ms = 20")).unwrap_err();
         assert!(e.contains("election_timeout_min_ms"), "{e}");
+        let e = parse(&format!(
+            "{OK}\n[[history.resolutions]]\nstep_ms = 10000\nretention_ms = 60000\n\
+             [[history.resolutions]]\nstep_ms = 15000\nretention_ms = 60000"
+        ))
+        .unwrap_err();
+        assert!(e.contains("history.resolutions[1].step_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_history_section_parses() {
+        let c = parse(&format!(
+            "{OK}\n[history]\nenabled = false\n[[history.resolutions]]\nstep_ms = 5000\n\
+             retention_ms = 3600000"
+        ))
+        .unwrap();
+        assert!(!c.history.enabled);
+        assert_eq!(c.history.resolutions.len(), 1);
+        assert_eq!(c.history.retention_ms(5000), 3_600_000);
+        assert_eq!(parse(OK).unwrap().history, Default::default());
     }
 }
