@@ -409,8 +409,14 @@ pub async fn worker_stats(g: &GlobalArgs, args: WorkerStatsArgs) -> Result<(), F
         println!("no samples from worker {} in this range", resp.worker);
         return Ok(());
     }
+    print_worker_metrics(&shown);
+    Ok(())
+}
+
+/// One metric point by point; several, one line each.
+fn print_worker_metrics(shown: &[&WorkerMetric]) {
     let trend = on_terminal();
-    if let [m] = shown.as_slice() {
+    if let [m] = shown {
         let rows: Vec<Vec<String>> = m
             .points
             .iter()
@@ -427,7 +433,7 @@ pub async fn worker_stats(g: &GlobalArgs, args: WorkerStatsArgs) -> Result<(), F
             })
             .collect();
         output::table(&["time", "min", "avg", "max", "samples"], &rows);
-        return Ok(());
+        return;
     }
     let mut headers = vec!["metric", "min", "avg", "max"];
     if trend {
@@ -448,7 +454,6 @@ pub async fn worker_stats(g: &GlobalArgs, args: WorkerStatsArgs) -> Result<(), F
         })
         .collect();
     output::table(&headers, &rows);
-    Ok(())
 }
 
 pub async fn worker_activity(g: &GlobalArgs, args: ActivityArgs) -> Result<(), Failure> {

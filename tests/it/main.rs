@@ -13,6 +13,7 @@ mod support;
 mod architecture;
 mod bad_input;
 mod cluster;
+mod metrics;
 mod pools;
 mod tasks;
 mod tour;
