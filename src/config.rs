@@ -30,6 +30,10 @@ pub struct NodeConfig {
     /// stop sending it calls before it stops taking them. 0: stop at once.
     #[serde(default)]
     pub shutdown_drain_ms: u64,
+    /// The metrics history (`[history]`): every node of a cluster must use
+    /// the same values, since they decide what apply writes.
+    #[serde(default)]
+    pub history: crate::model::history::Settings,
 }
 
 /// The longest drain a node may be given: past it, a supervisor's own
@@ -187,7 +191,7 @@ impl NodeConfig {
                 w.heartbeat_batch_ms
             ));
         }
-        Ok(())
+        self.history.validate()
     }
 
     pub fn peer_map(&self) -> BTreeMap<u64, String> {
@@ -244,5 +248,24 @@ addr = "127.0.0.1:7102"
         assert!(e.contains("shutdown_drain_ms"), "{e}");
         let c = parse(&OK.replace("data_dir", "shutdown_drain_ms = 5000\ndata_dir")).unwrap();
         assert_eq!(c.shutdown_drain_ms, 5000);
+        let e = parse(&format!(
+            "{OK}\n[[history.resolutions]]\nstep_ms = 10000\nretention_ms = 60000\n\
+             [[history.resolutions]]\nstep_ms = 15000\nretention_ms = 60000"
+        ))
+        .unwrap_err();
+        assert!(e.contains("history.resolutions[1].step_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_history_section_parses() {
+        let c = parse(&format!(
+            "{OK}\n[history]\nenabled = false\n[[history.resolutions]]\nstep_ms = 5000\n\
+             retention_ms = 3600000"
+        ))
+        .unwrap();
+        assert!(!c.history.enabled);
+        assert_eq!(c.history.resolutions.len(), 1);
+        assert_eq!(c.history.retention_ms(5000), 3_600_000);
+        assert_eq!(parse(OK).unwrap().history, Default::default());
     }
 }

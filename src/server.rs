@@ -130,6 +130,7 @@ pub fn serve(
     )
     .add_service(api::cluster_server(node.clone(), hub.clone()))
     .add_service(api::pools_server(node.clone()))
+    .add_service(api::metrics_server(node.clone()))
     .add_service(api::queues_server(node.clone()))
     .add_service(api::projects_server(node.clone()))
     .add_service(api::config_server(node.clone()))

@@ -7,6 +7,7 @@
 mod cluster;
 mod convert;
 mod error;
+mod metrics;
 mod pools;
 mod projects;
 mod queues;
@@ -32,6 +33,13 @@ pub fn cluster_server(
     hub: Arc<crate::duties::WorkerHub>,
 ) -> ClusterServer<cluster::ClusterApi> {
     ClusterServer::new(cluster::ClusterApi { node, hub })
+}
+
+pub fn metrics_server(
+    node: Arc<RaftNode>,
+) -> crate::proto::v1::metrics_server::MetricsServer<metrics::MetricsApi> {
+    crate::proto::v1::metrics_server::MetricsServer::new(metrics::MetricsApi { node })
+        .max_encoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
 }
 
 pub fn pools_server(node: Arc<RaftNode>) -> PoolsServer<pools::PoolsApi> {

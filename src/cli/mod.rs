@@ -4,6 +4,7 @@
 mod cluster;
 mod config;
 mod edit;
+mod metrics;
 mod output;
 mod pool;
 mod project;

@@ -84,6 +84,9 @@ pub enum QueueCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Queued tasks and waits over time, per queue and for all queues
+    /// (the replicated history every node keeps).
+    Metrics(super::metrics::QueueMetricsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -342,6 +345,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
             }
         }
         QueueCmd::List => print_list(g, &client.list_queues(g.consistency()).await?),
+        QueueCmd::Metrics(args) => super::metrics::queue_metrics(g, args).await?,
         QueueCmd::Update {
             name, edit: true, ..
         } => match edit::edit_queue(&client, &name).await? {

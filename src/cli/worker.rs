@@ -39,6 +39,11 @@ Example:
         /// The worker's name.
         name: String,
     },
+    /// One worker's usage over time (CPU, memory, GPUs, network), min,
+    /// average and max per point.
+    Stats(super::metrics::WorkerStatsArgs),
+    /// Active (holding a task) and total workers over time.
+    Activity(super::metrics::ActivityArgs),
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +139,8 @@ pub async fn run(g: &GlobalArgs, cmd: WorkerCmd) -> Result<(), Failure> {
             })
         }
         WorkerCmd::List => list(g).await,
+        WorkerCmd::Stats(args) => super::metrics::worker_stats(g, args).await,
+        WorkerCmd::Activity(args) => super::metrics::worker_activity(g, args).await,
         WorkerCmd::Get { name } => {
             let client = g.client()?;
             let w = client.get_worker(&name, g.consistency()).await?;

@@ -5,6 +5,7 @@
 //! write is applied once.
 
 mod batch;
+pub mod metrics;
 mod projects;
 mod retry;
 mod tasks;
@@ -21,6 +22,7 @@ use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::*;
 
+pub use metrics::Range;
 pub use retry::ClientError;
 pub use tasks::TaskFilter;
 

@@ -15,6 +15,7 @@ use tonic::{Code, Status};
 use super::Client;
 use crate::proto::v1::cluster_client::ClusterClient;
 use crate::proto::v1::config_client::ConfigClient;
+use crate::proto::v1::metrics_client::MetricsClient;
 use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::projects_client::ProjectsClient;
 use crate::proto::v1::queues_client::QueuesClient;
@@ -78,6 +79,7 @@ macro_rules! services {
 services!(
     ClusterClient,
     ConfigClient,
+    MetricsClient,
     PoolsClient,
     ProjectsClient,
     QueuesClient,

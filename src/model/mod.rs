@@ -16,11 +16,13 @@
 //! - `state`: the [`State`] and its apply, one file per area, and its
 //!   invariants; `order` is its index of each queue's order, `dispatch` the
 //!   choice of tasks to lease.
+//! - `history`: the metrics history and per-queue counters apply keeps.
 //! - `limits`, `error`: every bound, and the refusals apply returns.
 
 mod command;
 mod dispatch;
 pub mod error;
+pub mod history;
 mod layout;
 pub mod limits;
 pub mod order;

@@ -87,8 +87,8 @@ impl RaftNode {
         let mut raft_config = super::openraft_config(timings, &config.cluster)?;
         raft_config.snapshot_policy =
             SnapshotPolicy::LogsSinceLast(timings.snapshot_interval(config.id));
-        let sm =
-            StateMachine::open(store.clone()).map_err(|e| format!("open state machine: {e}"))?;
+        let sm = StateMachine::open_with(store.clone(), config.history.clone())
+            .map_err(|e| format!("open state machine: {e}"))?;
         let shared = sm.shared();
         let log = LogStore::of_node(store, config.id);
         let raft = Raft::new(config.id, Arc::new(raft_config), wiring.network, log, sm)

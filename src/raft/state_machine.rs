@@ -21,6 +21,7 @@ use super::runtime::watch::{FifoSender, FifoWatch};
 use super::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::codec::{decode, encode};
 use crate::meter;
+use crate::model::history::Settings as HistorySettings;
 use crate::model::{Key, Response, State};
 use crate::store::{SmBatch, SnapshotReader, Store};
 
@@ -73,6 +74,18 @@ impl SmShared {
         self.state.read().expect("state lock poisoned")
     }
 
+    /// Reads history rows and tracks from one consistent view of storage
+    /// (see `Store::history_read`).
+    pub fn history_read(
+        &self,
+        entities: &[crate::model::history::Entity],
+        step_ms: u64,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> io::Result<(u64, Vec<crate::store::HistoryRead>)> {
+        self.store.history_read(entities, step_ms, from_ms, to_ms)
+    }
+
     pub fn applied(&self) -> Applied {
         *self.applied.borrow_watched()
     }
@@ -101,6 +114,8 @@ impl SmShared {
 pub struct StateMachine {
     store: Store,
     shared: Arc<SmShared>,
+    /// The node's `[history]` settings, given to every state it loads.
+    history: HistorySettings,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -141,9 +156,16 @@ impl StateMachine {
         response
     }
 
-    /// Loads the state machine from its tables.
+    /// Loads the state machine from its tables, with the default history
+    /// settings.
     pub fn open(store: Store) -> io::Result<Self> {
-        let state = store.sm_load()?;
+        Self::open_with(store, HistorySettings::default())
+    }
+
+    /// Loads the state machine from its tables.
+    pub fn open_with(store: Store, history: HistorySettings) -> io::Result<Self> {
+        let mut state = store.sm_load()?;
+        state.set_history(history.clone());
         crate::store::release_free_memory();
         let last_applied: Option<LogId> = read_meta(&store, APPLIED)?.flatten();
         let membership: StoredMembership = read_meta(&store, MEMBERSHIP)?.unwrap_or_default();
@@ -161,6 +183,7 @@ impl StateMachine {
             }),
             last_applied,
             membership,
+            history,
         })
     }
 
@@ -272,6 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = self.store.clone();
         let path = self.snapshot_path();
         let expected = meta.clone();
+        let history = self.history.clone();
         let (state, digest) = self.store.blocking(move || -> io::Result<(State, [u8; 32])> {
             let reader = SnapshotReader::parse(&blob)?;
             let header: SnapshotMeta = decode(reader.header())?;
@@ -285,7 +309,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // restore). The other way round, it would find its state ahead of
             // the log, purge the log up to it, and have no snapshot that far.
             save_snapshot_file(&store, &path, &blob)?;
-            let state = store.sm_import(&reader)?;
+            let mut state = store.sm_import(&reader)?;
+            state.set_history(history);
             let digest: [u8; 32] = read_meta(&store, DIGEST)?.unwrap_or([0; 32]);
             Ok((state, digest))
         })

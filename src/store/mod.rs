@@ -7,11 +7,13 @@
 //! `io::Error` and is fatal to the node: it stops rather than run half-working.
 
 mod flusher;
+mod history;
 mod identity;
 mod snapshot;
 mod tables;
 
 pub use flusher::Flusher;
+pub use history::HistoryRead;
 pub use identity::Identity;
 pub use snapshot::{
     header_of as snapshot_header_of, read_file_header as read_snapshot_file_header, SnapshotReader,

@@ -93,10 +93,13 @@ pub enum Table {
     /// Task command lines and payloads, which the in-memory model does not keep.
     Bodies,
     Workers,
+    /// The metrics history: tracks, counters and closed buckets (see
+    /// `store::history`).
+    History,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Queues,
         Table::Tasks,
@@ -105,6 +108,7 @@ impl Table {
         Table::Projects,
         Table::Bodies,
         Table::Workers,
+        Table::History,
     ];
 
     pub(crate) fn cf(self) -> &'static str {
@@ -117,6 +121,7 @@ impl Table {
             Table::Projects => "sm_projects",
             Table::Bodies => "sm_bodies",
             Table::Workers => "sm_workers",
+            Table::History => "sm_history",
         }
     }
 
@@ -130,6 +135,7 @@ impl Table {
             Table::Projects => 6,
             Table::Bodies => 7,
             Table::Workers => 8,
+            Table::History => 9,
         }
     }
 
@@ -145,11 +151,18 @@ impl Table {
 #[derive(Default)]
 pub struct SmBatch {
     puts: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+    /// Key ranges to delete, after the puts (expired history rows).
+    ranges: Vec<(Table, Vec<u8>, Vec<u8>)>,
 }
 
 impl SmBatch {
     /// Persists the current value of `key` in `state` (or its deletion).
     pub fn record(&mut self, state: &State, key: &Key) {
+        match super::history::change(state, key) {
+            Some(Ok((k, v))) => return self.puts.push((Table::History, k, v)),
+            Some(Err((from, to))) => return self.ranges.push((Table::History, from, to)),
+            None => {}
+        }
         let (table, k, v) = match key {
             Key::Meta => (
                 Table::Meta,
@@ -190,6 +203,10 @@ impl SmBatch {
                     .filter(|r| r.first_ms == *first_ms)
                     .map(encode),
             ),
+            Key::HistoryTrack(_)
+            | Key::QueueCounters(_)
+            | Key::HistoryRow(_)
+            | Key::HistoryExpire { .. } => unreachable!("history keys are written above"),
         };
         self.puts.push((table, k, v));
     }
@@ -201,7 +218,7 @@ impl SmBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty()
+        self.puts.is_empty() && self.ranges.is_empty()
     }
 }
 
@@ -215,6 +232,9 @@ impl Store {
                 Some(v) => wb.put_cf(cf, k, v),
                 None => wb.delete_cf(cf, k),
             }
+        }
+        for (table, from, to) in batch.ranges {
+            wb.delete_range_cf(self.cf(table.cf()), from, to);
         }
         self.db().write(wb).map_err(io_err)
     }
@@ -275,6 +295,7 @@ impl Store {
             }
             state.load_idempotency(record);
         }
+        self.history_load(&mut state)?;
         if !moved.is_empty() {
             tracing::info!(
                 records = moved.len() / 2,

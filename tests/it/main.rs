@@ -14,6 +14,7 @@ mod architecture;
 mod bad_input;
 mod cluster;
 mod observe;
+mod metrics;
 mod pools;
 mod tasks;
 mod tour;

@@ -78,6 +78,7 @@ impl Cluster {
             raft: timings(),
             workers: Default::default(),
             shutdown_drain_ms: 0,
+            history: Default::default(),
         }
     }
 

@@ -29,6 +29,7 @@ impl State {
         self.clock_ms = self.clock_ms.max(cmd.stamp.now_ms);
         changed.push(Key::Meta);
         self.expire_idempotency(changed);
+        self.history_tick(changed);
         let response = match &cmd.writes {
             Writes::One(write) => self.apply_write(write, cmd.stamp.seed, changed),
             // Each write of a batch applies on its own, in order, with its
@@ -59,7 +60,9 @@ impl State {
                 replayed: true,
             };
         }
+        let start = changed.len();
         let result = validate_write(write).and_then(|()| self.apply_op(write, seed, changed));
+        self.history_observe(start, changed);
         // A malformed key cannot be remembered; every other outcome is, so a
         // retry answers the same even when the first attempt was refused.
         // Heartbeat batches and expiry, which nodes write by themselves

@@ -40,6 +40,7 @@ impl State {
             assert!(self.next_task_id > max_id, "task ids only grow");
         }
         assert_eq!(self.idempotency.len(), self.idempotency_by_time.len());
+        self.check_history();
     }
 
     /// The default queue, pool and project exist, and so does the

@@ -13,12 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::history::{Entity, History, Row, Settings};
 use super::order::QueueOrder;
 use super::spec::{QueueSpec, QueueState, Resources};
 use super::worker::Worker;
 use super::{CompactString, IdempotencyRecord, Pool, Project, Queue, Task, TaskBody};
 
 mod apply;
+mod history;
 mod index;
 mod invariants;
 mod load;
@@ -60,6 +62,21 @@ pub enum Key {
     /// A new task's command line and payload, which the state does not keep:
     /// the key carries the record itself.
     Body(u64, TaskBody),
+    /// A history track, by entity (see `model::history`).
+    HistoryTrack(Entity),
+    /// A queue's cumulative counters, by queue id.
+    QueueCounters(u64),
+    /// A closed bucket of the history, which the state does not keep: the
+    /// key carries the row. Before [`Key::HistoryExpire`] in the order, so
+    /// that a batch writes a row before it drops expired ones.
+    HistoryRow(Box<Row>),
+    /// Drops the rows of `entity` at `step_ms` whose bucket begins before
+    /// `before_ms` (past their retention).
+    HistoryExpire {
+        step_ms: u64,
+        entity: Entity,
+        before_ms: u64,
+    },
 }
 
 /// Scalar fields persisted under [`Key::Meta`].
@@ -119,6 +136,8 @@ pub struct State {
     queued_per_run: BTreeMap<(CompactString, CompactString), u64>,
     /// Derived: idempotency keys by first use, for expiry.
     idempotency_by_time: BTreeSet<(u64, String)>,
+    /// The metrics history's tracks and the per-queue counters.
+    history: History,
 }
 
 impl Default for State {
@@ -149,6 +168,7 @@ impl State {
             in_flight: BTreeMap::new(),
             queued_per_run: BTreeMap::new(),
             idempotency_by_time: BTreeSet::new(),
+            history: History::new(Settings::default()),
         };
         state.pools.insert(
             DEFAULT_POOL.to_string(),

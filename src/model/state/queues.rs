@@ -190,6 +190,7 @@ impl State {
                     self.queue_ids.remove(&name);
                     self.pending.remove(&id);
                     changed.push(Key::Queue(id));
+                    self.forget_counters(id, changed);
                 }
             }
         }

@@ -56,8 +56,9 @@ impl State {
             self.rerank(reranked, changed);
             ids.push(id);
         }
-        for &queue in per_queue.keys() {
+        for (&queue, &n) in &per_queue {
             self.queue_activity(queue, changed);
+            self.count_queue(queue, |c| c.submitted += n, changed);
         }
         Ok(Reply::TasksSubmitted { ids })
     }
@@ -212,10 +213,12 @@ impl State {
         }
         record(task, now, actor, reason);
         super::index::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
+        let queue = task.queue;
         if left_queue {
-            let (queue, project, rank) = (task.queue, task.project.clone(), task.rank);
+            let (project, rank) = (task.project.clone(), task.rank);
             self.unindex_project(queue, &project, id, rank);
         }
+        self.count_finished(queue, to, changed);
         changed.push(Key::Task(id));
     }
 

@@ -111,6 +111,14 @@ impl State {
             self.next_fencing_token += 1;
             let expires = now.saturating_add(ttl_ms);
             let reason = format!("leased to {worker}");
+            // Its wait in this queue: since it entered (its submit, its
+            // return after a lease, or a move from another queue), which is
+            // the last entry of its timeline while it is queued.
+            let entered = self.tasks[&pick.task]
+                .timeline
+                .last()
+                .map_or(now, |t| t.at_ms);
+            self.history_lease(pick.queue, now.saturating_sub(entered), changed);
             self.transition(pick.task, TaskState::Leased, worker, &reason, None, changed);
             let task = self.tasks.get_mut(&pick.task).expect("picked task exists");
             task.attempt += 1;
@@ -354,10 +362,17 @@ impl State {
                 continue;
             };
             (w.state, w.last_seen_ms) = (WorkerState::Active, now);
+            // A sample the history has not seen: a batch applied twice, or
+            // a node passing on a report it passed on before, repeats one.
+            let seen = w.usage.as_ref().map(|u| u.at_ms);
+            let fresh = report.usage.as_ref().filter(|u| Some(u.at_ms) != seen);
             if report.usage.is_some() {
                 w.usage = report.usage.clone();
             }
             changed.push(Key::Worker(report.worker.clone()));
+            if let Some(usage) = fresh {
+                self.history_usage(&report.worker, usage, changed);
+            }
             for held in &report.tasks {
                 let ok = self.held(held.id, held.fencing_token).is_ok()
                     && self.tasks[&held.id].worker() == Some(report.worker.as_str());
@@ -430,8 +445,9 @@ impl State {
     }
 
     fn expire_task(&mut self, id: u64, reason: &str, changed: &mut Vec<Key>) {
+        let queue = self.tasks[&id].queue;
+        self.count_queue(queue, |c| c.leases_expired += 1, changed);
         let task = &self.tasks[&id];
-        let queue = task.queue;
         if task.attempt >= task.max_attempts {
             let condition = format!("{reason}; it had used all {} attempts", task.max_attempts);
             self.unlease(id);

@@ -149,7 +149,20 @@ pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
                     fencing_token: held_token,
                     iteration: Some(3),
                 }],
-                usage: None,
+                // Usage now and then, from what is already drawn.
+                usage: (held_token % 2 == 1).then(|| crate::model::worker::Usage {
+                    cpu_permille: Some((held_id % 1000) as u32),
+                    memory_used_bytes: Some(held_token << 20),
+                    gpus: vec![crate::model::worker::GpuUsage {
+                        index: (held_id % 2) as u32,
+                        name: "g".into(),
+                        util_permille: (held_token % 1000) as u32,
+                        memory_used_bytes: held_id << 20,
+                        memory_total_bytes: 1 << 34,
+                    }],
+                    at_ms: held_token,
+                    ..Default::default()
+                }),
             }],
             ttl_ms: 5_000,
         },
@@ -245,19 +258,31 @@ fn reload(a: &State, changed: &[Key]) -> State {
                     reloaded.load_worker(w.clone())
                 }
             }
-            Key::Body(..) => {}
+            Key::HistoryTrack(e) => {
+                if let Some(t) = a.history().track(&e) {
+                    reloaded.load_history_track(e, t.clone())
+                }
+            }
+            Key::QueueCounters(id) => {
+                if let Some(c) = a.queue_counters(id) {
+                    reloaded.load_queue_counters(id, c.clone())
+                }
+            }
+            Key::Body(..) | Key::HistoryRow(_) | Key::HistoryExpire { .. } => {}
         }
     }
     reloaded
 }
 
 /// The model without what every command changes, refused or not: the clock,
-/// and the idempotency records (a refusal is recorded under its key).
+/// the idempotency records (a refusal is recorded under its key), and the
+/// history, whose sweep runs at every command by the clock.
 fn model_part(s: &State) -> State {
     let mut s = s.clone();
     s.clock_ms = 0;
     s.idempotency.clear();
     s.idempotency_by_time.clear();
+    s.history = Default::default();
     s
 }
 
