@@ -182,7 +182,7 @@ fn stat_json(s: &Option<Stat>) -> Value {
 }
 
 fn span_json(s: &Option<Span>) -> Value {
-    let s = s.clone().unwrap_or_default();
+    let s = s.unwrap_or_default();
     json!({
         "from_ms": s.from_ms, "to_ms": s.to_ms, "interval_ms": s.interval_ms,
         "resolution_ms": s.resolution_ms, "retained_from_ms": s.retained_from_ms,
@@ -192,7 +192,7 @@ fn span_json(s: &Option<Span>) -> Value {
 
 /// The lines above a table: what it covers, and what is missing.
 fn print_span(s: &Option<Span>) {
-    let s = s.clone().unwrap_or_default();
+    let s = s.unwrap_or_default();
     println!(
         "from {} to {}, every {} (stored every {})",
         output::time(s.from_ms),

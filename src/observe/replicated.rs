@@ -11,10 +11,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use crate::model::history::{QueueCounters, WAIT_BOUNDS_MS};
 use crate::model::spec::QueueState;
 use crate::model::worker::{GpuUsage, Usage, WorkerState};
 use crate::model::State;
@@ -39,6 +41,9 @@ pub struct QueueFigures {
     /// The average wait of the last tasks started, in ms (the queue's
     /// `avg_wait_ms`).
     pub recent_wait_ms: Option<u64>,
+    /// The cumulative counters that apply keeps (none before the queue's
+    /// first counted event).
+    pub counters: Option<QueueCounters>,
 }
 
 /// One active worker's figures.
@@ -83,6 +88,7 @@ impl Figures {
                         .collect(),
                     recent_wait_ms: (!waits.is_empty())
                         .then(|| waits.iter().sum::<u64>() / waits.len() as u64),
+                    counters: state.queue_counters(q.id).cloned(),
                 }
             })
             .collect();
@@ -117,6 +123,9 @@ pub fn base_units(resource: &str, amount: u64) -> f64 {
         _ => amount as f64,
     }
 }
+
+/// A metric read from a `T`: its name, its help, and how to read it.
+type Field<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
 /// Label pairs of one sample.
 pub type Labels<'a> = Vec<(&'static str, &'a str)>;
@@ -185,20 +194,69 @@ impl Collector for ReplicatedCollector {
         let figures = Figures::of(&self.node.sm().state());
         encode_queues(&mut encoder, &figures.queues)?;
         encode_limits(&mut encoder, &figures.queues)?;
-        encode_queue_counters(&mut encoder)?;
+        encode_queue_counters(&mut encoder, &figures.queues)?;
         encode_workers(&mut encoder, &figures)?;
         encode_usage(&mut encoder, &figures.workers)
     }
 }
 
-/// Where the queues' cumulative counters will be exported: tasks submitted,
-/// finished by outcome, leases expired, dispatch attempts, and the histogram
-/// of the wait from submit to lease. They must be counted by apply, in the
-/// replicated state, so that every node exports the same values and they
-/// survive failover and restarts; until the model keeps them there is
-/// nothing here, rather than figures counted by one process that would
-/// differ from node to node and restart from zero.
-fn encode_queue_counters(_encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+/// The queues' cumulative counters: tasks submitted, finished by outcome,
+/// leases expired, dispatch attempts, and the histogram of the wait from
+/// submit to lease. Apply counts them in the replicated state, so every
+/// node exports the same values, and they survive failover and restarts.
+fn encode_queue_counters(
+    encoder: &mut DescriptorEncoder<'_>,
+    queues: &[QueueFigures],
+) -> fmt::Result {
+    let counted: Vec<(&str, &QueueCounters)> = (queues.iter())
+        .filter_map(|q| Some((q.name.as_str(), q.counters.as_ref()?)))
+        .collect();
+    let simple: [Field<QueueCounters, u64>; 3] = [
+        ("queue_tasks_submitted", "Tasks submitted to a queue", |c| c.submitted),
+        ("queue_leases_expired", "Leases of a queue's tasks that expired", |c| c.leases_expired),
+        ("queue_dispatch_attempts", "Leases granted from a queue (attempts)", |c| c.dispatch_attempts),
+    ];
+    for (name, help, value) in simple {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (queue, c) in &counted {
+            let labels = [("queue", *queue)];
+            ConstCounter::new(value(c)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let help = "Tasks of a queue that reached a terminal state, by outcome";
+    let mut family =
+        encoder.encode_descriptor("queue_tasks_finished", help, None, MetricType::Counter)?;
+    for (queue, c) in &counted {
+        for (outcome, n) in [
+            ("succeeded", c.succeeded),
+            ("failed", c.failed),
+            ("canceled", c.canceled),
+            ("dequeued", c.dequeued),
+        ] {
+            let labels = [("queue", *queue), ("outcome", outcome)];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let help = "Wait of a queue's tasks from submit to lease, in seconds";
+    let mut family =
+        encoder.encode_descriptor("queue_wait_seconds", help, None, MetricType::Histogram)?;
+    for (queue, c) in &counted {
+        // Per-bucket counts (the encoder makes them cumulative); the last
+        // bound f64::MAX is written as +Inf.
+        let buckets: Vec<(f64, u64)> = (0..=WAIT_BOUNDS_MS.len())
+            .map(|i| {
+                let bound = WAIT_BOUNDS_MS.get(i).map_or(f64::MAX, |&ms| ms as f64 / 1000.0);
+                (bound, c.wait_buckets.get(i).copied().unwrap_or(0))
+            })
+            .collect();
+        let labels = [("queue", *queue)];
+        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+            c.wait_sum_ms as f64 / 1000.0,
+            c.wait_count(),
+            &buckets,
+            None,
+        )?;
+    }
     Ok(())
 }
 
@@ -262,7 +320,7 @@ fn encode_workers(encoder: &mut DescriptorEncoder<'_>, figures: &Figures) -> fmt
 
 /// What each active worker last reported of its machine.
 fn encode_usage(encoder: &mut DescriptorEncoder<'_>, workers: &[WorkerFigures]) -> fmt::Result {
-    let reported: [(&str, &str, fn(&Usage) -> Option<f64>); 5] = [
+    let reported: [Field<Usage, Option<f64>>; 5] = [
         (
             "worker_cpu_ratio",
             "CPU in use as last reported, 0 to 1 of the machine",
@@ -315,7 +373,7 @@ fn encode_gpus(encoder: &mut DescriptorEncoder<'_>, workers: &[WorkerFigures]) -
             })
         })
         .collect();
-    let reported: [(&str, &str, fn(&GpuUsage) -> f64); 3] = [
+    let reported: [Field<GpuUsage, f64>; 3] = [
         (
             "worker_gpu_utilization_ratio",
             "A GPU's utilisation as its worker last reported it, 0 to 1",

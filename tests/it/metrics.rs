@@ -108,7 +108,7 @@ async fn scripted_load(c: &Cluster, leader: u64) {
 
 /// What the load implies, whichever node answered.
 fn plausible((queues, stats, activity): &Answers) {
-    let span = queues.span.clone().unwrap();
+    let span = queues.span.unwrap();
     assert_eq!(span.resolution_ms, 10_000, "{span:?}");
     assert!(!span.partial, "{span:?}");
     assert_eq!(queues.queues[0].queue, "", "the aggregate comes first");
@@ -141,7 +141,7 @@ fn plausible((queues, stats, activity): &Answers) {
         .map(|s| s.count)
         .sum();
     assert_eq!(leased, 2, "two leases from hq-a");
-    let last = of("").last().unwrap().queued.clone().unwrap();
+    let last = of("").last().unwrap().queued.unwrap();
     assert!(
         last.min <= 7.0 && last.max >= 7.0,
         "7 queued at the end: {last:?}"

@@ -248,6 +248,16 @@ async fn metrics_follow_known_actions_on_every_node() {
     assert_eq!(q("laneq_queue_state", &[("state", "draining")]), 0.0);
     assert_eq!(q("laneq_queue_info", &[("pool", "default")]), 1.0);
     assert!(q("laneq_queue_recent_wait_seconds", &[]) >= 0.0);
+    // The counters apply keeps: 5 submitted, 2 leased, 1 succeeded.
+    assert_eq!(q("laneq_queue_tasks_submitted_total", &[]), 5.0);
+    assert_eq!(q("laneq_queue_dispatch_attempts_total", &[]), 2.0);
+    assert_eq!(q("laneq_queue_leases_expired_total", &[]), 0.0);
+    assert_eq!(q("laneq_queue_tasks_finished_total", &[("outcome", "succeeded")]), 1.0);
+    assert_eq!(q("laneq_queue_tasks_finished_total", &[("outcome", "failed")]), 0.0);
+    assert_eq!(q("laneq_queue_wait_seconds_count", &[]), 2.0);
+    let buckets = m.buckets("laneq_queue_wait_seconds", &[("queue", "q")]);
+    assert_eq!(buckets.last(), Some(&(f64::INFINITY, 2.0)), "{buckets:?}");
+    assert!(q("laneq_queue_wait_seconds_sum", &[]) >= 0.0);
     let default_queue = [("queue", "default"), ("state", "queued")];
     assert_eq!(m.value("laneq_queue_tasks", &default_queue), 0.0);
     let active = [("pool", "default"), ("state", "active")];

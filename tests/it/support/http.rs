@@ -83,6 +83,20 @@ impl Metrics {
             .unwrap_or_else(|| panic!("no sample {name} {labels:?} in:\n{}", self.text))
     }
 
+    /// The buckets of histogram `name` with `labels`: (upper bound,
+    /// cumulative count), the last bound infinite.
+    pub fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        let found = (self.samples.iter())
+            .filter(|s| s.metric == name)
+            .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+        match found.map(|s| &s.value) {
+            Some(prometheus_parse::Value::Histogram(b)) => {
+                b.iter().map(|b| (b.less_than, b.count)).collect()
+            }
+            other => panic!("{name} {labels:?} is not a histogram: {other:?}"),
+        }
+    }
+
     /// The samples of every metric named with `prefix`, by name and
     /// labels: what must be equal on every node.
     pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, f64> {
@@ -91,8 +105,14 @@ impl Metrics {
             .filter(|s| s.metric.starts_with(prefix))
             .filter_map(|s| {
                 let value = match &s.value {
-                    prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => *v,
-                    _ => return None,
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => *v,
+                    // A histogram by its buckets' counts: equal when all are.
+                    prometheus_parse::Value::Histogram(buckets) => (buckets.iter())
+                        .map(|b| b.count * (1.0 + b.less_than.min(1e9)))
+                        .sum(),
+                    prometheus_parse::Value::Summary(_) => return None,
                 };
                 let labels: BTreeMap<_, _> = s.labels.iter().collect();
                 Some((format!("{}{labels:?}", s.metric), value))
