@@ -112,6 +112,33 @@ fn default_cluster() -> String {
     "laneq".to_string()
 }
 
+impl WorkerSettings {
+    fn validate(&self) -> Result<(), String> {
+        let w = self;
+        let range = crate::model::limits::TTL_MIN_MS..=crate::model::limits::TTL_MAX_MS;
+        for (field, ms) in [
+            ("lease_ttl_ms", w.lease_ttl_ms),
+            ("worker_timeout_ms", w.worker_timeout_ms),
+        ] {
+            if !range.contains(&ms) {
+                return Err(format!(
+                    "workers: {field} = {ms} is out of range; use {} to {} ms",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        if !(10..=w.lease_ttl_ms / 2).contains(&w.heartbeat_batch_ms) {
+            return Err(format!(
+                "workers: heartbeat_batch_ms = {} must be 10 ms or more and at most half of \
+                 lease_ttl_ms",
+                w.heartbeat_batch_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl NodeConfig {
     /// Reads and parses a config file; errors name the file and the problem.
     pub fn load(path: &Path) -> Result<Self, String> {
@@ -129,6 +156,33 @@ impl NodeConfig {
         self.listen
             .parse::<SocketAddr>()
             .map_err(|e| format!("listen: {:?} is not a host:port address: {e}", self.listen))?;
+        self.validate_peers()?;
+        let t = &self.raft;
+        if t.heartbeat_interval_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_interval_ms {
+            return Err(
+                "raft: election_timeout_min_ms must be above heartbeat_interval_ms (> 0)".into(),
+            );
+        }
+        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            return Err(
+                "raft: election_timeout_max_ms must be above election_timeout_min_ms".into(),
+            );
+        }
+        if t.snapshot_logs_since_last == 0 {
+            return Err("raft: snapshot_logs_since_last must be 1 or more".into());
+        }
+        if self.shutdown_drain_ms > SHUTDOWN_DRAIN_MAX_MS {
+            return Err(format!(
+                "shutdown_drain_ms = {} is over the limit of {SHUTDOWN_DRAIN_MAX_MS} ms",
+                self.shutdown_drain_ms
+            ));
+        }
+        self.workers.validate()?;
+        self.history.validate()
+    }
+
+    /// Each peer has a usable address and a unique id, and this node is one.
+    fn validate_peers(&self) -> Result<(), String> {
         let mut seen = BTreeMap::new();
         for p in &self.peers {
             p.addr.parse::<SocketAddr>().map_err(|e| {
@@ -150,48 +204,7 @@ impl NodeConfig {
                 self.id
             ));
         }
-        let t = &self.raft;
-        if t.heartbeat_interval_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_interval_ms {
-            return Err(
-                "raft: election_timeout_min_ms must be above heartbeat_interval_ms (> 0)".into(),
-            );
-        }
-        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
-            return Err(
-                "raft: election_timeout_max_ms must be above election_timeout_min_ms".into(),
-            );
-        }
-        if t.snapshot_logs_since_last == 0 {
-            return Err("raft: snapshot_logs_since_last must be 1 or more".into());
-        }
-        if self.shutdown_drain_ms > SHUTDOWN_DRAIN_MAX_MS {
-            return Err(format!(
-                "shutdown_drain_ms = {} is over the limit of {SHUTDOWN_DRAIN_MAX_MS} ms",
-                self.shutdown_drain_ms
-            ));
-        }
-        let w = &self.workers;
-        let range = crate::model::limits::TTL_MIN_MS..=crate::model::limits::TTL_MAX_MS;
-        for (field, ms) in [
-            ("lease_ttl_ms", w.lease_ttl_ms),
-            ("worker_timeout_ms", w.worker_timeout_ms),
-        ] {
-            if !range.contains(&ms) {
-                return Err(format!(
-                    "workers: {field} = {ms} is out of range; use {} to {} ms",
-                    range.start(),
-                    range.end()
-                ));
-            }
-        }
-        if !(10..=w.lease_ttl_ms / 2).contains(&w.heartbeat_batch_ms) {
-            return Err(format!(
-                "workers: heartbeat_batch_ms = {} must be 10 ms or more and at most half of \
-                 lease_ttl_ms",
-                w.heartbeat_batch_ms
-            ));
-        }
-        self.history.validate()
+        Ok(())
     }
 
     pub fn peer_map(&self) -> BTreeMap<u64, String> {

@@ -66,6 +66,17 @@ pub fn observe_since(histogram: &Histogram, start: Instant) {
     histogram.observe(start.elapsed().as_secs_f64());
 }
 
+/// The `reason` labels of [`PROPOSALS_FAILED`], each exported from the
+/// start (at 0), so that a rate over them is defined before the first.
+pub const PROPOSAL_FAILURES: [&str; 4] = ["not_leader", "discarded", "refused", "fatal"];
+
+/// Creates every series of [`PROPOSALS_FAILED`] at 0.
+pub fn init_proposal_failures() {
+    for reason in PROPOSAL_FAILURES {
+        PROPOSALS_FAILED.get_or_create(&[("reason", reason)]);
+    }
+}
+
 /// Counts one failed proposal.
 pub fn proposal_failed(reason: &'static str) {
     PROPOSALS_FAILED.get_or_create(&[("reason", reason)]).inc();

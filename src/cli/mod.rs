@@ -200,8 +200,7 @@ const NODE_LOG: &str = "info,openraft=warn";
 fn logger(
     format: LogFormat,
     default: &str,
-) -> impl tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync
-{
+) -> impl tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync {
     use tracing_subscriber::layer::{Layer, SubscriberExt};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -132,9 +132,11 @@ impl Health {
     /// Moves to `now` unless draining; publishes a change of serving.
     /// Returns false once draining.
     async fn update(&self, now: Readiness) -> bool {
-        let before = self.readiness.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-            (b != Readiness::Draining as u8).then_some(now as u8)
-        });
+        let before = self
+            .readiness
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b != Readiness::Draining as u8).then_some(now as u8)
+            });
         let Ok(before) = before else {
             return false;
         };
@@ -212,12 +214,19 @@ mod tests {
         assert!(health.update(Readiness::Serving).await);
         assert!(health.serving());
         for service in std::iter::once("").chain(SERVICES.iter().copied()) {
-            assert_eq!(check(&health, service).await, ServingStatus::Serving, "{service}");
+            assert_eq!(
+                check(&health, service).await,
+                ServingStatus::Serving,
+                "{service}"
+            );
         }
         health.drain().await;
         assert!(!health.serving());
         assert!(!health.update(Readiness::Serving).await, "stays draining");
         assert_eq!(health.readiness(), Readiness::Draining);
-        assert_eq!(check(&health, "laneq.v1.Tasks").await, ServingStatus::NotServing);
+        assert_eq!(
+            check(&health, "laneq.v1.Tasks").await,
+            ServingStatus::NotServing
+        );
     }
 }

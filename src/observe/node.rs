@@ -62,36 +62,90 @@ impl Collector for NodeCollector {
         let id = s.id.to_string();
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let e = &mut encoder;
-        let info = [(vec![("node_id", id.as_str()), ("cluster", self.node.cluster.as_str())], 1.0)];
+        let info = [(
+            vec![
+                ("node_id", id.as_str()),
+                ("cluster", self.node.cluster.as_str()),
+            ],
+            1.0,
+        )];
         gauges(e, "node_info", "This node's id and cluster", info)?;
         let help = "1 if this node knows a leader, else 0";
         gauge(e, "raft_has_leader", help, flag(s.leader_id.is_some()))?;
-        gauge(e, "raft_is_leader", "1 if this node leads, else 0", flag(s.role == Role::Leader))?;
-        gauge(e, "raft_term", "This node's current Raft term", s.term as f64)?;
-        let indexes = [
-            ("raft_last_log_index", "The last index in this node's log", s.last_log_index),
-            ("raft_committed_index", "The last index this node knows committed", s.committed_index),
-            ("raft_applied_index", "The last index this node has applied", s.applied_index),
-            ("raft_snapshot_index", "The last index in this node's snapshot", s.snapshot_index),
-            ("raft_purged_index", "The last index purged from this node's log", s.purged_index),
-        ];
-        for (name, help, value) in indexes {
-            gauge(e, name, help, value as f64)?;
-        }
+        gauge(
+            e,
+            "raft_is_leader",
+            "1 if this node leads, else 0",
+            flag(s.role == Role::Leader),
+        )?;
+        gauge(
+            e,
+            "raft_term",
+            "This node's current Raft term",
+            s.term as f64,
+        )?;
+        encode_indexes(e, &s)?;
         let voters = s.members.iter().filter(|m| m.2).count();
         let members = [
             (vec![("kind", "voter")], voters as f64),
             (vec![("kind", "learner")], (s.members.len() - voters) as f64),
         ];
-        gauges(e, "raft_members", "Members of the cluster, as this node knows them", members)?;
+        gauges(
+            e,
+            "raft_members",
+            "Members of the cluster, as this node knows them",
+            members,
+        )?;
         let lag = replication_lag(&s);
         let help = "On the leader: entries each follower is behind its log";
-        let samples = lag.iter().map(|(peer, v)| (vec![("peer", peer.as_str())], *v));
+        let samples = lag
+            .iter()
+            .map(|(peer, v)| (vec![("peer", peer.as_str())], *v));
         gauges(e, "raft_replication_lag_entries", help, samples)?;
         let help = "Bytes on disk under the data dir: RocksDB (log, tables, write-ahead log) and \
                     the snapshot";
-        gauge(e, "store_disk_bytes", help, dir_bytes(&self.data_dir) as f64)
+        gauge(
+            e,
+            "store_disk_bytes",
+            help,
+            dir_bytes(&self.data_dir) as f64,
+        )
     }
+}
+
+/// The log's indexes as this node sees them.
+fn encode_indexes(e: &mut DescriptorEncoder<'_>, s: &NodeStatus) -> fmt::Result {
+    let indexes = [
+        (
+            "raft_last_log_index",
+            "The last index in this node's log",
+            s.last_log_index,
+        ),
+        (
+            "raft_committed_index",
+            "The last index this node knows committed",
+            s.committed_index,
+        ),
+        (
+            "raft_applied_index",
+            "The last index this node has applied",
+            s.applied_index,
+        ),
+        (
+            "raft_snapshot_index",
+            "The last index in this node's snapshot",
+            s.snapshot_index,
+        ),
+        (
+            "raft_purged_index",
+            "The last index purged from this node's log",
+            s.purged_index,
+        ),
+    ];
+    for (name, help, value) in indexes {
+        gauge(e, name, help, value as f64)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

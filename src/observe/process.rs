@@ -80,7 +80,12 @@ impl Collector for ProcessCollector {
         if let (Some(stat), Some(ticks)) = (stat, ticks) {
             let cpu = ConstCounter::new(stat.cpu_ticks as f64 / ticks as f64);
             let help = "User and system CPU time spent, in seconds";
-            cpu.encode(encoder.encode_descriptor("process_cpu_seconds", help, None, MetricType::Counter)?)?;
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
             if let Some(boot) = read("/proc/stat").as_deref().and_then(parse_boot_time) {
                 let start = boot as f64 + stat.start_ticks as f64 / ticks as f64;
                 let help = "Start time of the process since the epoch, in seconds";
@@ -89,20 +94,45 @@ impl Collector for ProcessCollector {
         }
         if let (Some(stat), Some(page)) = (stat, page) {
             let help = "Resident memory size, in bytes";
-            gauge(&mut encoder, "process_resident_memory_bytes", help, (stat.rss_pages * page) as f64)?;
+            gauge(
+                &mut encoder,
+                "process_resident_memory_bytes",
+                help,
+                (stat.rss_pages * page) as f64,
+            )?;
         }
         if let Some(stat) = stat {
             let help = "Virtual memory size, in bytes";
-            gauge(&mut encoder, "process_virtual_memory_bytes", help, stat.virtual_bytes as f64)?;
-            gauge(&mut encoder, "process_threads", "OS threads of the process", stat.threads as f64)?;
+            gauge(
+                &mut encoder,
+                "process_virtual_memory_bytes",
+                help,
+                stat.virtual_bytes as f64,
+            )?;
+            gauge(
+                &mut encoder,
+                "process_threads",
+                "OS threads of the process",
+                stat.threads as f64,
+            )?;
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             // The directory being read holds one descriptor of its own.
             let open = fds.count().saturating_sub(1);
-            gauge(&mut encoder, "process_open_fds", "Open file descriptors", open as f64)?;
+            gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Open file descriptors",
+                open as f64,
+            )?;
         }
         if let Some(max) = read("/proc/self/limits").as_deref().and_then(parse_max_fds) {
-            gauge(&mut encoder, "process_max_fds", "Most open file descriptors allowed", max as f64)?;
+            gauge(
+                &mut encoder,
+                "process_max_fds",
+                "Most open file descriptors allowed",
+                max as f64,
+            )?;
         }
         Ok(())
     }
@@ -141,11 +171,17 @@ mod tests {
 
     #[test]
     fn boot_time_and_file_limit_parse() {
-        assert_eq!(parse_boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 9\n"), Some(1_700_000_000));
+        assert_eq!(
+            parse_boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 9\n"),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_boot_time("cpu 1\n"), None);
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
                       Max open files            1024                 524288               files     \n";
         assert_eq!(parse_max_fds(limits), Some(1024));
-        assert_eq!(parse_max_fds("Max open files  unlimited unlimited files\n"), None);
+        assert_eq!(
+            parse_max_fds("Max open files  unlimited unlimited files\n"),
+            None
+        );
     }
 }

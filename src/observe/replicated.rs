@@ -145,7 +145,12 @@ pub fn gauges<'a>(
 }
 
 /// Writes one gauge without labels.
-pub fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: f64) -> fmt::Result {
+pub fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> fmt::Result {
     ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
@@ -212,9 +217,19 @@ fn encode_queue_counters(
         .filter_map(|q| Some((q.name.as_str(), q.counters.as_ref()?)))
         .collect();
     let simple: [Field<QueueCounters, u64>; 3] = [
-        ("queue_tasks_submitted", "Tasks submitted to a queue", |c| c.submitted),
-        ("queue_leases_expired", "Leases of a queue's tasks that expired", |c| c.leases_expired),
-        ("queue_dispatch_attempts", "Leases granted from a queue (attempts)", |c| c.dispatch_attempts),
+        ("queue_tasks_submitted", "Tasks submitted to a queue", |c| {
+            c.submitted
+        }),
+        (
+            "queue_leases_expired",
+            "Leases of a queue's tasks that expired",
+            |c| c.leases_expired,
+        ),
+        (
+            "queue_dispatch_attempts",
+            "Leases granted from a queue (attempts)",
+            |c| c.dispatch_attempts,
+        ),
     ];
     for (name, help, value) in simple {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -242,20 +257,24 @@ fn encode_queue_counters(
         encoder.encode_descriptor("queue_wait_seconds", help, None, MetricType::Histogram)?;
     for (queue, c) in &counted {
         // Per-bucket counts (the encoder makes them cumulative); the last
-        // bound f64::MAX is written as +Inf.
+        // bound, infinite, is written as +Inf.
         let buckets: Vec<(f64, u64)> = (0..=WAIT_BOUNDS_MS.len())
             .map(|i| {
-                let bound = WAIT_BOUNDS_MS.get(i).map_or(f64::MAX, |&ms| ms as f64 / 1000.0);
+                let bound = WAIT_BOUNDS_MS
+                    .get(i)
+                    .map_or(f64::INFINITY, |&ms| ms as f64 / 1000.0);
                 (bound, c.wait_buckets.get(i).copied().unwrap_or(0))
             })
             .collect();
         let labels = [("queue", *queue)];
-        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-            c.wait_sum_ms as f64 / 1000.0,
-            c.wait_count(),
-            &buckets,
-            None,
-        )?;
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(
+                c.wait_sum_ms as f64 / 1000.0,
+                c.wait_count(),
+                &buckets,
+                None,
+            )?;
     }
     Ok(())
 }
@@ -269,16 +288,27 @@ fn encode_queues(encoder: &mut DescriptorEncoder<'_>, queues: &[QueueFigures]) -
     });
     let help = "Tasks of a queue: queued, or running (leased or started)";
     gauges(encoder, "queue_tasks", help, tasks)?;
-    let states = [QueueState::Active, QueueState::Draining, QueueState::Drained];
+    let states = [
+        QueueState::Active,
+        QueueState::Draining,
+        QueueState::Drained,
+    ];
     let state = queues.iter().flat_map(|q| {
         states.map(|s| {
             let labels = vec![("queue", q.name.as_str()), ("state", s.as_str())];
             (labels, if q.state == s { 1.0 } else { 0.0 })
         })
     });
-    gauges(encoder, "queue_state", "1 for a queue's current state, else 0", state)?;
+    gauges(
+        encoder,
+        "queue_state",
+        "1 for a queue's current state, else 0",
+        state,
+    )?;
     let help = "Average wait from submit to lease of the last tasks started, in seconds";
-    let wait = each(queues, by_queue, |q| Some(q.recent_wait_ms? as f64 / 1000.0));
+    let wait = each(queues, by_queue, |q| {
+        Some(q.recent_wait_ms? as f64 / 1000.0)
+    });
     gauges(encoder, "queue_recent_wait_seconds", help, wait)
 }
 
@@ -294,7 +324,12 @@ fn encode_limits(encoder: &mut DescriptorEncoder<'_>, queues: &[QueueFigures]) -
     let limit = each(queues, by_queue, |q| set(u64::from(q.action_concurrency)));
     gauges(encoder, "queue_action_concurrency_limit", help, limit)?;
     let help = "A queue's depth (tasks queued and running at once), where one is set";
-    gauges(encoder, "queue_depth_limit", help, each(queues, by_queue, |q| set(q.depth)))?;
+    gauges(
+        encoder,
+        "queue_depth_limit",
+        help,
+        each(queues, by_queue, |q| set(q.depth)),
+    )?;
     let quota = |used: bool| {
         queues.iter().flat_map(move |q| {
             q.quota.iter().map(move |(r, limit, held)| {
@@ -310,12 +345,23 @@ fn encode_limits(encoder: &mut DescriptorEncoder<'_>, queues: &[QueueFigures]) -
 }
 
 fn encode_workers(encoder: &mut DescriptorEncoder<'_>, figures: &Figures) -> fmt::Result {
-    let by = figures.workers_by.iter().map(|((pool, state), n)| {
-        (vec![("pool", pool.as_str()), ("state", *state)], *n as f64)
-    });
-    gauges(encoder, "workers", "Registered workers by pool and state", by)?;
+    let by = figures
+        .workers_by
+        .iter()
+        .map(|((pool, state), n)| (vec![("pool", pool.as_str()), ("state", *state)], *n as f64));
+    gauges(
+        encoder,
+        "workers",
+        "Registered workers by pool and state",
+        by,
+    )?;
     let held = each(&figures.workers, by_worker, |w| Some(w.tasks as f64));
-    gauges(encoder, "worker_tasks", "Tasks an active worker holds leases on", held)
+    gauges(
+        encoder,
+        "worker_tasks",
+        "Tasks an active worker holds leases on",
+        held,
+    )
 }
 
 /// What each active worker last reported of its machine.
@@ -391,7 +437,12 @@ fn encode_gpus(encoder: &mut DescriptorEncoder<'_>, workers: &[WorkerFigures]) -
         ),
     ];
     for (name, help, value) in reported {
-        gauges(encoder, name, help, each(&gpus, by_gpu, |g| Some(value(g.usage))))?;
+        gauges(
+            encoder,
+            name,
+            help,
+            each(&gpus, by_gpu, |g| Some(value(g.usage))),
+        )?;
     }
     Ok(())
 }

@@ -316,7 +316,8 @@ impl http_body::Body for Observed {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    this.call.end(grpc_status(trailers).unwrap_or(Code::Unknown));
+                    this.call
+                        .end(grpc_status(trailers).unwrap_or(Code::Unknown));
                 }
             }
             Poll::Ready(Some(Err(status))) => this.call.end(status.code()),
@@ -353,13 +354,20 @@ mod tests {
     fn unknown_services_and_methods_share_one_label() {
         let m = RpcMetrics::new(vec!["laneq.v1.Tasks"]);
         let known = m.labels("/laneq.v1.Tasks/GetTask", Code::NotFound);
-        assert_eq!((known.service.as_str(), known.method.as_str()), ("laneq.v1.Tasks", "GetTask"));
+        assert_eq!(
+            (known.service.as_str(), known.method.as_str()),
+            ("laneq.v1.Tasks", "GetTask")
+        );
         for (path, code) in [
             ("/evil.Service/X", Code::Ok),
             ("/laneq.v1.Tasks/NoSuchMethod", Code::Unimplemented),
         ] {
             let l = m.labels(path, code);
-            assert_eq!((l.service.as_str(), l.method.as_str()), (UNKNOWN, UNKNOWN), "{path}");
+            assert_eq!(
+                (l.service.as_str(), l.method.as_str()),
+                (UNKNOWN, UNKNOWN),
+                "{path}"
+            );
         }
     }
 
@@ -372,7 +380,10 @@ mod tests {
         for bad in [Some(&long), Some(&spaced), None] {
             let id = request_id(bad);
             assert_ne!(Some(&id), bad);
-            assert!(uuid::Uuid::parse_str(id.to_str().unwrap()).is_ok(), "{id:?}");
+            assert!(
+                uuid::Uuid::parse_str(id.to_str().unwrap()).is_ok(),
+                "{id:?}"
+            );
         }
     }
 
@@ -382,7 +393,10 @@ mod tests {
         assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
         for code in 0..17 {
             let name = code_name(Code::from_i32(code));
-            assert!(name.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{name}"
+            );
         }
     }
 

