@@ -73,7 +73,7 @@ pub const PROPOSAL_FAILURES: [&str; 4] = ["not_leader", "discarded", "refused", 
 /// Creates every series of [`PROPOSALS_FAILED`] at 0.
 pub fn init_proposal_failures() {
     for reason in PROPOSAL_FAILURES {
-        PROPOSALS_FAILED.get_or_create(&[("reason", reason)]);
+        let _ = PROPOSALS_FAILED.get_or_create(&[("reason", reason)]);
     }
 }
 
