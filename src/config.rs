@@ -25,6 +25,26 @@ pub struct NodeConfig {
     pub raft: RaftTimings,
     #[serde(default)]
     pub workers: WorkerSettings,
+    #[serde(default)]
+    pub watch: WatchSettings,
+}
+
+/// Live watches (`laneq.v1.Watch`) this node serves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSettings {
+    /// Most watch streams open on this node at once; one more is refused
+    /// with RESOURCE_EXHAUSTED. Each costs a task and a look at the state
+    /// at most every 200 ms while the state changes. 0 turns watches off.
+    pub max_watchers: usize,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            max_watchers: 1024,
+        }
+    }
 }
 
 /// Leases and heartbeats. Every node of a cluster should use the same values.

@@ -14,6 +14,7 @@ use crate::api;
 use crate::config::NodeConfig;
 use crate::duties::{self, WorkerHub};
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
+use crate::proto::v1::watch_server::WatchServer;
 use crate::raft::{PeerService, RaftNode};
 use crate::store::{Identity, Store};
 
@@ -43,7 +44,8 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     let hub = WorkerHub::new(config.workers.clone());
     duties::spawn(&node, &hub);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = serve(node.clone(), hub, listener, async move {
+    let watch = api::watch_server(node.clone(), &config.watch, stop_rx.clone());
+    let server = serve(node.clone(), hub, watch, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     });
     let server = tokio::spawn(server);
@@ -79,6 +81,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
 pub async fn serve(
     node: Arc<RaftNode>,
     hub: Arc<WorkerHub>,
+    watch: WatchServer<api::WatchApi>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -102,6 +105,7 @@ pub async fn serve(
         .add_service(api::config_server(node.clone()))
         .add_service(api::workers_server(node.clone(), hub))
         .add_service(api::tasks_server(node))
+        .add_service(watch)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -10,6 +10,7 @@ mod project;
 mod queue;
 mod submit;
 mod task;
+mod watch;
 mod worker;
 
 use std::path::PathBuf;

@@ -23,7 +23,11 @@ pub enum QueueCmd {
         spec: SpecArgs,
     },
     /// List every queue with its state, priority and counts.
-    List,
+    List {
+        /// Live bars for every queue (see `queue get --watch`), until Ctrl-C.
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
     /// Change a queue's settings: only the flags given change, or with
     /// --edit all of them in an editor. It reads the queue and writes it back
     /// with its version, so a concurrent edit is refused (exit 9) rather than
@@ -61,6 +65,12 @@ pub enum QueueCmd {
         /// The queue.
         #[arg(default_value = "default")]
         name: String,
+        /// Live bars of run concurrency, action concurrency and depth
+        /// against their limits (a spinner where there is none), with the
+        /// state and the next task, until Ctrl-C. JSON lines with -o json or
+        /// when stdout is not a terminal.
+        #[arg(long, short = 'w')]
+        watch: bool,
     },
     /// Rename a queue; its tasks, settings and id stay. The default queue
     /// cannot be renamed.
@@ -341,7 +351,10 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 }
             }
         }
-        QueueCmd::List => print_list(g, &client.list_queues(g.consistency()).await?),
+        QueueCmd::List { watch: true } => super::watch::queues(g).await?,
+        QueueCmd::List { watch: false } => {
+            print_list(g, &client.list_queues(g.consistency()).await?)
+        }
         QueueCmd::Update {
             name, edit: true, ..
         } => match edit::edit_queue(&client, &name).await? {
@@ -360,7 +373,8 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
         }
         QueueCmd::Drain { name } => set_active(g, &client, &name, false).await?,
         QueueCmd::Activate { name } => set_active(g, &client, &name, true).await?,
-        QueueCmd::Get { name } => {
+        QueueCmd::Get { name, watch: true } => super::watch::queue(g, &name).await?,
+        QueueCmd::Get { name, watch: false } => {
             let q = client.get_queue(&name, g.consistency()).await?;
             match g.output {
                 Output::Json => output::json(&queue_json(&q)),

@@ -8,6 +8,7 @@ mod batch;
 mod projects;
 mod retry;
 mod tasks;
+mod watch;
 pub mod workers;
 
 use std::sync::atomic::AtomicUsize;

@@ -17,7 +17,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 
 use super::log_store::entry_bytes;
-use super::runtime::watch::{FifoSender, FifoWatch};
+use super::runtime::watch::{FifoReceiver, FifoSender, FifoWatch};
 use super::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::codec::{decode, encode};
 use crate::model::{Key, Response, State};
@@ -84,6 +84,12 @@ impl SmShared {
         });
     }
 
+    /// A follower of the applied position, for a watch: it waits for the
+    /// next apply, and apply never waits for it.
+    pub fn follow(&self) -> AppliedFollower {
+        AppliedFollower(self.applied.subscribe())
+    }
+
     /// Waits until the local state machine has applied `index`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ()> {
         let mut rx = self.applied.subscribe();
@@ -94,6 +100,25 @@ impl SmShared {
             Ok(())
         };
         tokio::time::timeout(timeout, wait).await.unwrap_or(Err(()))
+    }
+}
+
+/// Follows the applied position (see [`SmShared::follow`]). Apply publishes
+/// the position after it has changed the state, so a state read after
+/// [`AppliedFollower::mark_seen`] is at least as new as the position it
+/// returns, and any later apply makes [`AppliedFollower::changed`] return.
+pub struct AppliedFollower(FifoReceiver<Applied>);
+
+impl AppliedFollower {
+    /// The applied position now, which `changed` then counts as seen.
+    pub fn mark_seen(&mut self) -> Applied {
+        *self.0.borrow_and_update()
+    }
+
+    /// Waits for an apply after the position last marked seen. `false`
+    /// once the state machine is gone (the node stops).
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
     }
 }
 
@@ -121,7 +146,7 @@ impl StateMachine {
                 Response::none()
             }
             EntryPayload::Normal(proposal) => {
-                let response = state.apply(proposal.command(), changed);
+                let response = state.apply_at(log_id.index(), proposal.command(), changed);
                 applied.digest = chain(
                     &applied.digest,
                     log_id.index(),

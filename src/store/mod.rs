@@ -7,6 +7,7 @@
 //! `io::Error` and is fatal to the node: it stops rather than run half-working.
 
 mod flusher;
+mod formats;
 mod identity;
 mod snapshot;
 mod tables;

@@ -16,5 +16,6 @@ mod cluster;
 mod pools;
 mod tasks;
 mod tour;
+mod watch;
 mod workers;
 mod workers_agent;

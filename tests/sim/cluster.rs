@@ -77,6 +77,7 @@ impl Cluster {
                 .collect(),
             raft: timings(),
             workers: Default::default(),
+            watch: Default::default(),
         }
     }
 
