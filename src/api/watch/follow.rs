@@ -154,8 +154,8 @@ mod tests {
             f(index, &State::new())
         }
 
-        fn changed(&mut self) -> impl Future<Output = bool> + Send {
-            async move { self.0.changed().await.is_ok() }
+        async fn changed(&mut self) -> bool {
+            self.0.changed().await.is_ok()
         }
     }
 
@@ -186,12 +186,9 @@ mod tests {
 
     const PACE: Duration = Duration::from_millis(200);
 
-    fn watch(
-        from_index: u64,
-    ) -> (
-        watch::Sender<(u64, u64)>,
-        impl Stream<Item = Result<(u64, u64), Status>>,
-    ) {
+    type Events = std::pin::Pin<Box<dyn Stream<Item = Result<(u64, u64), Status>>>>;
+
+    fn watch(from_index: u64) -> (watch::Sender<(u64, u64)>, Events) {
         let (tx, rx) = watch::channel((1, 0));
         let values = Values {
             rx: rx.clone(),

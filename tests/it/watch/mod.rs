@@ -208,7 +208,7 @@ async fn a_node_refuses_watchers_past_its_limit() {
         id: n.submit_to("default", "").await,
         ..Default::default()
     };
-    let e = watch(&n).watch_task(task.clone()).await.unwrap_err();
+    let e = watch(&n).watch_task(task).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
     assert!(e.message().contains("max_watchers"), "{e}");
     // The client gives up at once: a refusal, not a break to resume from.
@@ -222,7 +222,7 @@ async fn a_node_refuses_watchers_past_its_limit() {
     drop(a);
     eventually(Duration::from_secs(10), "a slot to free", async || {
         watch(&n)
-            .watch_task(task.clone())
+            .watch_task(task)
             .await
             .map(|_| ())
             .map_err(|e| e.code())
