@@ -39,11 +39,25 @@ pub struct WatchSettings {
     pub max_watchers: usize,
 }
 
+/// The most `[watch] max_watchers` may be: far past what one node can
+/// follow at 5 looks a second each, and within what a semaphore counts.
+pub const WATCHERS_MAX: usize = 100_000;
+
 impl Default for WatchSettings {
     fn default() -> Self {
-        Self {
-            max_watchers: 1024,
+        Self { max_watchers: 1024 }
+    }
+}
+
+impl WatchSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_watchers > WATCHERS_MAX {
+            return Err(format!(
+                "watch: max_watchers = {} is out of range; use 0 to {WATCHERS_MAX}",
+                self.max_watchers
+            ));
         }
+        Ok(())
     }
 }
 
@@ -192,7 +206,7 @@ impl NodeConfig {
                 w.heartbeat_batch_ms
             ));
         }
-        Ok(())
+        self.watch.validate()
     }
 
     pub fn peer_map(&self) -> BTreeMap<u64, String> {
@@ -245,5 +259,9 @@ addr = "127.0.0.1:7102"
         assert!(e.contains("id"), "{e}");
         let e = parse(&format!("{OK}\n[raft]\nelection_timeout_min_ms = 20")).unwrap_err();
         assert!(e.contains("election_timeout_min_ms"), "{e}");
+        let e = parse(&format!("{OK}\n[watch]\nmax_watchers = 100001")).unwrap_err();
+        assert!(e.contains("max_watchers"), "{e}");
+        let c = parse(&format!("{OK}\n[watch]\nmax_watchers = 0")).unwrap();
+        assert_eq!(c.watch.max_watchers, 0);
     }
 }

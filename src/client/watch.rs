@@ -196,9 +196,21 @@ macro_rules! kind {
 }
 
 kind!(QueueKind, WatchQueueRequest, QueueEvent, watch_queue, false);
-kind!(QueuesKind, WatchQueuesRequest, QueuesEvent, watch_queues, false);
+kind!(
+    QueuesKind,
+    WatchQueuesRequest,
+    QueuesEvent,
+    watch_queues,
+    false
+);
 kind!(TaskKind, WatchTaskRequest, TaskEvent, watch_task, true);
-kind!(WorkersKind, WatchWorkersRequest, WorkersEvent, watch_workers, false);
+kind!(
+    WorkersKind,
+    WatchWorkersRequest,
+    WorkersEvent,
+    watch_workers,
+    false
+);
 
 impl Client {
     /// A queue's live figures whenever they change (at most every 200 ms);

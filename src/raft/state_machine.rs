@@ -7,6 +7,7 @@
 //! applied the same entries with the same outcomes.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -53,6 +54,10 @@ impl Applied {
 /// applied position. Shared between apply and the gRPC services.
 pub struct SmShared {
     state: RwLock<State>,
+    /// The last index applied to `state`: written under its write lock, so
+    /// that a reader under the read lock knows exactly how far the state it
+    /// sees is (`applied` is published later, after the RocksDB write).
+    state_index: AtomicU64,
     /// FIFO, so that waiters wake in a replayable order (see
     /// `runtime/watch.rs`): the simulation runs the real write path, which
     /// waits on it.
@@ -70,6 +75,13 @@ impl SmShared {
     /// Read access to the model as of the last apply.
     pub fn state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().expect("state lock poisoned")
+    }
+
+    /// Read access to the model, with the index of the last entry applied
+    /// to it: exact, where [`Self::applied`] may still lag behind the state.
+    pub fn state_at(&self) -> (u64, RwLockReadGuard<'_, State>) {
+        let state = self.state();
+        (self.state_index.load(Ordering::Relaxed), state)
     }
 
     pub fn applied(&self) -> Applied {
@@ -180,6 +192,7 @@ impl StateMachine {
             store: store.clone(),
             shared: Arc::new(SmShared {
                 state: RwLock::new(state),
+                state_index: AtomicU64::new(applied.index),
                 applied: FifoWatch::channel(applied).0,
                 store,
             }),
@@ -252,6 +265,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let response = self.apply_entry(&mut state, &entry, &mut applied, &mut changed);
                 replies.push((responder, response));
             }
+            shared.state_index.store(applied.index, Ordering::Relaxed);
             changed.sort();
             changed.dedup();
             for key in &changed {
@@ -312,11 +326,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        *self.shared.state.write().expect("state lock poisoned") = state;
-        self.shared.publish(Applied {
-            index: self.last_applied.as_ref().map_or(0, |l| l.index()),
-            digest,
-        });
+        let index = self.last_applied.as_ref().map_or(0, |l| l.index());
+        {
+            let mut current = self.shared.state.write().expect("state lock poisoned");
+            *current = state;
+            self.shared.state_index.store(index, Ordering::Relaxed);
+        }
+        self.shared.publish(Applied { index, digest });
         crate::store::release_free_memory();
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())

@@ -22,8 +22,8 @@ use crate::model::State;
 
 /// Where a watch reads: a node's applied state.
 pub trait Source: Send + 'static {
-    /// Runs `f` on the applied index and the state, which is at least that
-    /// new, under the state's read lock.
+    /// Runs `f` on the state and the index of the last entry applied to it,
+    /// under the state's read lock.
     fn read<T>(&mut self, f: impl FnOnce(u64, &State) -> T) -> T;
 
     /// Waits for an apply after the last read; `false` once the node stops.

@@ -110,9 +110,10 @@ struct NodeSource {
 
 impl Source for NodeSource {
     fn read<T>(&mut self, f: impl FnOnce(u64, &State) -> T) -> T {
-        // Marked seen first: an apply after this read wakes the watch.
-        let index = self.follower.mark_seen().index;
-        let state = self.node.sm().state();
+        // Marked seen first: an apply after this read wakes the watch (one
+        // already in the state but not yet published wakes it once more).
+        self.follower.mark_seen();
+        let (index, state) = self.node.sm().state_at();
         f(index, &state)
     }
 

@@ -127,13 +127,16 @@ impl Board {
                 "deleted": e.deleted,
             }));
         }
-        let Some(v) = &e.queue else { return };
-        if e.deleted {
-            self.remove(v.id);
-            let _ = self.board.println(format!("queue {} was deleted", v.name));
-            return;
+        match (&e.queue, e.deleted) {
+            (Some(v), false) => self.show(v),
+            (Some(v), true) => {
+                self.remove(v.id);
+                let _ = self.board.println(format!("queue {} was deleted", v.name));
+            }
+            (None, _) => {
+                let _ = self.board.println("the queue was deleted");
+            }
         }
-        self.show(v);
     }
 
     /// An event of `queue list --watch`.

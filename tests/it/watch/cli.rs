@@ -48,14 +48,29 @@ impl Running {
 
     /// What it printed so far, terminal escapes taken out.
     fn text(&self) -> String {
-        plain(&String::from_utf8_lossy(&self.out.lock().unwrap()))
+        self.text_since(0)
+    }
+
+    /// How much it has printed so far: a mark for [`Running::shows_since`].
+    fn mark(&self) -> usize {
+        self.out.lock().unwrap().len()
+    }
+
+    /// What it printed after `mark`, terminal escapes taken out.
+    fn text_since(&self, mark: usize) -> String {
+        plain(&String::from_utf8_lossy(&self.out.lock().unwrap()[mark..]))
     }
 
     /// Waits until its output shows every one of `parts`.
     async fn shows(&self, parts: &[&str]) {
+        self.shows_since(0, parts).await
+    }
+
+    /// Waits until its output after `mark` shows every one of `parts`.
+    async fn shows_since(&self, mark: usize, parts: &[&str]) {
         let what = format!("the output to show {parts:?}");
         eventually(Duration::from_secs(20), &what, async || {
-            let text = self.text();
+            let text = self.text_since(mark);
             let tail: String = text.chars().rev().take(1500).collect();
             ok_if(parts.iter().all(|p| text.contains(p)), tail)
         })
@@ -124,17 +139,37 @@ async fn queue_get_watch_draws_bars_that_move() {
     };
     l.create_queue_with("gpu", "default", spec).await;
     let mut view = in_terminal(&c, "queue get gpu --watch");
-    view.shows(&["gpu  active  queued 0", "runs", "] 0/4", "] 0/50", "(no limit)"])
-        .await;
+    view.shows(&[
+        "gpu  active  queued 0",
+        "runs",
+        "] 0/4",
+        "] 0/50",
+        "(no limit)",
+    ])
+    .await;
 
+    // Each step checks what was drawn after it: the bars move both ways.
+    let mark = view.mark();
     for run in ["r1", "r2", "r3"] {
         l.submit_to("gpu", run).await;
     }
-    view.shows(&["queued 3", "] 3/50", "next #1"]).await;
-    l.register("w1", &["gpu"], 0).await;
-    assert_eq!(l.lease("w1", 2, 1_000).await.len(), 2);
-    view.shows(&["queued 1  running 2", "] 2/4", "2 (no limit)"])
+    view.shows_since(mark, &["queued 3", "] 3/50", "next #1"])
         .await;
+    l.register("w1", &["gpu"], 0).await;
+    let mark = view.mark();
+    let leases = l.lease("w1", 2, 1_000).await;
+    assert_eq!(leases.len(), 2);
+    view.shows_since(mark, &["queued 1  running 2", "] 2/4", "2 (no limit)"])
+        .await;
+    let (id, token) = (leases[0].task.as_ref().unwrap().id, leases[0].fencing_token);
+    l.start(id, token).await.unwrap();
+    let mark = view.mark();
+    l.complete(id, token, true).await.unwrap();
+    view.shows_since(
+        mark,
+        &["queued 1  running 1", "] 1/4", "1 (no limit)", "] 2/50"],
+    )
+    .await;
 
     // Ctrl-C, typed at the terminal.
     let stdin = view.stdin.as_mut().unwrap();
@@ -152,8 +187,12 @@ async fn task_get_watch_exits_with_how_the_task_ended() {
     l.register("w1", &["default"], 1).await;
     let cli = |id: u64| {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--endpoints", &c.endpoints().join(",")])
-            .args(["task", "get", &id.to_string(), "--watch"]);
+        cmd.args(["--endpoints", &c.endpoints().join(",")]).args([
+            "task",
+            "get",
+            &id.to_string(),
+            "--watch",
+        ]);
         Running::spawn(&mut cmd)
     };
 
@@ -178,7 +217,10 @@ async fn task_get_watch_exits_with_how_the_task_ended() {
     run_task(&l, "w1", id, false).await;
     assert_eq!(watching.exit().await.code(), Some(10));
     let text = watching.text();
-    assert!(text.contains("failed") && text.contains("is failed"), "{text}");
+    assert!(
+        text.contains("failed") && text.contains("is failed"),
+        "{text}"
+    );
 
     let id = l.submit_to("default", "").await;
     let mut watching = cli(id);

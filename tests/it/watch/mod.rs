@@ -13,6 +13,7 @@ use futures::StreamExt;
 use laneq::client::ReadConsistency;
 use laneq::proto::v1::watch_client::WatchClient;
 use laneq::proto::v1::*;
+use prost::Message;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -94,10 +95,8 @@ async fn a_resumed_watch_misses_nothing() {
     l.register("w1", &["default"], 1).await;
 
     // The client watches through f1 first: its only other endpoint is f2.
-    let client = laneq::client::Client::with_deadline(
-        &[c.addr(f1), c.addr(f2)],
-        Duration::from_secs(20),
-    );
+    let client =
+        laneq::client::Client::with_deadline(&[c.addr(f1), c.addr(f2)], Duration::from_secs(20));
     let id = l.submit_to("default", "").await;
     let mut events = Box::pin(client.watch_task(id, 0, ReadConsistency::Linearizable));
     let first = events.next().await.unwrap().unwrap();
@@ -138,15 +137,21 @@ async fn a_resumed_watch_misses_nothing() {
     assert_eq!(states(&resumed), states(&all[2..]));
 }
 
-/// Watchers whose connection never reads (a 1 KiB window, full at once)
-/// hold up no submit; read at last, each is skipped forward to the latest
-/// view after at most the few views its window held.
+/// The flow-control window of a stalled watcher's stream: what the node may
+/// send it before it reads.
+const TINY_WINDOW: usize = 128;
+
+/// Watchers on the leader whose connection never reads (a 128-byte window,
+/// full after a few views) hold up no submit: apply goes on, and every submit is
+/// answered. Read at last, each watcher gets what its window held and then,
+/// skipped forward, the latest view: nothing was queued for it beyond the
+/// window (a bound in bytes, not in time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_watchers_do_not_slow_submits() {
     let c = Cluster::start(3, Timings::default());
     let leader = c.init(1).await;
     let tiny = laneq::wire::endpoint(&c.addr(leader))
-        .initial_stream_window_size(Some(1024))
+        .initial_stream_window_size(Some(TINY_WINDOW as u32))
         .initial_connection_window_size(Some(1 << 20))
         .connect()
         .await
@@ -157,7 +162,11 @@ async fn stalled_watchers_do_not_slow_submits() {
             name: "default".into(),
             ..Default::default()
         };
-        stalled.push(WatchClient::new(tiny.clone()).watch_queue(req).await.unwrap());
+        let s = WatchClient::new(tiny.clone())
+            .watch_queue(req)
+            .await
+            .unwrap();
+        stalled.push(s.into_inner());
     }
     let client = c.client();
     let submits = async {
@@ -170,23 +179,37 @@ async fn stalled_watchers_do_not_slow_submits() {
     };
     tokio::time::timeout(Duration::from_secs(120), submits)
         .await
-        .expect("200 submits finish while 20 watchers stall");
+        .expect("200 submits to be answered while 20 watchers stall");
 
-    let mut s = stalled.pop().unwrap().into_inner();
-    let mut seen = vec![];
-    let latest = async {
-        while seen.last() != Some(&200) {
-            let e = s.message().await.unwrap().expect("the watch goes on");
-            seen.push(e.queue.unwrap().queued);
-        }
-    };
-    let reached = tokio::time::timeout(Duration::from_secs(30), latest).await;
-    assert!(reached.is_ok(), "the stalled watcher never saw 200: {seen:?}");
-    assert!(
-        seen.len() < 100,
-        "{} views for 200 submits, not skipped forward: {seen:?}",
-        seen.len()
-    );
+    for (n, mut s) in stalled.into_iter().enumerate() {
+        let mut seen: Vec<QueueEvent> = vec![];
+        let latest = async {
+            while seen.last().map(|e| e.queue.as_ref().unwrap().queued) != Some(200) {
+                seen.push(s.message().await.unwrap().expect("the watch goes on"));
+            }
+        };
+        let reached = tokio::time::timeout(Duration::from_secs(30), latest).await;
+        let queued: Vec<u64> = seen
+            .iter()
+            .map(|e| e.queue.as_ref().unwrap().queued)
+            .collect();
+        assert!(
+            reached.is_ok(),
+            "stalled watcher {n} to see 200 queued: {queued:?}"
+        );
+        // gRPC frames: a flag byte and a 4-byte length, then the message.
+        let bytes: Vec<usize> = seen.iter().map(|e| 5 + e.encoded_len()).collect();
+        let held: usize = bytes[..bytes.len() - 1].iter().sum();
+        let largest = bytes.iter().max().unwrap();
+        // The window, the view that straddled its end, and one to spare.
+        assert!(
+            held <= TINY_WINDOW + 2 * largest,
+            "watcher {n}: {held} bytes of views before the latest, more than its window \
+             ({TINY_WINDOW}) holds: {queued:?}"
+        );
+        let indexes: Vec<u64> = seen.iter().map(|e| e.index).collect();
+        assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

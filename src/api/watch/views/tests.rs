@@ -122,7 +122,10 @@ fn a_queues_watch_sends_everything_first_then_changes() {
     log.apply(create);
     let e = sent(w.look(log.index, &log.state)).remove(0);
     assert!(!e.full);
-    assert_eq!(e.changed.iter().map(|q| &q.name).collect::<Vec<_>>(), ["gpu"]);
+    assert_eq!(
+        e.changed.iter().map(|q| &q.name).collect::<Vec<_>>(),
+        ["gpu"]
+    );
     log.apply(Op::DeleteQueue {
         name: "gpu".into(),
         force: false,
