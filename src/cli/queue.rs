@@ -373,14 +373,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
         }
         QueueCmd::Drain { name } => set_active(g, &client, &name, false).await?,
         QueueCmd::Activate { name } => set_active(g, &client, &name, true).await?,
-        QueueCmd::Get { name, watch: true } => super::watch::queue(g, &name).await?,
-        QueueCmd::Get { name, watch: false } => {
-            let q = client.get_queue(&name, g.consistency()).await?;
-            match g.output {
-                Output::Json => output::json(&queue_json(&q)),
-                Output::Table => print_queue(&q),
-            }
-        }
+        QueueCmd::Get { name, watch } => get(g, &client, &name, watch).await?,
         QueueCmd::Rename { name, new_name } => {
             let q = client.rename_queue(&name, &new_name).await?;
             print_change(g, &q, |q| format!("renamed queue {name} to {}", q.name));
@@ -405,6 +398,24 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 Output::Table => println!("deleted queue {name}"),
             }
         }
+    }
+    Ok(())
+}
+
+/// `queue get`: the queue once, or live with `--watch`.
+async fn get(
+    g: &GlobalArgs,
+    client: &crate::client::Client,
+    name: &str,
+    watch: bool,
+) -> Result<(), Failure> {
+    if watch {
+        return super::watch::queue(g, name).await;
+    }
+    let q = client.get_queue(name, g.consistency()).await?;
+    match g.output {
+        Output::Json => output::json(&queue_json(&q)),
+        Output::Table => print_queue(&q),
     }
     Ok(())
 }
