@@ -38,13 +38,14 @@ fn mode(g: &GlobalArgs) -> Mode {
     Mode::of(g.output, std::io::stdout().is_terminal())
 }
 
-/// Runs `watch` until it ends, or until Ctrl-C (which is success).
+/// Runs `watch` until it ends, or until Ctrl-C (which is success). Where
+/// Ctrl-C cannot be caught, the watch runs on and SIGINT ends the process.
 async fn until_interrupted(
     watch: impl Future<Output = Result<(), Failure>>,
 ) -> Result<(), Failure> {
     tokio::select! {
         r = watch => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        Ok(()) = tokio::signal::ctrl_c() => Ok(()),
     }
 }
 
@@ -61,9 +62,13 @@ async fn each<E>(
 }
 
 /// Prints one JSON object on a line of its own (stdout is flushed at each
-/// newline).
+/// newline). Once stdout is closed (`laneq ... --watch | head -3`), the
+/// watch is over: the process exits 0 (where `println!` would panic).
 fn json_line(value: &serde_json::Value) {
-    println!("{value}");
+    use std::io::Write;
+    if writeln!(std::io::stdout().lock(), "{value}").is_err() {
+        std::process::exit(0);
+    }
 }
 
 /// `laneq queue get NAME --watch`.

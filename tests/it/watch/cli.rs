@@ -2,7 +2,8 @@
 //! pseudo-terminal (util-linux `script`), whose bars move as tasks are
 //! submitted and leased, and which Ctrl-C ends with exit 0; `task get
 //! --watch`, which prints each transition and exits 0 when the task
-//! succeeded and 10 when it failed or was canceled.
+//! succeeded and 10 when it failed or was canceled; a watch whose pipe
+//! closes, which exits 0.
 
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -237,4 +238,27 @@ async fn task_get_watch_exits_with_how_the_task_ended() {
     // A watch of a task that is over already ends at once.
     let mut again = cli(id);
     assert_eq!(again.exit().await.code(), Some(10));
+}
+
+/// JSON lines into a pipe whose reader leaves: the next line ends the watch
+/// with exit 0, as a pipeline expects (`set -o pipefail` reports it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_into_a_closed_pipe_exits_0() {
+    let c = Cluster::start(1, Timings::default());
+    c.init(1).await;
+    let l = Node::new(&c, 1);
+    let line = format!(
+        "set -o pipefail; {BIN} --endpoints {} queue get default --watch | head -n 1",
+        c.endpoints().join(",")
+    );
+    let mut piped = Running::spawn(Command::new("bash").args(["-c", &line]));
+    piped.shows(&["\"name\":\"default\""]).await;
+    // Once `head` has left, the next view goes nowhere; a submit makes one.
+    let what = "the watch to end after head left";
+    let status = eventually(Duration::from_secs(20), what, async || {
+        l.submit_to("default", "").await;
+        piped.child.try_wait().unwrap().ok_or_else(|| piped.text())
+    })
+    .await;
+    assert_eq!(status.code(), Some(0), "{}", piped.text());
 }
