@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/laneq/v1/project.proto",
         "proto/laneq/v1/worker.proto",
         "proto/laneq/v1/metrics.proto",
+        "proto/laneq/v1/watch.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

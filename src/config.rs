@@ -34,6 +34,40 @@ pub struct NodeConfig {
     /// the same values, since they decide what apply writes.
     #[serde(default)]
     pub history: crate::model::history::Settings,
+    #[serde(default)]
+    pub watch: WatchSettings,
+}
+
+/// Live watches (`laneq.v1.Watch`) this node serves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSettings {
+    /// Most watch streams open on this node at once; one more is refused
+    /// with RESOURCE_EXHAUSTED. Each costs a task and a look at the state
+    /// at most every 200 ms while the state changes. 0 turns watches off.
+    pub max_watchers: usize,
+}
+
+/// The most `[watch] max_watchers` may be: far past what one node can
+/// follow at 5 looks a second each, and within what a semaphore counts.
+pub const WATCHERS_MAX: usize = 100_000;
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self { max_watchers: 1024 }
+    }
+}
+
+impl WatchSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_watchers > WATCHERS_MAX {
+            return Err(format!(
+                "watch: max_watchers = {} is out of range; use 0 to {WATCHERS_MAX}",
+                self.max_watchers
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The longest drain a node may be given: past it, a supervisor's own
@@ -178,6 +212,7 @@ impl NodeConfig {
             ));
         }
         self.workers.validate()?;
+        self.watch.validate()?;
         self.history.validate()
     }
 
@@ -280,5 +315,9 @@ addr = "127.0.0.1:7102"
         assert_eq!(c.history.resolutions.len(), 1);
         assert_eq!(c.history.retention_ms(5000), 3_600_000);
         assert_eq!(parse(OK).unwrap().history, Default::default());
+        let e = parse(&format!("{OK}\n[watch]\nmax_watchers = 100001")).unwrap_err();
+        assert!(e.contains("max_watchers"), "{e}");
+        let c = parse(&format!("{OK}\n[watch]\nmax_watchers = 0")).unwrap();
+        assert_eq!(c.watch.max_watchers, 0);
     }
 }

@@ -6,10 +6,12 @@
 //! - [`store`]: RocksDB: the Raft log, Raft's metadata, the state machine's tables.
 //! - [`raft`]: openraft over the store; [`raft::RaftNode`], the write path.
 //! - [`duties`]: a node's background work (heartbeat batches, expiry, clears).
-//! - [`api`] and [`server`]: the gRPC services and the `laneq node` process.
+//! - [`api`] and [`server`]: the gRPC services (live watches included) and the
+//!   `laneq node` process.
 //! - [`observe`]: health, reflection's descriptors, `/metrics` and RPC
 //!   tracing; [`meter`], the instruments storage and Raft record into.
-//! - [`client`]: the Rust client; [`cli`] and [`worker`]: the CLI and the agent.
+//! - [`client`]: the Rust client; [`cli`] and [`worker`]: the CLI (its live
+//!   `--watch` views too) and the agent.
 //!
 //! [`store`], [`raft`], [`duties`], [`api`], [`server`], [`observe`] and
 //! [`meter`] are the `server` feature.

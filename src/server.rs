@@ -20,6 +20,7 @@ use crate::config::NodeConfig;
 use crate::duties::{self, WorkerHub};
 use crate::observe::Observer;
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
+use crate::proto::v1::watch_server::WatchServer;
 use crate::raft::{PeerService, RaftNode};
 use crate::store::{Identity, Store};
 
@@ -52,7 +53,8 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     duties::spawn(&node, &hub);
     let observer = Observer::start(node.clone(), config.data_dir.clone()).await;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = serve(node.clone(), hub, &observer, listener, async move {
+    let watch = api::watch_server(node.clone(), &config.watch, stop_rx.clone());
+    let server = serve(node.clone(), hub, &observer, watch, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     })?;
     let server = tokio::spawn(server);
@@ -114,6 +116,7 @@ pub fn serve(
     node: Arc<RaftNode>,
     hub: Arc<WorkerHub>,
     observer: &Arc<Observer>,
+    watch: WatchServer<api::WatchApi>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, String> {
@@ -136,6 +139,7 @@ pub fn serve(
     .add_service(api::config_server(node.clone()))
     .add_service(api::workers_server(node.clone(), hub))
     .add_service(api::tasks_server(node))
+    .add_service(watch)
     .add_service(observer.health().service());
     add_reflection(&mut grpc)?;
     let routes = grpc

@@ -2,7 +2,9 @@
 
 use crate::model::spec::{ClusterSelector, Fairness, QueueSpec, DEPTH_DEFAULT, PRIORITY_DEFAULT};
 use crate::model::worker::{GpuUsage, Usage, Worker};
-use crate::model::{ModelError, NewTask, Project, ProjectSettings, Queue, State, Task, TaskBody};
+use crate::model::{
+    ModelError, NewTask, Project, ProjectSettings, Queue, State, Task, TaskBody, Transition,
+};
 use crate::proto::v1 as pb;
 
 /// A spec from the wire, with defaults for what is unset.
@@ -109,16 +111,7 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> pb::Task {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        timeline: t
-            .timeline
-            .iter()
-            .map(|e| pb::Transition {
-                at_ms: e.at_ms,
-                state: e.state.as_str().to_string(),
-                actor: e.actor.to_string(),
-                reason: e.reason.to_string(),
-            })
-            .collect(),
+        timeline: t.timeline.iter().map(transition).collect(),
         condition: t.condition.clone().unwrap_or_default(),
         payload_bytes: t.payload_bytes,
         worker: t.worker().unwrap_or_default().to_string(),
@@ -128,6 +121,17 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> pb::Task {
         finished_ms: exec.and_then(|e| e.finished_ms),
         iteration: exec.and_then(|e| e.iteration),
         exit_code: exec.and_then(|e| e.exit_code),
+    }
+}
+
+/// One entry of a task's timeline.
+pub fn transition(e: &Transition) -> pb::Transition {
+    pb::Transition {
+        at_ms: e.at_ms,
+        state: e.state.as_str().to_string(),
+        actor: e.actor.to_string(),
+        reason: e.reason.to_string(),
+        index: e.index,
     }
 }
 

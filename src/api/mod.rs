@@ -12,6 +12,7 @@ mod pools;
 mod projects;
 mod queues;
 mod tasks;
+mod watch;
 mod workers;
 
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use crate::proto::v1::tasks_server::TasksServer;
 use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
 use crate::wire::CLIENT_MESSAGE_MAX_BYTES;
+
+pub use watch::{watch_server, WatchApi};
 
 pub fn cluster_server(
     node: Arc<RaftNode>,

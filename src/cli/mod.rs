@@ -11,6 +11,7 @@ mod project;
 mod queue;
 mod submit;
 mod task;
+mod watch;
 mod worker;
 
 use std::path::PathBuf;

@@ -23,7 +23,11 @@ pub enum QueueCmd {
         spec: SpecArgs,
     },
     /// List every queue with its state, priority and counts.
-    List,
+    List {
+        /// Live bars for every queue (see `queue get --watch`), until Ctrl-C.
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
     /// Change a queue's settings: only the flags given change, or with
     /// --edit all of them in an editor. It reads the queue and writes it back
     /// with its version, so a concurrent edit is refused (exit 9) rather than
@@ -61,6 +65,12 @@ pub enum QueueCmd {
         /// The queue.
         #[arg(default_value = "default")]
         name: String,
+        /// Live bars of run concurrency, action concurrency and depth
+        /// against their limits (a spinner where there is none), with the
+        /// state and the next task, until Ctrl-C. JSON lines with -o json or
+        /// when stdout is not a terminal.
+        #[arg(long, short = 'w')]
+        watch: bool,
     },
     /// Rename a queue; its tasks, settings and id stay. The default queue
     /// cannot be renamed.
@@ -344,7 +354,10 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 }
             }
         }
-        QueueCmd::List => print_list(g, &client.list_queues(g.consistency()).await?),
+        QueueCmd::List { watch: true } => super::watch::queues(g).await?,
+        QueueCmd::List { watch: false } => {
+            print_list(g, &client.list_queues(g.consistency()).await?)
+        }
         QueueCmd::Metrics(args) => super::metrics::queue_metrics(g, args).await?,
         QueueCmd::Update {
             name, edit: true, ..
@@ -364,13 +377,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
         }
         QueueCmd::Drain { name } => set_active(g, &client, &name, false).await?,
         QueueCmd::Activate { name } => set_active(g, &client, &name, true).await?,
-        QueueCmd::Get { name } => {
-            let q = client.get_queue(&name, g.consistency()).await?;
-            match g.output {
-                Output::Json => output::json(&queue_json(&q)),
-                Output::Table => print_queue(&q),
-            }
-        }
+        QueueCmd::Get { name, watch } => get(g, &client, &name, watch).await?,
         QueueCmd::Rename { name, new_name } => {
             let q = client.rename_queue(&name, &new_name).await?;
             print_change(g, &q, |q| format!("renamed queue {name} to {}", q.name));
@@ -395,6 +402,24 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
                 Output::Table => println!("deleted queue {name}"),
             }
         }
+    }
+    Ok(())
+}
+
+/// `queue get`: the queue once, or live with `--watch`.
+async fn get(
+    g: &GlobalArgs,
+    client: &crate::client::Client,
+    name: &str,
+    watch: bool,
+) -> Result<(), Failure> {
+    if watch {
+        return super::watch::queue(g, name).await;
+    }
+    let q = client.get_queue(name, g.consistency()).await?;
+    match g.output {
+        Output::Json => output::json(&queue_json(&q)),
+        Output::Table => print_queue(&q),
     }
     Ok(())
 }

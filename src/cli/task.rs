@@ -24,6 +24,10 @@ pub enum TaskCmd {
     Get {
         /// The task's id.
         id: u64,
+        /// Print each transition as it is applied, until the task ends:
+        /// exit 0 if it succeeded, 10 if it failed, was canceled or dequeued.
+        #[arg(long, short = 'w')]
+        watch: bool,
     },
     /// List tasks, newest last. With --queue and no --state, the queued
     /// tasks of that queue in queue order (the next to run first).
@@ -266,7 +270,8 @@ pub async fn run(g: &GlobalArgs, cmd: TaskCmd) -> Result<(), Failure> {
     let client = g.client()?;
     match cmd {
         TaskCmd::Submit(args) => return submit::run(g, args).await,
-        TaskCmd::Get { id } => {
+        TaskCmd::Get { id, watch: true } => super::watch::task(g, id).await?,
+        TaskCmd::Get { id, watch: false } => {
             let t = client.get_task(id, g.consistency()).await?;
             match g.output {
                 Output::Json => output::json(&task_json(&t, true)),

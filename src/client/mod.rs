@@ -9,6 +9,7 @@ pub mod metrics;
 mod projects;
 mod retry;
 mod tasks;
+mod watch;
 pub mod workers;
 
 use std::sync::atomic::AtomicUsize;

@@ -20,6 +20,7 @@ use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::projects_client::ProjectsClient;
 use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::tasks_client::TasksClient;
+use crate::proto::v1::watch_client::WatchClient;
 use crate::proto::v1::workers_client::WorkersClient;
 use crate::wire::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 
@@ -84,6 +85,7 @@ services!(
     ProjectsClient,
     QueuesClient,
     TasksClient,
+    WatchClient,
     WorkersClient,
 );
 
@@ -180,6 +182,13 @@ impl Client {
         let eps = self.inner.endpoints.lock().expect("endpoints poisoned");
         let i = self.inner.preferred.load(Ordering::Relaxed) % eps.len();
         (i, eps[i].0.clone(), eps[i].1.clone())
+    }
+
+    /// Moves on from the endpoint tried first (a watch whose stream broke
+    /// there resumes elsewhere).
+    pub(super) fn skip_preferred(&self) {
+        let n = self.len();
+        self.advance(self.inner.preferred.load(Ordering::Relaxed) % n);
     }
 
     fn advance(&self, from: usize) {

@@ -86,6 +86,10 @@ pub struct Transition {
     pub state: TaskState,
     pub actor: CompactString,
     pub reason: CompactString,
+    /// The log index of the entry that applied it, so that a watch can
+    /// resume after an index and miss none (0: applied outside the log, or
+    /// stored by a release before task records carried it, format 1).
+    pub index: u64,
 }
 
 /// A task's command line and payload: written to storage once, at submit,

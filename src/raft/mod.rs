@@ -30,7 +30,7 @@ pub use node::{RaftNode, Wiring};
 pub use peers::{Forwarded, Peers, TonicPeers};
 pub use proposal::Proposal;
 pub use service::PeerService;
-pub use state_machine::{Applied, SmShared, StateMachine};
+pub use state_machine::{Applied, AppliedFollower, SmShared, StateMachine};
 
 use crate::config::RaftTimings;
 use crate::model::Response;

@@ -7,6 +7,7 @@
 //! applied the same entries with the same outcomes.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 
 use super::log_store::entry_bytes;
-use super::runtime::watch::{FifoSender, FifoWatch};
+use super::runtime::watch::{FifoReceiver, FifoSender, FifoWatch};
 use super::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::codec::{decode, encode};
 use crate::meter;
@@ -55,6 +56,10 @@ impl Applied {
 /// applied position. Shared between apply and the gRPC services.
 pub struct SmShared {
     state: RwLock<State>,
+    /// The last index applied to `state`: written under its write lock, so
+    /// that a reader under the read lock knows exactly how far the state it
+    /// sees is (`applied` is published later, after the RocksDB write).
+    state_index: AtomicU64,
     /// FIFO, so that waiters wake in a replayable order (see
     /// `runtime/watch.rs`): the simulation runs the real write path, which
     /// waits on it.
@@ -86,6 +91,13 @@ impl SmShared {
         self.store.history_read(entities, step_ms, from_ms, to_ms)
     }
 
+    /// Read access to the model, with the index of the last entry applied
+    /// to it: exact, where [`Self::applied`] may still lag behind the state.
+    pub fn state_at(&self) -> (u64, RwLockReadGuard<'_, State>) {
+        let state = self.state();
+        (self.state_index.load(Ordering::Relaxed), state)
+    }
+
     pub fn applied(&self) -> Applied {
         *self.applied.borrow_watched()
     }
@@ -98,6 +110,12 @@ impl SmShared {
         });
     }
 
+    /// A follower of the applied position, for a watch: it waits for the
+    /// next apply, and apply never waits for it.
+    pub fn follow(&self) -> AppliedFollower {
+        AppliedFollower(self.applied.subscribe())
+    }
+
     /// Waits until the local state machine has applied `index`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ()> {
         let mut rx = self.applied.subscribe();
@@ -108,6 +126,25 @@ impl SmShared {
             Ok(())
         };
         tokio::time::timeout(timeout, wait).await.unwrap_or(Err(()))
+    }
+}
+
+/// Follows the applied position (see [`SmShared::follow`]). Apply publishes
+/// the position after it has changed the state, so a state read after
+/// [`AppliedFollower::mark_seen`] is at least as new as the position it
+/// returns, and any later apply makes [`AppliedFollower::changed`] return.
+pub struct AppliedFollower(FifoReceiver<Applied>);
+
+impl AppliedFollower {
+    /// The applied position now, which `changed` then counts as seen.
+    pub fn mark_seen(&mut self) -> Applied {
+        *self.0.borrow_and_update()
+    }
+
+    /// Waits for an apply after the position last marked seen. `false`
+    /// once the state machine is gone (the node stops).
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
     }
 }
 
@@ -137,7 +174,7 @@ impl StateMachine {
                 Response::none()
             }
             EntryPayload::Normal(proposal) => {
-                let response = state.apply(proposal.command(), changed);
+                let response = state.apply_at(log_id.index(), proposal.command(), changed);
                 applied.digest = chain(
                     &applied.digest,
                     log_id.index(),
@@ -178,6 +215,7 @@ impl StateMachine {
             store: store.clone(),
             shared: Arc::new(SmShared {
                 state: RwLock::new(state),
+                state_index: AtomicU64::new(applied.index),
                 applied: FifoWatch::channel(applied).0,
                 store,
             }),
@@ -253,6 +291,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let response = self.apply_entry(&mut state, &entry, &mut applied, &mut changed);
                 replies.push((responder, response));
             }
+            shared.state_index.store(applied.index, Ordering::Relaxed);
             changed.sort();
             changed.dedup();
             for key in &changed {
@@ -318,11 +357,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        *self.shared.state.write().expect("state lock poisoned") = state;
-        self.shared.publish(Applied {
-            index: self.last_applied.as_ref().map_or(0, |l| l.index()),
-            digest,
-        });
+        let index = self.last_applied.as_ref().map_or(0, |l| l.index());
+        {
+            let mut current = self.shared.state.write().expect("state lock poisoned");
+            *current = state;
+            self.shared.state_index.store(index, Ordering::Relaxed);
+        }
+        self.shared.publish(Applied { index, digest });
         crate::store::release_free_memory();
         meter::observe_since(&meter::SNAPSHOT_INSTALL_SECONDS, start);
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");

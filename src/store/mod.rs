@@ -8,6 +8,7 @@
 
 mod flusher;
 mod history;
+mod formats;
 mod identity;
 mod snapshot;
 mod tables;

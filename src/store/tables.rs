@@ -10,6 +10,7 @@ use rocksdb::{IteratorMode, WriteBatch};
 use std::collections::BTreeMap;
 use std::io;
 
+use super::formats::{decode_task, TASK_FORMAT};
 use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{io_err, Store};
 use crate::codec::{decode, decode_as, encode, encode_as, format_of, FORMAT_V1, FORMAT_V2};
@@ -193,7 +194,7 @@ impl SmBatch {
             Key::Task(id) => (
                 Table::Tasks,
                 id.to_be_bytes().to_vec(),
-                state.task(*id).map(encode),
+                state.task(*id).map(|t| encode_as(TASK_FORMAT, t)),
             ),
             Key::Idempotency(first_ms, key) => (
                 Table::Idempotency,
@@ -282,7 +283,7 @@ impl Store {
         }
         for item in db.iterator_cf(self.cf(Table::Tasks.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
-            state.load_task(decode(&v)?);
+            state.load_task(decode_task(&v)?);
         }
         let table = self.cf(Table::Idempotency.cf());
         let mut moved = WriteBatch::default();
@@ -568,7 +569,7 @@ mod tests {
         use crate::codec::{decode, encode};
         use crate::model::{CompactString, TaskState, Timeline, Transition};
         use std::sync::Arc;
-        type Old = (String, String, Vec<(u64, TaskState, String, String)>);
+        type Old = (String, String, Vec<(u64, TaskState, String, String, u64)>);
         type New = (CompactString, Arc<str>, Timeline);
         for len in [0usize, 1, 23, 24, 25, 300] {
             let text: String = "abcdefghij".chars().cycle().take(len).collect();
@@ -583,6 +584,7 @@ mod tests {
                                 TaskState::Queued,
                                 text.clone(),
                                 "submitted".to_string(),
+                                i as u64 + 7,
                             )
                         })
                         .collect(),
@@ -596,6 +598,7 @@ mod tests {
                             state: TaskState::Queued,
                             actor: text.as_str().into(),
                             reason: "submitted".into(),
+                            index: i as u64 + 7,
                         })
                         .collect(),
                 );

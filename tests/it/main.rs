@@ -18,5 +18,6 @@ mod observe;
 mod pools;
 mod tasks;
 mod tour;
+mod watch;
 mod workers;
 mod workers_agent;

@@ -79,6 +79,7 @@ impl Cluster {
             workers: Default::default(),
             shutdown_drain_ms: 0,
             history: Default::default(),
+            watch: Default::default(),
         }
     }
 

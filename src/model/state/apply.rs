@@ -23,9 +23,23 @@ fn sub_seed(seed: u64, i: usize) -> u64 {
 }
 
 impl State {
-    /// Applies one stamped command. Returns its response and appends to
-    /// `changed` every key whose record must be persisted.
+    /// Applies one stamped command outside the log (tests, benchmarks):
+    /// [`Self::apply_at`] index 0.
     pub fn apply(&mut self, cmd: &Command, changed: &mut Vec<Key>) -> Response {
+        self.apply_at(0, cmd, changed)
+    }
+
+    /// Applies the stamped command of log entry `index`. Returns its response
+    /// and appends to `changed` every key whose record must be persisted.
+    /// Task transitions record `index`; nothing else depends on it.
+    pub fn apply_at(&mut self, index: u64, cmd: &Command, changed: &mut Vec<Key>) -> Response {
+        self.log_index = index;
+        let response = self.apply_command(cmd, changed);
+        self.log_index = 0;
+        response
+    }
+
+    fn apply_command(&mut self, cmd: &Command, changed: &mut Vec<Key>) -> Response {
         self.clock_ms = self.clock_ms.max(cmd.stamp.now_ms);
         changed.push(Key::Meta);
         self.expire_idempotency(changed);

@@ -131,6 +131,11 @@ impl State {
                 t.queue
             );
             assert!(!t.timeline.is_empty() && t.timeline.len() <= TIMELINE_MAX);
+            assert!(
+                t.timeline.windows(2).all(|w| w[0].index <= w[1].index),
+                "task {}: timeline indexes go back",
+                t.id
+            );
             rebuilt.insert_task((**t).clone());
         }
         rebuilt

@@ -109,6 +109,10 @@ pub struct State {
     /// The latest stamped time applied: never goes backwards, even when a new
     /// leader's clock is behind the old one's.
     clock_ms: u64,
+    /// The log index of the entry being applied, which each task transition
+    /// records; 0 outside apply, so that states that applied the same log
+    /// are equal however they got there (a reload, a snapshot).
+    log_index: u64,
     next_task_id: u64,
     next_queue_id: u64,
     default_queue: u64,
@@ -151,6 +155,7 @@ impl State {
     pub fn new() -> Self {
         let mut state = Self {
             clock_ms: 0,
+            log_index: 0,
             next_task_id: 1,
             next_queue_id: DEFAULT_QUEUE_ID + 1,
             default_queue: DEFAULT_QUEUE_ID,

@@ -89,6 +89,7 @@ impl State {
                 state: TaskState::Queued,
                 actor: actor.into(),
                 reason: "submitted".into(),
+                index: self.log_index,
             }],
             condition: None,
             payload_bytes: t.payload.len() as u32,
@@ -211,7 +212,7 @@ impl State {
         if condition.is_some() {
             task.condition = condition;
         }
-        record(task, now, actor, reason);
+        record(task, now, self.log_index, actor, reason);
         super::index::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
         let queue = task.queue;
         if left_queue {
@@ -430,7 +431,7 @@ impl State {
         let task = self.tasks.get_mut(&id).expect("task exists");
         task.queue = to;
         task.updated_ms = now;
-        record(task, now, actor, &reason);
+        record(task, now, self.log_index, actor, &reason);
         changed.push(Key::Task(id));
         let reranked = self.pending.entry(to).or_default().push_back(id);
         self.rerank(reranked, changed);
@@ -449,8 +450,9 @@ fn project_of(t: &NewTask) -> &str {
     }
 }
 
-/// Appends a transition, dropping the oldest after the first past the limit.
-pub(super) fn record(task: &mut Task, at_ms: u64, actor: &str, reason: &str) {
+/// Appends a transition applied by log entry `index`, dropping the oldest
+/// after the first past the limit.
+pub(super) fn record(task: &mut Task, at_ms: u64, index: u64, actor: &str, reason: &str) {
     if task.timeline.len() >= TIMELINE_MAX {
         task.timeline.remove(1);
     }
@@ -459,5 +461,6 @@ pub(super) fn record(task: &mut Task, at_ms: u64, actor: &str, reason: &str) {
         state: task.state,
         actor: actor.into(),
         reason: reason.into(),
+        index,
     });
 }

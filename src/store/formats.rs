@@ -1,0 +1,149 @@
+//! Records as earlier formats stored them, and how they read today: a node
+//! upgraded in place, or a snapshot made by an earlier release, loads them.
+//!
+//! Tasks are format 2 since each transition of a timeline records the log
+//! index that applied it; a format-1 task reads with index 0 on every
+//! transition (not recorded).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use crate::codec::{decode, decode_as, format_of, FORMAT_V1, FORMAT_V2};
+use crate::model::{spec, worker, CompactString, Task, TaskState, Transition};
+
+/// The format task records are written in.
+pub(super) const TASK_FORMAT: u8 = FORMAT_V2;
+
+/// A task record of either format.
+pub(super) fn decode_task(bytes: &[u8]) -> io::Result<Task> {
+    if format_of(bytes)?.0 != FORMAT_V1 {
+        return decode_as(TASK_FORMAT, bytes);
+    }
+    let t: TaskV1 = decode(bytes)?;
+    Ok(Task {
+        id: t.id,
+        queue: t.queue,
+        project: t.project,
+        run: t.run,
+        name: t.name,
+        state: t.state,
+        resources: t.resources,
+        max_attempts: t.max_attempts,
+        attempt: t.attempt,
+        labels: t.labels,
+        created_ms: t.created_ms,
+        updated_ms: t.updated_ms,
+        idempotency_key: t.idempotency_key,
+        rank: t.rank,
+        timeline: t
+            .timeline
+            .into_iter()
+            .map(|e| Transition {
+                at_ms: e.at_ms,
+                state: e.state,
+                actor: e.actor,
+                reason: e.reason,
+                index: 0,
+            })
+            .collect(),
+        condition: t.condition,
+        payload_bytes: t.payload_bytes,
+        execution: t.execution,
+    })
+}
+
+/// [`Task`] as format 1 stored it.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct TaskV1 {
+    id: u64,
+    queue: u64,
+    project: CompactString,
+    run: CompactString,
+    name: CompactString,
+    state: TaskState,
+    resources: spec::Resources,
+    max_attempts: u32,
+    attempt: u32,
+    labels: BTreeMap<String, String>,
+    created_ms: u64,
+    updated_ms: u64,
+    idempotency_key: Arc<str>,
+    rank: u128,
+    timeline: Vec<TransitionV1>,
+    condition: Option<String>,
+    payload_bytes: u32,
+    execution: Option<Box<worker::Execution>>,
+}
+
+/// [`Transition`] as format 1 stored it: without its log index.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct TransitionV1 {
+    at_ms: u64,
+    state: TaskState,
+    actor: CompactString,
+    reason: CompactString,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode, encode_as};
+    use crate::model::state::tests::{cmd, submit};
+    use crate::model::{Op, State};
+
+    /// A task record written before transitions carried their index reads
+    /// as the same task with index 0 on each; a new record keeps them.
+    #[test]
+    fn task_records_of_both_formats_read() {
+        let mut state = State::new();
+        let mut changed = vec![];
+        state.apply_at(5, &cmd(1_000, "a", submit("default")), &mut changed);
+        let cancel = Op::CancelTask {
+            id: 1,
+            reason: "not needed".into(),
+        };
+        state.apply_at(9, &cmd(2_000, "b", cancel), &mut changed);
+        let task = state.task(1).unwrap().clone();
+        let indexes: Vec<u64> = task.timeline.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, vec![5, 9]);
+        assert_eq!(decode_task(&encode_as(TASK_FORMAT, &task)).unwrap(), task);
+
+        let old = TaskV1 {
+            id: task.id,
+            queue: task.queue,
+            project: task.project.clone(),
+            run: task.run.clone(),
+            name: task.name.clone(),
+            state: task.state,
+            resources: task.resources.clone(),
+            max_attempts: task.max_attempts,
+            attempt: task.attempt,
+            labels: task.labels.clone(),
+            created_ms: task.created_ms,
+            updated_ms: task.updated_ms,
+            idempotency_key: task.idempotency_key.clone(),
+            rank: task.rank,
+            timeline: task
+                .timeline
+                .iter()
+                .map(|e| TransitionV1 {
+                    at_ms: e.at_ms,
+                    state: e.state,
+                    actor: e.actor.clone(),
+                    reason: e.reason.clone(),
+                })
+                .collect(),
+            condition: task.condition.clone(),
+            payload_bytes: task.payload_bytes,
+            execution: task.execution.clone(),
+        };
+        let mut expected = task.clone();
+        for e in &mut expected.timeline {
+            e.index = 0;
+        }
+        assert_eq!(decode_task(&encode(&old)).unwrap(), expected);
+    }
+}
