@@ -9,6 +9,7 @@
 //! whatever else the scenario measures.
 
 mod floor;
+mod history;
 mod load;
 mod scale;
 mod scenarios;
@@ -25,7 +26,8 @@ Options:
   --smoke               every scenario, tiny (what scripts/test runs: it
                         checks that the harness works, not how fast)
   --scenarios LIST      comma-separated, default all: floor, submit, e2e,
-                        failover, scale, heartbeats
+                        failover, scale, heartbeats, history (the cost of
+                        the metrics history: with it and without)
   --laneq-bin PATH      the laneq binary (default target/release/laneq)
   --etcd-bin PATH       the etcd binary (default /usr/bin/etcd)
   --out FILE            the JSON results (default bench/results/versus_etcd.json)
@@ -72,7 +74,15 @@ impl Args {
     }
 }
 
-const SCENARIOS: [&str; 6] = ["floor", "submit", "e2e", "failover", "scale", "heartbeats"];
+const SCENARIOS: [&str; 7] = [
+    "floor",
+    "submit",
+    "e2e",
+    "failover",
+    "scale",
+    "heartbeats",
+    "history",
+];
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -170,6 +180,7 @@ async fn main() -> std::process::ExitCode {
             "failover" => scenarios::failover(&args).await,
             "scale" => scale::scale(&args).await,
             "heartbeats" => scenarios::heartbeats(&args).await,
+            "history" => history::history(&args).await,
             _ => unreachable!("checked in parse_args"),
         };
         records.extend(rows);

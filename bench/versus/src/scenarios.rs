@@ -23,7 +23,7 @@ const QUEUE: &str = "bench";
 const ATTEMPT: Duration = Duration::from_secs(2);
 
 /// A laneq client with the bench queue created (no depth limit).
-async fn laneq_client(c: &Cluster) -> Client {
+pub(crate) async fn laneq_client(c: &Cluster) -> Client {
     let client = Client::with_deadline(&c.endpoints, Duration::from_secs(10));
     create_queue(&client, QUEUE).await;
     client
@@ -51,7 +51,7 @@ fn task_in(queue: &str) -> TaskSpec {
     }
 }
 
-fn laneq_submit(client: Client) -> Op {
+pub(crate) fn laneq_submit(client: Client) -> Op {
     Arc::new(move |_, _| {
         let client = client.clone();
         Box::pin(async move { client.submit(task(), None).await.is_ok() })
@@ -122,8 +122,8 @@ fn cluster_pids(cluster: &Cluster) -> Vec<u32> {
 
 /// One closed-loop window of the submit scenario, with what was measured
 /// beside it.
-struct Window {
-    outcome: Outcome,
+pub(crate) struct Window {
+    pub outcome: Outcome,
     /// CPU per acknowledged op, in µs (see [`closed_loop_cpu`]).
     cpu_us: f64,
     /// CPU that the idle cluster used meanwhile, in ms (none without one).
@@ -134,7 +134,7 @@ struct Window {
 
 /// One window of `op` on `cluster` with `clients` clients, sampling the
 /// first-touch cost meanwhile; its JSON row goes into `rows`.
-async fn submit_window(
+pub(crate) async fn submit_window(
     system: &str,
     cluster: &Cluster,
     idle: Option<&Cluster>,
@@ -644,18 +644,164 @@ async fn kill_leader_loop(cluster: &mut Cluster, op: Op, kills: usize) -> (Vec<D
 /// followers; each node's CPU and the Raft entries per second they cause.
 pub async fn heartbeats(args: &Args) -> Vec<Value> {
     let workers: usize = args.by_size(200, 10_000, 10_000);
-    let period = Duration::from_secs(5);
+    let window = Duration::from_secs(args.by_size(2, 10, 30));
     let cluster = Cluster::laneq(&args.laneq_bin).await;
-    let client = laneq_client(&cluster).await;
+    let b = heartbeat_load(&cluster, workers, window, false).await;
+    println!(
+        "## 5. Heartbeats: {workers} workers every {:?}, sent to the followers\n",
+        HEARTBEAT_PERIOD
+    );
+    b.print_cpu();
+    println!(
+        "\n{:.0} heartbeats/s answered; {:.1} Raft entries/s\n",
+        b.beats_per_s, b.entries_per_s
+    );
+    vec![
+        json!({"scenario": "heartbeats", "system": "laneq", "clients": HEARTBEAT_SENDERS,
+        "workers": workers, "ops_per_s": b.beats_per_s.round(),
+        "raft_entries_per_s": b.entries_per_s, "leader_cpu_pct": b.cpu[b.leader],
+        "follower_cpu_pct": b.follower_cpu()}),
+    ]
+}
+
+/// How often each simulated worker heartbeats.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
+/// How many tasks of this process send the heartbeats.
+pub const HEARTBEAT_SENDERS: usize = 50;
+
+/// What a heartbeat load cost the cluster.
+pub struct Beats {
+    /// Each node's CPU over the window, in % of one core.
+    pub cpu: Vec<Option<f64>>,
+    /// The leader's position in `cpu`.
+    pub leader: usize,
+    pub beats_per_s: f64,
+    pub entries_per_s: f64,
+}
+
+impl Beats {
+    pub fn follower_cpu(&self) -> Vec<Option<f64>> {
+        (self.cpu.iter().enumerate())
+            .filter(|(i, _)| *i != self.leader)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
+    pub fn print_cpu(&self) {
+        println!("| node | role | CPU (% of one core) |\n|---:|---|---:|");
+        for (i, c) in self.cpu.iter().enumerate() {
+            println!(
+                "| {} | {} | {} |",
+                i + 1,
+                if i == self.leader {
+                    "leader"
+                } else {
+                    "follower"
+                },
+                c.map_or("?".into(), |c| format!("{c:.1}%"))
+            );
+        }
+    }
+}
+
+/// A usage sample that moves with `n`, so that a history keeps a new
+/// minimum, maximum and mean in every interval: one GPU, as an agent on a
+/// GPU machine reports.
+fn usage_sample(n: u64) -> laneq::proto::v1::Usage {
+    let wave = n * 37 % 1000;
+    laneq::proto::v1::Usage {
+        cpu_pct: Some(wave as f64 / 10.0),
+        memory_used_bytes: Some(8 << 30 | wave << 20),
+        memory_total_bytes: Some(64 << 30),
+        gpus: vec![laneq::proto::v1::GpuUsage {
+            index: 0,
+            name: "NVIDIA H100".into(),
+            util_pct: (1000 - wave) as f64 / 10.0,
+            memory_used_bytes: 20 << 30 | wave << 20,
+            memory_total_bytes: 80 << 30,
+        }],
+        net_rx_bytes_per_s: Some(wave << 10),
+        net_tx_bytes_per_s: Some(wave << 9),
+        at_ms: laneq::clock::now_ms(),
+    }
+}
+
+/// Registers `workers` workers on `cluster`, then has them heartbeat every
+/// [`HEARTBEAT_PERIOD`] through the followers for `window`, with a usage
+/// sample in each heartbeat if `usage`.
+pub async fn heartbeat_load(
+    cluster: &Cluster,
+    workers: usize,
+    window: Duration,
+    usage: bool,
+) -> Beats {
+    let client = laneq_client(cluster).await;
     let leader = cluster.leader().await.expect("a leader");
     let followers: Vec<String> = (cluster.endpoints.iter().enumerate())
         .filter(|(i, _)| *i != leader)
         .map(|(_, e)| e.clone())
         .collect();
-    // Register them all first (64 at a time).
     let names: Vec<String> = (0..workers).map(|i| format!("sim-{i:05}")).collect();
+    register_workers(&client, &names, window).await;
+    let status = |i: usize| {
+        let ep = cluster.endpoints[i].clone();
+        async move { Client::node_status(&ep, Duration::from_secs(2)).await.ok() }
+    };
+    let log_before = status(leader).await.map_or(0, |s| s.last_log_index);
+    let cpu_before: Vec<_> = (0..3).map(|i| cluster.pid(i).and_then(cpu_time)).collect();
+    let start = Instant::now();
+    let per = workers / HEARTBEAT_SENDERS;
+    let mut handles = Vec::new();
+    let sent = Arc::new(AtomicU64::new(0));
+    for s in 0..HEARTBEAT_SENDERS {
+        let ep = followers[s % followers.len()].clone();
+        let names = names[s * per..(s + 1) * per].to_vec();
+        let sent = sent.clone();
+        handles.push(tokio::spawn(async move {
+            let c = Client::with_deadline(&[ep], Duration::from_secs(5));
+            let gap = HEARTBEAT_PERIOD / per as u32;
+            let mut next = Instant::now() + gap * s as u32 / HEARTBEAT_SENDERS as u32;
+            'outer: for round in 0u64.. {
+                for n in &names {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += gap;
+                    if start.elapsed() >= window {
+                        break 'outer;
+                    }
+                    let sample = usage.then(|| usage_sample(round * 131 + s as u64));
+                    if c.heartbeat(n, vec![], sample).await.is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let elapsed = start.elapsed();
+    let log_after = status(leader).await.map_or(0, |s| s.last_log_index);
+    let cpu = (0..3)
+        .map(|i| {
+            let after = cluster.pid(i).and_then(cpu_time)?;
+            let before = cpu_before[i]?;
+            Some((after - before).as_secs_f64() / elapsed.as_secs_f64() * 100.0)
+        })
+        .collect();
+    let _ = client.list_queues(ReadConsistency::Stale).await;
+    Beats {
+        cpu,
+        leader,
+        beats_per_s: sent.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
+        entries_per_s: (log_after - log_before) as f64 / elapsed.as_secs_f64(),
+    }
+}
+
+/// Registers every worker in `names`, 64 at a time, for as long as the
+/// measurement after it takes (`window`).
+async fn register_workers(client: &Client, names: &[String], window: Duration) {
     let register: Op = {
-        let (client, names) = (client.clone(), Arc::new(names.clone()));
+        let (client, names) = (client.clone(), Arc::new(names.to_vec()));
         let next = Arc::new(AtomicU64::new(0));
         Arc::new(move |_, _| {
             let (client, names, next) = (client.clone(), names.clone(), next.clone());
@@ -674,73 +820,5 @@ pub async fn heartbeats(args: &Args) -> Vec<Value> {
             })
         })
     };
-    // Registering takes as long as the measurement after it.
-    let window = Duration::from_secs(args.by_size(2, 10, 30));
     let _ = closed_loop(64, window, register).await;
-    let status = |i: usize| {
-        let ep = cluster.endpoints[i].clone();
-        async move { Client::node_status(&ep, Duration::from_secs(2)).await.ok() }
-    };
-    let log_before = status(leader).await.map_or(0, |s| s.last_log_index);
-    let cpu_before: Vec<_> = (0..3).map(|i| cluster.pid(i).and_then(cpu_time)).collect();
-    let start = Instant::now();
-    let senders = 50usize;
-    let per = workers / senders;
-    let mut handles = Vec::new();
-    let sent = Arc::new(AtomicU64::new(0));
-    for s in 0..senders {
-        let ep = followers[s % followers.len()].clone();
-        let names = names[s * per..(s + 1) * per].to_vec();
-        let sent = sent.clone();
-        handles.push(tokio::spawn(async move {
-            let c = Client::with_deadline(&[ep], Duration::from_secs(5));
-            let gap = period / per as u32;
-            let mut next = Instant::now() + gap * s as u32 / senders as u32;
-            'outer: loop {
-                for n in &names {
-                    tokio::time::sleep_until(next.into()).await;
-                    next += gap;
-                    if start.elapsed() >= window {
-                        break 'outer;
-                    }
-                    if c.heartbeat(n, vec![], None).await.is_ok() {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-    }
-    for h in handles {
-        let _ = h.await;
-    }
-    let elapsed = start.elapsed();
-    let log_after = status(leader).await.map_or(0, |s| s.last_log_index);
-    let cpu: Vec<Option<f64>> = (0..3)
-        .map(|i| {
-            let after = cluster.pid(i).and_then(cpu_time)?;
-            let before = cpu_before[i]?;
-            Some((after - before).as_secs_f64() / elapsed.as_secs_f64() * 100.0)
-        })
-        .collect();
-    let entries = (log_after - log_before) as f64 / elapsed.as_secs_f64();
-    let beats = sent.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
-    println!("## 5. Heartbeats: {workers} workers every {period:?}, sent to the followers\n");
-    println!("| node | role | CPU (% of one core) |\n|---:|---|---:|");
-    for (i, c) in cpu.iter().enumerate() {
-        println!(
-            "| {} | {} | {} |",
-            i + 1,
-            if i == leader { "leader" } else { "follower" },
-            c.map_or("?".into(), |c| format!("{c:.1}%"))
-        );
-    }
-    println!("\n{beats:.0} heartbeats/s answered; {entries:.1} Raft entries/s\n");
-    let _ = client.list_queues(ReadConsistency::Stale).await;
-    vec![
-        json!({"scenario": "heartbeats", "system": "laneq", "clients": senders,
-        "workers": workers, "ops_per_s": beats.round(), "raft_entries_per_s": entries,
-        "leader_cpu_pct": cpu[leader],
-        "follower_cpu_pct": cpu.iter().enumerate().filter(|(i, _)| *i != leader)
-            .map(|(_, c)| *c).collect::<Vec<_>>()}),
-    ]
 }

@@ -106,6 +106,12 @@ pub struct Cluster {
 impl Cluster {
     /// A laneq cluster with its default settings (fsync on).
     pub async fn laneq(bin: &Path) -> Cluster {
+        Cluster::laneq_with(bin, "laneq", "").await
+    }
+
+    /// A laneq cluster named `name`, with `extra` (TOML) appended to each
+    /// node's config before its peers.
+    pub async fn laneq_with(bin: &Path, name: &str, extra: &str) -> Cluster {
         let dir = cluster_dir("laneq");
         let addrs: Vec<String> = (0..3)
             .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -117,6 +123,7 @@ impl Cluster {
                 "id = {id}\ncluster = \"bench\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
                 dir.path().join(format!("node{id}")).display()
             );
+            text += extra;
             for (j, peer) in addrs.iter().enumerate() {
                 text += &format!("\n[[peers]]\nid = {}\naddr = \"{peer}\"\n", j + 1);
             }
@@ -137,7 +144,7 @@ impl Cluster {
         }
         let mut c = Cluster {
             kind: Kind::Laneq,
-            name: "laneq".into(),
+            name: name.into(),
             bin: bin.to_path_buf(),
             endpoints: addrs,
             procs,
