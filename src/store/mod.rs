@@ -7,8 +7,8 @@
 //! `io::Error` and is fatal to the node: it stops rather than run half-working.
 
 mod flusher;
-mod history;
 mod formats;
+mod history;
 mod identity;
 mod snapshot;
 mod tables;

@@ -82,14 +82,16 @@ impl Lines {
         self.header.set_message(header(v));
         for (i, (label, used, limit)) in gauges(v).into_iter().enumerate() {
             let bar = &self.gauges[i];
+            // Length and position first: a tick between would draw a
+            // bar of the new style at the old length.
+            bar.set_length(limit);
+            bar.set_position(used);
             if self.limits[i] != Some(limit) {
                 bar.set_style(style(limit));
                 bar.set_prefix(label);
                 bar.enable_steady_tick(if limit == 0 { SPIN } else { REDRAW });
                 self.limits[i] = Some(limit);
             }
-            bar.set_length(limit);
-            bar.set_position(used);
         }
     }
 
