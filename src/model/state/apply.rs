@@ -44,6 +44,7 @@ impl State {
         changed.push(Key::Meta);
         self.expire_idempotency(changed);
         self.history_tick(changed);
+        let start = changed.len();
         let response = match &cmd.writes {
             Writes::One(write) => self.apply_write(write, cmd.stamp.seed, changed),
             // Each write of a batch applies on its own, in order, with its
@@ -60,6 +61,9 @@ impl State {
                 replayed: false,
             },
         };
+        // Once per command, not per write: every write of a batch has the
+        // same stamped time, so the gauges' values in between last no time.
+        self.history_observe(start, changed);
         #[cfg(debug_assertions)]
         self.check_invariants();
         response
@@ -74,9 +78,7 @@ impl State {
                 replayed: true,
             };
         }
-        let start = changed.len();
         let result = validate_write(write).and_then(|()| self.apply_op(write, seed, changed));
-        self.history_observe(start, changed);
         // A malformed key cannot be remembered; every other outcome is, so a
         // retry answers the same even when the first attempt was refused.
         // Heartbeat batches and expiry, which nodes write by themselves

@@ -141,7 +141,7 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// After each write: the queues and workers it changed (their keys in
+    /// After each command: the queues and workers it changed (their keys in
     /// `changed[start..]`) update their gauges and the totals.
     pub(super) fn history_observe(&mut self, start: usize, changed: &mut Vec<Key>) {
         if !self.history.settings().enabled {
