@@ -66,13 +66,10 @@ pub fn observe_since(histogram: &Histogram, start: Instant) {
     histogram.observe(start.elapsed().as_secs_f64());
 }
 
-/// The `reason` labels of [`PROPOSALS_FAILED`], each exported from the
-/// start (at 0), so that a rate over them is defined before the first.
-pub const PROPOSAL_FAILURES: [&str; 4] = ["not_leader", "discarded", "refused", "fatal"];
-
-/// Creates every series of [`PROPOSALS_FAILED`] at 0.
-pub fn init_proposal_failures() {
-    for reason in PROPOSAL_FAILURES {
+/// Creates a series of [`PROPOSALS_FAILED`] at 0 for each of `reasons`, so
+/// that a rate over them is defined before the first failure.
+pub fn init_proposal_failures(reasons: &[&'static str]) {
+    for &reason in reasons {
         let _ = PROPOSALS_FAILED.get_or_create(&[("reason", reason)]);
     }
 }

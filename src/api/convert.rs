@@ -50,8 +50,6 @@ pub fn spec_to_proto(s: &QueueSpec) -> pb::QueueSpec {
 }
 
 pub fn queue(state: &State, q: &Queue) -> pb::Queue {
-    let in_flight = state.in_flight(q.id);
-    let waits = &q.recent_waits;
     pb::Queue {
         id: q.id,
         name: q.name.clone(),
@@ -64,9 +62,9 @@ pub fn queue(state: &State, q: &Queue) -> pb::Queue {
         version: q.version,
         spec: Some(spec_to_proto(&q.spec)),
         state: q.state.as_str().to_string(),
-        running: in_flight.map_or(0, |f| f.tasks),
-        runs_active: in_flight.map_or(0, |f| f.runs.len() as u64),
-        avg_wait_ms: (!waits.is_empty()).then(|| waits.iter().sum::<u64>() / waits.len() as u64),
+        running: state.running(q.id),
+        runs_active: state.runs_active(q.id),
+        avg_wait_ms: q.avg_wait_ms(),
         workers: state
             .workers()
             .filter(|w| w.queues.contains(&q.id))

@@ -39,6 +39,15 @@ pub struct Queue {
     pub clearing: Option<Clearing>,
 }
 
+impl Queue {
+    /// The average wait of the most recently started tasks, in ms (none
+    /// before the first start).
+    pub fn avg_wait_ms(&self) -> Option<u64> {
+        let waits = &self.recent_waits;
+        (!waits.is_empty()).then(|| waits.iter().sum::<u64>() / waits.len() as u64)
+    }
+}
+
 /// What a clear under way ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Clearing {

@@ -187,7 +187,7 @@ fn register_meters(r: &mut Registry) {
         "Writes this node has proposed as leader and not yet seen applied",
         meter::PROPOSALS_PENDING.clone(),
     );
-    meter::init_proposal_failures();
+    meter::init_proposal_failures(&crate::raft::ProposeError::REASONS);
     r.register(
         "raft_proposals_failed",
         "Proposals that failed, by reason (a domain refusal is an answer, not a failure)",

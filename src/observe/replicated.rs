@@ -72,22 +72,20 @@ impl Figures {
             .map(|q| {
                 let in_flight = state.in_flight(q.id);
                 let held = |r: &str| in_flight.and_then(|f| f.resources.get(r).copied());
-                let waits = &q.recent_waits;
                 QueueFigures {
                     name: q.name.clone(),
                     pool: q.pool.clone(),
                     state: q.state,
                     queued: state.queued(q.id) as u64,
-                    running: in_flight.map_or(0, |f| f.tasks),
-                    runs_active: in_flight.map_or(0, |f| f.runs.len() as u64),
+                    running: state.running(q.id),
+                    runs_active: state.runs_active(q.id),
                     run_concurrency: q.spec.run_concurrency,
                     action_concurrency: q.spec.action_concurrency,
                     depth: q.spec.depth,
                     quota: (q.spec.quota.iter())
                         .map(|(r, limit)| (r.clone(), *limit, held(r).unwrap_or(0)))
                         .collect(),
-                    recent_wait_ms: (!waits.is_empty())
-                        .then(|| waits.iter().sum::<u64>() / waits.len() as u64),
+                    recent_wait_ms: q.avg_wait_ms(),
                     counters: state.queue_counters(q.id).cloned(),
                 }
             })

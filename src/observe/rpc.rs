@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn a_call_dropped_before_its_end_counts_as_cancelled_once() {
         let metrics = Arc::new(RpcMetrics::new(vec!["laneq.v1.Workers"]));
-        let mut call = Call {
+        let lease = || Call {
             metrics: metrics.clone(),
             path: "/laneq.v1.Workers/Lease".into(),
             id: request_id(None),
@@ -411,6 +411,7 @@ mod tests {
             span: tracing::Span::none(),
             ended: false,
         };
+        let mut call = lease();
         call.end(Code::Ok);
         drop(call);
         let count = |code: &str| {
@@ -424,14 +425,7 @@ mod tests {
                 .get()
         };
         assert_eq!((count("OK"), count("CANCELLED")), (1, 0));
-        drop(Call {
-            metrics: metrics.clone(),
-            path: "/laneq.v1.Workers/Lease".into(),
-            id: request_id(None),
-            start: Instant::now(),
-            span: tracing::Span::none(),
-            ended: false,
-        });
+        drop(lease());
         assert_eq!((count("OK"), count("CANCELLED")), (1, 1));
     }
 }

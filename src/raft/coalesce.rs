@@ -41,14 +41,18 @@ pub enum ProposeError {
 }
 
 impl ProposeError {
-    /// The `reason` label of `laneq_raft_proposals_failed_total`.
+    /// Every `reason` label of `laneq_raft_proposals_failed_total`, in the
+    /// order of the variants.
+    pub const REASONS: [&'static str; 4] = ["not_leader", "discarded", "refused", "fatal"];
+
+    /// The `reason` label of this failure.
     fn reason(&self) -> &'static str {
-        match self {
-            ProposeError::NotLeader => "not_leader",
-            ProposeError::Discarded => "discarded",
-            ProposeError::Refused(_) => "refused",
-            ProposeError::Fatal(_) => "fatal",
-        }
+        Self::REASONS[match self {
+            ProposeError::NotLeader => 0,
+            ProposeError::Discarded => 1,
+            ProposeError::Refused(_) => 2,
+            ProposeError::Fatal(_) => 3,
+        }]
     }
 }
 

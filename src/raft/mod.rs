@@ -20,7 +20,7 @@ pub mod runtime;
 mod service;
 mod state_machine;
 
-pub use coalesce::{Stamper, WallClock};
+pub use coalesce::{ProposeError, Stamper, WallClock};
 pub use error::NodeError;
 pub use forward::noting_forwards;
 pub use log_store::LogStore;

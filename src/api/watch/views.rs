@@ -13,16 +13,14 @@ use crate::proto::v1 as pb;
 
 /// A queue's live figures.
 pub fn queue_view(state: &State, q: &Queue) -> pb::QueueView {
-    let in_flight = state.in_flight(q.id);
     let next = state.next_task(q.id);
-    let waits = &q.recent_waits;
     pb::QueueView {
         id: q.id,
         name: q.name.clone(),
         state: q.state.as_str().to_string(),
         queued: state.queued(q.id) as u64,
-        running: in_flight.map_or(0, |f| f.tasks),
-        runs_active: in_flight.map_or(0, |f| f.runs.len() as u64),
+        running: state.running(q.id),
+        runs_active: state.runs_active(q.id),
         run_concurrency: q.spec.run_concurrency,
         action_concurrency: q.spec.action_concurrency,
         depth: q.spec.depth,
@@ -30,7 +28,7 @@ pub fn queue_view(state: &State, q: &Queue) -> pb::QueueView {
         next_task_name: next
             .and_then(|id| state.task(id))
             .map_or_else(String::new, |t| t.name.to_string()),
-        avg_wait_ms: (!waits.is_empty()).then(|| waits.iter().sum::<u64>() / waits.len() as u64),
+        avg_wait_ms: q.avg_wait_ms(),
         clearing: q.clearing.map_or("", |c| c.as_str()).to_string(),
         pool: q.pool.clone(),
     }

@@ -135,6 +135,17 @@ impl State {
         self.in_flight.get(&queue)
     }
 
+    /// How many tasks of a queue are leased or running.
+    pub fn running(&self, queue: u64) -> u64 {
+        self.in_flight(queue).map_or(0, |f| f.tasks)
+    }
+
+    /// How many runs of a queue have tasks in flight (the usage of its run
+    /// concurrency).
+    pub fn runs_active(&self, queue: u64) -> u64 {
+        self.in_flight(queue).map_or(0, |f| f.runs.len() as u64)
+    }
+
     pub(super) fn in_flight_tasks(&self, queue: u64) -> u64 {
         self.in_flight.get(&queue).map_or(0, |f| f.tasks)
     }
