@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use super::{limits, Queue};
-use super::{spec, worker, ModelError};
+use std::collections::BTreeSet;
+
+use super::{spec, token, worker, ModelError};
 
 /// What the leader stamps into a command before proposing it. Apply uses these
 /// instead of a clock or a random source.
@@ -56,9 +58,8 @@ impl Write {
 }
 
 /// The operations a client can ask for. New variants go at the end: the
-/// variant's index is part of the log's encoding. Index 25, after the last,
-/// is taken: it is a batch's on the log (`layout::BATCH_VARIANT`), so the
-/// next operation needs a placeholder there first.
+/// variant's index is part of the log's encoding. Index 25 is a batch's on
+/// the log (`layout::BATCH_VARIANT`), held by [`Op::BatchSlot`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     CreateQueue {
@@ -190,6 +191,30 @@ pub enum Op {
     ExpireLeases {
         worker_timeout_ms: u64,
     },
+    /// Index 25, a batch's on the log (`layout::BATCH_VARIANT`): never an
+    /// operation. It holds the place so that the operations after it keep
+    /// their indexes; validation refuses it.
+    #[doc(hidden)]
+    BatchSlot,
+    /// Stores a new token under `name`, with the SHA-256 of its secret (the
+    /// caller made the secret and keeps it; the log never sees it). A
+    /// `bootstrap` token is the first admin's: it is refused once any token
+    /// exists, so that `cluster init` hands out the first admin once.
+    CreateToken {
+        name: String,
+        role: token::Role,
+        projects: BTreeSet<String>,
+        pools: BTreeSet<String>,
+        #[serde(with = "serde_bytes")]
+        secret_sha256: Vec<u8>,
+        /// Expires this long after it is created; 0: never.
+        ttl_ms: u64,
+        bootstrap: bool,
+    },
+    /// Deletes a token: it stops being accepted on every node at once.
+    RevokeToken {
+        name: String,
+    },
 }
 
 /// A task as submitted.
@@ -311,6 +336,11 @@ impl std::fmt::Display for Op {
             Op::CompleteTask { id, .. } => write!(f, "complete-task {id}"),
             Op::ReleaseTask { id, .. } => write!(f, "release-task {id}"),
             Op::ExpireLeases { .. } => write!(f, "expire-leases"),
+            Op::BatchSlot => write!(f, "batch-slot"),
+            Op::CreateToken { name, role, .. } => {
+                write!(f, "create-token {name} ({})", role.as_str())
+            }
+            Op::RevokeToken { name } => write!(f, "revoke-token {name}"),
         }
     }
 }
@@ -370,6 +400,10 @@ pub enum Reply {
     },
     /// The responses of a [`Writes::Batch`]'s writes, in order.
     Batch(Vec<Response>),
+    /// A token was created or revoked.
+    Token {
+        name: String,
+    },
 }
 
 /// The outcome of applying one log entry, as the proposer sees it.

@@ -217,7 +217,8 @@ mod tests {
         assert_eq!(decode::<Command>(&new_batch).unwrap(), batch);
     }
 
-    /// A batch's index is the one after `Op`'s last: `ExpireLeases` is 24.
+    /// A batch's index is the one after `ExpireLeases` (24), held by
+    /// `Op::BatchSlot`; the operations after it keep theirs.
     #[test]
     fn the_batch_index_follows_the_last_operation() {
         let last = Op::ExpireLeases {
@@ -225,8 +226,11 @@ mod tests {
         };
         assert_eq!(encode(&last)[1], 24);
         assert_eq!(BATCH_VARIANT, 25);
-        let unknown = [1u8, 1, 2, 0, 0, 26];
+        assert_eq!(encode(&Op::BatchSlot)[1], 25);
+        let revoke = Op::RevokeToken { name: "a".into() };
+        assert_eq!(encode(&revoke)[1], 27);
+        let unknown = [1u8, 1, 2, 0, 0, 28];
         let e = decode::<Command>(&unknown).unwrap_err().to_string();
-        assert!(e.contains("26"), "{e}");
+        assert!(e.contains("28"), "{e}");
     }
 }

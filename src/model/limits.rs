@@ -40,6 +40,14 @@ pub const LABELS_MAX: usize = 32;
 pub const LABEL_VALUE_MAX_BYTES: usize = 256;
 /// Longest actor, in bytes.
 pub const ACTOR_MAX_BYTES: usize = 128;
+/// Most tokens the store holds.
+pub const TOKENS_MAX: usize = 10_000;
+/// Most projects, or pools, one token is bound to.
+pub const TOKEN_SCOPE_MAX: usize = 64;
+/// Longest lifetime a token may be given: ten years, in ms.
+pub const TOKEN_TTL_MAX_MS: u64 = 10 * 366 * 24 * 3_600_000;
+/// Bytes of a SHA-256 digest (a token's stored secret).
+pub const SHA256_BYTES: usize = 32;
 /// Longest reason given for a cancel or dequeue, in bytes.
 pub const REASON_MAX_BYTES: usize = 1024;
 /// Most entries kept in a task's timeline.

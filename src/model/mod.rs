@@ -11,8 +11,8 @@
 //!   ([`Command`], one write or a batch) and what apply answers
 //!   ([`Response`]); `layout`, how a batch is laid out on the log.
 //! - `validate`: shape checks of writes and their fields, before any state.
-//! - `task`, `queue`, `pool`, `project`, `worker`, `spec`: the records the
-//!   state holds.
+//! - `task`, `queue`, `pool`, `project`, `worker`, `spec`, `token`: the
+//!   records the state holds (`token` also the permissions of roles).
 //! - `state`: the [`State`] and its apply, one file per area, and its
 //!   invariants; `order` is its index of each queue's order, `dispatch` the
 //!   choice of tasks to lease.
@@ -32,6 +32,7 @@ mod queue;
 pub mod spec;
 pub(crate) mod state;
 mod task;
+pub mod token;
 pub mod validate;
 pub mod worker;
 
@@ -46,8 +47,9 @@ pub use pool::Pool;
 pub use project::Project;
 pub use queue::{Clearing, Queue};
 pub use state::{
-    InFlight, Key, MetaRecord, State, DEFAULT_POOL, DEFAULT_PROJECT, DEFAULT_QUEUE,
-    DEFAULT_QUEUE_ID,
+    InFlight, Key, MetaRecord, State, BOOTSTRAP_CREATOR, DEFAULT_POOL, DEFAULT_PROJECT,
+    DEFAULT_QUEUE, DEFAULT_QUEUE_ID,
 };
 pub use task::{LeaseView, Task, TaskBody, TaskState, Timeline, Transition};
+pub use token::{Permission, Role, Token};
 pub use validate::{validate_write, validate_writes};

@@ -97,10 +97,12 @@ pub enum Table {
     /// The metrics history: tracks, counters and closed buckets (see
     /// `store::history`).
     History,
+    /// Access tokens (their secrets' digests only).
+    Tokens,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::Queues,
         Table::Tasks,
@@ -110,6 +112,7 @@ impl Table {
         Table::Bodies,
         Table::Workers,
         Table::History,
+        Table::Tokens,
     ];
 
     pub(crate) fn cf(self) -> &'static str {
@@ -123,6 +126,7 @@ impl Table {
             Table::Bodies => "sm_bodies",
             Table::Workers => "sm_workers",
             Table::History => "sm_history",
+            Table::Tokens => "sm_tokens",
         }
     }
 
@@ -137,6 +141,7 @@ impl Table {
             Table::Bodies => 7,
             Table::Workers => 8,
             Table::History => 9,
+            Table::Tokens => 10,
         }
     }
 
@@ -189,6 +194,11 @@ impl SmBatch {
                 Table::Workers,
                 name.as_bytes().to_vec(),
                 state.worker(name).map(encode),
+            ),
+            Key::Token(name) => (
+                Table::Tokens,
+                name.as_bytes().to_vec(),
+                state.token(name).map(encode),
             ),
             Key::Body(id, body) => (Table::Bodies, id.to_be_bytes().to_vec(), Some(encode(body))),
             Key::Task(id) => (
@@ -276,6 +286,10 @@ impl Store {
         for item in db.iterator_cf(self.cf(Table::Projects.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
             state.load_project(decode(&v)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Tokens.cf()), IteratorMode::Start) {
+            let (_, v) = item.map_err(io_err)?;
+            state.load_token(decode(&v)?);
         }
         for item in db.iterator_cf(self.cf(Table::Queues.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;

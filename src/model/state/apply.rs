@@ -143,6 +143,9 @@ impl State {
             Op::CancelTask { id, reason } => self.cancel_task(*id, actor, reason, changed),
             Op::DequeueTask { id, reason } => self.dequeue_task(*id, actor, reason, changed),
             Op::MoveTask { id, to } => self.move_task(*id, to, actor, changed),
+            Op::CreateToken { .. } => self.create_token(&write.op, actor, changed),
+            Op::RevokeToken { name } => self.revoke_token(name, changed),
+            Op::BatchSlot => Err(ModelError::invalid("op", "not an operation")),
             Op::RegisterWorker(_)
             | Op::LeaseTasks { .. }
             | Op::WorkerHeartbeats { .. }

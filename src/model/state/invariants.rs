@@ -20,6 +20,7 @@ impl State {
     pub fn check_invariants(&self) {
         self.check_defaults();
         self.check_queues_and_projects();
+        self.check_tokens();
         let rebuilt = self.rebuilt();
         assert_eq!(rebuilt.in_flight, self.in_flight, "in-flight counts");
         assert_eq!(
@@ -198,6 +199,30 @@ impl State {
                     "positions are a permutation"
                 );
             }
+        }
+    }
+
+    /// Every token is under its own name, has a digest of the right size,
+    /// a scope that fits its role, and is bound to projects and pools that
+    /// exist (neither can be deleted).
+    fn check_tokens(&self) {
+        use crate::model::limits::SHA256_BYTES;
+        use crate::model::token::scope_fits_role;
+        for (name, t) in &self.tokens {
+            assert_eq!(name, &t.name, "token {name} is under its own name");
+            assert_eq!(t.secret_sha256.len(), SHA256_BYTES, "token {name}'s digest");
+            assert!(
+                scope_fits_role(t.role, &t.projects, &t.pools).is_ok(),
+                "token {name}'s scope fits its role"
+            );
+            assert!(
+                t.projects.iter().all(|p| self.projects.contains_key(p)),
+                "token {name}'s projects exist"
+            );
+            assert!(
+                t.pools.iter().all(|p| self.pools.contains_key(p)),
+                "token {name}'s pools exist"
+            );
         }
     }
 }

@@ -17,7 +17,7 @@ use super::history::{Entity, History, Row, Settings};
 use super::order::QueueOrder;
 use super::spec::{QueueSpec, QueueState, Resources};
 use super::worker::Worker;
-use super::{CompactString, IdempotencyRecord, Pool, Project, Queue, Task, TaskBody};
+use super::{CompactString, IdempotencyRecord, Pool, Project, Queue, Task, TaskBody, Token};
 
 mod apply;
 mod history;
@@ -29,6 +29,9 @@ mod projects;
 mod queries;
 mod queues;
 mod tasks;
+mod tokens;
+
+pub use tokens::BOOTSTRAP_CREATOR;
 #[cfg(test)]
 pub(crate) mod tests;
 mod workers;
@@ -64,6 +67,8 @@ pub enum Key {
     Body(u64, TaskBody),
     /// A history track, by entity (see `model::history`).
     HistoryTrack(Entity),
+    /// By name.
+    Token(String),
     /// A queue's cumulative counters, by queue id.
     QueueCounters(u64),
     /// A closed bucket of the history, which the state does not keep: the
@@ -126,6 +131,8 @@ pub struct State {
     pools: BTreeMap<String, Pool>,
     projects: BTreeMap<String, Project>,
     workers: BTreeMap<String, Worker>,
+    /// Access tokens by name.
+    tokens: BTreeMap<String, Token>,
     /// Derived: queue ids by name.
     queue_ids: BTreeMap<String, u64>,
     /// Derived: the queued tasks of each queue, in order (O(log n) positions).
@@ -164,6 +171,7 @@ impl State {
             pools: BTreeMap::new(),
             projects: BTreeMap::new(),
             workers: BTreeMap::new(),
+            tokens: BTreeMap::new(),
             tasks: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             queue_ids: BTreeMap::new(),

@@ -55,7 +55,69 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
             validate::text("reason", reason, limits::REASON_MAX_BYTES)
         }
         Op::ExpireLeases { worker_timeout_ms } => ttl("worker_timeout_ms", *worker_timeout_ms),
+        Op::BatchSlot => Err(ModelError::invalid(
+            "op",
+            "index 25 is a batch's place on the log, not an operation",
+        )),
+        Op::CreateToken {
+            name,
+            role,
+            projects,
+            pools,
+            secret_sha256,
+            ttl_ms,
+            ..
+        } => create_token(name, *role, projects, pools, secret_sha256, *ttl_ms),
+        Op::RevokeToken { name } => validate::name("name", name),
     }
+}
+
+/// A token's name, its scope for its role, a digest of the right size and
+/// a lifetime within [`limits::TOKEN_TTL_MAX_MS`].
+fn create_token(
+    name: &str,
+    role: crate::model::token::Role,
+    projects: &std::collections::BTreeSet<String>,
+    pools: &std::collections::BTreeSet<String>,
+    secret_sha256: &[u8],
+    ttl_ms: u64,
+) -> Result<(), ModelError> {
+    validate::name("name", name)?;
+    for (field, set) in [("projects", projects), ("pools", pools)] {
+        if set.len() > limits::TOKEN_SCOPE_MAX {
+            return Err(ModelError::invalid(
+                field,
+                format!(
+                    "{} given; a token is bound to at most {}",
+                    set.len(),
+                    limits::TOKEN_SCOPE_MAX
+                ),
+            ));
+        }
+        set.iter().try_for_each(|n| validate::name(field, n))?;
+    }
+    crate::model::token::scope_fits_role(role, projects, pools)
+        .map_err(|(field, why)| ModelError::invalid(field, why))?;
+    if secret_sha256.len() != limits::SHA256_BYTES {
+        return Err(ModelError::invalid(
+            "secret_sha256",
+            format!(
+                "is {} bytes; a SHA-256 digest is {}",
+                secret_sha256.len(),
+                limits::SHA256_BYTES
+            ),
+        ));
+    }
+    if ttl_ms > limits::TOKEN_TTL_MAX_MS {
+        return Err(ModelError::invalid(
+            "ttl_ms",
+            format!(
+                "{ttl_ms} ms is over the limit of {} ms (ten years); 0 means it never expires",
+                limits::TOKEN_TTL_MAX_MS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn create_queue(name: &str, pool: &str, spec: &QueueSpec) -> Result<(), ModelError> {

@@ -19,6 +19,7 @@ mod queues;
 mod reference;
 mod steps;
 mod tasks;
+mod tokens;
 
 pub(crate) use properties::random_op;
 

@@ -199,9 +199,33 @@ pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
         23..=25 => Op::SubmitTasks {
             tasks: (0..rng.random_range(1..5)).map(|_| new_task(rng)).collect(),
         },
+        39 => random_token_op(rng, project, pool),
         _ => Op::SubmitTasks {
             tasks: vec![new_task(rng)],
         },
+    }
+}
+
+/// Creating a token (of any role, bound to `project` or `pool` as its role
+/// needs, now and then a bootstrap one) or revoking one.
+fn random_token_op(rng: &mut StdRng, project: String, pool: String) -> Op {
+    use crate::model::token::Role;
+    let name = format!("t{}", rng.random_range(0..3));
+    if rng.random_bool(0.3) {
+        return Op::RevokeToken { name };
+    }
+    let role = Role::ALL[rng.random_range(0..Role::ALL.len())];
+    Op::CreateToken {
+        name,
+        role,
+        projects: (role == Role::Submitter)
+            .then_some(project)
+            .into_iter()
+            .collect(),
+        pools: (role == Role::Worker).then_some(pool).into_iter().collect(),
+        secret_sha256: vec![rng.random(); 32],
+        ttl_ms: rng.random_range(0..3) * 60_000,
+        bootstrap: rng.random_bool(0.1),
     }
 }
 
@@ -266,6 +290,11 @@ fn reload(a: &State, changed: &[Key]) -> State {
             Key::QueueCounters(id) => {
                 if let Some(c) = a.queue_counters(id) {
                     reloaded.load_queue_counters(id, c.clone())
+                }
+            }
+            Key::Token(n) => {
+                if let Some(t) = a.token(&n) {
+                    reloaded.load_token(t.clone())
                 }
             }
             Key::Body(..) | Key::HistoryRow(_) | Key::HistoryExpire { .. } => {}
