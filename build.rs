@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/laneq/v1/worker.proto",
         "proto/laneq/v1/metrics.proto",
         "proto/laneq/v1/watch.proto",
+        "proto/laneq/v1/token.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -36,6 +36,10 @@ pub struct NodeConfig {
     pub history: crate::model::history::Settings,
     #[serde(default)]
     pub watch: WatchSettings,
+    /// Plaintext and no authentication: anyone who reaches the port may do
+    /// anything. For a laptop or a test; the node warns at start.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Live watches (`laneq.v1.Watch`) this node serves.

@@ -54,7 +54,11 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     let observer = Observer::start(node.clone(), config.data_dir.clone()).await;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let watch = api::watch_server(node.clone(), &config.watch, stop_rx.clone());
-    let server = serve(node.clone(), hub, &observer, watch, listener, async move {
+    if config.insecure {
+        tracing::warn!("insecure: no authentication; anyone who reaches {listen} may do anything");
+    }
+    let secure = !config.insecure;
+    let server = serve(node.clone(), hub, &observer, watch, listener, secure, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     })?;
     let server = tokio::spawn(server);
@@ -111,13 +115,15 @@ async fn drain(node: &RaftNode, signals: &mut Signals, drain_ms: u64) -> Option<
 }
 
 /// Serves the peer protocol, the public API, health, reflection and the
-/// HTTP routes on one listener. Returns the server's future.
+/// HTTP routes on one listener, identifying callers when `secure`.
+/// Returns the server's future.
 pub fn serve(
     node: Arc<RaftNode>,
     hub: Arc<WorkerHub>,
     observer: &Arc<Observer>,
     watch: WatchServer<api::WatchApi>,
     listener: TcpListener,
+    secure: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, String> {
     // Nagle's algorithm off on every accepted connection: a small reply (a
@@ -138,7 +144,8 @@ pub fn serve(
     .add_service(api::projects_server(node.clone()))
     .add_service(api::config_server(node.clone()))
     .add_service(api::workers_server(node.clone(), hub))
-    .add_service(api::tasks_server(node))
+    .add_service(api::tokens_server(node.clone()))
+    .add_service(api::tasks_server(node.clone()))
     .add_service(watch)
     .add_service(observer.health().service());
     add_reflection(&mut grpc)?;
@@ -153,6 +160,7 @@ pub fn serve(
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .layer(observer.rpc_layer())
         .layer(tower::layer::layer_fn(|inner| LeaderHint { inner }))
+        .layer(api::auth::AuthLayer::new(node, secure))
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, shutdown))
 }

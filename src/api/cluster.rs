@@ -6,6 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::error::node_status;
 use crate::duties::WorkerHub;
+use crate::model::token::Role;
+use crate::model::{Op, Reply};
 use crate::proto::v1 as pb;
 use crate::proto::v1::cluster_server::Cluster;
 use crate::raft::RaftNode;
@@ -28,13 +30,47 @@ fn members(node: &RaftNode) -> Vec<pb::Member> {
         .collect()
 }
 
+/// The name of the first admin token, which `Init` stores.
+const BOOTSTRAP_ADMIN: &str = "admin";
+
+impl ClusterApi {
+    /// Stores the first admin token, unless the cluster has tokens already
+    /// (then returns false: the model refuses a second bootstrap).
+    async fn bootstrap_admin(
+        &self,
+        meta: Option<pb::WriteMeta>,
+        secret_sha256: Vec<u8>,
+    ) -> Result<bool, Status> {
+        let op = Op::CreateToken {
+            name: BOOTSTRAP_ADMIN.to_string(),
+            role: Role::Admin,
+            projects: Default::default(),
+            pools: Default::default(),
+            secret_sha256,
+            ttl_ms: 0,
+            bootstrap: true,
+        };
+        match super::propose(&self.node, meta, op).await {
+            Ok((Reply::Token { .. }, _)) => Ok(true),
+            Ok((other, _)) => Err(super::key_reused(other)),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => Ok(false),
+            Err(s) => Err(s),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterApi {
     async fn init(
         &self,
-        _req: Request<pb::InitRequest>,
+        req: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
+        let req = req.into_inner();
         let initialized_now = self.node.init().await.map_err(node_status)?;
+        let admin_token_created = match req.admin_token_sha256.is_empty() {
+            true => false,
+            false => self.bootstrap_admin(req.meta, req.admin_token_sha256).await?,
+        };
         let members = if initialized_now {
             let peers = self.node.configured_peers().iter();
             peers
@@ -50,6 +86,11 @@ impl Cluster for ClusterApi {
         Ok(Response::new(pb::InitResponse {
             initialized_now,
             members,
+            admin_token_created,
+            admin_token_name: match admin_token_created {
+                true => BOOTSTRAP_ADMIN.to_string(),
+                false => String::new(),
+            },
         }))
     }
 

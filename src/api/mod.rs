@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** handlers never mutate state directly: every
 //! change goes through `RaftNode::write`, so through the log.
 
+pub mod auth;
 mod cluster;
 mod convert;
 mod error;
@@ -12,6 +13,7 @@ mod pools;
 mod projects;
 mod queues;
 mod tasks;
+mod tokens;
 mod watch;
 mod workers;
 
@@ -72,6 +74,12 @@ pub fn workers_server(
         .max_encoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
 }
 
+pub fn tokens_server(
+    node: Arc<RaftNode>,
+) -> crate::proto::v1::tokens_server::TokensServer<tokens::TokensApi> {
+    crate::proto::v1::tokens_server::TokensServer::new(tokens::TokensApi { node })
+}
+
 pub fn tasks_server(node: Arc<RaftNode>) -> TasksServer<tasks::TasksApi> {
     TasksServer::new(tasks::TasksApi { node })
         .max_decoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
@@ -88,6 +96,7 @@ async fn propose(
     op: Op,
 ) -> Result<(Reply, bool), tonic::Status> {
     let write = write_of(meta, op)?;
+    auth::authorize(&node.sm().state(), &write)?;
     let (response, _) = node.write(write).await.map_err(error::node_status)?;
     let reply = response.result.map_err(error::model_status)?;
     Ok((reply, response.replayed))
@@ -113,6 +122,11 @@ async fn propose_each(
     }
     let mut outcomes = Vec::with_capacity(writes.len());
     let mut good = Vec::new();
+    let writes: Vec<_> = {
+        let state = node.sm().state();
+        let permitted = |w: Write| auth::authorize(&state, &w).map(|()| w);
+        writes.into_iter().map(|w| w.and_then(permitted)).collect()
+    };
     for w in writes {
         match w {
             Ok(w) => {
@@ -162,13 +176,14 @@ fn require_key(meta: &WriteMeta) -> Result<(), tonic::Status> {
     Ok(())
 }
 
-/// The write of `op` under a request's meta, which must carry a key.
+/// The write of `op` under a request's meta, which must carry a key. Its
+/// actor is the authenticated caller (`auth::actor`).
 fn write_of(meta: Option<WriteMeta>, op: Op) -> Result<Write, tonic::Status> {
     let meta = meta.unwrap_or_default();
     require_key(&meta)?;
     Ok(Write {
         idempotency_key: meta.idempotency_key,
-        actor: meta.actor,
+        actor: auth::actor(meta.actor)?,
         op,
     })
 }

@@ -41,6 +41,7 @@ impl TasksApi {
         req: pb::SubmitTaskRequest,
     ) -> Result<pb::SubmitTaskResponse, Status> {
         let write = submit_write(req)?;
+        super::auth::authorize(&self.node.sm().state(), &write)?;
         let (response, _) = self.node.write(write).await.map_err(error::node_status)?;
         self.submitted(response)
     }

@@ -241,6 +241,7 @@ impl Workers for WorkersApi {
                     report.worker
                 )));
             }
+            super::auth::authorize_heartbeat(&state, &report.worker)?;
             // Only what this node knows to be over (`model::LeaseView`).
             state.revoked(report.tasks.iter().map(|h| (h.id, h.fencing_token)))
         };

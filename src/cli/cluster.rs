@@ -13,9 +13,16 @@ use crate::wire::Role;
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
-    /// Initialise a new cluster from the peer list of the node it reaches.
-    /// Safe to repeat: an initialised cluster is left as it is.
-    Init,
+    /// Initialise a new cluster from the peer list of the node it reaches,
+    /// and create its first admin token, printed once (a cluster that has
+    /// tokens already gets none). Safe to repeat: an initialised cluster is
+    /// left as it is.
+    Init {
+        /// Save the endpoints and the new admin token as this context of the
+        /// client config, and make it current.
+        #[arg(long, value_name = "NAME")]
+        save_context: Option<String>,
+    },
     /// Add a node: it joins as a learner, catches up, then becomes a voter.
     AddNode {
         /// A new id, never used before in this cluster.
@@ -41,24 +48,7 @@ fn members_json(members: &[Member]) -> serde_json::Value {
 pub async fn run(g: &GlobalArgs, cmd: ClusterCmd) -> Result<(), Failure> {
     let client = g.client()?;
     match cmd {
-        ClusterCmd::Init => {
-            let r = client.init().await?;
-            match g.output {
-                Output::Json => output::json(&json!({
-                    "initialized_now": r.initialized_now,
-                    "members": members_json(&r.members),
-                })),
-                Output::Table if r.initialized_now => println!(
-                    "initialised the cluster with nodes {}",
-                    r.members
-                        .iter()
-                        .map(|m| m.id.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Output::Table => println!("the cluster was already initialised; nothing changed"),
-            }
-        }
+        ClusterCmd::Init { save_context } => init(g, &client, save_context).await?,
         ClusterCmd::AddNode { id, addr } => {
             let r = client.add_node(id, &addr).await?;
             print_members(g, &format!("node {id} joined"), &r.members);
@@ -76,6 +66,55 @@ pub async fn run(g: &GlobalArgs, cmd: ClusterCmd) -> Result<(), Failure> {
         }
         ClusterCmd::Status => status(g, &client).await?,
     }
+    Ok(())
+}
+
+/// `cluster init`: initialises, and prints the first admin token once.
+async fn init(g: &GlobalArgs, client: &Client, save: Option<String>) -> Result<(), Failure> {
+    let (token, digest) = crate::client::new_token("admin");
+    let r = client.init(Some(digest)).await?;
+    let token = r.admin_token_created.then_some(token);
+    if let (Some(name), Some(token)) = (&save, &token) {
+        save_context(g, name, token)?;
+    }
+    let ids = r.members.iter().map(|m| m.id.to_string()).collect::<Vec<_>>();
+    match g.output {
+        Output::Json => output::json(&json!({
+            "initialized_now": r.initialized_now,
+            "members": members_json(&r.members),
+            "admin_token": token,
+        })),
+        Output::Table => {
+            match r.initialized_now {
+                true => println!("initialised the cluster with nodes {}", ids.join(", ")),
+                false => println!("the cluster was already initialised; nothing changed"),
+            }
+            match (&token, &save) {
+                (Some(t), None) => println!(
+                    "its admin token, shown only now (keep it safe):\n\n  {t}\n\n\
+                     Use it with --token, LANEQ_TOKEN or `laneq context set NAME --token ...`."
+                ),
+                (Some(_), Some(name)) => {
+                    println!("its admin token is saved in context {name} (now current)")
+                }
+                (None, _) => println!("the cluster has tokens already: no new admin token"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Saves the endpoints used and `token` as context `name`.
+fn save_context(g: &GlobalArgs, name: &str, token: &str) -> Result<(), Failure> {
+    use super::context::{config_path, ClientConfig};
+    let path = config_path()
+        .ok_or_else(|| Failure::from("no client config path: set LANEQ_CONFIG or HOME".to_string()))?;
+    let mut config = ClientConfig::load(&path)?;
+    let mut with_token = g.clone();
+    with_token.token = Some(token.to_string());
+    with_token.endpoints = Some(g.resolve()?.endpoints.join(","));
+    super::context::set(&with_token, &mut config, name, true)?;
+    config.save(&path)?;
     Ok(())
 }
 
@@ -112,7 +151,7 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
     let probes = members.iter().map(|m| async move {
         (
             m.clone(),
-            Client::node_status(&m.addr, Duration::from_secs(2)).await,
+            client.status_of(&m.addr, Duration::from_secs(2)).await,
         )
     });
     let results = futures::future::join_all(probes).await;

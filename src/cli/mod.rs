@@ -3,6 +3,7 @@
 
 mod cluster;
 mod config;
+pub mod context;
 mod edit;
 mod metrics;
 mod output;
@@ -11,6 +12,7 @@ mod project;
 mod queue;
 mod submit;
 mod task;
+mod token;
 mod watch;
 mod worker;
 
@@ -20,7 +22,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::{parse_endpoints, Client, ClientError, ReadConsistency, DEFAULT_ENDPOINTS};
+use crate::client::{
+    parse_endpoints, Client, ClientError, Credentials, ReadConsistency, DEFAULT_ENDPOINTS,
+};
 pub use output::Output;
 
 #[derive(Parser, Debug)]
@@ -49,9 +53,22 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Nodes to talk to, comma-separated host:port. Any node will do; give
-    /// several so that a dead one is skipped.
-    #[arg(long, global = true, env = "LANEQ_ENDPOINTS", default_value = DEFAULT_ENDPOINTS)]
-    pub endpoints: String,
+    /// several so that a dead one is skipped. Default: the context's, else
+    /// the local cluster of `scripts/cluster up`.
+    #[arg(long, global = true, env = "LANEQ_ENDPOINTS")]
+    pub endpoints: Option<String>,
+    /// The token to call with (`<name>.<secret>`, as `laneq token create`
+    /// or `laneq cluster init` printed it). Default: the context's.
+    #[arg(long, global = true, env = "LANEQ_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The client config's context to use (`laneq context list`). Default:
+    /// its current one.
+    #[arg(long, global = true, env = "LANEQ_CONTEXT")]
+    pub context: Option<String>,
+    /// An admin acting for someone: recorded beside the admin's identity in
+    /// task timelines.
+    #[arg(long, global = true, value_name = "WHO")]
+    pub on_behalf_of: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -95,6 +112,12 @@ pub enum Command {
     /// Run a worker agent; list and show workers.
     #[command(subcommand)]
     Worker(worker::WorkerCmd),
+    /// Access tokens and their roles (admin only).
+    #[command(subcommand)]
+    Token(token::TokenCmd),
+    /// Named contexts of the client config: a cluster's endpoints and token.
+    #[command(subcommand)]
+    Context(context::ContextCmd),
 }
 
 #[derive(Args, Debug)]
@@ -174,15 +197,38 @@ impl From<String> for Failure {
     }
 }
 
+/// Where and as whom a command calls: flags and the environment first,
+/// then the client config's context, then the local cluster's defaults.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub endpoints: Vec<String>,
+    pub token: Option<String>,
+}
+
 impl GlobalArgs {
+    pub fn resolve(&self) -> Result<Resolved, Failure> {
+        let config = match context::config_path() {
+            Some(path) => context::ClientConfig::load(&path)?,
+            None => context::ClientConfig::default(),
+        };
+        let ctx = config.pick(self.context.as_deref())?.cloned().unwrap_or_default();
+        let endpoints = (self.endpoints.clone())
+            .or(ctx.endpoints)
+            .unwrap_or_else(|| DEFAULT_ENDPOINTS.to_string());
+        Ok(Resolved {
+            endpoints: parse_endpoints(&endpoints).map_err(Failure::invalid)?,
+            token: self.token.clone().or(ctx.token),
+        })
+    }
+
     pub fn client(&self) -> Result<Client, Failure> {
-        let eps = parse_endpoints(&self.endpoints).map_err(|m| Failure {
-            message: m,
-            code: 2,
-        })?;
-        Ok(Client::with_deadline(
-            &eps,
+        let r = self.resolve()?;
+        let credentials = Credentials::new(r.token.as_deref(), self.on_behalf_of.as_deref())
+            .map_err(Failure::invalid)?;
+        Ok(Client::with_credentials(
+            &r.endpoints,
             Duration::from_secs(self.timeout.max(1)),
+            credentials,
         ))
     }
 
@@ -294,6 +340,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             worker::run(&cli.global, cmd).await
         }
+        Command::Token(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            token::run(&cli.global, cmd).await
+        }
+        Command::Context(cmd) => context::run(&cli.global, cmd).await,
     }
 }
 

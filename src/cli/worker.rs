@@ -9,7 +9,7 @@ use serde_json::json;
 use super::output::{self, Output};
 use super::{Failure, GlobalArgs, LogFormat};
 use crate::client::workers::{WorkerProfile, LEASE_REPLY_MARGIN};
-use crate::client::{parse_endpoints, Client, ReadConsistency};
+use crate::client::{Client, ReadConsistency};
 use crate::model::spec::parse_resources;
 use crate::proto::v1::{Task, Usage, Worker};
 use crate::worker::{self, AgentError, Config};
@@ -89,7 +89,10 @@ pub struct RunArgs {
 
 impl RunArgs {
     fn config(&self, g: &GlobalArgs) -> Result<Config, Failure> {
-        let endpoints = parse_endpoints(&g.endpoints).map_err(Failure::invalid)?;
+        let resolved = g.resolve()?;
+        let credentials =
+            crate::client::Credentials::new(resolved.token.as_deref(), g.on_behalf_of.as_deref())
+                .map_err(Failure::invalid)?;
         let capacity = match &self.capacity {
             Some(text) => parse_resources("capacity", text)
                 .map_err(|e| Failure::invalid(e.to_string()))?
@@ -117,7 +120,8 @@ impl RunArgs {
                 capacity,
                 slots: self.slots,
             },
-            endpoints,
+            endpoints: resolved.endpoints,
+            credentials,
             log_dir: self
                 .log_dir
                 .clone()

@@ -5,6 +5,7 @@
 //! write is applied once.
 
 mod batch;
+pub mod credentials;
 pub mod metrics;
 mod projects;
 mod retry;
@@ -21,8 +22,10 @@ use tonic::transport::Channel;
 use crate::proto::v1::cluster_client::ClusterClient;
 use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::queues_client::QueuesClient;
+use crate::proto::v1::tokens_client::TokensClient;
 use crate::proto::v1::*;
 
+pub use credentials::{new_token, Credentials};
 pub use metrics::Range;
 pub use retry::ClientError;
 pub use tasks::TaskFilter;
@@ -43,6 +46,8 @@ struct Inner {
     /// Index of the endpoint tried first: the last one that answered.
     preferred: AtomicUsize,
     deadline: Duration,
+    /// The token (and note) every call carries.
+    credentials: Credentials,
     /// Send concurrent submits, and completions, together (see `batch`).
     submits: batch::Batcher<batch::Submits>,
     completes: batch::Batcher<batch::Completes>,
@@ -127,6 +132,15 @@ impl Client {
     }
 
     pub fn with_deadline(endpoints: &[String], deadline: Duration) -> Self {
+        Self::with_credentials(endpoints, deadline, Credentials::default())
+    }
+
+    /// A client whose calls carry `credentials` (a secure cluster's token).
+    pub fn with_credentials(
+        endpoints: &[String],
+        deadline: Duration,
+        credentials: Credentials,
+    ) -> Self {
         let endpoints = endpoints
             .iter()
             .map(|e| (e.clone(), crate::wire::endpoint_channel(e)))
@@ -136,6 +150,7 @@ impl Client {
                 endpoints: Mutex::new(endpoints),
                 preferred: AtomicUsize::new(0),
                 deadline,
+                credentials,
                 submits: Default::default(),
                 completes: Default::default(),
             }),
@@ -324,8 +339,59 @@ impl Client {
 
     // --- cluster ---
 
-    pub async fn init(&self) -> Result<InitResponse, ClientError> {
-        self.unary(InitRequest {}, ClusterClient::init).await
+    /// Initialises the cluster from its nodes' peer lists, storing the
+    /// first admin token's digest (`new_token`) when the cluster has no
+    /// token yet.
+    pub async fn init(
+        &self,
+        admin_token_sha256: Option<Vec<u8>>,
+    ) -> Result<InitResponse, ClientError> {
+        let req = InitRequest {
+            admin_token_sha256: admin_token_sha256.unwrap_or_default(),
+            meta: write_meta(None),
+        };
+        self.unary(req, ClusterClient::init).await
+    }
+
+    // --- tokens ---
+
+    /// Stores a token whose secret's digest is `secret_sha256` (see
+    /// [`new_token`]); `ttl` 0 never expires.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: &str,
+        projects: &[String],
+        pools: &[String],
+        secret_sha256: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<TokenInfo, ClientError> {
+        let req = CreateTokenRequest {
+            meta: write_meta(None),
+            name: name.to_string(),
+            role: role.to_string(),
+            projects: projects.to_vec(),
+            pools: pools.to_vec(),
+            secret_sha256,
+            ttl_ms: ttl.as_millis() as u64,
+        };
+        let resp = self.unary(req, TokensClient::create_token).await?;
+        required(resp.token, "create_token", "token")
+    }
+
+    pub async fn list_tokens(&self, c: ReadConsistency) -> Result<Vec<TokenInfo>, ClientError> {
+        let req = ListTokensRequest {
+            consistency: c.proto(),
+        };
+        Ok(self.unary(req, TokensClient::list_tokens).await?.tokens)
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<(), ClientError> {
+        let req = RevokeTokenRequest {
+            meta: write_meta(None),
+            name: name.to_string(),
+        };
+        self.unary(req, TokensClient::revoke_token).await.map(|_| ())
     }
 
     pub async fn add_node(&self, id: u64, addr: &str) -> Result<AddNodeResponse, ClientError> {
@@ -356,10 +422,28 @@ impl Client {
         addr: &str,
         timeout: Duration,
     ) -> Result<NodeStatusResponse, ClientError> {
+        Self::status_with(addr, timeout, Credentials::default()).await
+    }
+
+    /// Asks the node at `addr` for its own status with this client's
+    /// credentials (no retries).
+    pub async fn status_of(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<NodeStatusResponse, ClientError> {
+        Self::status_with(addr, timeout, self.inner.credentials.clone()).await
+    }
+
+    async fn status_with(
+        addr: &str,
+        timeout: Duration,
+        credentials: Credentials,
+    ) -> Result<NodeStatusResponse, ClientError> {
         let mut req = tonic::Request::new(NodeStatusRequest {});
         req.set_timeout(timeout);
         let ch = crate::wire::endpoint_channel(addr);
-        let mut c = ClusterClient::new(ch);
+        let mut c = ClusterClient::with_interceptor(ch, credentials);
         match tokio::time::timeout(timeout, c.node_status(req)).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => Err(ClientError::Status(s)),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use super::credentials::{Credentials, Transport};
 use super::Client;
 use crate::proto::v1::cluster_client::ClusterClient;
 use crate::proto::v1::config_client::ConfigClient;
@@ -20,6 +21,7 @@ use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::projects_client::ProjectsClient;
 use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::tasks_client::TasksClient;
+use crate::proto::v1::tokens_client::TokensClient;
 use crate::proto::v1::watch_client::WatchClient;
 use crate::proto::v1::workers_client::WorkersClient;
 use crate::wire::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
@@ -64,14 +66,14 @@ fn retryable(s: &Status) -> bool {
 /// A generated gRPC client, built afresh on each attempt's channel (cheap:
 /// it wraps the channel), since each attempt may go to another endpoint.
 pub(super) trait Service {
-    fn connect(channel: Channel) -> Self;
+    fn connect(channel: Channel, credentials: Credentials) -> Self;
 }
 
 macro_rules! services {
     ($($client:ident),* $(,)?) => {$(
-        impl Service for $client<Channel> {
-            fn connect(channel: Channel) -> Self {
-                $client::new(channel)
+        impl Service for $client<Transport> {
+            fn connect(channel: Channel, credentials: Credentials) -> Self {
+                $client::with_interceptor(channel, credentials)
             }
         }
     )*};
@@ -85,6 +87,7 @@ services!(
     ProjectsClient,
     QueuesClient,
     TasksClient,
+    TokensClient,
     WatchClient,
     WorkersClient,
 );
@@ -132,7 +135,7 @@ impl Client {
         loop {
             let (index, addr, channel) = self.pick();
             let left = self.inner.deadline.saturating_sub(start.elapsed());
-            let mut service = S::connect(channel);
+            let mut service = S::connect(channel, self.inner.credentials.clone());
             let call = f(&mut service, req.clone());
             let attempt = tokio::time::timeout(left.min(attempt_timeout), call).await;
             match attempt {

@@ -21,7 +21,11 @@ pub(super) async fn run(agent: Arc<Agent>, mut sampler: UsageSampler) {
     let every = agent.config.heartbeat;
     // Its own client, so a slow heartbeat never waits behind a long poll
     // and gives up before the next one is due.
-    let client = Client::with_deadline(&agent.config.endpoints, every.max(HEARTBEAT_DEADLINE_MIN));
+    let client = Client::with_credentials(
+        &agent.config.endpoints,
+        every.max(HEARTBEAT_DEADLINE_MIN),
+        agent.config.credentials.clone(),
+    );
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

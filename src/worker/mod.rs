@@ -47,6 +47,9 @@ pub struct Config {
     /// Empty `ip` or `capacity` are filled in from the machine.
     pub registration: WorkerProfile,
     pub endpoints: Vec<String>,
+    /// The worker's token: a worker role's, bound to its pool. Tasks do
+    /// not get it.
+    pub credentials: crate::client::Credentials,
     /// Where each task's log (`<id>-<attempt>.log`) and payload go.
     pub log_dir: PathBuf,
     pub heartbeat: Duration,
@@ -214,7 +217,8 @@ pub async fn run(mut config: Config) -> Result<(), AgentError> {
             .and_then(|e| local_ip_towards(e))
             .map_or("127.0.0.1".to_string(), |ip| ip.to_string());
     }
-    let client = Client::with_deadline(&config.endpoints, config.deadline);
+    let client =
+        Client::with_credentials(&config.endpoints, config.deadline, config.credentials.clone());
     let (phase, _) = watch::channel(Phase::Running);
     let agent = Arc::new(Agent {
         client,

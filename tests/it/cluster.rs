@@ -380,7 +380,7 @@ async fn initialising_again_never_splits_the_cluster() {
     let tasks = c.submit_many(&client, "default", 5).await;
     let term = c.status(leader).await.unwrap().term;
     for id in ids {
-        let r = c.client_for(id).init().await.unwrap();
+        let r = c.client_for(id).init(None).await.unwrap();
         assert!(!r.initialized_now, "node {id} initialised again");
         assert_eq!(r.members.len(), 3);
     }

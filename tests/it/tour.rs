@@ -138,9 +138,9 @@ async fn queue_edit_applies_an_edit_and_refuses_a_raced_one() {
         path.display().to_string()
     };
     let edit = |editor: &str| {
-        let o = Command::new(BIN)
+        let o = c
+            .command()
             .args(["queue", "update", "q", "--edit"])
-            .env("LANEQ_ENDPOINTS", c.endpoints().join(","))
             .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
             .env("EDITOR", editor)
             .env_remove("VISUAL")

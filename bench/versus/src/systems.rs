@@ -154,7 +154,7 @@ impl Cluster {
             c.start(i);
         }
         let client = Client::with_deadline(&c.endpoints, Duration::from_secs(30));
-        client.init().await.expect("init the laneq cluster");
+        client.init(None).await.expect("init the laneq cluster");
         c.wait_ready().await;
         c
     }

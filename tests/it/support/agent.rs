@@ -3,10 +3,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
-use super::{eventually, ok_if, signal, Cluster, BIN};
+use super::{eventually, ok_if, signal, Cluster};
 
 /// A `laneq worker run` process, killed (SIGKILL) when dropped.
 pub struct Agent {
@@ -24,8 +24,8 @@ impl Agent {
     pub fn start_on(c: &Cluster, dir: &Path, name: &str, slots: u32, queues: &[&str]) -> Self {
         let log = dir.join(format!("{name}.agent.log"));
         let out = fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .args(["--endpoints", &c.endpoints().join(",")])
+        let child = c
+            .command()
             .args(["worker", "run", "--name", name])
             .args(queues.iter().flat_map(|q| ["--queue", q]))
             .args(["--slots", &slots.to_string()])

@@ -10,14 +10,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use laneq::client::{Client, ReadConsistency};
+use laneq::client::{Client, Credentials, ReadConsistency};
 use laneq::proto::v1::NodeStatusResponse;
 
 use super::eventually;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_laneq");
 
-/// Raft settings for a test cluster.
+/// Node settings for a test cluster: Raft's and the workers' timings, and
+/// whether callers are authenticated.
 #[derive(Clone, Debug)]
 pub struct Timings {
     pub heartbeat_interval_ms: u64,
@@ -31,6 +32,9 @@ pub struct Timings {
     pub heartbeat_batch_ms: u64,
     /// How long a node drains after SIGTERM (`shutdown_drain_ms`).
     pub shutdown_drain_ms: u64,
+    /// No authentication (`insecure = true`): most tests are about
+    /// something else; `tests/it/auth.rs` turns it off.
+    pub insecure: bool,
 }
 
 impl Default for Timings {
@@ -45,6 +49,7 @@ impl Default for Timings {
             worker_timeout_ms: 15_000,
             heartbeat_batch_ms: 500,
             shutdown_drain_ms: 0,
+            insecure: true,
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, NodeProc>,
     pub timings: Timings,
+    /// The first admin's token, once `init` made it (secure clusters).
+    pub admin: std::sync::OnceLock<String>,
 }
 
 /// A port that was free a moment ago.
@@ -91,6 +98,7 @@ impl Cluster {
             dir,
             nodes: BTreeMap::new(),
             timings,
+            admin: Default::default(),
         };
         let addrs: Vec<(u64, String)> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
@@ -107,9 +115,10 @@ impl Cluster {
         let data_dir = self.dir.path().join(format!("node{id}"));
         let mut text = format!(
             "id = {id}\ncluster = \"test\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n\
-             shutdown_drain_ms = {}\n",
+             shutdown_drain_ms = {}\ninsecure = {}\n",
             data_dir.display(),
-            t.shutdown_drain_ms
+            t.shutdown_drain_ms,
+            t.insecure
         );
         for (pid, paddr) in peers {
             text += &format!("\n[[peers]]\nid = {pid}\naddr = \"{paddr}\"\n");
@@ -232,14 +241,21 @@ impl Cluster {
         self.nodes.values().map(|n| n.addr.clone()).collect()
     }
 
-    /// A client that knows every node.
+    /// A client that knows every node (the admin's, on a secure cluster).
     pub fn client(&self) -> Client {
-        Client::with_deadline(&self.endpoints(), Duration::from_secs(20))
+        self.client_as(self.admin.get().map(String::as_str))
+    }
+
+    /// A client that knows every node and calls with `token`.
+    pub fn client_as(&self, token: Option<&str>) -> Client {
+        let credentials = Credentials::new(token, None).unwrap();
+        Client::with_credentials(&self.endpoints(), Duration::from_secs(20), credentials)
     }
 
     /// A client that talks to one node only.
     pub fn client_for(&self, id: u64) -> Client {
-        Client::with_deadline(&[self.addr(id)], Duration::from_secs(20))
+        let credentials = Credentials::new(self.admin.get().map(String::as_str), None).unwrap();
+        Client::with_credentials(&[self.addr(id)], Duration::from_secs(20), credentials)
     }
 
     pub fn log_text(&self, id: u64) -> String {
@@ -247,18 +263,25 @@ impl Cluster {
     }
 
     pub async fn status(&self, id: u64) -> Option<NodeStatusResponse> {
-        Client::node_status(&self.addr(id), Duration::from_secs(2))
+        (self.client_for(id))
+            .status_of(&self.addr(id), Duration::from_secs(2))
             .await
             .ok()
     }
 
-    /// Initialises through `via` and waits for a leader.
+    /// Initialises through `via` and waits for a leader. A secure cluster
+    /// gets its first admin token (kept in `admin`).
     pub async fn init(&self, via: u64) -> u64 {
         let what = format!("init through node {via} to succeed");
-        eventually(Duration::from_secs(20), &what, async || {
-            self.client_for(via).init().await.map_err(|e| e.to_string())
+        let (token, digest) = laneq::client::new_token("admin");
+        let digest = (!self.timings.insecure).then_some(digest);
+        let r = eventually(Duration::from_secs(20), &what, async || {
+            (self.client_for(via).init(digest.clone()).await).map_err(|e| e.to_string())
         })
         .await;
+        if r.admin_token_created {
+            self.admin.set(token).expect("one admin token per cluster");
+        }
         self.wait_leader(&self.nodes.keys().copied().collect::<Vec<_>>())
             .await
     }
@@ -320,14 +343,26 @@ impl Cluster {
     /// Runs the `laneq` CLI against every node; returns the exit code,
     /// stdout and stderr.
     pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let o = Command::new(BIN)
-            .args(["--endpoints", &self.endpoints().join(",")])
-            .args(args)
-            .output()
-            .unwrap();
+        let o = self.command().args(args).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         (o.status.code(), out, err)
+    }
+
+    /// The `laneq` CLI pointed at every node, with the admin's token on a
+    /// secure cluster, and a client config of the test's own: never the
+    /// user's contexts or token.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["--endpoints", &self.endpoints().join(",")])
+            .env("LANEQ_CONFIG", self.dir.path().join("client.toml"))
+            .env_remove("LANEQ_TOKEN")
+            .env_remove("LANEQ_CONTEXT")
+            .env_remove("LANEQ_ENDPOINTS");
+        if let Some(token) = self.admin.get() {
+            c.env("LANEQ_TOKEN", token);
+        }
+        c
     }
 
     /// Checks through a stale read on `id` that every task in `ids` is

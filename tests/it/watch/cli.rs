@@ -187,8 +187,8 @@ async fn task_get_watch_exits_with_how_the_task_ended() {
     let l = Node::new(&c, leader);
     l.register("w1", &["default"], 1).await;
     let cli = |id: u64| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--endpoints", &c.endpoints().join(",")]).args([
+        let mut cmd = c.command();
+        cmd.args([
             "task",
             "get",
             &id.to_string(),
