@@ -377,3 +377,15 @@ async fn run_server(config: crate::config::NodeConfig, _init: bool) -> Result<()
         config.id
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clap's own checks of every command, e.g. that no subcommand's
+    /// argument takes the id of a global one (`--token`).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -60,7 +60,7 @@ pub enum TaskCmd {
         id: u64,
         /// The fencing token of the task's lease.
         #[arg(long, env = "LANEQ_FENCING_TOKEN")]
-        token: u64,
+        fencing_token: u64,
     },
     /// Move a queued task within its queue, or to the back of another queue
     /// of the same pool. Give exactly one destination.
@@ -296,9 +296,9 @@ pub async fn run(g: &GlobalArgs, cmd: TaskCmd) -> Result<(), Failure> {
         TaskCmd::Progress {
             iteration,
             id,
-            token,
+            fencing_token,
         } => {
-            let t = client.report_progress(id, token, iteration).await?;
+            let t = client.report_progress(id, fencing_token, iteration).await?;
             match g.output {
                 Output::Json => output::json(&task_json(&t, false)),
                 Output::Table => println!(

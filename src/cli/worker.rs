@@ -22,8 +22,9 @@ pub enum WorkerCmd {
     /// A second one: kill them and give their leases back, then exit.
     #[command(
         after_help = "Each task runs without a shell, in the agent's working directory, with \
-LANEQ_TASK_ID, LANEQ_ATTEMPT, LANEQ_FENCING_TOKEN, LANEQ_ENDPOINTS, LANEQ_WORKER and \
-LANEQ_PAYLOAD_FILE (the task's payload) in its environment. Its stdout and stderr go to \
+LANEQ_TASK_ID, LANEQ_ATTEMPT, LANEQ_FENCING_TOKEN, LANEQ_ENDPOINTS, LANEQ_WORKER, \
+LANEQ_PAYLOAD_FILE (the task's payload) and, on a secure cluster, LANEQ_TOKEN (the worker's \
+token) in its environment. Its stdout and stderr go to \
 <log-dir>/<task-id>-<attempt>.log. A line containing `laneq:iteration=N` reports its \
 training iteration, as does `laneq task progress --iteration N`.
 
@@ -121,6 +122,7 @@ impl RunArgs {
                 slots: self.slots,
             },
             endpoints: resolved.endpoints,
+            token: resolved.token,
             credentials,
             log_dir: self
                 .log_dir

@@ -47,8 +47,10 @@ pub struct Config {
     /// Empty `ip` or `capacity` are filled in from the machine.
     pub registration: WorkerProfile,
     pub endpoints: Vec<String>,
-    /// The worker's token: a worker role's, bound to its pool. Tasks do
-    /// not get it.
+    /// The worker's token (a worker role's, bound to its pool). Its tasks
+    /// get it too, as LANEQ_TOKEN, so that `laneq task progress` works
+    /// from inside them, as clearml-agent hands its credentials on.
+    pub token: Option<String>,
     pub credentials: crate::client::Credentials,
     /// Where each task's log (`<id>-<attempt>.log`) and payload go.
     pub log_dir: PathBuf,

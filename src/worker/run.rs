@@ -189,7 +189,11 @@ async fn prepare(agent: &Agent, task: &Task) -> Result<Files, String> {
 }
 
 fn spawn(agent: &Agent, task: &Task, token: u64, files: &Files) -> std::io::Result<Child> {
-    Command::new(&task.command[0])
+    let mut command = Command::new(&task.command[0]);
+    if let Some(t) = &agent.config.token {
+        command.env("LANEQ_TOKEN", t);
+    }
+    command
         .args(&task.command[1..])
         .env("LANEQ_TASK_ID", task.id.to_string())
         .env("LANEQ_ATTEMPT", task.attempt.to_string())
