@@ -58,9 +58,17 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
         tracing::warn!("insecure: no authentication; anyone who reaches {listen} may do anything");
     }
     let secure = !config.insecure;
-    let server = serve(node.clone(), hub, &observer, watch, listener, secure, async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    })?;
+    let server = serve(
+        node.clone(),
+        hub,
+        &observer,
+        watch,
+        listener,
+        secure,
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        },
+    )?;
     let server = tokio::spawn(server);
     if init {
         tokio::spawn(init_when_ready(node.clone()));

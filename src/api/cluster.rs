@@ -69,7 +69,10 @@ impl Cluster for ClusterApi {
         let initialized_now = self.node.init().await.map_err(node_status)?;
         let admin_token_created = match req.admin_token_sha256.is_empty() {
             true => false,
-            false => self.bootstrap_admin(req.meta, req.admin_token_sha256).await?,
+            false => {
+                self.bootstrap_admin(req.meta, req.admin_token_sha256)
+                    .await?
+            }
         };
         let members = if initialized_now {
             let peers = self.node.configured_peers().iter();

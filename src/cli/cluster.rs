@@ -77,7 +77,11 @@ async fn init(g: &GlobalArgs, client: &Client, save: Option<String>) -> Result<(
     if let (Some(name), Some(token)) = (&save, &token) {
         save_context(g, name, token)?;
     }
-    let ids = r.members.iter().map(|m| m.id.to_string()).collect::<Vec<_>>();
+    let ids = r
+        .members
+        .iter()
+        .map(|m| m.id.to_string())
+        .collect::<Vec<_>>();
     match g.output {
         Output::Json => output::json(&json!({
             "initialized_now": r.initialized_now,
@@ -107,8 +111,9 @@ async fn init(g: &GlobalArgs, client: &Client, save: Option<String>) -> Result<(
 /// Saves the endpoints used and `token` as context `name`.
 fn save_context(g: &GlobalArgs, name: &str, token: &str) -> Result<(), Failure> {
     use super::context::{config_path, ClientConfig};
-    let path = config_path()
-        .ok_or_else(|| Failure::from("no client config path: set LANEQ_CONFIG or HOME".to_string()))?;
+    let path = config_path().ok_or_else(|| {
+        Failure::from("no client config path: set LANEQ_CONFIG or HOME".to_string())
+    })?;
     let mut config = ClientConfig::load(&path)?;
     let mut with_token = g.clone();
     with_token.token = Some(token.to_string());

@@ -119,7 +119,9 @@ impl ClientConfig {
         match name.or(self.current.as_deref()) {
             None => Ok(None),
             Some(n) => self.contexts.get(n).map(Some).ok_or_else(|| {
-                format!("context {n:?} is not in the client config; `laneq context list` shows them")
+                format!(
+                    "context {n:?} is not in the client config; `laneq context list` shows them"
+                )
             }),
         }
     }
@@ -272,7 +274,11 @@ mod tests {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&path).unwrap().permissions(),
         );
-        assert_eq!(mode & 0o777, 0o600, "a config with tokens is the user's only");
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "a config with tokens is the user's only"
+        );
         let back = ClientConfig::load(&path).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.pick(None).unwrap(), c.contexts.get("local"));

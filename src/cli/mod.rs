@@ -182,6 +182,7 @@ impl From<ClientError> for Failure {
             tonic::Code::FailedPrecondition => 7,
             tonic::Code::PermissionDenied => 8,
             tonic::Code::Aborted => 9,
+            tonic::Code::Unauthenticated => 10,
             _ => 1,
         };
         Failure {
@@ -211,7 +212,10 @@ impl GlobalArgs {
             Some(path) => context::ClientConfig::load(&path)?,
             None => context::ClientConfig::default(),
         };
-        let ctx = config.pick(self.context.as_deref())?.cloned().unwrap_or_default();
+        let ctx = config
+            .pick(self.context.as_deref())?
+            .cloned()
+            .unwrap_or_default();
         let endpoints = (self.endpoints.clone())
             .or(ctx.endpoints)
             .unwrap_or_else(|| DEFAULT_ENDPOINTS.to_string());

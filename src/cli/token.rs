@@ -54,9 +54,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     if n == 0 {
         return Err(format!("{text:?}: a lifetime must be more than 0"));
     }
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
-        .ok_or_else(err)
+    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(err)
 }
 
 pub fn token_json(t: &TokenInfo) -> serde_json::Value {
@@ -119,14 +117,18 @@ pub async fn run(g: &GlobalArgs, cmd: TokenCmd) -> Result<(), Failure> {
                         scope(&info),
                         expires(&info)
                     );
-                    println!("Use it with --token, LANEQ_TOKEN or `laneq context set NAME --token ...`.");
+                    println!(
+                        "Use it with --token, LANEQ_TOKEN or `laneq context set NAME --token ...`."
+                    );
                 }
             }
         }
         TokenCmd::List => {
             let tokens = client.list_tokens(g.consistency()).await?;
             match g.output {
-                Output::Json => output::json(&json!(tokens.iter().map(token_json).collect::<Vec<_>>())),
+                Output::Json => {
+                    output::json(&json!(tokens.iter().map(token_json).collect::<Vec<_>>()))
+                }
                 Output::Table => {
                     let rows: Vec<Vec<String>> = tokens
                         .iter()

@@ -391,7 +391,9 @@ impl Client {
             meta: write_meta(None),
             name: name.to_string(),
         };
-        self.unary(req, TokensClient::revoke_token).await.map(|_| ())
+        self.unary(req, TokensClient::revoke_token)
+            .await
+            .map(|_| ())
     }
 
     pub async fn add_node(&self, id: u64, addr: &str) -> Result<AddNodeResponse, ClientError> {

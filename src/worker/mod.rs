@@ -219,8 +219,11 @@ pub async fn run(mut config: Config) -> Result<(), AgentError> {
             .and_then(|e| local_ip_towards(e))
             .map_or("127.0.0.1".to_string(), |ip| ip.to_string());
     }
-    let client =
-        Client::with_credentials(&config.endpoints, config.deadline, config.credentials.clone());
+    let client = Client::with_credentials(
+        &config.endpoints,
+        config.deadline,
+        config.credentials.clone(),
+    );
     let (phase, _) = watch::channel(Phase::Running);
     let agent = Arc::new(Agent {
         client,

@@ -11,6 +11,7 @@
 mod support;
 
 mod architecture;
+mod auth;
 mod bad_input;
 mod cluster;
 mod metrics;

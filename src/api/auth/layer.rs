@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use tonic::codegen::http;
 use tonic::Status;
 
-use super::{permission_of, with_caller, Access, Caller, ON_BEHALF_OF_HEADER};
 use super::ON_BEHALF_OF_MAX_BYTES;
+use super::{permission_of, with_caller, Access, Caller, ON_BEHALF_OF_HEADER};
 use crate::model::token::Role;
 use crate::raft::RaftNode;
 
@@ -145,9 +145,7 @@ impl AuthLayer {
 /// `Bearer <name>.<secret>`, split into the token's name and its secret.
 fn bearer(value: &http::HeaderValue) -> Result<(&str, &str), Status> {
     let malformed = || {
-        Status::unauthenticated(
-            "malformed authorization header: expected `Bearer <name>.<secret>`",
-        )
+        Status::unauthenticated("malformed authorization header: expected `Bearer <name>.<secret>`")
     };
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
@@ -210,10 +208,8 @@ fn refusal(status: Status, grpc: bool) -> http::Response<tonic::body::Body> {
         tonic::Code::PermissionDenied => http::StatusCode::FORBIDDEN,
         _ => http::StatusCode::BAD_REQUEST,
     };
-    let mut response = http::Response::new(tonic::body::Body::new(format!(
-        "{}\n",
-        status.message()
-    )));
+    let mut response =
+        http::Response::new(tonic::body::Body::new(format!("{}\n", status.message())));
     *response.status_mut() = code;
     response
 }
@@ -227,7 +223,13 @@ mod tests {
         let v = |s: &'static str| http::HeaderValue::from_static(s);
         assert_eq!(bearer(&v("Bearer ci.abc")).unwrap(), ("ci", "abc"));
         assert_eq!(bearer(&v("bearer a.b.c")).unwrap(), ("a.b", "c"));
-        for bad in ["ci.abc", "Basic ci.abc", "Bearer ciabc", "Bearer .abc", "Bearer ci."] {
+        for bad in [
+            "ci.abc",
+            "Basic ci.abc",
+            "Bearer ciabc",
+            "Bearer .abc",
+            "Bearer ci.",
+        ] {
             let e = bearer(&v(bad)).unwrap_err();
             assert_eq!(e.code(), tonic::Code::Unauthenticated, "{bad}");
         }

@@ -124,10 +124,7 @@ mod tests {
         assert_eq!(permission_of("/readyz"), Access::Open);
         assert_eq!(permission_of("/grpc.health.v1.Health/Check"), Access::Open);
         assert_eq!(permission_of("/laneq.v1.Cluster/Init"), Access::Open);
-        assert_eq!(
-            permission_of("/metrics"),
-            Access::Needs(Permission::Read)
-        );
+        assert_eq!(permission_of("/metrics"), Access::Needs(Permission::Read));
         assert_eq!(
             permission_of("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
             Access::Needs(Permission::Read)

@@ -146,7 +146,11 @@ pub fn authorize(state: &State, write: &Write) -> Result<(), Status> {
     let (permission, project, pool) = match &write.op {
         Op::SubmitTasks { tasks } => {
             for t in tasks {
-                let project = if t.project.is_empty() { DEFAULT_PROJECT } else { &t.project };
+                let project = if t.project.is_empty() {
+                    DEFAULT_PROJECT
+                } else {
+                    &t.project
+                };
                 c.on_project(Permission::SubmitTasks, project)?;
             }
             return Ok(());
@@ -198,9 +202,6 @@ fn certificate_name(_extensions: &tonic::codegen::http::Extensions) -> Option<St
 }
 
 /// Runs `f` with `caller` as the request's caller.
-pub async fn with_caller<F: std::future::Future>(
-    caller: Option<Arc<Caller>>,
-    f: F,
-) -> F::Output {
+pub async fn with_caller<F: std::future::Future>(caller: Option<Arc<Caller>>, f: F) -> F::Output {
     CALLER.scope(caller, f).await
 }

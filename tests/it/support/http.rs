@@ -7,8 +7,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` on `addr` over HTTP/1.1; the status code and the body.
 pub async fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    get_with(addr, path, None).await
+}
+
+/// `GET path` with a bearer token, as a Prometheus scraper sends it.
+pub async fn get_with(
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;

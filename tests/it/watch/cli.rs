@@ -188,12 +188,7 @@ async fn task_get_watch_exits_with_how_the_task_ended() {
     l.register("w1", &["default"], 1).await;
     let cli = |id: u64| {
         let mut cmd = c.command();
-        cmd.args([
-            "task",
-            "get",
-            &id.to_string(),
-            "--watch",
-        ]);
+        cmd.args(["task", "get", &id.to_string(), "--watch"]);
         Running::spawn(&mut cmd)
     };
 
