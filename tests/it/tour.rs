@@ -32,8 +32,25 @@ fn tour() -> Vec<(String, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tour_runs_as_written() {
-    let c = Cluster::start(3, Timings::default());
+    // As after `scripts/cluster up`: a secure cluster, and a client config
+    // whose current context holds its endpoints and admin token.
+    let c = Cluster::start(
+        3,
+        Timings {
+            insecure: false,
+            ..Timings::default()
+        },
+    );
     c.init(1).await;
+    let config = c.dir.path().join("tour-client.toml");
+    let token = c.admin.get().expect("a secure cluster's admin token").clone();
+    let saved = Command::new(BIN)
+        .args(["context", "set", "local", "--use"])
+        .args(["--endpoints", &c.endpoints().join(","), "--token", &token])
+        .env("LANEQ_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{saved:?}");
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -46,7 +63,10 @@ async fn the_readme_tour_runs_as_written() {
         let o = Command::new("sh")
             .args(["-c", line])
             .env("PATH", &path)
-            .env("LANEQ_ENDPOINTS", c.endpoints().join(","))
+            .env("LANEQ_CONFIG", &config)
+            .env_remove("LANEQ_ENDPOINTS")
+            .env_remove("LANEQ_TOKEN")
+            .env_remove("LANEQ_CONTEXT")
             .env("LANEQ_ACTOR", "tour")
             .env("EDITOR", "true")
             .env_remove("VISUAL")
@@ -88,7 +108,8 @@ async fn the_readme_tour_runs_as_written() {
         reasons[1].contains("moved from queue \"gpu\""),
         "{reasons:?}"
     );
-    assert_eq!(t1["timeline"][0]["actor"], "tour");
+    // The identity the token authenticated, not the name the client gave.
+    assert_eq!(t1["timeline"][0]["actor"], "admin");
     assert_eq!(t1["run"], "sweep-7");
     let t2 = json(&["task", "get", "2"]);
     assert_eq!(
