@@ -54,9 +54,6 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     let observer = Observer::start(node.clone(), config.data_dir.clone()).await;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let watch = api::watch_server(node.clone(), &config.watch, stop_rx.clone());
-    if config.insecure {
-        tracing::warn!("insecure: no authentication; anyone who reaches {listen} may do anything");
-    }
     let secure = !config.insecure;
     let server = serve(
         node.clone(),
@@ -88,12 +85,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
         Some(e) => tracing::error!(error = %e, "raft stopped on a fatal error; the node exits"),
     }
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
-        Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
-    }
+    finish_calls(server).await;
     node.shutdown().await;
     if let Some(e) = fatal {
         return Err(format!("raft stopped on a fatal error: {e}"));
@@ -103,6 +95,17 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     #[cfg(feature = "otel")]
     crate::observe::otel::shutdown();
     Ok(())
+}
+
+/// Lets the calls in flight finish, for up to 10 s, once the server
+/// takes no new ones.
+async fn finish_calls(server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>) {
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
+    }
 }
 
 /// Waits out the drain after the first signal: `drain_ms`, unless a
@@ -137,6 +140,9 @@ pub fn serve(
     // Nagle's algorithm off on every accepted connection: a small reply (a
     // heartbeat's ack, a read's answer) must not wait for the peer's delayed
     // ACK. `Server::tcp_nodelay` applies only to listeners tonic binds itself.
+    if !secure {
+        tracing::warn!("insecure: no authentication; anyone who reaches this node may do anything");
+    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let limit = crate::raft::PEER_MESSAGE_MAX_BYTES;
     let mut grpc = RoutesBuilder::default();

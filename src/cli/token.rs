@@ -102,54 +102,9 @@ pub async fn run(g: &GlobalArgs, cmd: TokenCmd) -> Result<(), Failure> {
             let info = client
                 .create_token(&name, &role, &projects, &pools, digest, ttl)
                 .await?;
-            match g.output {
-                Output::Json => {
-                    let mut v = token_json(&info);
-                    v["token"] = json!(token);
-                    output::json(&v)
-                }
-                Output::Table => {
-                    println!(
-                        "token {} created (role {}, {}, expires {}). Its secret is shown \
-                         only now:\n\n  {token}\n",
-                        info.name,
-                        info.role,
-                        scope(&info),
-                        expires(&info)
-                    );
-                    println!(
-                        "Use it with --token, LANEQ_TOKEN or `laneq context set NAME --token ...`."
-                    );
-                }
-            }
+            print_created(g, &info, &token);
         }
-        TokenCmd::List => {
-            let tokens = client.list_tokens(g.consistency()).await?;
-            match g.output {
-                Output::Json => {
-                    output::json(&json!(tokens.iter().map(token_json).collect::<Vec<_>>()))
-                }
-                Output::Table => {
-                    let rows: Vec<Vec<String>> = tokens
-                        .iter()
-                        .map(|t| {
-                            vec![
-                                t.name.clone(),
-                                t.role.clone(),
-                                scope(t),
-                                output::time(t.created_ms),
-                                expires(t),
-                                t.created_by.clone(),
-                            ]
-                        })
-                        .collect();
-                    output::table(
-                        &["name", "role", "scope", "created", "expires", "created by"],
-                        &rows,
-                    );
-                }
-            }
-        }
+        TokenCmd::List => print_list(g, &client.list_tokens(g.consistency()).await?),
         TokenCmd::Revoke { name } => {
             client.revoke_token(&name).await?;
             match g.output {
@@ -159,6 +114,53 @@ pub async fn run(g: &GlobalArgs, cmd: TokenCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A new token, with its secret: the one time it is shown.
+fn print_created(g: &GlobalArgs, info: &TokenInfo, token: &str) {
+    match g.output {
+        Output::Json => {
+            let mut v = token_json(info);
+            v["token"] = json!(token);
+            output::json(&v)
+        }
+        Output::Table => {
+            println!(
+                "token {} created (role {}, {}, expires {}). Its secret is shown only now:\n\n  \
+                 {token}\n",
+                info.name,
+                info.role,
+                scope(info),
+                expires(info)
+            );
+            println!("Use it with --token, LANEQ_TOKEN or `laneq context set NAME --token ...`.");
+        }
+    }
+}
+
+fn print_list(g: &GlobalArgs, tokens: &[TokenInfo]) {
+    match g.output {
+        Output::Json => output::json(&json!(tokens.iter().map(token_json).collect::<Vec<_>>())),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        t.role.clone(),
+                        scope(t),
+                        output::time(t.created_ms),
+                        expires(t),
+                        t.created_by.clone(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["name", "role", "scope", "created", "expires", "created by"],
+                &rows,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -43,7 +43,11 @@ async fn the_readme_tour_runs_as_written() {
     );
     c.init(1).await;
     let config = c.dir.path().join("tour-client.toml");
-    let token = c.admin.get().expect("a secure cluster's admin token").clone();
+    let token = c
+        .admin
+        .get()
+        .expect("a secure cluster's admin token")
+        .clone();
     let saved = Command::new(BIN)
         .args(["context", "set", "local", "--use"])
         .args(["--endpoints", &c.endpoints().join(","), "--token", &token])

@@ -49,22 +49,7 @@ impl State {
                 format!("the store holds {TOKENS_MAX} tokens, the limit"),
             ));
         }
-        for project in projects {
-            if !self.projects.contains_key(project) {
-                return Err(ModelError::not_found(
-                    "projects",
-                    format!("project {project:?} does not exist"),
-                ));
-            }
-        }
-        for pool in pools {
-            if !self.pools.contains_key(pool) {
-                return Err(ModelError::not_found(
-                    "pools",
-                    format!("pool {pool:?} does not exist"),
-                ));
-            }
-        }
+        self.scope_exists(projects, pools)?;
         let token = Token {
             name: name.clone(),
             role: *role,
@@ -85,6 +70,27 @@ impl State {
         self.tokens.insert(name.clone(), token);
         changed.push(Key::Token(name.clone()));
         Ok(Reply::Token { name: name.clone() })
+    }
+
+    /// A token's projects and pools exist.
+    fn scope_exists(
+        &self,
+        projects: &std::collections::BTreeSet<String>,
+        pools: &std::collections::BTreeSet<String>,
+    ) -> Result<(), ModelError> {
+        if let Some(p) = projects.iter().find(|p| !self.projects.contains_key(*p)) {
+            return Err(ModelError::not_found(
+                "projects",
+                format!("project {p:?} does not exist"),
+            ));
+        }
+        if let Some(p) = pools.iter().find(|p| !self.pools.contains_key(*p)) {
+            return Err(ModelError::not_found(
+                "pools",
+                format!("pool {p:?} does not exist"),
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn revoke_token(
