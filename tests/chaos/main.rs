@@ -218,11 +218,14 @@ async fn start_cluster(n: u64, links: &proxy::Links) -> Cluster {
         worker_timeout_ms: 3000,
         heartbeat_batch_ms: 250,
         shutdown_drain_ms: 0,
+        // Tokens on, as a real deployment runs: every call authenticated.
+        insecure: false,
     };
     let mut cluster = Cluster {
         dir: tempfile::tempdir().expect("temp dir"),
         nodes: BTreeMap::new(),
         timings,
+        admin: Default::default(),
     };
     let mut real = BTreeMap::new();
     let mut peers = Vec::new();
@@ -265,6 +268,7 @@ async fn run(args: &Args) -> serde_json::Value {
     let load = Load {
         seed: args.seed,
         endpoints: endpoints.clone(),
+        credentials: admin_credentials(&cluster),
         recorder: rec.clone(),
         phase,
         submit_pause_ms: args.pause_ms,
@@ -293,7 +297,11 @@ async fn run(args: &Args) -> serde_json::Value {
 
     // Drain: the workers finish what is queued, then everything stops.
     phase_tx.send_replace(Phase::Drain);
-    let client = Client::with_deadline(&endpoints, Duration::from_secs(10));
+    let client = Client::with_credentials(
+        &endpoints,
+        Duration::from_secs(10),
+        admin_credentials(&nemesis.cluster),
+    );
     let drain_until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < drain_until {
         nemesis.watch(500).await;
@@ -375,6 +383,12 @@ async fn wait_no_leases(client: &Client, nemesis: &mut nemesis::Nemesis) {
     }
 }
 
+/// The credentials of the cluster's first admin, which the workload uses.
+fn admin_credentials(cluster: &Cluster) -> laneq::client::Credentials {
+    laneq::client::Credentials::new(cluster.admin.get().map(String::as_str), None)
+        .expect("the admin's token")
+}
+
 /// Waits until every node reports the same applied index and digest twice
 /// in a row, one second apart (no write left in flight), for at most 60 s.
 async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
@@ -382,7 +396,10 @@ async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
     for _ in 0..60 {
         let mut seen = Vec::new();
         for id in nemesis.cluster.nodes.keys() {
-            let s = Client::node_status(&nemesis.cluster.addr(*id), Duration::from_secs(2)).await;
+            let addr = nemesis.cluster.addr(*id);
+            let s = (nemesis.cluster.client_for(*id))
+                .status_of(&addr, Duration::from_secs(2))
+                .await;
             seen.push(s.ok().map(|s| (s.applied_index, s.digest)));
         }
         let same = seen.iter().all(|s| s.is_some() && *s == seen[0]);
@@ -398,7 +415,7 @@ async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
 /// Reads one node's whole state through stale reads served by that node.
 async fn read_node(cluster: &Cluster, id: u64) -> Result<Replica, String> {
     let client = cluster.client_for(id);
-    let status = Client::node_status(&cluster.addr(id), Duration::from_secs(5))
+    let status = (client.status_of(&cluster.addr(id), Duration::from_secs(5)))
         .await
         .map_err(|e| e.to_string())?;
     let mut node = Replica {

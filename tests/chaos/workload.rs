@@ -103,6 +103,8 @@ pub fn done<T>(r: &Result<T, ClientError>) -> Outcome {
 pub struct Load {
     pub seed: u64,
     pub endpoints: Vec<String>,
+    /// The admin's token, which every call of the workload carries.
+    pub credentials: laneq::client::Credentials,
     pub recorder: Recorder,
     pub phase: watch::Receiver<Phase>,
     /// Mean pause between two submits of one submitter.
@@ -119,7 +121,7 @@ impl Load {
     }
 
     fn client(&self, deadline: Duration) -> Client {
-        Client::with_deadline(&self.endpoints, deadline)
+        Client::with_credentials(&self.endpoints, deadline, self.credentials.clone())
     }
 }
 
@@ -324,7 +326,10 @@ async fn heartbeats(
     held: Arc<Mutex<HashMap<u64, u64>>>,
 ) {
     let clients: Vec<Client> = (nodes.iter())
-        .map(|n| Client::with_deadline(std::slice::from_ref(n), Duration::from_secs(1)))
+        .map(|n| {
+            let one = std::slice::from_ref(n);
+            Client::with_credentials(one, Duration::from_secs(1), load.credentials.clone())
+        })
         .collect();
     for turn in 0usize.. {
         tokio::time::sleep(Duration::from_millis(500)).await;
