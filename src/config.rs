@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub history: crate::model::history::Settings,
     #[serde(default)]
     pub watch: WatchSettings,
+    #[serde(default)]
+    pub limits: Limits,
     /// Plaintext and no authentication: anyone who reaches the port may do
     /// anything. For a laptop or a test; the node warns at start.
     #[serde(default)]
@@ -68,6 +70,36 @@ impl WatchSettings {
             return Err(format!(
                 "watch: max_watchers = {} is out of range; use 0 to {WATCHERS_MAX}",
                 self.max_watchers
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one node serves at once (`[limits]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Requests in flight on this node; one more is refused with
+    /// RESOURCE_EXHAUSTED. A lease poll holds one while it waits.
+    pub max_requests: usize,
+}
+
+/// The most `[limits] max_requests` may be.
+pub const REQUESTS_MAX: usize = 1_000_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_requests: 4096 }
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=REQUESTS_MAX).contains(&self.max_requests) {
+            return Err(format!(
+                "limits: max_requests = {} is out of range; use 1 to {REQUESTS_MAX}",
+                self.max_requests
             ));
         }
         Ok(())
@@ -217,6 +249,7 @@ impl NodeConfig {
         }
         self.workers.validate()?;
         self.watch.validate()?;
+        self.limits.validate()?;
         self.history.validate()
     }
 
@@ -323,5 +356,8 @@ addr = "127.0.0.1:7102"
         assert!(e.contains("max_watchers"), "{e}");
         let c = parse(&format!("{OK}\n[watch]\nmax_watchers = 0")).unwrap();
         assert_eq!(c.watch.max_watchers, 0);
+        let e = parse(&format!("{OK}\n[limits]\nmax_requests = 0")).unwrap_err();
+        assert!(e.contains("max_requests"), "{e}");
+        assert_eq!(parse(OK).unwrap().limits.max_requests, 4096);
     }
 }

@@ -54,17 +54,17 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     let observer = Observer::start(node.clone(), config.data_dir.clone()).await;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let watch = api::watch_server(node.clone(), &config.watch, stop_rx.clone());
-    let secure = !config.insecure;
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
     let server = serve(
         node.clone(),
         hub,
         &observer,
         watch,
         listener,
-        secure,
-        async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        },
+        &config,
+        stopped,
     )?;
     let server = tokio::spawn(server);
     if init {
@@ -126,20 +126,25 @@ async fn drain(node: &RaftNode, signals: &mut Signals, drain_ms: u64) -> Option<
 }
 
 /// Serves the peer protocol, the public API, health, reflection and the
-/// HTTP routes on one listener, identifying callers when `secure`.
-/// Returns the server's future.
+/// HTTP routes on one listener, identifying callers unless the config is
+/// insecure, and shedding requests past `[limits] max_requests`. Returns
+/// the server's future.
 pub fn serve(
     node: Arc<RaftNode>,
     hub: Arc<WorkerHub>,
     observer: &Arc<Observer>,
     watch: WatchServer<api::WatchApi>,
     listener: TcpListener,
-    secure: bool,
+    config: &NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, String> {
     // Nagle's algorithm off on every accepted connection: a small reply (a
     // heartbeat's ack, a read's answer) must not wait for the peer's delayed
     // ACK. `Server::tcp_nodelay` applies only to listeners tonic binds itself.
+    let (secure, shed) = (
+        !config.insecure,
+        api::RequestLimit::new(config.limits.max_requests),
+    );
     if !secure {
         tracing::warn!("insecure: no authentication; anyone who reaches this node may do anything");
     }
@@ -175,6 +180,7 @@ pub fn serve(
         .layer(observer.rpc_layer())
         .layer(tower::layer::layer_fn(|inner| LeaderHint { inner }))
         .layer(api::auth::AuthLayer::new(node, secure))
+        .layer(shed)
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, shutdown))
 }

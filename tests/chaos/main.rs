@@ -220,6 +220,7 @@ async fn start_cluster(n: u64, links: &proxy::Links) -> Cluster {
         shutdown_drain_ms: 0,
         // Tokens on, as a real deployment runs: every call authenticated.
         insecure: false,
+        extra: String::new(),
     };
     let mut cluster = Cluster {
         dir: tempfile::tempdir().expect("temp dir"),

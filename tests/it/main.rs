@@ -14,6 +14,7 @@ mod architecture;
 mod auth;
 mod bad_input;
 mod cluster;
+mod limits;
 mod metrics;
 mod observe;
 mod pools;

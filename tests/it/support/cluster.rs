@@ -35,6 +35,8 @@ pub struct Timings {
     /// No authentication (`insecure = true`): most tests are about
     /// something else; `tests/it/auth.rs` turns it off.
     pub insecure: bool,
+    /// More of the config file, appended as written (e.g. `[limits]`).
+    pub extra: String,
 }
 
 impl Default for Timings {
@@ -50,6 +52,7 @@ impl Default for Timings {
             heartbeat_batch_ms: 500,
             shutdown_drain_ms: 0,
             insecure: true,
+            extra: String::new(),
         }
     }
 }
@@ -136,6 +139,7 @@ impl Cluster {
             "\n[workers]\nlease_ttl_ms = {}\nworker_timeout_ms = {}\nheartbeat_batch_ms = {}\n",
             t.lease_ttl_ms, t.worker_timeout_ms, t.heartbeat_batch_ms
         );
+        text += &t.extra;
         let config = self.dir.path().join(format!("node{id}.toml"));
         fs::write(&config, text).unwrap();
         self.nodes.insert(
