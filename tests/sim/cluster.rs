@@ -80,6 +80,7 @@ impl Cluster {
             shutdown_drain_ms: 0,
             history: Default::default(),
             watch: Default::default(),
+            limits: Default::default(),
             // The simulation drives RaftNode, below the API's callers.
             insecure: true,
         }
