@@ -112,7 +112,7 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
     let probes = members.iter().map(|m| async move {
         (
             m.clone(),
-            Client::node_status(&m.addr, Duration::from_secs(2)).await,
+            client.node_status_at(&m.addr, Duration::from_secs(2)).await,
         )
     });
     let results = futures::future::join_all(probes).await;

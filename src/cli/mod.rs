@@ -1,6 +1,7 @@
 //! The `laneq` command line: clap commands over the client library, plus
 //! `laneq node`. Output is a table for people or JSON (`-o json`) for programs.
 
+mod certs;
 mod cluster;
 mod config;
 mod edit;
@@ -20,7 +21,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::{parse_endpoints, Client, ClientError, ReadConsistency, DEFAULT_ENDPOINTS};
+use crate::client::{
+    parse_endpoints, Client, ClientError, ClientOptions, ReadConsistency, TlsFiles,
+    DEFAULT_ENDPOINTS,
+};
 pub use output::Output;
 
 #[derive(Parser, Debug)]
@@ -62,6 +66,16 @@ pub struct GlobalArgs {
     /// Give up after this many seconds, retries included.
     #[arg(long, global = true, default_value_t = 15)]
     pub timeout: u64,
+    /// CA certificate (PEM) that the nodes' certificates chain to: talk to
+    /// the nodes over TLS. Without it, plaintext (nodes run `insecure`).
+    #[arg(long, global = true, env = "LANEQ_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) to present, with `--key`.
+    #[arg(long, global = true, env = "LANEQ_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of `--cert`.
+    #[arg(long, global = true, env = "LANEQ_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -95,6 +109,9 @@ pub enum Command {
     /// Run a worker agent; list and show workers.
     #[command(subcommand)]
     Worker(worker::WorkerCmd),
+    /// Throwaway certificates for a cluster's TLS.
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +132,11 @@ pub struct NodeArgs {
     /// (safe to repeat: an initialised cluster is left alone).
     #[arg(long)]
     pub init: bool,
+    /// Plaintext and no authentication, whatever the config says of it
+    /// (`insecure = true`): only on a trusted network. A config with a
+    /// [tls] section is refused with it.
+    #[arg(long)]
+    pub insecure: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LANEQ_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -180,10 +202,27 @@ impl GlobalArgs {
             message: m,
             code: 2,
         })?;
-        Ok(Client::with_deadline(
-            &eps,
-            Duration::from_secs(self.timeout.max(1)),
-        ))
+        let options = ClientOptions {
+            deadline: Duration::from_secs(self.timeout.max(1)),
+            tls: self.tls()?,
+        };
+        Client::connect(&eps, options).map_err(Failure::invalid)
+    }
+
+    /// The TLS files of `--cacert`, `--cert` and `--key`; `None` without a CA.
+    pub fn tls(&self) -> Result<Option<TlsFiles>, Failure> {
+        let Some(ca) = &self.cacert else {
+            if self.cert.is_some() {
+                return Err(Failure::invalid("cert: a client certificate needs --cacert too"));
+            }
+            return Ok(None);
+        };
+        Ok(Some(TlsFiles {
+            ca: ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            server_name: None,
+        }))
     }
 
     pub fn consistency(&self) -> ReadConsistency {
@@ -294,6 +333,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             worker::run(&cli.global, cmd).await
         }
+        Command::Certs(cmd) => certs::run(cmd),
     }
 }
 
@@ -308,6 +348,7 @@ async fn run_node(args: NodeArgs) -> Result<(), Failure> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    config.insecure |= args.insecure;
     run_server(config, args.init).await
 }
 

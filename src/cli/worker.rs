@@ -125,6 +125,7 @@ impl RunArgs {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             lease_wait,
             deadline,
+            tls: g.tls()?,
         })
     }
 }

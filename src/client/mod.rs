@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::proto::v1::cluster_client::ClusterClient;
 use crate::proto::v1::pools_client::PoolsClient;
@@ -25,6 +25,7 @@ use crate::proto::v1::*;
 
 pub use metrics::Range;
 pub use retry::ClientError;
+pub use crate::wire::TlsFiles;
 pub use tasks::TaskFilter;
 
 /// The local 3-node cluster of `scripts/cluster up`.
@@ -43,6 +44,8 @@ struct Inner {
     /// Index of the endpoint tried first: the last one that answered.
     preferred: AtomicUsize,
     deadline: Duration,
+    /// TLS for every channel, leader hints' included; `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
     /// Send concurrent submits, and completions, together (see `batch`).
     submits: batch::Batcher<batch::Submits>,
     completes: batch::Batcher<batch::Completes>,
@@ -121,21 +124,54 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<String>, String> {
     Ok(eps)
 }
 
+/// How a [`Client`] reaches the nodes. A plain struct with public fields:
+/// set what differs from [`Default`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long one call may take, retries included.
+    pub deadline: Duration,
+    /// TLS to the nodes; `None`: plaintext (nodes with `insecure = true`).
+    pub tls: Option<TlsFiles>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            deadline: DEFAULT_DEADLINE,
+            tls: None,
+        }
+    }
+}
+
 impl Client {
+    /// A plaintext client with the default deadline.
     pub fn new(endpoints: &[String]) -> Self {
         Self::with_deadline(endpoints, DEFAULT_DEADLINE)
     }
 
+    /// A plaintext client.
     pub fn with_deadline(endpoints: &[String], deadline: Duration) -> Self {
+        Self::build(endpoints, deadline, None)
+    }
+
+    /// A client with `options`; fails when a TLS file cannot be read or
+    /// parsed. Connecting happens at the first call.
+    pub fn connect(endpoints: &[String], options: ClientOptions) -> Result<Self, String> {
+        let tls = options.tls.as_ref().map(TlsFiles::load).transpose()?;
+        Ok(Self::build(endpoints, options.deadline, tls))
+    }
+
+    fn build(endpoints: &[String], deadline: Duration, tls: Option<ClientTlsConfig>) -> Self {
         let endpoints = endpoints
             .iter()
-            .map(|e| (e.clone(), crate::wire::endpoint_channel(e)))
+            .map(|e| (e.clone(), crate::wire::channel(e, tls.as_ref())))
             .collect();
         Self {
             inner: Arc::new(Inner {
                 endpoints: Mutex::new(endpoints),
                 preferred: AtomicUsize::new(0),
                 deadline,
+                tls,
                 submits: Default::default(),
                 completes: Default::default(),
             }),
@@ -351,14 +387,32 @@ impl Client {
             .await
     }
 
-    /// Asks one node, and only that node, for its own status (no retries).
+    /// Asks one node, and only that node, for its own status (no retries),
+    /// over plaintext.
     pub async fn node_status(
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<NodeStatusResponse, ClientError> {
+        Self::status_over(crate::wire::endpoint_channel(addr), addr, timeout).await
+    }
+
+    /// [`Client::node_status`] with this client's transport (TLS or not).
+    pub async fn node_status_at(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<NodeStatusResponse, ClientError> {
+        let ch = crate::wire::channel(addr, self.inner.tls.as_ref());
+        Self::status_over(ch, addr, timeout).await
+    }
+
+    async fn status_over(
+        ch: Channel,
         addr: &str,
         timeout: Duration,
     ) -> Result<NodeStatusResponse, ClientError> {
         let mut req = tonic::Request::new(NodeStatusRequest {});
         req.set_timeout(timeout);
-        let ch = crate::wire::endpoint_channel(addr);
         let mut c = ClusterClient::new(ch);
         match tokio::time::timeout(timeout, c.node_status(req)).await {
             Ok(Ok(r)) => Ok(r.into_inner()),

@@ -207,7 +207,8 @@ impl Client {
         let index = match eps.iter().position(|(e, _)| e == addr) {
             Some(i) => i,
             None => {
-                eps.push((addr.to_string(), crate::wire::endpoint_channel(addr)));
+                let channel = crate::wire::channel(addr, self.inner.tls.as_ref());
+                eps.push((addr.to_string(), channel));
                 eps.len() - 1
             }
         };

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use laneq::client::Client;
 use laneq::proto::v1::NodeStatusResponse;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -280,7 +279,7 @@ impl Nemesis {
         if self.down.contains(&id) || self.paused.contains(&id) {
             return None;
         }
-        Client::node_status(&self.cluster.addr(id), Duration::from_millis(500))
+        (self.cluster.status_within(id, Duration::from_millis(500)))
             .await
             .ok()
     }

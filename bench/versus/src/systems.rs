@@ -120,7 +120,8 @@ impl Cluster {
         for (i, addr) in addrs.iter().enumerate() {
             let id = i + 1;
             let mut text = format!(
-                "id = {id}\ncluster = \"bench\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
+                "id = {id}\ncluster = \"bench\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n\
+                 insecure = true\n",
                 dir.path().join(format!("node{id}")).display()
             );
             text += extra;

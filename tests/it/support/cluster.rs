@@ -1,6 +1,9 @@
 //! Real `laneq node` processes on ephemeral loopback ports, each with its
 //! own config, data dir and log, and the client library and CLI pointed at
-//! them. Every process it starts is killed when the `Cluster` is dropped,
+//! them. Nodes run `insecure = true` (plaintext, no authentication) unless
+//! the cluster is made with [`Cluster::configure_secure`]: then every node
+//! has certificates from `laneq::certs::create` and the clients, the CLI
+//! and the status probes speak TLS. Every process it starts is killed when the `Cluster` is dropped,
 //! and a failing test prints the tail of each node's log.
 
 use std::collections::BTreeMap;
@@ -10,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use laneq::client::{Client, ReadConsistency};
+use laneq::client::{Client, ClientOptions, ReadConsistency, TlsFiles};
 use laneq::proto::v1::NodeStatusResponse;
 
 use super::eventually;
@@ -62,7 +65,15 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, NodeProc>,
     pub timings: Timings,
+    /// The certificates of a secure cluster (`laneq::certs::create`'s
+    /// files); `None`: the nodes run insecure.
+    pub certs: Option<PathBuf>,
 }
+
+/// Node ids a secure cluster has certificates for (tests add nodes).
+const CERTIFIED_NODES: u64 = 7;
+/// The client certificates a secure cluster has (`client-NAME.pem`).
+pub const CLIENT_NAMES: [&str; 2] = ["alice", "bob"];
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -84,14 +95,52 @@ impl Cluster {
         c
     }
 
+    /// [`Cluster::start`] with TLS (see [`Cluster::configure_secure`]).
+    pub fn start_secure(n: u64, timings: Timings) -> Self {
+        let mut c = Self::configure_secure(n, timings);
+        let ids: Vec<u64> = c.nodes.keys().copied().collect();
+        for id in ids {
+            c.start_node(id);
+        }
+        c
+    }
+
     /// Writes configs for nodes `1..=n` without starting anything.
     pub fn configure(n: u64, timings: Timings) -> Self {
+        Self::configure_with(n, timings, false)
+    }
+
+    /// [`Cluster::configure`] with TLS: certificates for the nodes (peers
+    /// share the client port) and for [`CLIENT_NAMES`].
+    pub fn configure_secure(n: u64, timings: Timings) -> Self {
+        Self::configure_with(n, timings, true)
+    }
+
+    /// A new cluster directory; with certificates when `secure`.
+    pub fn empty(timings: Timings, secure: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Cluster {
+        let certs = secure.then(|| {
+            let certs = dir.path().join("certs");
+            let nodes: Vec<laneq::certs::NodeHosts> = (1..=CERTIFIED_NODES)
+                .map(|id| laneq::certs::NodeHosts {
+                    id,
+                    hosts: (10..20).map(|i| format!("127.0.0.{i}")).collect(),
+                })
+                .collect();
+            let clients: Vec<String> = CLIENT_NAMES.map(String::from).to_vec();
+            laneq::certs::create(&certs, &nodes, &clients).unwrap();
+            certs
+        });
+        Cluster {
             dir,
             nodes: BTreeMap::new(),
             timings,
-        };
+            certs,
+        }
+    }
+
+    fn configure_with(n: u64, timings: Timings, secure: bool) -> Self {
+        let mut c = Self::empty(timings, secure);
         let addrs: Vec<(u64, String)> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
             .collect();
@@ -103,6 +152,11 @@ impl Cluster {
 
     /// Writes the config of one more node whose peer list is `peers`.
     pub fn add_config(&mut self, id: u64, addr: String, peers: &[(u64, String)]) {
+        self.add_config_with(id, addr, peers, "");
+    }
+
+    /// [`Cluster::add_config`] with `top` (top-level TOML lines) added.
+    pub fn add_config_with(&mut self, id: u64, addr: String, peers: &[(u64, String)], top: &str) {
         let t = &self.timings;
         let data_dir = self.dir.path().join(format!("node{id}"));
         let mut text = format!(
@@ -111,6 +165,10 @@ impl Cluster {
             data_dir.display(),
             t.shutdown_drain_ms
         );
+        if self.certs.is_none() {
+            text += "insecure = true\n";
+        }
+        text += top;
         for (pid, paddr) in peers {
             text += &format!("\n[[peers]]\nid = {pid}\naddr = \"{paddr}\"\n");
         }
@@ -127,6 +185,16 @@ impl Cluster {
             "\n[workers]\nlease_ttl_ms = {}\nworker_timeout_ms = {}\nheartbeat_batch_ms = {}\n",
             t.lease_ttl_ms, t.worker_timeout_ms, t.heartbeat_batch_ms
         );
+        if let Some(certs) = &self.certs {
+            let file = |name: &str| certs.join(name).display().to_string();
+            text += &format!(
+                "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\npeer_ca = \"{}\"\nclient_ca = \"{}\"\n",
+                file(&format!("node-{id}.pem")),
+                file(&format!("node-{id}.key")),
+                file("cluster-ca.pem"),
+                file("client-ca.pem"),
+            );
+        }
         let config = self.dir.path().join(format!("node{id}.toml"));
         fs::write(&config, text).unwrap();
         self.nodes.insert(
@@ -234,12 +302,34 @@ impl Cluster {
 
     /// A client that knows every node.
     pub fn client(&self) -> Client {
-        Client::with_deadline(&self.endpoints(), Duration::from_secs(20))
+        self.client_on(&self.endpoints(), Duration::from_secs(20))
     }
 
     /// A client that talks to one node only.
     pub fn client_for(&self, id: u64) -> Client {
-        Client::with_deadline(&[self.addr(id)], Duration::from_secs(20))
+        self.client_on(&[self.addr(id)], Duration::from_secs(20))
+    }
+
+    /// A client of `endpoints` with `deadline`, over TLS when the cluster
+    /// is secure.
+    pub fn client_on(&self, endpoints: &[String], deadline: Duration) -> Client {
+        let options = ClientOptions {
+            deadline,
+            tls: self.client_tls(None),
+        };
+        Client::connect(endpoints, options).unwrap()
+    }
+
+    /// What a client of a secure cluster needs: the cluster CA, and with
+    /// `name` that client's certificate. `None` for an insecure cluster.
+    pub fn client_tls(&self, name: Option<&str>) -> Option<TlsFiles> {
+        let certs = self.certs.as_ref()?;
+        Some(TlsFiles {
+            ca: certs.join("cluster-ca.pem"),
+            cert: name.map(|n| certs.join(format!("client-{n}.pem"))),
+            key: name.map(|n| certs.join(format!("client-{n}.key"))),
+            server_name: None,
+        })
     }
 
     pub fn log_text(&self, id: u64) -> String {
@@ -247,9 +337,19 @@ impl Cluster {
     }
 
     pub async fn status(&self, id: u64) -> Option<NodeStatusResponse> {
-        Client::node_status(&self.addr(id), Duration::from_secs(2))
+        self.status_within(id, Duration::from_secs(2)).await.ok()
+    }
+
+    /// Node `id`'s own status, asked of it alone, within `timeout`.
+    pub async fn status_within(
+        &self,
+        id: u64,
+        timeout: Duration,
+    ) -> Result<NodeStatusResponse, laneq::client::ClientError> {
+        let addr = self.addr(id);
+        self.client_on(&[addr.clone()], timeout)
+            .node_status_at(&addr, timeout)
             .await
-            .ok()
     }
 
     /// Initialises through `via` and waits for a leader.
@@ -320,7 +420,11 @@ impl Cluster {
     /// Runs the `laneq` CLI against every node; returns the exit code,
     /// stdout and stderr.
     pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let o = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(certs) = &self.certs {
+            command.arg("--cacert").arg(certs.join("cluster-ca.pem"));
+        }
+        let o = command
             .args(["--endpoints", &self.endpoints().join(",")])
             .args(args)
             .output()
