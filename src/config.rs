@@ -233,7 +233,6 @@ impl NodeConfig {
             .parse::<SocketAddr>()
             .map_err(|e| format!("listen: {:?} is not a host:port address: {e}", self.listen))?;
         self.validate_peers()?;
-        self.validate_security()?;
         let t = &self.raft;
         if t.heartbeat_interval_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_interval_ms {
             return Err(
@@ -263,7 +262,8 @@ impl NodeConfig {
         }
         self.workers.validate()?;
         self.watch.validate()?;
-        self.history.validate()
+        self.history.validate()?;
+        self.validate_security()
     }
 
     /// Each peer has a usable address and a unique id, and this node is one.

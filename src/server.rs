@@ -42,14 +42,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     config.validate()?;
     // Installed first: a signal while the store opens waits for the node.
     let mut signals = Signals::new();
-    let tls = NodeTls::load(&config)?;
-    if !config.secure() {
-        tracing::warn!(
-            "insecure: plaintext and no authentication; anyone who reaches this node's \
-             ports can read and change everything, and speak the peer protocol"
-        );
-    }
-    spawn_reloader(tls.clone());
+    let tls = load_tls(&config)?;
     Identity::new(config.id, &config.cluster)
         .claim(&config.data_dir)
         .map_err(|e| e.to_string())?;
@@ -61,15 +54,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     })?;
     let listeners = Listeners::bind(&config).await?;
     let node = RaftNode::start(&config, store.clone(), tls.clone()).await?;
-    tracing::info!(
-        id = config.id,
-        listen = %config.listen,
-        peer_listen = config.peer_listen.as_deref().unwrap_or("(the client port)"),
-        advertise = config.advertised(),
-        tls = config.secure(),
-        data_dir = %config.data_dir.display(),
-        "node started"
-    );
+    log_started(&config);
 
     let hub = WorkerHub::new(config.workers.clone());
     duties::spawn(&node, &hub);
@@ -118,6 +103,32 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     #[cfg(feature = "otel")]
     crate::observe::otel::shutdown();
     Ok(())
+}
+
+fn log_started(config: &NodeConfig) {
+    tracing::info!(
+        id = config.id,
+        listen = %config.listen,
+        peer_listen = config.peer_listen.as_deref().unwrap_or("(the client port)"),
+        advertise = config.advertised(),
+        tls = config.secure(),
+        data_dir = %config.data_dir.display(),
+        "node started"
+    );
+}
+
+/// Loads the certificates (`None` for an insecure node, which warns that
+/// it is one) and reloads them on SIGHUP from now on.
+fn load_tls(config: &NodeConfig) -> Result<Option<Arc<NodeTls>>, String> {
+    let tls = NodeTls::load(config)?;
+    if !config.secure() {
+        tracing::warn!(
+            "insecure: plaintext and no authentication; anyone who reaches this node's \
+             ports can read and change everything, and speak the peer protocol"
+        );
+    }
+    spawn_reloader(tls.clone());
+    Ok(tls)
 }
 
 /// Waits out the drain after the first signal: `drain_ms`, unless a

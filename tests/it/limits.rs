@@ -4,30 +4,37 @@
 
 use std::time::Duration;
 
-use laneq::proto::v1::GetQueueRequest;
+use laneq::proto::v1::{GetQueueRequest, LeaseRequest};
 use tonic::Code;
 
-use crate::support::{eventually, free_port, get, Cluster, Node, Timings};
+use crate::support::{eventually, free_port, get, meta, Cluster, Node, Timings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_past_the_node_limit_are_refused_and_probes_still_answer() {
     let mut c = Cluster::empty(Timings::default(), false);
     let addr = format!("127.0.0.1:{}", free_port());
     let peers = [(1, addr.clone())];
-    c.add_config_with(1, addr.clone(), &peers, "max_concurrent_requests = 2\n");
+    c.add_config_with(1, addr.clone(), &peers, "max_concurrent_requests = 1\n");
     c.start_node(1);
     c.init(1).await;
     let node = Node::new(&c, 1);
     node.create_queue("q", "", None).await;
     node.register("w1", &["q"], 1).await;
-    node.register("w2", &["q"], 1).await;
-    // Two long polls on an empty queue hold both slots while they wait.
-    let polls: Vec<_> = ["w1", "w2"]
-        .map(|w| {
-            let node = node.clone();
-            tokio::spawn(async move { node.lease(w, 1, 8_000).await })
-        })
-        .into();
+    // A long poll on an empty queue holds the one slot while it waits (it
+    // tries again while the test's own calls hold the slot); meanwhile
+    // other calls are refused.
+    let poll = eventually(Duration::from_secs(10), "the poll to get the slot", async || {
+        let req = LeaseRequest {
+            meta: meta(),
+            worker: "w1".into(),
+            max_tasks: 1,
+            wait_ms: 6_000,
+        };
+        match node.workers().lease(req).await {
+            Err(s) if s.code() == Code::ResourceExhausted => Err(s),
+            other => Ok(other.map(|r| r.into_inner().leases)),
+        }
+    });
     let get_queue = async || {
         let req = GetQueueRequest {
             name: "q".into(),
@@ -35,19 +42,21 @@ async fn calls_past_the_node_limit_are_refused_and_probes_still_answer() {
         };
         node.queues().get_queue(req).await
     };
-    let refusal = eventually(Duration::from_secs(5), "a third call refused", async || {
-        match get_queue().await {
-            Err(s) if s.code() == Code::ResourceExhausted => Ok(s),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let meanwhile = async {
+        let refusal = eventually(Duration::from_secs(5), "a call refused", async || {
+            match get_queue().await {
+                Err(s) if s.code() == Code::ResourceExhausted => Ok(s),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        (refusal, get(&addr, "/healthz").await.unwrap().0)
+    };
+    let (leases, (refusal, probe)) = tokio::join!(poll, meanwhile);
     assert!(refusal.message().contains("max_concurrent_requests"), "{refusal:?}");
-    let (status, _) = get(&addr, "/healthz").await.unwrap();
-    assert_eq!(status, 200, "a probe is never refused");
-    for poll in polls {
-        assert!(poll.await.unwrap().is_empty(), "nothing to lease");
-    }
-    let queue = get_queue().await.expect("slots are back once the polls end");
+    assert_eq!(probe, 200, "a probe is never refused");
+    let leases = leases.expect("the poll is answered");
+    assert!(leases.is_empty(), "nothing to lease: {leases:?}");
+    let queue = get_queue().await.expect("the slot is back once the poll ends");
     assert_eq!(queue.into_inner().queue.unwrap().name, "q");
 }
