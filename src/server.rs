@@ -176,15 +176,15 @@ impl Listeners {
 }
 
 /// What a node serves, and how it secures it.
-pub struct Services {
-    pub node: Arc<RaftNode>,
-    pub hub: Arc<WorkerHub>,
-    pub observer: Arc<Observer>,
-    pub watch: WatchServer<api::WatchApi>,
+struct Services {
+    node: Arc<RaftNode>,
+    hub: Arc<WorkerHub>,
+    observer: Arc<Observer>,
+    watch: WatchServer<api::WatchApi>,
     /// `None`: plaintext (an insecure node).
-    pub tls: Option<Arc<NodeTls>>,
+    tls: Option<Arc<NodeTls>>,
     /// `max_concurrent_requests`: calls of the public API at once.
-    pub max_requests: usize,
+    max_requests: usize,
 }
 
 type Serving = BoxFuture<'static, Result<(), tonic::transport::Error>>;

@@ -71,11 +71,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "LANEQ_CACERT")]
     pub cacert: Option<PathBuf>,
     /// Client certificate (PEM) to present, with `--key`.
-    #[arg(long, global = true, env = "LANEQ_CERT", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Private key (PEM) of `--cert`.
-    #[arg(long, global = true, env = "LANEQ_KEY", requires = "cert")]
-    pub key: Option<PathBuf>,
+    #[arg(long = "cert", id = "client_cert", global = true, env = "LANEQ_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--cert`. (Its id is not `key`: `config set`
+    /// has an argument of that name.)
+    #[arg(long = "key", id = "client_key", global = true, env = "LANEQ_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -212,15 +213,15 @@ impl GlobalArgs {
     /// The TLS files of `--cacert`, `--cert` and `--key`; `None` without a CA.
     pub fn tls(&self) -> Result<Option<TlsFiles>, Failure> {
         let Some(ca) = &self.cacert else {
-            if self.cert.is_some() {
+            if self.client_cert.is_some() {
                 return Err(Failure::invalid("cert: a client certificate needs --cacert too"));
             }
             return Ok(None);
         };
         Ok(Some(TlsFiles {
             ca: ca.clone(),
-            cert: self.cert.clone(),
-            key: self.key.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
             server_name: None,
         }))
     }

@@ -144,3 +144,79 @@ async fn peers_can_have_a_port_of_their_own() {
         assert!(queues.iter().any(|q| q.name == "gpu"), "node {id}: {queues:?}");
     }
 }
+
+#[test]
+fn certs_create_writes_cas_node_and_client_certificates_with_private_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    use x509_parser::extensions::GeneralName;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["certs", "create", "--dir"])
+        .arg(dir.path())
+        .args(["--node", "1:node1.example.com,10.0.0.11", "--node", "2:node2"])
+        .args(["--client", "alice"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["cluster-ca", "client-ca", "node-1", "node-2", "client-alice"] {
+        let mode = |ext: &str| {
+            let meta = std::fs::metadata(dir.path().join(format!("{name}.{ext}"))).unwrap();
+            meta.permissions().mode() & 0o777
+        };
+        assert_eq!(mode("key"), 0o600, "{name}.key");
+        assert_eq!(mode("pem"), 0o644, "{name}.pem");
+    }
+    let pem = std::fs::read(dir.path().join("node-1.pem")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let sans = cert.subject_alternative_name().unwrap().unwrap();
+    let names: Vec<String> = (sans.value.general_names.iter())
+        .map(|n| match n {
+            GeneralName::IPAddress(&[a, b, c, d]) => std::net::Ipv4Addr::new(a, b, c, d).to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    for host in ["node1.example.com", "10.0.0.11", "127.0.0.1", "localhost"] {
+        assert!(names.iter().any(|n| n.contains(host)), "{host} not in {names:?}");
+    }
+    let alice = std::fs::read(dir.path().join("client-alice.pem")).unwrap();
+    let alice = rustls::pki_types::CertificateDer::from(
+        x509_parser::pem::parse_x509_pem(&alice).unwrap().1.contents,
+    );
+    assert_eq!(laneq::tls::common_name(&alice).as_deref(), Some("alice"));
+    let bad = Command::new(BIN)
+        .args(["certs", "create", "--dir"])
+        .arg(dir.path())
+        .args(["--node", "x:host"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a bad --node is a usage error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_speaks_tls_with_or_without_a_client_certificate() {
+    let c = super::secure(1).await;
+    c.init(1).await;
+    let certs = c.certs.clone().unwrap();
+    let run = |extra: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--endpoints", &c.addr(1), "--timeout", "5"])
+            .args(extra)
+            .args(["queue", "list"])
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let ca = certs.join("cluster-ca.pem").display().to_string();
+    let cert = certs.join("client-alice.pem").display().to_string();
+    let key = certs.join("client-alice.key").display().to_string();
+    assert_eq!(run(&["--cacert", &ca]).0, Some(0));
+    assert_eq!(run(&["--cacert", &ca, "--cert", &cert, "--key", &key]).0, Some(0));
+    let (code, err) = run(&["--cacert", &ca, "--cert", &cert]);
+    assert_eq!(code, Some(2), "a certificate without its key: {err}");
+    let (code, err) = run(&["--cacert", "/nonexistent/ca.pem"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(5), "plaintext to a TLS node is unavailable: {err}");
+}
