@@ -1,10 +1,14 @@
 //! The node's config file (TOML) and its checks. Flags override the file.
 
+mod security;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use security::{host_of, host_port, TlsSettings};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,8 +18,29 @@ pub struct NodeConfig {
     /// The cluster's name; a data dir remembers it and refuses another.
     #[serde(default = "default_cluster")]
     pub cluster: String,
-    /// gRPC address for peers and clients alike.
+    /// gRPC address (IP:port) for clients, and for peers unless
+    /// `peer_listen` is set.
     pub listen: String,
+    /// The `host:port` clients and peers are told this node is at (its
+    /// status, the peer list's default entry for itself): needed when
+    /// `listen` is a wildcard such as 0.0.0.0, and the name its
+    /// certificate is checked against.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// A second address (IP:port) that serves only the peer protocol,
+    /// with a peer certificate required; then the client port does not
+    /// serve it, and `peers` lists these addresses.
+    #[serde(default)]
+    pub peer_listen: Option<String>,
+    /// Plaintext, and no authentication: for a trusted network or a
+    /// laptop only. The node logs a warning at start. A node needs this
+    /// or a complete `[tls]`, never both.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Certificates for TLS on the client port and mutual TLS between
+    /// peers (see `TlsSettings`). Reloaded on SIGHUP.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
     /// Where the node keeps its RocksDB and snapshots.
     pub data_dir: PathBuf,
     /// Every voter of the initial cluster, this node included.
@@ -36,12 +61,23 @@ pub struct NodeConfig {
     pub history: crate::model::history::Settings,
     #[serde(default)]
     pub watch: WatchSettings,
-    #[serde(default)]
-    pub limits: Limits,
-    /// Plaintext and no authentication: anyone who reaches the port may do
-    /// anything. For a laptop or a test; the node warns at start.
-    #[serde(default)]
-    pub insecure: bool,
+    /// Most calls of the public API (`laneq.v1`) this node serves at once;
+    /// one more is refused with RESOURCE_EXHAUSTED rather than queued, so
+    /// that one client's flood cannot starve the rest. Peer calls, health
+    /// and HTTP are not counted. A lease poll holds its slot while it
+    /// waits, so leave room for every worker's. 0: no limit.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+/// The default of `max_concurrent_requests`: a lease poll for each of
+/// thousands of workers, and room for every other call besides.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16_384;
+/// The most `max_concurrent_requests` may be.
+pub const MAX_CONCURRENT_REQUESTS_MAX: usize = 1_000_000;
+
+fn default_max_concurrent_requests() -> usize {
+    DEFAULT_MAX_CONCURRENT_REQUESTS
 }
 
 /// Live watches (`laneq.v1.Watch`) this node serves.
@@ -70,36 +106,6 @@ impl WatchSettings {
             return Err(format!(
                 "watch: max_watchers = {} is out of range; use 0 to {WATCHERS_MAX}",
                 self.max_watchers
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// What one node serves at once (`[limits]`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Requests in flight on this node; one more is refused with
-    /// RESOURCE_EXHAUSTED. A lease poll holds one while it waits.
-    pub max_requests: usize,
-}
-
-/// The most `[limits] max_requests` may be.
-pub const REQUESTS_MAX: usize = 1_000_000;
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { max_requests: 4096 }
-    }
-}
-
-impl Limits {
-    fn validate(&self) -> Result<(), String> {
-        if !(1..=REQUESTS_MAX).contains(&self.max_requests) {
-            return Err(format!(
-                "limits: max_requests = {} is out of range; use 1 to {REQUESTS_MAX}",
-                self.max_requests
             ));
         }
         Ok(())
@@ -247,17 +253,24 @@ impl NodeConfig {
                 self.shutdown_drain_ms
             ));
         }
+        if self.max_concurrent_requests > MAX_CONCURRENT_REQUESTS_MAX {
+            return Err(format!(
+                "max_concurrent_requests = {} is over the limit of \
+                 {MAX_CONCURRENT_REQUESTS_MAX}; 0 means no limit",
+                self.max_concurrent_requests
+            ));
+        }
         self.workers.validate()?;
         self.watch.validate()?;
-        self.limits.validate()?;
-        self.history.validate()
+        self.history.validate()?;
+        self.validate_security()
     }
 
     /// Each peer has a usable address and a unique id, and this node is one.
     fn validate_peers(&self) -> Result<(), String> {
         let mut seen = BTreeMap::new();
         for p in &self.peers {
-            p.addr.parse::<SocketAddr>().map_err(|e| {
+            host_port(&p.addr).map_err(|e| {
                 format!(
                     "peers: address {:?} of node {} is not host:port: {e}",
                     p.addr, p.id
@@ -279,10 +292,13 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Every peer's address, this node's own included: its `peers` entry,
+    /// else `peer_listen`, else the advertised address.
     pub fn peer_map(&self) -> BTreeMap<u64, String> {
         let mut peers: BTreeMap<u64, String> =
             self.peers.iter().map(|p| (p.id, p.addr.clone())).collect();
-        peers.entry(self.id).or_insert_with(|| self.listen.clone());
+        let own = self.peer_listen.as_deref().unwrap_or(self.advertised());
+        peers.entry(self.id).or_insert_with(|| own.to_string());
         peers
     }
 }
@@ -299,6 +315,7 @@ mod tests {
 
     const OK: &str = r#"
 id = 1
+insecure = true
 listen = "127.0.0.1:7101"
 data_dir = "d"
 [[peers]]
@@ -321,7 +338,7 @@ addr = "127.0.0.1:7102"
     fn bad_configs_name_the_problem() {
         let e = parse("id = 1\nlisten = \"nope\"\ndata_dir = \"d\"").unwrap_err();
         assert!(e.contains("listen"), "{e}");
-        let e = parse(&OK.replace("id = 1\nlisten", "id = 3\nlisten")).unwrap_err();
+        let e = parse(&OK.replace("id = 1\ninsecure", "id = 3\ninsecure")).unwrap_err();
         assert!(e.contains("own peer list"), "{e}");
         let e = parse(&format!("{OK}\nbogus = 1")).unwrap_err();
         assert!(e.contains("bogus"), "{e}");
@@ -356,8 +373,5 @@ addr = "127.0.0.1:7102"
         assert!(e.contains("max_watchers"), "{e}");
         let c = parse(&format!("{OK}\n[watch]\nmax_watchers = 0")).unwrap();
         assert_eq!(c.watch.max_watchers, 0);
-        let e = parse(&format!("{OK}\n[limits]\nmax_requests = 0")).unwrap_err();
-        assert!(e.contains("max_requests"), "{e}");
-        assert_eq!(parse(OK).unwrap().limits.max_requests, 4096);
     }
 }

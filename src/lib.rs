@@ -8,14 +8,17 @@
 //! - [`duties`]: a node's background work (heartbeat batches, expiry, clears).
 //! - [`api`] and [`server`]: the gRPC services (live watches included) and the
 //!   `laneq node` process.
+//! - [`tls`]: a node's certificates, TLS accept loop and peer gate.
 //! - [`observe`]: health, reflection's descriptors, `/metrics` and RPC
 //!   tracing; [`meter`], the instruments storage and Raft record into.
+//! - [`certs`]: throwaway CAs and certificates (`laneq certs create`).
 //! - [`client`]: the Rust client; [`cli`] and [`worker`]: the CLI (its live
 //!   `--watch` views too) and the agent.
 //!
-//! [`store`], [`raft`], [`duties`], [`api`], [`server`], [`observe`] and
-//! [`meter`] are the `server` feature.
+//! [`store`], [`raft`], [`duties`], [`api`], [`server`], [`observe`],
+//! [`tls`] and [`meter`] are the `server` feature.
 
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -40,6 +43,8 @@ pub mod raft;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod tls;
 
 /// Generated protobuf and gRPC code.
 pub mod proto {

@@ -1,18 +1,24 @@
-//! The `laneq node` process: checks the config and the data dir, opens
-//! storage, starts Raft and the node's duties, serves gRPC for peers and
-//! clients and HTTP (`/metrics`, `/healthz`, `/readyz`) on one port, and
-//! shuts down gracefully on SIGTERM or SIGINT: it reports NOT_SERVING at
-//! once, goes on serving for `shutdown_drain_ms` (so that load balancers
-//! move away first; a second signal cuts it short), then stops taking new
-//! calls and lets those in flight finish.
+//! The `laneq node` process: checks the config, its certificates and the
+//! data dir, opens storage, starts Raft and the node's duties, serves gRPC
+//! for peers and clients and HTTP (`/metrics`, `/healthz`, `/readyz`) on one
+//! port (peers on `peer_listen` instead when it is set), over TLS unless
+//! the node is `insecure`, reloads its certificates on SIGHUP, and shuts
+//! down gracefully on SIGTERM or SIGINT: it reports NOT_SERVING at once,
+//! goes on serving for `shutdown_drain_ms` (so that load balancers move
+//! away first; a second signal cuts it short), then stops taking new calls
+//! and lets those in flight finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tonic::codegen::http;
+use tonic::service::interceptor::InterceptedService;
 use tonic::service::{Routes, RoutesBuilder};
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::api;
@@ -23,6 +29,9 @@ use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::proto::v1::watch_server::WatchServer;
 use crate::raft::{PeerService, RaftNode};
 use crate::store::{Identity, Store};
+use crate::tls::{NodeTls, PeerGate};
+
+mod limit;
 
 /// Most concurrent gRPC streams per connection.
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -33,7 +42,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     config.validate()?;
     // Installed first: a signal while the store opens waits for the node.
     let mut signals = Signals::new();
-    let listen: SocketAddr = config.listen.parse().map_err(|e| format!("listen: {e}"))?;
+    let tls = load_tls(&config)?;
     Identity::new(config.id, &config.cluster)
         .claim(&config.data_dir)
         .map_err(|e| e.to_string())?;
@@ -43,30 +52,24 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
             config.data_dir.display()
         )
     })?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let node = RaftNode::start(&config, store.clone()).await?;
-    tracing::info!(id = config.id, %listen, data_dir = %config.data_dir.display(), "node started");
+    let listeners = Listeners::bind(&config).await?;
+    let node = RaftNode::start(&config, store.clone(), tls.clone()).await?;
+    log_started(&config);
 
     let hub = WorkerHub::new(config.workers.clone());
     duties::spawn(&node, &hub);
     let observer = Observer::start(node.clone(), config.data_dir.clone()).await;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watch = api::watch_server(node.clone(), &config.watch, stop_rx.clone());
-    let stopped = async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    };
-    let server = serve(
-        node.clone(),
+    let services = Services {
+        node: node.clone(),
         hub,
-        &observer,
+        observer: observer.clone(),
         watch,
-        listener,
-        &config,
-        stopped,
-    )?;
-    let server = tokio::spawn(server);
+        tls,
+        max_requests: config.max_concurrent_requests,
+    };
+    let server = tokio::spawn(services.serve(listeners, stop_rx)?);
     if init {
         tokio::spawn(init_when_ready(node.clone()));
     }
@@ -108,6 +111,32 @@ async fn finish_calls(server: tokio::task::JoinHandle<Result<(), tonic::transpor
     }
 }
 
+fn log_started(config: &NodeConfig) {
+    tracing::info!(
+        id = config.id,
+        listen = %config.listen,
+        peer_listen = config.peer_listen.as_deref().unwrap_or("(the client port)"),
+        advertise = config.advertised(),
+        tls = config.secure(),
+        data_dir = %config.data_dir.display(),
+        "node started"
+    );
+}
+
+/// Loads the certificates (`None` for an insecure node, which warns that
+/// it is one) and reloads them on SIGHUP from now on.
+fn load_tls(config: &NodeConfig) -> Result<Option<Arc<NodeTls>>, String> {
+    let tls = NodeTls::load(config)?;
+    if !config.secure() {
+        tracing::warn!(
+            "insecure: plaintext and no authentication; anyone who reaches this node's \
+             ports can read and change everything, and speak the peer protocol"
+        );
+    }
+    spawn_reloader(tls.clone());
+    Ok(tls)
+}
+
 /// Waits out the drain after the first signal: `drain_ms`, unless a
 /// second signal or a fatal error ends it first. Returns the fatal error.
 async fn drain(node: &RaftNode, signals: &mut Signals, drain_ms: u64) -> Option<String> {
@@ -125,64 +154,174 @@ async fn drain(node: &RaftNode, signals: &mut Signals, drain_ms: u64) -> Option<
     }
 }
 
-/// Serves the peer protocol, the public API, health, reflection and the
-/// HTTP routes on one listener, identifying callers unless the config is
-/// insecure, and shedding requests past `[limits] max_requests`. Returns
-/// the server's future.
-pub fn serve(
+/// The node's listening sockets, bound before Raft starts so that a port
+/// in use stops the node at once.
+struct Listeners {
+    client: TcpListener,
+    /// `peer_listen`: the peer protocol alone, a peer certificate required.
+    peer: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &NodeConfig) -> Result<Self, String> {
+        async fn bind(key: &str, addr: &str) -> Result<TcpListener, String> {
+            let at: SocketAddr = addr.parse().map_err(|e| format!("{key}: {e}"))?;
+            TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("{key}: cannot listen on {at}: {e}"))
+        }
+        let peer = match &config.peer_listen {
+            Some(addr) => Some(bind("peer_listen", addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            client: bind("listen", &config.listen).await?,
+            peer,
+        })
+    }
+}
+
+/// What a node serves, and how it secures it.
+struct Services {
     node: Arc<RaftNode>,
     hub: Arc<WorkerHub>,
-    observer: &Arc<Observer>,
+    observer: Arc<Observer>,
     watch: WatchServer<api::WatchApi>,
-    listener: TcpListener,
-    config: &NodeConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, String> {
-    // Nagle's algorithm off on every accepted connection: a small reply (a
-    // heartbeat's ack, a read's answer) must not wait for the peer's delayed
-    // ACK. `Server::tcp_nodelay` applies only to listeners tonic binds itself.
-    let (secure, shed) = (
-        !config.insecure,
-        api::RequestLimit::new(config.limits.max_requests),
-    );
-    if !secure {
-        tracing::warn!("insecure: no authentication; anyone who reaches this node may do anything");
+    /// `None`: plaintext (an insecure node).
+    tls: Option<Arc<NodeTls>>,
+    /// `max_concurrent_requests`: calls of the public API at once.
+    max_requests: usize,
+}
+
+type Serving = BoxFuture<'static, Result<(), tonic::transport::Error>>;
+
+impl Services {
+    /// Serves the public API, health, reflection and the HTTP routes on the
+    /// client port, and the peer protocol there too or on its own port,
+    /// until `stop` turns true. Returns the servers' future.
+    fn serve(
+        self,
+        listeners: Listeners,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Serving, String> {
+        let stopped = move || {
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        };
+        let peers = self.peer_service();
+        let split = listeners.peer.is_some();
+        let mut grpc = RoutesBuilder::default();
+        if !split {
+            grpc.add_service(peers.clone());
+        }
+        self.add_api(&mut grpc)?;
+        let routes = grpc
+            .routes()
+            .into_axum_router()
+            .merge(self.observer.http_routes());
+        // HTTP/1.1 too, for `/metrics` and the probes; gRPC is HTTP/2.
+        let hints = !split;
+        let router = Server::builder()
+            .accept_http1(true)
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .layer(self.observer.rpc_layer())
+            .layer(limit::RequestLimit::new(self.max_requests))
+            .layer(tower::layer::layer_fn(move |inner| LeaderHint { inner, hints }))
+            .layer(api::auth::AuthLayer::new(self.node.clone(), self.tls.clone()))
+            .add_routes(Routes::from(routes));
+        let tls = self.tls.clone();
+        let client: Serving = match &tls {
+            None => router
+                .serve_with_incoming_shutdown(plain(listeners.client), stopped())
+                .boxed(),
+            Some(t) => {
+                let t = t.clone();
+                let incoming = crate::tls::incoming(listeners.client, move || t.client_port());
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped())
+                    .boxed()
+            }
+        };
+        let Some(peer_listener) = listeners.peer else {
+            return Ok(client);
+        };
+        let router = Server::builder()
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .layer(self.observer.rpc_layer())
+            .add_service(peers);
+        let peer: Serving = match tls {
+            None => router
+                .serve_with_incoming_shutdown(plain(peer_listener), stopped())
+                .boxed(),
+            Some(t) => {
+                let incoming = crate::tls::incoming(peer_listener, move || t.peer_port());
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped())
+                    .boxed()
+            }
+        };
+        Ok(futures::future::try_join(client, peer).map(|r| r.map(|_| ())).boxed())
     }
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let limit = crate::raft::PEER_MESSAGE_MAX_BYTES;
-    let mut grpc = RoutesBuilder::default();
-    grpc.add_service(
-        RaftPeerServer::new(PeerService::new(node.clone()))
+
+    /// The peer protocol, behind the gate that admits peer certificates only.
+    fn peer_service(&self) -> PeerServer {
+        let limit = crate::raft::PEER_MESSAGE_MAX_BYTES;
+        let server = RaftPeerServer::new(PeerService::new(self.node.clone()))
             .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
-    )
-    .add_service(api::cluster_server(node.clone(), hub.clone()))
-    .add_service(api::pools_server(node.clone()))
-    .add_service(api::metrics_server(node.clone()))
-    .add_service(api::queues_server(node.clone()))
-    .add_service(api::projects_server(node.clone()))
-    .add_service(api::config_server(node.clone()))
-    .add_service(api::workers_server(node.clone(), hub))
-    .add_service(api::tokens_server(node.clone()))
-    .add_service(api::tasks_server(node.clone()))
-    .add_service(watch)
-    .add_service(observer.health().service());
-    add_reflection(&mut grpc)?;
-    let routes = grpc
-        .routes()
-        .into_axum_router()
-        .merge(observer.http_routes());
-    // HTTP/1.1 too, for `/metrics` and the probes; peers and clients speak
-    // HTTP/2 as before.
-    Ok(Server::builder()
-        .accept_http1(true)
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .layer(observer.rpc_layer())
-        .layer(tower::layer::layer_fn(|inner| LeaderHint { inner }))
-        .layer(api::auth::AuthLayer::new(node, secure))
-        .layer(shed)
-        .add_routes(Routes::from(routes))
-        .serve_with_incoming_shutdown(incoming, shutdown))
+            .max_encoding_message_size(limit);
+        let gate = PeerGate {
+            tls: self.tls.clone(),
+        };
+        InterceptedService::new(server, gate)
+    }
+
+    fn add_api(&self, grpc: &mut RoutesBuilder) -> Result<(), String> {
+        let node = &self.node;
+        grpc.add_service(api::cluster_server(node.clone(), self.hub.clone()))
+            .add_service(api::pools_server(node.clone()))
+            .add_service(api::metrics_server(node.clone()))
+            .add_service(api::queues_server(node.clone()))
+            .add_service(api::projects_server(node.clone()))
+            .add_service(api::config_server(node.clone()))
+            .add_service(api::workers_server(node.clone(), self.hub.clone()))
+            .add_service(api::tokens_server(node.clone()))
+            .add_service(api::tasks_server(node.clone()))
+            .add_service(self.watch.clone())
+            .add_service(self.observer.health().service());
+        add_reflection(grpc)
+    }
+}
+
+type PeerServer = InterceptedService<RaftPeerServer<PeerService>, PeerGate>;
+
+/// A plaintext listener's connections, Nagle off on each: a small reply (a
+/// heartbeat's ack, a read's answer) must not wait for the peer's delayed
+/// ACK. `Server::tcp_nodelay` applies only to listeners tonic binds itself.
+fn plain(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Reloads the certificates on each SIGHUP. Installed on insecure nodes
+/// too, where it only says so: SIGHUP's default would end the process.
+fn spawn_reloader(tls: Option<Arc<NodeTls>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match &tls {
+                None => tracing::info!("SIGHUP: an insecure node has no certificates to reload"),
+                Some(t) => match t.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: certificate reload failed; the node keeps the ones it had"
+                    ),
+                },
+            }
+        }
+    });
 }
 
 /// Server reflection (v1, and v1alpha for older clients) over the public
@@ -210,6 +349,10 @@ fn add_reflection(grpc: &mut RoutesBuilder) -> Result<(), String> {
 #[derive(Clone)]
 struct LeaderHint<S> {
     inner: S,
+    /// False when peers have their own port: the membership then holds
+    /// peer addresses, which a client cannot use, so no hint is given and
+    /// the client finds the leader among its own endpoints.
+    hints: bool,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for LeaderHint<S>
@@ -230,13 +373,20 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let serve = self.inner.call(req);
+        let hints = self.hints;
         Box::pin(async move {
             let (result, leader) = crate::raft::noting_forwards(serve).await;
             let mut response = result?;
+            let headers = response.headers_mut();
+            if !hints {
+                // A refusal's hint (`api::error`) names a peer address too.
+                headers.remove(crate::wire::LEADER_ID_HEADER);
+                headers.remove(crate::wire::LEADER_ADDR_HEADER);
+                return Ok(response);
+            }
             let Some((id, addr)) = leader else {
                 return Ok(response);
             };
-            let headers = response.headers_mut();
             if let (Ok(id), Ok(addr)) = (id.to_string().parse(), addr.parse()) {
                 headers.insert(crate::wire::LEADER_ID_HEADER, id);
                 headers.insert(crate::wire::LEADER_ADDR_HEADER, addr);

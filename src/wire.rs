@@ -1,14 +1,18 @@
 //! What a client and a server of laneq's gRPC API must agree on beyond the
 //! protobuf: the headers that carry a leader hint, the message size limits,
-//! the transport settings of a channel, and the shape of idempotency keys.
+//! the transport settings of a channel (plaintext or TLS), and the shape of
+//! idempotency keys.
 //!
 //! **Architecture Invariant:** a leaf. Nothing here imports another laneq
 //! module, so that the client and the server can both depend on it without
 //! depending on each other.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Response metadata naming the leader's id, on a forwarded call's answer
 /// or on UNAVAILABLE from a node that does not lead: the client sends its
@@ -51,6 +55,86 @@ pub fn endpoint(addr: &str) -> Endpoint {
 /// A lazily connected channel to `addr`, for clients.
 pub fn endpoint_channel(addr: &str) -> Channel {
     endpoint(addr).connect_lazy()
+}
+
+/// [`endpoint`] over TLS (`https://`): the node's certificate is checked
+/// against `tls`'s CA and the address's host (or the configured server
+/// name), and `tls`'s client certificate, if any, is presented.
+pub fn tls_endpoint(addr: &str, tls: &ClientTlsConfig) -> Result<Endpoint, String> {
+    let uri = format!("https://{addr}");
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| format!("{addr}: {e}"))?;
+    let endpoint = endpoint
+        .tls_config(tls.clone())
+        .map_err(|e| format!("TLS for {addr}: {e}"))?;
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true))
+}
+
+/// A lazily connected channel to `addr`: over TLS when `tls` is given.
+/// An address that cannot be made into an endpoint gives a channel whose
+/// calls fail as unreachable, like a node that is down.
+pub fn channel(addr: &str, tls: Option<&ClientTlsConfig>) -> Channel {
+    match tls {
+        None => endpoint_channel(addr),
+        Some(tls) => tls_endpoint(addr, tls)
+            .unwrap_or_else(|_| Endpoint::from_static("http://invalid.address.invalid:1"))
+            .connect_lazy(),
+    }
+}
+
+/// What a client needs to reach nodes over TLS: the CA that signed the
+/// nodes' certificates, and optionally a client certificate and its key
+/// (an identity, when the nodes verify client certificates).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM CA certificates that the nodes' certificates must chain to.
+    pub ca: PathBuf,
+    /// PEM client certificate to present.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// The name to check the node's certificate for, instead of the host
+    /// of the address dialed (when nodes are reached through an address
+    /// their certificates do not name).
+    pub server_name: Option<String>,
+}
+
+impl TlsFiles {
+    /// Reads the files; errors name the file and what is wrong with it.
+    pub fn load(&self) -> Result<ClientTlsConfig, String> {
+        let ca = read_pem(&self.ca, "CA")?;
+        if CertificateDer::pem_slice_iter(&ca).next().is_none() {
+            return Err(format!("CA {} holds no PEM certificate", self.ca.display()));
+        }
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let cert = read_pem(cert, "client certificate")?;
+                let key_pem = read_pem(key, "client key")?;
+                PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                    format!("client key {} is not a PEM private key: {e}", key.display())
+                })?;
+                config = config.identity(Identity::from_pem(cert, key_pem));
+            }
+            (Some(_), None) => return Err("a client certificate needs its key".into()),
+            (None, Some(_)) => return Err("a client key needs its certificate".into()),
+            (None, None) => {}
+        }
+        if let Some(name) = &self.server_name {
+            config = config.domain_name(name.clone());
+        }
+        // Made once here so that a bad file fails now, not at each call.
+        tls_endpoint("localhost:1", &config)?;
+        Ok(config)
+    }
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
 }
 
 /// A fresh idempotency key for one logical write: a UUIDv7, whose leading

@@ -105,9 +105,9 @@ impl Cluster for ClusterApi {
         if req.id == 0 {
             return Err(Status::invalid_argument("id: must be 1 or more"));
         }
-        if req.addr.parse::<std::net::SocketAddr>().is_err() {
+        if let Err(e) = crate::config::host_port(&req.addr) {
             return Err(Status::invalid_argument(format!(
-                "addr: {:?} is not a host:port address",
+                "addr: {:?} is not a host:port address: {e}",
                 req.addr
             )));
         }

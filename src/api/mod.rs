@@ -8,7 +8,6 @@ pub mod auth;
 mod cluster;
 mod convert;
 mod error;
-mod limit;
 mod metrics;
 mod pools;
 mod projects;
@@ -32,7 +31,6 @@ use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
 use crate::wire::CLIENT_MESSAGE_MAX_BYTES;
 
-pub use limit::RequestLimit;
 pub use watch::{watch_server, WatchApi};
 
 pub fn cluster_server(

@@ -8,6 +8,7 @@
 //!
 //! [contexts.local]
 //! endpoints = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+//! cacert = "/home/me/laneq/.laneq/certs/cluster-ca.pem"
 //! token = "admin.3f9c..."
 //! ```
 
@@ -42,6 +43,14 @@ pub struct Context {
     /// The token calls carry (`<name>.<secret>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The CA the nodes' certificates chain to (TLS); none: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate and its key, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,8 +60,8 @@ pub enum ContextCmd {
     /// Make a context the current one.
     Use { name: String },
     /// Create or change a context from the flags given with it, e.g.
-    /// `laneq context set prod --endpoints 10.0.0.1:7101 --token ci.4f...`.
-    /// Flags not given keep the context's values.
+    /// `laneq context set prod --endpoints 10.0.0.1:7101 --cacert ca.pem
+    /// --token ci.4f...`. Flags not given keep the context's values.
     Set {
         name: String,
         /// Make it the current context too.
@@ -198,6 +207,14 @@ pub fn set(
         crate::client::credentials::token_name(t).map_err(Failure::invalid)?;
         context.token = Some(t.clone());
     }
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    if let Some(ca) = &g.cacert {
+        context.cacert = Some(absolute(ca));
+    }
+    if let (Some(cert), Some(key)) = (&g.client_cert, &g.client_key) {
+        context.cert = Some(absolute(cert));
+        context.key = Some(absolute(key));
+    }
     if make_current || config.current.is_none() {
         config.current = Some(name.to_string());
     }
@@ -212,6 +229,7 @@ fn list(g: &GlobalArgs, config: &ClientConfig) {
             "contexts": config.contexts.iter().map(|(n, c)| json!({
                 "name": n,
                 "endpoints": c.endpoints,
+                "cacert": c.cacert,
                 "token": c.token.as_deref().map(masked),
             })).collect::<Vec<_>>(),
         })),
@@ -240,12 +258,19 @@ fn show(g: &GlobalArgs, path: &Path, config: &ClientConfig) -> Result<(), Failur
             "config": path.display().to_string(),
             "context": context,
             "endpoints": resolved.endpoints,
+            "cacert": resolved.tls.as_ref().map(|t| t.ca.display().to_string()),
             "token": token,
         })),
         Output::Table => output::fields(&[
             ("config", path.display().to_string()),
             ("context", output::or_dash(context.unwrap_or_default())),
             ("endpoints", resolved.endpoints.join(",")),
+            (
+                "tls",
+                (resolved.tls.as_ref()).map_or("no (plaintext)".into(), |t| {
+                    format!("CA {}", t.ca.display())
+                }),
+            ),
             ("token", token.unwrap_or_else(|| "-".into())),
         ]),
     }
@@ -267,6 +292,8 @@ mod tests {
             Context {
                 endpoints: Some("127.0.0.1:7101".into()),
                 token: Some("admin.abc".into()),
+                cacert: Some("/ca.pem".into()),
+                ..Context::default()
             },
         );
         c.current = Some("local".into());

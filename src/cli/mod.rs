@@ -1,6 +1,7 @@
 //! The `laneq` command line: clap commands over the client library, plus
 //! `laneq node`. Output is a table for people or JSON (`-o json`) for programs.
 
+mod certs;
 mod cluster;
 mod config;
 pub mod context;
@@ -23,7 +24,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::{
-    parse_endpoints, Client, ClientError, Credentials, ReadConsistency, DEFAULT_ENDPOINTS,
+    parse_endpoints, Client, ClientError, ClientOptions, Credentials, ReadConsistency,
+    TlsFiles, DEFAULT_ENDPOINTS,
 };
 pub use output::Output;
 
@@ -79,6 +81,17 @@ pub struct GlobalArgs {
     /// Give up after this many seconds, retries included.
     #[arg(long, global = true, default_value_t = 15)]
     pub timeout: u64,
+    /// CA certificate (PEM) that the nodes' certificates chain to: talk to
+    /// the nodes over TLS. Without it, plaintext (nodes run `insecure`).
+    #[arg(long, global = true, env = "LANEQ_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) to present, with `--key`.
+    #[arg(long = "cert", id = "client_cert", global = true, env = "LANEQ_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--cert`. (Its id is not `key`: `config set`
+    /// has an argument of that name.)
+    #[arg(long = "key", id = "client_key", global = true, env = "LANEQ_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -118,6 +131,9 @@ pub enum Command {
     /// Named contexts of the client config: a cluster's endpoints and token.
     #[command(subcommand)]
     Context(context::ContextCmd),
+    /// Throwaway certificates for a cluster's TLS.
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +154,11 @@ pub struct NodeArgs {
     /// (safe to repeat: an initialised cluster is left alone).
     #[arg(long)]
     pub init: bool,
+    /// Plaintext and no authentication, whatever the config says of it
+    /// (`insecure = true`): only on a trusted network. A config with a
+    /// [tls] section is refused with it.
+    #[arg(long)]
+    pub insecure: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LANEQ_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -204,6 +225,7 @@ impl From<String> for Failure {
 pub struct Resolved {
     pub endpoints: Vec<String>,
     pub token: Option<String>,
+    pub tls: Option<TlsFiles>,
 }
 
 impl GlobalArgs {
@@ -221,6 +243,7 @@ impl GlobalArgs {
             .unwrap_or_else(|| DEFAULT_ENDPOINTS.to_string());
         Ok(Resolved {
             endpoints: parse_endpoints(&endpoints).map_err(Failure::invalid)?,
+            tls: self.tls(&ctx)?,
             token: self.token.clone().or(ctx.token),
         })
     }
@@ -229,11 +252,34 @@ impl GlobalArgs {
         let r = self.resolve()?;
         let credentials = Credentials::new(r.token.as_deref(), self.on_behalf_of.as_deref())
             .map_err(Failure::invalid)?;
-        Ok(Client::with_credentials(
-            &r.endpoints,
-            Duration::from_secs(self.timeout.max(1)),
+        let options = ClientOptions {
+            deadline: Duration::from_secs(self.timeout.max(1)),
+            tls: r.tls,
             credentials,
-        ))
+        };
+        Client::connect(&r.endpoints, options).map_err(Failure::invalid)
+    }
+
+    /// The TLS files of `--cacert`, `--cert` and `--key`, else of the
+    /// context; `None` without a CA.
+    fn tls(&self, ctx: &context::Context) -> Result<Option<TlsFiles>, Failure> {
+        let ca = self.cacert.clone().or_else(|| ctx.cacert.clone());
+        let (cert, key) = match (&self.client_cert, &self.client_key) {
+            (Some(c), Some(k)) => (Some(c.clone()), Some(k.clone())),
+            _ => (ctx.cert.clone(), ctx.key.clone()),
+        };
+        let Some(ca) = ca else {
+            if cert.is_some() {
+                return Err(Failure::invalid("cert: a client certificate needs --cacert too"));
+            }
+            return Ok(None);
+        };
+        Ok(Some(TlsFiles {
+            ca,
+            cert,
+            key,
+            server_name: None,
+        }))
     }
 
     pub fn consistency(&self) -> ReadConsistency {
@@ -349,6 +395,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             token::run(&cli.global, cmd).await
         }
         Command::Context(cmd) => context::run(&cli.global, cmd).await,
+        Command::Certs(cmd) => certs::run(cmd),
     }
 }
 
@@ -363,6 +410,7 @@ async fn run_node(args: NodeArgs) -> Result<(), Failure> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    config.insecure |= args.insecure;
     run_server(config, args.init).await
 }
 

@@ -131,6 +131,7 @@ impl RunArgs {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             lease_wait,
             deadline,
+            tls: resolved.tls,
         })
     }
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::proto::v1::cluster_client::ClusterClient;
 use crate::proto::v1::pools_client::PoolsClient;
@@ -28,6 +28,7 @@ use crate::proto::v1::*;
 pub use credentials::{new_token, Credentials};
 pub use metrics::Range;
 pub use retry::ClientError;
+pub use crate::wire::TlsFiles;
 pub use tasks::TaskFilter;
 
 /// The local 3-node cluster of `scripts/cluster up`.
@@ -46,6 +47,8 @@ struct Inner {
     /// Index of the endpoint tried first: the last one that answered.
     preferred: AtomicUsize,
     deadline: Duration,
+    /// TLS for every channel, leader hints' included; `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
     /// The token (and note) every call carries.
     credentials: Credentials,
     /// Send concurrent submits, and completions, together (see `batch`).
@@ -126,30 +129,67 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<String>, String> {
     Ok(eps)
 }
 
+/// How a [`Client`] reaches the nodes. A plain struct with public fields:
+/// set what differs from [`Default`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long one call may take, retries included.
+    pub deadline: Duration,
+    /// TLS to the nodes; `None`: plaintext (nodes with `insecure = true`).
+    pub tls: Option<TlsFiles>,
+    /// The token every call carries; none for an insecure cluster.
+    pub credentials: Credentials,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            deadline: DEFAULT_DEADLINE,
+            tls: None,
+            credentials: Credentials::default(),
+        }
+    }
+}
+
 impl Client {
+    /// A plaintext client with the default deadline.
     pub fn new(endpoints: &[String]) -> Self {
         Self::with_deadline(endpoints, DEFAULT_DEADLINE)
     }
 
+    /// A plaintext client.
     pub fn with_deadline(endpoints: &[String], deadline: Duration) -> Self {
-        Self::with_credentials(endpoints, deadline, Credentials::default())
+        Self::build(endpoints, deadline, None, Credentials::default())
     }
 
-    /// A client whose calls carry `credentials` (a secure cluster's token).
-    pub fn with_credentials(
+    /// A client with `options`; fails when a TLS file cannot be read or
+    /// parsed. Connecting happens at the first call.
+    pub fn connect(endpoints: &[String], options: ClientOptions) -> Result<Self, String> {
+        let tls = options.tls.as_ref().map(TlsFiles::load).transpose()?;
+        Ok(Self::build(
+            endpoints,
+            options.deadline,
+            tls,
+            options.credentials,
+        ))
+    }
+
+    fn build(
         endpoints: &[String],
         deadline: Duration,
+        tls: Option<ClientTlsConfig>,
         credentials: Credentials,
     ) -> Self {
         let endpoints = endpoints
             .iter()
-            .map(|e| (e.clone(), crate::wire::endpoint_channel(e)))
+            .map(|e| (e.clone(), crate::wire::channel(e, tls.as_ref())))
             .collect();
         Self {
             inner: Arc::new(Inner {
                 endpoints: Mutex::new(endpoints),
                 preferred: AtomicUsize::new(0),
                 deadline,
+                tls,
                 credentials,
                 submits: Default::default(),
                 completes: Default::default(),
@@ -419,32 +459,35 @@ impl Client {
             .await
     }
 
-    /// Asks one node, and only that node, for its own status (no retries).
+    /// Asks one node, and only that node, for its own status (no retries),
+    /// over plaintext.
     pub async fn node_status(
         addr: &str,
         timeout: Duration,
     ) -> Result<NodeStatusResponse, ClientError> {
-        Self::status_with(addr, timeout, Credentials::default()).await
+        let ch = crate::wire::endpoint_channel(addr);
+        Self::status_over(ch, addr, timeout, Credentials::default()).await
     }
 
-    /// Asks the node at `addr` for its own status with this client's
-    /// credentials (no retries).
+    /// [`Client::node_status`] with this client's transport (TLS or not)
+    /// and credentials.
     pub async fn status_of(
         &self,
         addr: &str,
         timeout: Duration,
     ) -> Result<NodeStatusResponse, ClientError> {
-        Self::status_with(addr, timeout, self.inner.credentials.clone()).await
+        let ch = crate::wire::channel(addr, self.inner.tls.as_ref());
+        Self::status_over(ch, addr, timeout, self.inner.credentials.clone()).await
     }
 
-    async fn status_with(
+    async fn status_over(
+        ch: Channel,
         addr: &str,
         timeout: Duration,
         credentials: Credentials,
     ) -> Result<NodeStatusResponse, ClientError> {
         let mut req = tonic::Request::new(NodeStatusRequest {});
         req.set_timeout(timeout);
-        let ch = crate::wire::endpoint_channel(addr);
         let mut c = ClusterClient::with_interceptor(ch, credentials);
         match tokio::time::timeout(timeout, c.node_status(req)).await {
             Ok(Ok(r)) => Ok(r.into_inner()),

@@ -63,6 +63,13 @@ fn retryable(s: &Status) -> bool {
     ) || (s.code() == Code::Unknown && s.message().contains("transport"))
 }
 
+/// Whether the node's answer was not HTTP/2 at all: most often a node
+/// that speaks TLS called in plaintext. Not retried: every node of a
+/// cluster is set up alike, and the caller must change its settings.
+fn garbled(s: &Status) -> bool {
+    s.code() == Code::Internal && s.message().starts_with("h2 protocol error")
+}
+
 /// A generated gRPC client, built afresh on each attempt's channel (cheap:
 /// it wraps the channel), since each attempt may go to another endpoint.
 pub(super) trait Service {
@@ -155,6 +162,14 @@ impl Client {
                         _ => self.advance(index),
                     }
                 }
+                Ok(Err(status)) if garbled(&status) => {
+                    let hint = match self.inner.tls {
+                        None => " (does it speak TLS? give its CA: --cacert, LANEQ_CACERT)",
+                        Some(_) => "",
+                    };
+                    let message = format!("{addr}: {}{hint}", status.message());
+                    return Err(ClientError::Unavailable(message));
+                }
                 Ok(Err(status)) => return Err(ClientError::Status(status)),
                 Err(_) => {
                     last_error = format!("{addr}: no answer within {attempt_timeout:?}");
@@ -210,7 +225,8 @@ impl Client {
         let index = match eps.iter().position(|(e, _)| e == addr) {
             Some(i) => i,
             None => {
-                eps.push((addr.to_string(), crate::wire::endpoint_channel(addr)));
+                let channel = crate::wire::channel(addr, self.inner.tls.as_ref());
+                eps.push((addr.to_string(), channel));
                 eps.len() - 1
             }
         };

@@ -1,7 +1,9 @@
 //! The client side of the peer protocol: openraft's `RaftNetworkV2` over one
 //! reused tonic channel per peer. Channels connect lazily, every call honours
 //! openraft's RPC deadline, and a peer that cannot be reached is reported as
-//! `Unreachable` so that openraft backs off.
+//! `Unreachable` so that openraft backs off. A secure node dials over mutual
+//! TLS with its peer certificate; a certificate reload drops the channels,
+//! so that the next call connects with the new files.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -29,6 +31,7 @@ use super::{Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::codec::{decode, encode, encode_as, FORMAT_V2};
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::{RaftBlob, SnapshotChunk};
+use crate::tls::NodeTls;
 
 /// Largest gRPC message between peers. An append batch holds at most
 /// [`MAX_PAYLOAD_ENTRIES`] entries of at most ~1.1 MiB each (a task's payload
@@ -57,9 +60,18 @@ const SNAPSHOT_MS_PER_MIB: u64 = 200;
 /// Makes and caches one lazily connected channel per peer address.
 #[derive(Clone)]
 pub struct PeerNetwork {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<Channels>>,
     /// The source address of connections to peers (see [`PeerNetwork::new`]).
     local_ip: Option<IpAddr>,
+    /// Mutual TLS to peers; `None` on an insecure node.
+    tls: Option<Arc<NodeTls>>,
+}
+
+/// The cached channels, made with the TLS files of `generation`.
+#[derive(Default)]
+struct Channels {
+    generation: u64,
+    by_addr: HashMap<String, Channel>,
 }
 
 impl PeerNetwork {
@@ -68,7 +80,7 @@ impl PeerNetwork {
     /// then see each node's traffic coming from the address they know it by,
     /// on a multi-homed host as on loopback (the chaos harness tells nodes
     /// apart by it to cut links between them).
-    pub fn new(listen: &str) -> Self {
+    pub fn new(listen: &str, tls: Option<Arc<NodeTls>>) -> Self {
         let local_ip = listen
             .parse::<SocketAddr>()
             .ok()
@@ -77,19 +89,30 @@ impl PeerNetwork {
         Self {
             channels: Arc::default(),
             local_ip,
+            tls,
         }
     }
 
     /// The shared channel to `addr`. Connecting happens on first use.
     pub fn channel(&self, addr: &str) -> Channel {
         let mut map = self.channels.lock().expect("channel map poisoned");
-        if let Some(c) = map.get(addr) {
+        let generation = self.tls.as_ref().map_or(0, |t| t.generation());
+        if map.generation != generation {
+            map.by_addr.clear();
+            map.generation = generation;
+        }
+        if let Some(c) = map.by_addr.get(addr) {
             return c.clone();
         }
-        let channel = crate::wire::endpoint(addr)
-            .local_address(self.local_ip)
-            .connect_lazy();
-        map.insert(addr.to_string(), channel.clone());
+        let endpoint = match &self.tls {
+            None => crate::wire::endpoint(addr),
+            Some(tls) => crate::wire::tls_endpoint(addr, &tls.dial()).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "peer {addr}: no TLS endpoint; calls will fail");
+                crate::wire::endpoint("invalid.address.invalid:1")
+            }),
+        };
+        let channel = endpoint.local_address(self.local_ip).connect_lazy();
+        map.by_addr.insert(addr.to_string(), channel.clone());
         channel
     }
 
@@ -106,14 +129,18 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
         PeerClient {
             target,
-            client: self.client(&node.addr),
+            network: self.clone(),
+            addr: node.addr.clone(),
         }
     }
 }
 
+/// openraft's client of one peer. It asks the network for the channel at
+/// each call (a map lookup), so that a certificate reload reaches it.
 pub struct PeerClient {
     target: u64,
-    client: RaftPeerClient<Channel>,
+    network: PeerNetwork,
+    addr: String,
 }
 
 fn status_to_rpc(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
@@ -150,7 +177,7 @@ impl PeerClient {
         Fut: Future<Output = Result<tonic::Response<RaftBlob>, tonic::Status>>,
     {
         let blob = RaftBlob { data };
-        let reply = f(self.client.clone(), request(blob, timeout))
+        let reply = f(self.network.client(&self.addr), request(blob, timeout))
             .await
             .map_err(|s| status_to_rpc(self.target, s))?;
         remote_result(&reply.into_inner().data)
@@ -230,7 +257,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
         let target = self.target;
-        let mut client = self.client.clone();
+        let mut client = self.network.client(&self.addr);
         // The longest an answer may take once its request is out: the
         // deadline of an append of the largest size sent.
         let patience = append_timeout(&option, APPEND_MAX_BYTES);
@@ -343,7 +370,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
         chunks[0].header = header;
         chunks.last_mut().expect("at least one chunk").done = true;
-        let mut client = self.client.clone();
+        let mut client = self.network.client(&self.addr);
         let target = self.target;
         let send = async move {
             let reply = client

@@ -61,8 +61,13 @@ impl RaftNode {
     /// Opens the state machine on `store` and starts Raft, over gRPC to the
     /// peers, stamping with the wall clock. The node does not campaign until
     /// it is part of an initialised membership.
-    pub async fn start(config: &NodeConfig, store: Store) -> Result<Arc<Self>, String> {
-        let network = PeerNetwork::new(&config.listen);
+    pub async fn start(
+        config: &NodeConfig,
+        store: Store,
+        tls: Option<Arc<crate::tls::NodeTls>>,
+    ) -> Result<Arc<Self>, String> {
+        let from = config.peer_listen.as_deref().unwrap_or(&config.listen);
+        let network = PeerNetwork::new(from, tls);
         let wiring = Wiring {
             peers: Arc::new(TonicPeers {
                 network: network.clone(),
@@ -96,7 +101,7 @@ impl RaftNode {
             .map_err(|e| format!("start raft: {e}"))?;
         Ok(Arc::new(Self {
             id: config.id,
-            addr: config.listen.clone(),
+            addr: config.advertised().to_string(),
             cluster: config.cluster.clone(),
             coalescer: Coalescer::start(raft.clone(), wiring.stamper),
             raft,

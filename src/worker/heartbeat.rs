@@ -12,7 +12,6 @@ use tonic::Code;
 
 use super::usage::UsageSampler;
 use super::{Agent, Stop};
-use crate::client::Client;
 
 /// The least time one heartbeat may keep retrying, whatever the interval.
 const HEARTBEAT_DEADLINE_MIN: Duration = Duration::from_secs(2);
@@ -21,11 +20,11 @@ pub(super) async fn run(agent: Arc<Agent>, mut sampler: UsageSampler) {
     let every = agent.config.heartbeat;
     // Its own client, so a slow heartbeat never waits behind a long poll
     // and gives up before the next one is due.
-    let client = Client::with_credentials(
-        &agent.config.endpoints,
-        every.max(HEARTBEAT_DEADLINE_MIN),
-        agent.config.credentials.clone(),
-    );
+    let client = match agent.config.client(every.max(HEARTBEAT_DEADLINE_MIN)) {
+        Ok(c) => c,
+        // The agent's own client loaded the same files a moment ago.
+        Err(e) => return tracing::error!(error = %e, "heartbeats cannot start"),
+    };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

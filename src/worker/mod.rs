@@ -58,6 +58,21 @@ pub struct Config {
     pub lease_wait: Duration,
     /// How long one call may keep retrying (Lease waits within it).
     pub deadline: Duration,
+    /// TLS to the nodes (the CLI's `--cacert`, `--cert`, `--key`); `None`:
+    /// plaintext. Tasks are given the same files (`LANEQ_CACERT`, ...).
+    pub tls: Option<crate::client::TlsFiles>,
+}
+
+impl Config {
+    /// A client of the configured nodes with `deadline`.
+    pub fn client(&self, deadline: Duration) -> Result<Client, AgentError> {
+        let options = crate::client::ClientOptions {
+            deadline,
+            tls: self.tls.clone(),
+            credentials: self.credentials.clone(),
+        };
+        Client::connect(&self.endpoints, options).map_err(AgentError::Setup)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,11 +234,7 @@ pub async fn run(mut config: Config) -> Result<(), AgentError> {
             .and_then(|e| local_ip_towards(e))
             .map_or("127.0.0.1".to_string(), |ip| ip.to_string());
     }
-    let client = Client::with_credentials(
-        &config.endpoints,
-        config.deadline,
-        config.credentials.clone(),
-    );
+    let client = config.client(config.deadline)?;
     let (phase, _) = watch::channel(Phase::Running);
     let agent = Arc::new(Agent {
         client,

@@ -190,8 +190,15 @@ async fn prepare(agent: &Agent, task: &Task) -> Result<Files, String> {
 
 fn spawn(agent: &Agent, task: &Task, token: u64, files: &Files) -> std::io::Result<Child> {
     let mut command = Command::new(&task.command[0]);
+    // A task that calls laneq reaches the nodes as the agent does.
     if let Some(t) = &agent.config.token {
         command.env("LANEQ_TOKEN", t);
+    }
+    if let Some(tls) = &agent.config.tls {
+        command.env("LANEQ_CACERT", &tls.ca);
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            command.env("LANEQ_CERT", cert).env("LANEQ_KEY", key);
+        }
     }
     command
         .args(&task.command[1..])

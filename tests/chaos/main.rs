@@ -218,16 +218,11 @@ async fn start_cluster(n: u64, links: &proxy::Links) -> Cluster {
         worker_timeout_ms: 3000,
         heartbeat_batch_ms: 250,
         shutdown_drain_ms: 0,
-        // Tokens on, as a real deployment runs: every call authenticated.
-        insecure: false,
-        extra: String::new(),
     };
-    let mut cluster = Cluster {
-        dir: tempfile::tempdir().expect("temp dir"),
-        nodes: BTreeMap::new(),
-        timings,
-        admin: Default::default(),
-    };
+    // TLS and tokens on, as in production: clients over TLS with the
+    // admin's token, peers over mutual TLS (through the proxies, which see
+    // only bytes).
+    let mut cluster = Cluster::empty(timings, true);
     let mut real = BTreeMap::new();
     let mut peers = Vec::new();
     for id in 1..=n {
@@ -273,6 +268,7 @@ async fn run(args: &Args) -> serde_json::Value {
         recorder: rec.clone(),
         phase,
         submit_pause_ms: args.pause_ms,
+        tls: cluster.client_tls(None),
     };
     let mut tasks = Vec::new();
     for i in 0..3 {
@@ -298,11 +294,7 @@ async fn run(args: &Args) -> serde_json::Value {
 
     // Drain: the workers finish what is queued, then everything stops.
     phase_tx.send_replace(Phase::Drain);
-    let client = Client::with_credentials(
-        &endpoints,
-        Duration::from_secs(10),
-        admin_credentials(&nemesis.cluster),
-    );
+    let client = nemesis.cluster.client_on(&endpoints, Duration::from_secs(10));
     let drain_until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < drain_until {
         nemesis.watch(500).await;
@@ -397,10 +389,7 @@ async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
     for _ in 0..60 {
         let mut seen = Vec::new();
         for id in nemesis.cluster.nodes.keys() {
-            let addr = nemesis.cluster.addr(*id);
-            let s = (nemesis.cluster.client_for(*id))
-                .status_of(&addr, Duration::from_secs(2))
-                .await;
+            let s = nemesis.cluster.status_within(*id, Duration::from_secs(2)).await;
             seen.push(s.ok().map(|s| (s.applied_index, s.digest)));
         }
         let same = seen.iter().all(|s| s.is_some() && *s == seen[0]);
@@ -416,7 +405,7 @@ async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
 /// Reads one node's whole state through stale reads served by that node.
 async fn read_node(cluster: &Cluster, id: u64) -> Result<Replica, String> {
     let client = cluster.client_for(id);
-    let status = (client.status_of(&cluster.addr(id), Duration::from_secs(5)))
+    let status = (cluster.status_within(id, Duration::from_secs(5)))
         .await
         .map_err(|e| e.to_string())?;
     let mut node = Replica {

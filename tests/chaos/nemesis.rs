@@ -279,8 +279,7 @@ impl Nemesis {
         if self.down.contains(&id) || self.paused.contains(&id) {
             return None;
         }
-        (self.cluster.client_for(id))
-            .status_of(&self.cluster.addr(id), Duration::from_millis(500))
+        (self.cluster.status_within(id, Duration::from_millis(500)))
             .await
             .ok()
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use laneq::client::workers::{Outcome as RunOutcome, WorkerProfile};
-use laneq::client::{Client, ClientError, ReadConsistency, TaskFilter};
+use laneq::client::{Client, ClientError, ClientOptions, ReadConsistency, TaskFilter, TlsFiles};
 use laneq::proto::v1::move_task_request::To;
 use laneq::proto::v1::{HeldTask, TaskSpec};
 use rand::rngs::StdRng;
@@ -109,6 +109,8 @@ pub struct Load {
     pub phase: watch::Receiver<Phase>,
     /// Mean pause between two submits of one submitter.
     pub submit_pause_ms: u64,
+    /// TLS to the nodes; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Load {
@@ -121,7 +123,16 @@ impl Load {
     }
 
     fn client(&self, deadline: Duration) -> Client {
-        Client::with_credentials(&self.endpoints, deadline, self.credentials.clone())
+        self.client_of(&self.endpoints, deadline)
+    }
+
+    fn client_of(&self, endpoints: &[String], deadline: Duration) -> Client {
+        let options = ClientOptions {
+            deadline,
+            tls: self.tls.clone(),
+            credentials: self.credentials.clone(),
+        };
+        Client::connect(endpoints, options).expect("the cluster's TLS files")
     }
 }
 
@@ -326,10 +337,7 @@ async fn heartbeats(
     held: Arc<Mutex<HashMap<u64, u64>>>,
 ) {
     let clients: Vec<Client> = (nodes.iter())
-        .map(|n| {
-            let one = std::slice::from_ref(n);
-            Client::with_credentials(one, Duration::from_secs(1), load.credentials.clone())
-        })
+        .map(|n| load.client_of(std::slice::from_ref(n), Duration::from_secs(1)))
         .collect();
     for turn in 0usize.. {
         tokio::time::sleep(Duration::from_millis(500)).await;

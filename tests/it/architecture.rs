@@ -125,6 +125,23 @@ const BOUNDARIES: &[Boundary] = &[
               nothing of how it is served, stored or called",
     },
     Boundary {
+        scope: "tls",
+        except: &[],
+        forbidden: &[
+            "crate::api",
+            "crate::duties",
+            "crate::raft",
+            "crate::server",
+            "crate::store",
+            "crate::observe",
+            "crate::client",
+            "crate::cli",
+            "crate::worker",
+        ],
+        why: "tls knows certificates and connections, never what they carry: the node wires \
+              it in, and a handler asks it only who called",
+    },
+    Boundary {
         scope: "duties",
         except: &[],
         forbidden: &["tonic", "crate::api", "crate::proto"],

@@ -8,21 +8,29 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use laneq::client::{Client, Credentials, ReadConsistency, TaskFilter};
+use laneq::client::{Client, ClientOptions, Credentials, ReadConsistency, TaskFilter};
 use laneq::proto::v1::{ProjectSettings, SubmitTaskRequest, TaskSpec, WriteMeta};
 use prost::Message;
 use tonic::codegen::http;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::support::{eventually, get_with, Cluster, Timings};
+use crate::support::{eventually, get_tls, Cluster, Node, Timings};
 
-/// A cluster whose callers must present tokens.
-fn secure() -> Timings {
-    Timings {
-        insecure: false,
-        ..Timings::default()
-    }
+/// A cluster whose callers must present tokens: TLS, and the admin's
+/// token made by `init`.
+fn secure() -> Cluster {
+    Cluster::start_secure(3, Timings::default())
+}
+
+/// A client of every node of `c` with `credentials`.
+fn with(c: &Cluster, credentials: Credentials) -> Client {
+    let options = ClientOptions {
+        deadline: Duration::from_secs(20),
+        tls: c.client_tls(None),
+        credentials,
+    };
+    Client::connect(&c.endpoints(), options).unwrap()
 }
 
 /// Every method of the public API, as `/laneq.v1.Service/Method`.
@@ -164,14 +172,14 @@ async fn make_tokens(c: &Cluster) -> Tokens {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_is_checked_for_every_kind_of_caller() {
-    let c = Cluster::start(3, secure());
+    let c = secure();
     let leader = c.init(1).await;
     let t = make_tokens(&c).await;
     let admin = c.client();
     let before = everything(&admin).await;
     let methods = public_methods();
     assert!(methods.len() >= 54, "{} methods", methods.len());
-    let ch = laneq::wire::endpoint_channel(&c.addr(c.followers(leader)[0]));
+    let ch = Node::new(&c, c.followers(leader)[0]).ch;
 
     // Refused: no credentials, malformed ones, and tokens that are unknown,
     // revoked, expired or carry a wrong secret.
@@ -253,14 +261,15 @@ async fn every_call_is_checked_for_every_kind_of_caller() {
         ("/metrics", Some(t.worker.as_str()), 403),
         ("/metrics", Some(t.viewer.as_str()), 200),
     ] {
-        let (got, body) = get_with(&addr, path, token).await.unwrap();
+        let ca = c.client_tls(None).unwrap().ca;
+        let (got, body) = get_tls(&addr, path, &ca, token).await.unwrap();
         assert_eq!(got, status, "{path} with {token:?}: {body}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_roles_act_only_on_their_projects_and_pools() {
-    let c = Cluster::start(3, secure());
+    let c = secure();
     c.init(1).await;
     let t = make_tokens(&c).await;
     let admin = c.client();
@@ -329,11 +338,11 @@ async fn bound_roles_act_only_on_their_projects_and_pools() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timelines_record_the_authenticated_identity() {
-    let c = Cluster::start(3, secure());
+    let c = secure();
     let leader = c.init(1).await;
     let t = make_tokens(&c).await;
     // A raw call that claims to be someone else is recorded as its token.
-    let node = crate::support::Node::new(&c, leader);
+    let node = Node::new(&c, leader);
     let mut req = tonic::Request::new(SubmitTaskRequest {
         meta: Some(WriteMeta {
             idempotency_key: laneq::wire::new_idempotency_key(),
@@ -363,7 +372,7 @@ async fn timelines_record_the_authenticated_identity() {
 
     // An admin may say whom it acts for; nobody else may.
     let for_bob = Credentials::new(Some(&t.admin), Some("bob")).unwrap();
-    let on_behalf = Client::with_credentials(&c.endpoints(), Duration::from_secs(20), for_bob);
+    let on_behalf = with(&c, for_bob);
     let id = on_behalf
         .submit_task("default", vec!["true".into()], vec![], None)
         .await
@@ -377,14 +386,14 @@ async fn timelines_record_the_authenticated_identity() {
     );
     assert_eq!(got, "admin on behalf of bob");
     let sub_for_bob = Credentials::new(Some(&t.submitter), Some("bob")).unwrap();
-    let sub = Client::with_credentials(&c.endpoints(), Duration::from_secs(20), sub_for_bob);
+    let sub = with(&c, sub_for_bob);
     let e = sub.list_queues(ReadConsistency::Stale).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_made_listed_and_revoked_from_the_cli_on_every_node_at_once() {
-    let c = Cluster::start(3, secure());
+    let c = secure();
     c.init(1).await;
     let admin = c.client();
     admin
@@ -422,11 +431,7 @@ async fn tokens_are_made_listed_and_revoked_from_the_cli_on_every_node_at_once()
     let (code, _, err) = c.cli(&["token", "revoke", "ci"]);
     assert_eq!(code, Some(0), "{err}");
     for id in c.nodes.keys() {
-        let one = Client::with_credentials(
-            &[c.addr(*id)],
-            Duration::from_secs(2),
-            Credentials::new(Some(&token), None).unwrap(),
-        );
+        let one = c.client_with(&[c.addr(*id)], Duration::from_secs(2), Some(&token));
         eventually(
             Duration::from_secs(10),
             &format!("node {id} to refuse ci"),

@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod observe;
 mod pools;
+mod tls;
 mod tasks;
 mod tour;
 mod watch;

@@ -34,23 +34,16 @@ fn tour() -> Vec<(String, i32)> {
 async fn the_readme_tour_runs_as_written() {
     // As after `scripts/cluster up`: a secure cluster, and a client config
     // whose current context holds its endpoints and admin token.
-    let c = Cluster::start(
-        3,
-        Timings {
-            insecure: false,
-            ..Timings::default()
-        },
-    );
+    let c = Cluster::start_secure(3, Timings::default());
     c.init(1).await;
     let config = c.dir.path().join("tour-client.toml");
-    let token = c
-        .admin
-        .get()
-        .expect("a secure cluster's admin token")
-        .clone();
+    let token = c.admin.get().expect("a secure cluster's admin token").clone();
+    let ca = c.client_tls(None).unwrap().ca;
     let saved = Command::new(BIN)
         .args(["context", "set", "local", "--use"])
         .args(["--endpoints", &c.endpoints().join(","), "--token", &token])
+        .arg("--cacert")
+        .arg(&ca)
         .env("LANEQ_CONFIG", &config)
         .output()
         .unwrap();
@@ -71,6 +64,7 @@ async fn the_readme_tour_runs_as_written() {
             .env_remove("LANEQ_ENDPOINTS")
             .env_remove("LANEQ_TOKEN")
             .env_remove("LANEQ_CONTEXT")
+            .env_remove("LANEQ_CACERT")
             .env("LANEQ_ACTOR", "tour")
             .env("EDITOR", "true")
             .env_remove("VISUAL")

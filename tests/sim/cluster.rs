@@ -71,6 +71,11 @@ impl Cluster {
             id,
             cluster: "sim".into(),
             listen: addr(id),
+            advertise: None,
+            peer_listen: None,
+            // The simulation's network is in memory: no TLS to speak.
+            insecure: true,
+            tls: None,
             data_dir: self.dir.path().join(id.to_string()),
             peers: (self.world.ids.iter())
                 .map(|&id| Peer { id, addr: addr(id) })
@@ -80,9 +85,7 @@ impl Cluster {
             shutdown_drain_ms: 0,
             history: Default::default(),
             watch: Default::default(),
-            limits: Default::default(),
-            // The simulation drives RaftNode, below the API's callers.
-            insecure: true,
+            max_concurrent_requests: 0,
         }
     }
 

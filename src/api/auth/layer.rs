@@ -14,18 +14,19 @@ use super::ON_BEHALF_OF_MAX_BYTES;
 use super::{permission_of, with_caller, Access, Caller, ON_BEHALF_OF_HEADER};
 use crate::model::token::Role;
 use crate::raft::RaftNode;
+use crate::tls::NodeTls;
 
-/// Identifies callers on a node with authentication (`secure`), and lets
-/// every call through unidentified on one without.
+/// Identifies callers on a secure node (one with TLS), and lets every call
+/// through unidentified on an insecure one (`tls` is `None`).
 #[derive(Clone)]
 pub struct AuthLayer {
     node: Arc<RaftNode>,
-    secure: bool,
+    tls: Option<Arc<NodeTls>>,
 }
 
 impl AuthLayer {
-    pub fn new(node: Arc<RaftNode>, secure: bool) -> Self {
-        Self { node, secure }
+    pub fn new(node: Arc<RaftNode>, tls: Option<Arc<NodeTls>>) -> Self {
+        Self { node, tls }
     }
 }
 
@@ -61,9 +62,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let caller = match self.layer.secure {
-            false => Ok(None),
-            true => self.layer.identify(&req),
+        let caller = match &self.layer.tls {
+            None => Ok(None),
+            Some(tls) => self.layer.identify(tls, &req),
         };
         match caller {
             Ok(caller) => Box::pin(with_caller(caller, self.inner.call(req))),
@@ -77,13 +78,17 @@ where
 
 impl AuthLayer {
     /// The caller of `req`, checked against the permission its path needs.
-    fn identify<B>(&self, req: &http::Request<B>) -> Result<Option<Arc<Caller>>, Status> {
+    fn identify<B>(
+        &self,
+        tls: &NodeTls,
+        req: &http::Request<B>,
+    ) -> Result<Option<Arc<Caller>>, Status> {
         let path = req.uri().path();
         let permission = match permission_of(path) {
             Access::Open | Access::Peer => return Ok(None),
             Access::Needs(p) => p,
         };
-        let mut caller = self.authenticate(req)?;
+        let mut caller = self.authenticate(tls, req)?;
         if !caller.role.allows(permission) {
             return Err(Status::permission_denied(format!(
                 "token {:?} (role {}) lacks permission {:?}, which {path} needs",
@@ -98,13 +103,13 @@ impl AuthLayer {
 
     /// The identity `req` presents: a bearer token, else a client
     /// certificate whose common name names a token.
-    fn authenticate<B>(&self, req: &http::Request<B>) -> Result<Caller, Status> {
+    fn authenticate<B>(&self, tls: &NodeTls, req: &http::Request<B>) -> Result<Caller, Status> {
         let (name, secret) = match req.headers().get(http::header::AUTHORIZATION) {
             Some(value) => {
                 let (name, secret) = bearer(value)?;
                 (name.to_string(), Some(secret.to_string()))
             }
-            None => match super::certificate_name(req.extensions()) {
+            None => match super::certificate_name(tls, req.extensions()) {
                 Some(cn) => (cn, None),
                 None => {
                     return Err(Status::unauthenticated(

@@ -196,9 +196,18 @@ pub fn authorize_heartbeat(state: &State, worker: &str) -> Result<(), Status> {
 }
 
 /// The name a verified client certificate gives its holder (its subject's
-/// common name), when the request came over TLS with one.
-fn certificate_name(_extensions: &tonic::codegen::http::Extensions) -> Option<String> {
-    None
+/// common name), when the request came over TLS with one. A peer's
+/// certificate (the cluster CA's, which the client port also accepts when
+/// peers share it) names a node, never a caller.
+fn certificate_name(
+    tls: &crate::tls::NodeTls,
+    extensions: &tonic::codegen::http::Extensions,
+) -> Option<String> {
+    let chain = crate::tls::peer_chain(extensions)?;
+    if tls.is_peer(Some(chain.as_slice())) {
+        return None;
+    }
+    crate::tls::peer_identity(extensions)
 }
 
 /// Runs `f` with `caller` as the request's caller.

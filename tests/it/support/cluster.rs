@@ -1,7 +1,11 @@
 //! Real `laneq node` processes on ephemeral loopback ports, each with its
 //! own config, data dir and log, and the client library and CLI pointed at
-//! them. Every process it starts is killed when the `Cluster` is dropped,
-//! and a failing test prints the tail of each node's log.
+//! them. Nodes run `insecure = true` (plaintext, no authentication) unless
+//! the cluster is made with [`Cluster::configure_secure`]: then every node
+//! has certificates from `laneq::certs::create`, `init` makes the first
+//! admin token, and the clients, the CLI and the status probes speak TLS
+//! with it. Every process it starts is killed when the `Cluster` is
+//! dropped, and a failing test prints the tail of each node's log.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use laneq::client::{Client, Credentials, ReadConsistency};
+use laneq::client::{Client, ClientOptions, Credentials, ReadConsistency, TlsFiles};
 use laneq::proto::v1::NodeStatusResponse;
 
 use super::eventually;
@@ -32,11 +36,6 @@ pub struct Timings {
     pub heartbeat_batch_ms: u64,
     /// How long a node drains after SIGTERM (`shutdown_drain_ms`).
     pub shutdown_drain_ms: u64,
-    /// No authentication (`insecure = true`): most tests are about
-    /// something else; `tests/it/auth.rs` turns it off.
-    pub insecure: bool,
-    /// More of the config file, appended as written (e.g. `[limits]`).
-    pub extra: String,
 }
 
 impl Default for Timings {
@@ -51,8 +50,6 @@ impl Default for Timings {
             worker_timeout_ms: 15_000,
             heartbeat_batch_ms: 500,
             shutdown_drain_ms: 0,
-            insecure: true,
-            extra: String::new(),
         }
     }
 }
@@ -70,9 +67,17 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, NodeProc>,
     pub timings: Timings,
+    /// The certificates of a secure cluster (`laneq::certs::create`'s
+    /// files); `None`: the nodes run insecure.
+    pub certs: Option<PathBuf>,
     /// The first admin's token, once `init` made it (secure clusters).
     pub admin: std::sync::OnceLock<String>,
 }
+
+/// Node ids a secure cluster has certificates for (tests add nodes).
+const CERTIFIED_NODES: u64 = 7;
+/// The client certificates a secure cluster has (`client-NAME.pem`).
+pub const CLIENT_NAMES: [&str; 2] = ["alice", "bob"];
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -94,15 +99,53 @@ impl Cluster {
         c
     }
 
+    /// [`Cluster::start`] with TLS (see [`Cluster::configure_secure`]).
+    pub fn start_secure(n: u64, timings: Timings) -> Self {
+        let mut c = Self::configure_secure(n, timings);
+        let ids: Vec<u64> = c.nodes.keys().copied().collect();
+        for id in ids {
+            c.start_node(id);
+        }
+        c
+    }
+
     /// Writes configs for nodes `1..=n` without starting anything.
     pub fn configure(n: u64, timings: Timings) -> Self {
+        Self::configure_with(n, timings, false)
+    }
+
+    /// [`Cluster::configure`] with TLS: certificates for the nodes (peers
+    /// share the client port) and for [`CLIENT_NAMES`].
+    pub fn configure_secure(n: u64, timings: Timings) -> Self {
+        Self::configure_with(n, timings, true)
+    }
+
+    /// A new cluster directory; with certificates when `secure`.
+    pub fn empty(timings: Timings, secure: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Cluster {
+        let certs = secure.then(|| {
+            let certs = dir.path().join("certs");
+            let nodes: Vec<laneq::certs::NodeHosts> = (1..=CERTIFIED_NODES)
+                .map(|id| laneq::certs::NodeHosts {
+                    id,
+                    hosts: (10..20).map(|i| format!("127.0.0.{i}")).collect(),
+                })
+                .collect();
+            let clients: Vec<String> = CLIENT_NAMES.map(String::from).to_vec();
+            laneq::certs::create(&certs, &nodes, &clients).unwrap();
+            certs
+        });
+        Cluster {
             dir,
             nodes: BTreeMap::new(),
             timings,
+            certs,
             admin: Default::default(),
-        };
+        }
+    }
+
+    fn configure_with(n: u64, timings: Timings, secure: bool) -> Self {
+        let mut c = Self::empty(timings, secure);
         let addrs: Vec<(u64, String)> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
             .collect();
@@ -114,15 +157,23 @@ impl Cluster {
 
     /// Writes the config of one more node whose peer list is `peers`.
     pub fn add_config(&mut self, id: u64, addr: String, peers: &[(u64, String)]) {
+        self.add_config_with(id, addr, peers, "");
+    }
+
+    /// [`Cluster::add_config`] with `top` (top-level TOML lines) added.
+    pub fn add_config_with(&mut self, id: u64, addr: String, peers: &[(u64, String)], top: &str) {
         let t = &self.timings;
         let data_dir = self.dir.path().join(format!("node{id}"));
         let mut text = format!(
             "id = {id}\ncluster = \"test\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n\
-             shutdown_drain_ms = {}\ninsecure = {}\n",
+             shutdown_drain_ms = {}\n",
             data_dir.display(),
-            t.shutdown_drain_ms,
-            t.insecure
+            t.shutdown_drain_ms
         );
+        if self.certs.is_none() {
+            text += "insecure = true\n";
+        }
+        text += top;
         for (pid, paddr) in peers {
             text += &format!("\n[[peers]]\nid = {pid}\naddr = \"{paddr}\"\n");
         }
@@ -139,7 +190,16 @@ impl Cluster {
             "\n[workers]\nlease_ttl_ms = {}\nworker_timeout_ms = {}\nheartbeat_batch_ms = {}\n",
             t.lease_ttl_ms, t.worker_timeout_ms, t.heartbeat_batch_ms
         );
-        text += &t.extra;
+        if let Some(certs) = &self.certs {
+            let file = |name: &str| certs.join(name).display().to_string();
+            text += &format!(
+                "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\npeer_ca = \"{}\"\nclient_ca = \"{}\"\n",
+                file(&format!("node-{id}.pem")),
+                file(&format!("node-{id}.key")),
+                file("cluster-ca.pem"),
+                file("client-ca.pem"),
+            );
+        }
         let config = self.dir.path().join(format!("node{id}.toml"));
         fs::write(&config, text).unwrap();
         self.nodes.insert(
@@ -247,19 +307,45 @@ impl Cluster {
 
     /// A client that knows every node (the admin's, on a secure cluster).
     pub fn client(&self) -> Client {
-        self.client_as(self.admin.get().map(String::as_str))
-    }
-
-    /// A client that knows every node and calls with `token`.
-    pub fn client_as(&self, token: Option<&str>) -> Client {
-        let credentials = Credentials::new(token, None).unwrap();
-        Client::with_credentials(&self.endpoints(), Duration::from_secs(20), credentials)
+        self.client_on(&self.endpoints(), Duration::from_secs(20))
     }
 
     /// A client that talks to one node only.
     pub fn client_for(&self, id: u64) -> Client {
-        let credentials = Credentials::new(self.admin.get().map(String::as_str), None).unwrap();
-        Client::with_credentials(&[self.addr(id)], Duration::from_secs(20), credentials)
+        self.client_on(&[self.addr(id)], Duration::from_secs(20))
+    }
+
+    /// A client of `endpoints` with `deadline`, over TLS with the admin's
+    /// token when the cluster is secure.
+    pub fn client_on(&self, endpoints: &[String], deadline: Duration) -> Client {
+        self.client_with(endpoints, deadline, self.admin.get().map(String::as_str))
+    }
+
+    /// A client that knows every node and calls with `token`.
+    pub fn client_as(&self, token: Option<&str>) -> Client {
+        self.client_with(&self.endpoints(), Duration::from_secs(20), token)
+    }
+
+    /// A client of `endpoints` that calls with `token`.
+    pub fn client_with(&self, endpoints: &[String], deadline: Duration, token: Option<&str>) -> Client {
+        let options = ClientOptions {
+            deadline,
+            tls: self.client_tls(None),
+            credentials: Credentials::new(token, None).unwrap(),
+        };
+        Client::connect(endpoints, options).unwrap()
+    }
+
+    /// What a client of a secure cluster needs: the cluster CA, and with
+    /// `name` that client's certificate. `None` for an insecure cluster.
+    pub fn client_tls(&self, name: Option<&str>) -> Option<TlsFiles> {
+        let certs = self.certs.as_ref()?;
+        Some(TlsFiles {
+            ca: certs.join("cluster-ca.pem"),
+            cert: name.map(|n| certs.join(format!("client-{n}.pem"))),
+            key: name.map(|n| certs.join(format!("client-{n}.key"))),
+            server_name: None,
+        })
     }
 
     pub fn log_text(&self, id: u64) -> String {
@@ -267,10 +353,19 @@ impl Cluster {
     }
 
     pub async fn status(&self, id: u64) -> Option<NodeStatusResponse> {
-        (self.client_for(id))
-            .status_of(&self.addr(id), Duration::from_secs(2))
+        self.status_within(id, Duration::from_secs(2)).await.ok()
+    }
+
+    /// Node `id`'s own status, asked of it alone, within `timeout`.
+    pub async fn status_within(
+        &self,
+        id: u64,
+        timeout: Duration,
+    ) -> Result<NodeStatusResponse, laneq::client::ClientError> {
+        let addr = self.addr(id);
+        self.client_on(&[addr.clone()], timeout)
+            .status_of(&addr, timeout)
             .await
-            .ok()
     }
 
     /// Initialises through `via` and waits for a leader. A secure cluster
@@ -278,7 +373,7 @@ impl Cluster {
     pub async fn init(&self, via: u64) -> u64 {
         let what = format!("init through node {via} to succeed");
         let (token, digest) = laneq::client::new_token("admin");
-        let digest = (!self.timings.insecure).then_some(digest);
+        let digest = self.certs.is_some().then_some(digest);
         let r = eventually(Duration::from_secs(20), &what, async || {
             (self.client_for(via).init(digest.clone()).await).map_err(|e| e.to_string())
         })
@@ -359,10 +454,13 @@ impl Cluster {
     pub fn command(&self) -> Command {
         let mut c = Command::new(BIN);
         c.args(["--endpoints", &self.endpoints().join(",")])
-            .env("LANEQ_CONFIG", self.dir.path().join("client.toml"))
-            .env_remove("LANEQ_TOKEN")
-            .env_remove("LANEQ_CONTEXT")
-            .env_remove("LANEQ_ENDPOINTS");
+            .env("LANEQ_CONFIG", self.dir.path().join("client.toml"));
+        for v in ["LANEQ_TOKEN", "LANEQ_CONTEXT", "LANEQ_ENDPOINTS", "LANEQ_CACERT"] {
+            c.env_remove(v);
+        }
+        if let Some(certs) = &self.certs {
+            c.env("LANEQ_CACERT", certs.join("cluster-ca.pem"));
+        }
         if let Some(token) = self.admin.get() {
             c.env("LANEQ_TOKEN", token);
         }

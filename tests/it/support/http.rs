@@ -1,7 +1,13 @@
-//! A node's HTTP routes seen as Prometheus and a probe see them: one plain
-//! HTTP/1.1 GET per call, and `/metrics` parsed by a Prometheus text parser.
+//! A node's HTTP routes seen as Prometheus and a probe see them: one
+//! HTTP/1.1 GET per call, plain or over TLS, and `/metrics` parsed by a
+//! Prometheus text parser.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -17,12 +23,41 @@ pub async fn get_with(
     token: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let raw = exchange(&mut stream, addr, path, token).await?;
+    Ok(response(&raw))
+}
+
+/// [`get_with`] over TLS, trusting `ca`.
+pub async fn get_tls(
+    addr: &str,
+    path: &str,
+    ca: &Path,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = tls_connect(addr, ca, None, b"http/1.1").await?;
+    let raw = exchange(&mut stream, addr, path, token).await?;
+    Ok(response(&raw))
+}
+
+/// Sends one GET and reads the whole answer.
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<Vec<u8>> {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    Ok(raw)
+}
+
+/// The status code and body of a raw HTTP/1.1 answer.
+fn response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
@@ -37,8 +72,43 @@ pub async fn get_with(
     } else {
         body.to_string()
     };
-    Ok((status, body))
+    (status, body)
 }
+
+/// A raw TLS connection to `addr`, trusting `ca`, presenting `identity`,
+/// offering `alpn`: the stream and the certificate the node presented.
+pub async fn tls_connect(
+    addr: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    alpn: &[u8],
+) -> std::io::Result<TlsStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(laneq::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap);
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain.collect(), key).unwrap()
+        }
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+
+pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// The body of a chunked transfer.
 fn dechunk(mut rest: &str) -> String {

@@ -39,9 +39,12 @@ pub struct Node {
 }
 
 impl Node {
+    /// Node `id` over the cluster's transport (TLS on a secure cluster).
+    /// Its calls carry no token: tests that need one add it.
     pub fn new(c: &Cluster, id: u64) -> Self {
+        let tls = c.client_tls(None).map(|t| t.load().unwrap());
         Self {
-            ch: laneq::wire::endpoint_channel(&c.addr(id)),
+            ch: laneq::wire::channel(&c.addr(id), tls.as_ref()),
         }
     }
 
