@@ -23,9 +23,9 @@ use crate::proto::v1::pools_client::PoolsClient;
 use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::*;
 
+pub use crate::wire::TlsFiles;
 pub use metrics::Range;
 pub use retry::ClientError;
-pub use crate::wire::TlsFiles;
 pub use tasks::TaskFilter;
 
 /// The local 3-node cluster of `scripts/cluster up`.

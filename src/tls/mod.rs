@@ -97,7 +97,10 @@ impl NodeTls {
         };
         let material = material::build(&self.settings, &layout)?;
         *self.current.write().expect("tls material poisoned") = Arc::new(material);
-        self.peers_seen.lock().expect("peer verdicts poisoned").clear();
+        self.peers_seen
+            .lock()
+            .expect("peer verdicts poisoned")
+            .clear();
         self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }

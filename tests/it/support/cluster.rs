@@ -347,7 +347,7 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<NodeStatusResponse, laneq::client::ClientError> {
         let addr = self.addr(id);
-        self.client_on(&[addr.clone()], timeout)
+        self.client_on(std::slice::from_ref(&addr), timeout)
             .node_status_at(&addr, timeout)
             .await
     }

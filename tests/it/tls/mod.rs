@@ -85,7 +85,9 @@ async fn tls_connect(
     let mut config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap);
+            let chain = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap);
             let key = PrivateKeyDer::from_pem_file(key).unwrap();
             builder.with_client_auth_cert(chain.collect(), key).unwrap()
         }
@@ -115,7 +117,9 @@ async fn healthz(
     let mut reply = Vec::new();
     tls.read_to_end(&mut reply).await?;
     if !reply.starts_with(b"HTTP/1.1 200") {
-        return Err(std::io::Error::other(String::from_utf8_lossy(&reply).into_owned()));
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&reply).into_owned(),
+        ));
     }
     let session = tls.get_ref().1;
     let alpn = session.alpn_protocol().unwrap_or_default().to_vec();
@@ -124,7 +128,11 @@ async fn healthz(
 }
 
 fn first_cert(path: &Path) -> CertificateDer<'static> {
-    CertificateDer::pem_file_iter(path).unwrap().next().unwrap().unwrap()
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +175,11 @@ async fn peer_rpcs_need_a_peer_certificate() {
         assert!(s.message().contains("peer certificate"), "{who}: {s:?}");
     }
     let s = peer_vote(&c, 1, &as_holder(&c, Some("node-2"))).await;
-    assert_eq!(s.code(), Code::InvalidArgument, "a peer's empty vote is read: {s:?}");
+    assert_eq!(
+        s.code(),
+        Code::InvalidArgument,
+        "a peer's empty vote is read: {s:?}"
+    );
     assert!(s.message().contains("undecodable"), "{s:?}");
 }
 
@@ -186,8 +198,14 @@ async fn a_handshake_with_a_certificate_of_another_ca_fails() {
     let ca = certs(&c).join("cluster-ca.pem");
     let addr = c.addr(1);
     let refused = healthz(&addr, &ca, Some((&cert, &key))).await;
-    assert!(refused.is_err(), "a stranger's client certificate was accepted");
-    let alice = (certs(&c).join("client-alice.pem"), certs(&c).join("client-alice.key"));
+    assert!(
+        refused.is_err(),
+        "a stranger's client certificate was accepted"
+    );
+    let alice = (
+        certs(&c).join("client-alice.pem"),
+        certs(&c).join("client-alice.key"),
+    );
     healthz(&addr, &ca, Some((&alice.0, &alice.1)))
         .await
         .expect("the client CA's certificate passes");
@@ -196,7 +214,9 @@ async fn a_handshake_with_a_certificate_of_another_ca_fails() {
         ca: stranger_ca.clone(),
         ..Default::default()
     };
-    let e = client_with(&c, 1, tls).list_queues(Default::default()).await;
+    let e = client_with(&c, 1, tls)
+        .list_queues(Default::default())
+        .await;
     assert!(e.is_err(), "a node was trusted under another CA");
     assert!(tls_connect(&addr, &stranger_ca, None, b"h2").await.is_err());
 }
@@ -236,10 +256,10 @@ async fn sighup_reloads_the_certificates_and_a_bad_reload_keeps_them() {
     signal(pid, "HUP");
     let ca = dir.join("cluster-ca.pem");
     eventually(WAIT, "a handshake to see the new certificate", async || {
-        let (_, served) = healthz(&addr, &ca, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        (served == new_cert).then_some(()).ok_or("the old one".to_string())
+        let (_, served) = healthz(&addr, &ca, None).await.map_err(|e| e.to_string())?;
+        (served == new_cert)
+            .then_some(())
+            .ok_or("the old one".to_string())
     })
     .await;
     assert!(tls_connect(&addr, &old_ca, None, b"h2").await.is_err());
