@@ -275,3 +275,44 @@ async fn sighup_reloads_the_certificates_and_a_bad_reload_keeps_them() {
     let (_, served) = healthz(&addr, &ca, None).await.unwrap();
     assert_eq!(served, new_cert, "a failed reload keeps what the node had");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_agent_and_its_tasks_reach_the_nodes_over_tls() {
+    let c = secure(1).await;
+    c.init(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = crate::support::Agent::start(&c, dir.path(), "w1", 1);
+    let seen = dir.path().join("cacert.txt");
+    // The task calls laneq itself: it needs the agent's CA to get through.
+    let script = format!(
+        "'{}' task progress --iteration 3 || exit 9; echo \"$LANEQ_CACERT\" > '{}'",
+        crate::support::BIN,
+        seen.display()
+    );
+    let client = c.client();
+    let task = client
+        .submit_task(
+            "default",
+            vec!["sh".into(), "-c".into(), script],
+            vec![],
+            None,
+        )
+        .await
+        .unwrap();
+    let done = eventually(WAIT, "the task to succeed", async || {
+        let t = client.get_task(task.id, Default::default()).await;
+        let t = t.map_err(|e| e.to_string())?;
+        match t.state.as_str() {
+            "succeeded" | "failed" => Ok(t),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
+    assert_eq!(done.iteration, Some(3), "the task's own call got through");
+    let ca = certs(&c).join("cluster-ca.pem");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        ca.display().to_string()
+    );
+}
