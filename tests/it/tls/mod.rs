@@ -225,7 +225,15 @@ async fn a_handshake_with_a_certificate_of_another_ca_fails() {
 async fn http_routes_are_served_over_tls_beside_grpc() {
     let c = secure(1).await;
     let ca = certs(&c).join("cluster-ca.pem");
-    let (alpn, _) = healthz(&c.addr(1), &ca, None).await.unwrap();
+    // Connections that never start their handshake hold up no one else's.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(c.addr(1)).await.unwrap());
+    }
+    // Well within the handshake timeout (10 s) that would free the loop.
+    let quick = Duration::from_secs(3);
+    let answer = tokio::time::timeout(quick, healthz(&c.addr(1), &ca, None)).await;
+    let (alpn, _) = answer.expect("not held up by idle connections").unwrap();
     assert_eq!(alpn, b"http/1.1");
     let h2 = tls_connect(&c.addr(1), &ca, None, b"h2").await.unwrap();
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -234,6 +242,7 @@ async fn http_routes_are_served_over_tls_beside_grpc() {
         .await
         .unwrap();
     assert_eq!(status.id, 1);
+    drop(idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
