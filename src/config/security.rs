@@ -134,13 +134,13 @@ impl NodeConfig {
             (Some(_), true) => {
                 return Err(
                     "insecure: `insecure = true` (or --insecure) and a [tls] section \
-                            contradict each other; remove one"
+                     contradict each other; remove one"
                         .into(),
                 )
             }
             (None, false) => {
                 return Err("tls: a node needs a [tls] section (cert, key, peer_ca) or \
-                            `insecure = true` (plaintext, no authentication)"
+                     `insecure = true` (plaintext, no authentication)"
                     .into())
             }
             (Some(tls), false) => tls.validate()?,
@@ -160,20 +160,23 @@ impl NodeConfig {
                 self.listen
             ));
         }
-        if let Some(p) = &self.peer_listen {
-            let peer: SocketAddr = p
-                .parse()
-                .map_err(|e| format!("peer_listen: {p:?} is not an IP:port address: {e}"))?;
-            if peer.port() == listen.port()
-                && (peer.ip() == listen.ip()
-                    || listen.ip().is_unspecified()
-                    || peer.ip().is_unspecified())
-            {
-                return Err(format!(
-                    "peer_listen: {p} is the client port's own address; give \
-                                    peers another port, or leave peer_listen out to share it"
-                ));
-            }
+        self.validate_peer_listen(listen)
+    }
+
+    /// `peer_listen`, when set, is an IP:port other than the client port's.
+    fn validate_peer_listen(&self, listen: SocketAddr) -> Result<(), String> {
+        let Some(p) = &self.peer_listen else {
+            return Ok(());
+        };
+        let peer: SocketAddr = p
+            .parse()
+            .map_err(|e| format!("peer_listen: {p:?} is not an IP:port address: {e}"))?;
+        let same_ip = peer.ip() == listen.ip() || listen.ip().is_unspecified();
+        if peer.port() == listen.port() && (same_ip || peer.ip().is_unspecified()) {
+            return Err(format!(
+                "peer_listen: {p} is the client port's own address; give peers another \
+                 port, or leave peer_listen out to share it"
+            ));
         }
         Ok(())
     }
