@@ -178,7 +178,11 @@ pub fn create(dir: &Path, nodes: &[NodeHosts], clients: &[String]) -> Result<Vec
         Ok(())
     };
     put("cluster-ca".into(), cluster.cert_pem(), &cluster.key_pem())?;
-    put("client-ca".into(), client_ca.cert_pem(), &client_ca.key_pem())?;
+    put(
+        "client-ca".into(),
+        client_ca.cert_pem(),
+        &client_ca.key_pem(),
+    )?;
     for node in nodes {
         let name = format!("node-{}", node.id);
         let issued = cluster.issue_now(&name, &node_hosts(&node.hosts), Usage::Node)?;
@@ -186,7 +190,9 @@ pub fn create(dir: &Path, nodes: &[NodeHosts], clients: &[String]) -> Result<Vec
     }
     for client in clients {
         if client.is_empty() || client.contains(['/', '\\']) || client.starts_with('.') {
-            return Err(format!("client {client:?}: a name must not be empty, a path or hidden"));
+            return Err(format!(
+                "client {client:?}: a name must not be empty, a path or hidden"
+            ));
         }
         let issued = client_ca.issue_now(client, &[], Usage::Client)?;
         put(format!("client-{client}"), &issued.cert, &issued.key)?;

@@ -228,8 +228,15 @@ impl Services {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .layer(self.observer.rpc_layer())
             .layer(limit::RequestLimit::new(self.max_requests))
+<<<<<<< HEAD
             .layer(tower::layer::layer_fn(move |inner| LeaderHint { inner, hints }))
             .layer(api::auth::AuthLayer::new(self.node.clone(), self.tls.clone()))
+=======
+            .layer(tower::layer::layer_fn(move |inner| LeaderHint {
+                inner,
+                hints,
+            }))
+>>>>>>> tls
             .add_routes(Routes::from(routes));
         let tls = self.tls.clone();
         let client: Serving = match &tls {
@@ -262,7 +269,9 @@ impl Services {
                     .boxed()
             }
         };
-        Ok(futures::future::try_join(client, peer).map(|r| r.map(|_| ())).boxed())
+        Ok(futures::future::try_join(client, peer)
+            .map(|r| r.map(|_| ()))
+            .boxed())
     }
 
     /// The peer protocol, behind the gate that admits peer certificates only.

@@ -86,11 +86,23 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "LANEQ_CACERT")]
     pub cacert: Option<PathBuf>,
     /// Client certificate (PEM) to present, with `--key`.
-    #[arg(long = "cert", id = "client_cert", global = true, env = "LANEQ_CERT", requires = "client_key")]
+    #[arg(
+        long = "cert",
+        id = "client_cert",
+        global = true,
+        env = "LANEQ_CERT",
+        requires = "client_key"
+    )]
     pub client_cert: Option<PathBuf>,
     /// Private key (PEM) of `--cert`. (Its id is not `key`: `config set`
     /// has an argument of that name.)
-    #[arg(long = "key", id = "client_key", global = true, env = "LANEQ_KEY", requires = "client_cert")]
+    #[arg(
+        long = "key",
+        id = "client_key",
+        global = true,
+        env = "LANEQ_KEY",
+        requires = "client_cert"
+    )]
     pub client_key: Option<PathBuf>,
 }
 
@@ -248,6 +260,7 @@ impl GlobalArgs {
         })
     }
 
+<<<<<<< HEAD
     pub fn client(&self) -> Result<Client, Failure> {
         let r = self.resolve()?;
         let credentials = Credentials::new(r.token.as_deref(), self.on_behalf_of.as_deref())
@@ -271,6 +284,15 @@ impl GlobalArgs {
         let Some(ca) = ca else {
             if cert.is_some() {
                 return Err(Failure::invalid("cert: a client certificate needs --cacert too"));
+=======
+    /// The TLS files of `--cacert`, `--cert` and `--key`; `None` without a CA.
+    pub fn tls(&self) -> Result<Option<TlsFiles>, Failure> {
+        let Some(ca) = &self.cacert else {
+            if self.client_cert.is_some() {
+                return Err(Failure::invalid(
+                    "cert: a client certificate needs --cacert too",
+                ));
+>>>>>>> tls
             }
             return Ok(None);
         };

@@ -25,10 +25,13 @@ use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::tokens_client::TokensClient;
 use crate::proto::v1::*;
 
+<<<<<<< HEAD
 pub use credentials::{new_token, Credentials};
+=======
+pub use crate::wire::TlsFiles;
+>>>>>>> tls
 pub use metrics::Range;
 pub use retry::ClientError;
-pub use crate::wire::TlsFiles;
 pub use tasks::TaskFilter;
 
 /// The local 3-node cluster of `scripts/cluster up`.

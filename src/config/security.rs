@@ -51,7 +51,12 @@ impl TlsSettings {
     fn validate(&self) -> Result<(), String> {
         let pairs = [
             ("tls.cert", &self.cert, "tls.key", &self.key),
-            ("tls.peer_cert", &self.peer_cert, "tls.peer_key", &self.peer_key),
+            (
+                "tls.peer_cert",
+                &self.peer_cert,
+                "tls.peer_key",
+                &self.peer_key,
+            ),
         ];
         for (a, a_path, b, b_path) in pairs {
             match (a_path, b_path) {
@@ -63,14 +68,18 @@ impl TlsSettings {
             }
         }
         if self.cert.is_none() {
-            return Err("tls.cert: missing: a secure node needs the certificate and key \
+            return Err(
+                "tls.cert: missing: a secure node needs the certificate and key \
                         (tls.cert, tls.key) its client port presents"
-                .into());
+                    .into(),
+            );
         }
         if self.peer_ca.is_none() {
-            return Err("tls.peer_ca: missing: peers speak mutual TLS, so a secure node needs \
+            return Err(
+                "tls.peer_ca: missing: peers speak mutual TLS, so a secure node needs \
                         the cluster's peer CA"
-                .into());
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -123,13 +132,15 @@ impl NodeConfig {
     pub(super) fn validate_security(&self) -> Result<(), String> {
         match (&self.tls, self.insecure) {
             (Some(_), true) => {
-                return Err("insecure: `insecure = true` (or --insecure) and a [tls] section \
-                            contradict each other; remove one"
-                    .into())
+                return Err(
+                    "insecure: `insecure = true` (or --insecure) and a [tls] section \
+                     contradict each other; remove one"
+                        .into(),
+                )
             }
             (None, false) => {
                 return Err("tls: a node needs a [tls] section (cert, key, peer_ca) or \
-                            `insecure = true` (plaintext, no authentication)"
+                     `insecure = true` (plaintext, no authentication)"
                     .into())
             }
             (Some(tls), false) => tls.validate()?,
@@ -149,14 +160,23 @@ impl NodeConfig {
                 self.listen
             ));
         }
-        if let Some(p) = &self.peer_listen {
-            let peer: SocketAddr = p
-                .parse()
-                .map_err(|e| format!("peer_listen: {p:?} is not an IP:port address: {e}"))?;
-            if peer.port() == listen.port() && (peer.ip() == listen.ip() || listen.ip().is_unspecified() || peer.ip().is_unspecified()) {
-                return Err(format!("peer_listen: {p} is the client port's own address; give \
-                                    peers another port, or leave peer_listen out to share it"));
-            }
+        self.validate_peer_listen(listen)
+    }
+
+    /// `peer_listen`, when set, is an IP:port other than the client port's.
+    fn validate_peer_listen(&self, listen: SocketAddr) -> Result<(), String> {
+        let Some(p) = &self.peer_listen else {
+            return Ok(());
+        };
+        let peer: SocketAddr = p
+            .parse()
+            .map_err(|e| format!("peer_listen: {p:?} is not an IP:port address: {e}"))?;
+        let same_ip = peer.ip() == listen.ip() || listen.ip().is_unspecified();
+        if peer.port() == listen.port() && (same_ip || peer.ip().is_unspecified()) {
+            return Err(format!(
+                "peer_listen: {p} is the client port's own address; give peers another \
+                 port, or leave peer_listen out to share it"
+            ));
         }
         Ok(())
     }
@@ -181,15 +201,33 @@ mod tests {
         assert!(!c.secure());
         let c = check(&format!("{BASE}{TLS}")).unwrap();
         assert!(c.secure());
-        assert_eq!(c.tls.as_ref().unwrap().peer_identity().0, c.tls.as_ref().unwrap().cert.as_ref());
+        assert_eq!(
+            c.tls.as_ref().unwrap().peer_identity().0,
+            c.tls.as_ref().unwrap().cert.as_ref()
+        );
         for (text, key) in [
             (BASE.to_string(), "tls"),
             (format!("{BASE}insecure = true\n{TLS}"), "insecure"),
-            (format!("{BASE}{}", TLS.replace("key = \"n.key\"\n", "")), "tls.key"),
-            (format!("{BASE}{}", TLS.replace("cert = \"n.pem\"\n", "")), "tls.cert"),
-            (format!("{BASE}{}", TLS.replace("peer_ca = \"ca.pem\"\n", "")), "tls.peer_ca"),
-            (format!("{BASE}{TLS}peer_cert = \"p.pem\"\n"), "tls.peer_key"),
-            (format!("{BASE}{TLS}peer_key = \"p.key\"\n"), "tls.peer_cert"),
+            (
+                format!("{BASE}{}", TLS.replace("key = \"n.key\"\n", "")),
+                "tls.key",
+            ),
+            (
+                format!("{BASE}{}", TLS.replace("cert = \"n.pem\"\n", "")),
+                "tls.cert",
+            ),
+            (
+                format!("{BASE}{}", TLS.replace("peer_ca = \"ca.pem\"\n", "")),
+                "tls.peer_ca",
+            ),
+            (
+                format!("{BASE}{TLS}peer_cert = \"p.pem\"\n"),
+                "tls.peer_key",
+            ),
+            (
+                format!("{BASE}{TLS}peer_key = \"p.key\"\n"),
+                "tls.peer_cert",
+            ),
             (format!("{BASE}{TLS}colour = \"red\"\n"), "colour"),
         ] {
             let e = check(&text).unwrap_err();
@@ -221,13 +259,21 @@ mod tests {
 
     #[test]
     fn a_peer_port_must_differ_from_the_client_port() {
-        let e = check(&format!("{BASE}insecure = true\npeer_listen = \"127.0.0.1:7101\"\n"))
-            .unwrap_err();
+        let e = check(&format!(
+            "{BASE}insecure = true\npeer_listen = \"127.0.0.1:7101\"\n"
+        ))
+        .unwrap_err();
         assert!(e.starts_with("peer_listen"), "{e}");
         let e = check(&format!("{BASE}insecure = true\npeer_listen = \"nope\"\n")).unwrap_err();
         assert!(e.starts_with("peer_listen"), "{e}");
-        let c = check(&format!("{BASE}insecure = true\npeer_listen = \"127.0.0.1:7201\"\n"))
-            .unwrap();
-        assert_eq!(c.peer_map()[&1], "127.0.0.1:7201", "its own peer address is peer_listen");
+        let c = check(&format!(
+            "{BASE}insecure = true\npeer_listen = \"127.0.0.1:7201\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.peer_map()[&1],
+            "127.0.0.1:7201",
+            "its own peer address is peer_listen"
+        );
     }
 }

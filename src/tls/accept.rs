@@ -28,7 +28,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// The TLS connections of `listener`, each handshaken with what `config`
 /// returns when it arrives. The accept loop ends when the stream is dropped.
-pub fn incoming<F>(listener: TcpListener, config: F) -> ReceiverStream<io::Result<TlsStream<TcpStream>>>
+pub fn incoming<F>(
+    listener: TcpListener,
+    config: F,
+) -> ReceiverStream<io::Result<TlsStream<TcpStream>>>
 where
     F: Fn() -> Arc<ServerConfig> + Send + 'static,
 {

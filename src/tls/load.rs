@@ -50,14 +50,13 @@ pub fn identity(
 ) -> Result<CertifiedKey, String> {
     let chain = certs(cert_key, cert)?;
     let private = private_key(key_key, key)?;
-    CertifiedKey::from_der(chain, private, &provider())
-        .map_err(|e| {
-            format!(
-                "{key_key}: {} is not the key of {cert_key} ({}): {e}",
-                key.display(),
-                cert.display()
-            )
-        })
+    CertifiedKey::from_der(chain, private, &provider()).map_err(|e| {
+        format!(
+            "{key_key}: {} is not the key of {cert_key} ({}): {e}",
+            key.display(),
+            cert.display()
+        )
+    })
 }
 
 /// The CA certificates of a PEM file as trust roots.
@@ -71,8 +70,8 @@ pub fn roots(key: &str, path: &Path, into: &mut RootCertStore) -> Result<(), Str
 
 /// Whether a certificate is within its validity period now; else why not.
 fn in_validity(cert: &CertificateDer<'_>) -> Result<(), String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| format!("cannot be parsed: {e}"))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("cannot be parsed: {e}"))?;
     let validity = parsed.validity();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -46,7 +46,10 @@ fn required<'a>(key: &str, path: &'a Option<std::path::PathBuf>) -> Result<&'a P
 
 pub(super) fn build(s: &TlsSettings, layout: &Layout<'_>) -> Result<Material, String> {
     let cert = required("tls.cert", &s.cert)?;
-    let served = identity(("tls.cert", cert), ("tls.key", required("tls.key", &s.key)?))?;
+    let served = identity(
+        ("tls.cert", cert),
+        ("tls.key", required("tls.key", &s.key)?),
+    )?;
     let (peer_cert_key, peer_key_key) = match s.peer_cert {
         Some(_) => ("tls.peer_cert", "tls.peer_key"),
         None => ("tls.cert", "tls.key"),
@@ -65,7 +68,9 @@ pub(super) fn build(s: &TlsSettings, layout: &Layout<'_>) -> Result<Material, St
     peer_verifier
         .verify_client_cert(&peer_id.cert[0], &peer_id.cert[1..], UnixTime::now())
         .map_err(|e| {
-            format!("{peer_cert_key}: not a client certificate of tls.peer_ca for dialing peers: {e}")
+            format!(
+                "{peer_cert_key}: not a client certificate of tls.peer_ca for dialing peers: {e}"
+            )
         })?;
     let (presented, presented_key) = match layout.split {
         true => (&peer_id, peer_cert_key),
@@ -98,9 +103,10 @@ fn valid_for_peers(
     peer_roots: Arc<RootCertStore>,
     host: &str,
 ) -> Result<(), String> {
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(peer_roots, provider())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(peer_roots, provider())
+            .build()
+            .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| format!("peers dial this node at {host:?}, not a TLS server name: {e}"))?;
     verifier

@@ -11,7 +11,7 @@
 //! Handlers read who called from the request: [`peer_identity`] is the
 //! common name of the client certificate that the handshake verified. The
 //! peer service admits only callers whose chain leads to the peer CA
-//! ([`NodeTls::is_peer`], applied by [`peer_gate`]).
+//! ([`NodeTls::is_peer`], applied by [`PeerGate`]).
 //!
 //! This module must never accept a certificate it did not verify, nor
 //! replace a working config with a half-loaded one.
@@ -97,7 +97,10 @@ impl NodeTls {
         };
         let material = material::build(&self.settings, &layout)?;
         *self.current.write().expect("tls material poisoned") = Arc::new(material);
-        self.peers_seen.lock().expect("peer verdicts poisoned").clear();
+        self.peers_seen
+            .lock()
+            .expect("peer verdicts poisoned")
+            .clear();
         self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }

@@ -28,7 +28,10 @@ impl Files {
         };
         f.write("cluster-ca.pem", f.cluster.cert_pem());
         f.write("client-ca.pem", f.clients.cert_pem());
-        let node = f.cluster.issue_now("node-1", &hosts(), Usage::Node).unwrap();
+        let node = f
+            .cluster
+            .issue_now("node-1", &hosts(), Usage::Node)
+            .unwrap();
         f.put("node", &node);
         f
     }
@@ -87,43 +90,109 @@ fn a_whole_config_loads_and_tells_peers_from_clients() {
     let alice = f.clients.issue_now("alice", &[], Usage::Client).unwrap();
     f.put("alice", &alice);
     let alice = chain(&f.dir.path().join("alice.pem"));
-    assert!(!tls.is_peer(Some(&alice[..])), "a client CA's certificate is no peer");
+    assert!(
+        !tls.is_peer(Some(&alice[..])),
+        "a client CA's certificate is no peer"
+    );
     assert!(!tls.is_peer(None));
     assert!(!tls.is_peer(Some(&[][..])));
     assert_eq!(super::common_name(&alice[0]).as_deref(), Some("alice"));
     let config = tls.client_port();
-    assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert_eq!(
+        config.alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
 }
+
+/// What a case does to a good set of files.
+type Spoil = Box<dyn Fn(&Files)>;
 
 #[test]
 fn bad_files_are_refused_naming_the_key() {
     let now = SystemTime::now();
-    let cases: Vec<(&str, Box<dyn Fn(&Files)>, &str)> = vec![
-        ("expired", Box::new(move |f: &Files| {
-            let old = f.cluster.issue("node-1", &hosts(), Usage::Node, (now - 3 * DAY, now - DAY));
-            f.put("node", &old.unwrap());
-        }), "tls.cert"),
-        ("not yet valid", Box::new(move |f: &Files| {
-            let new = f.cluster.issue("node-1", &hosts(), Usage::Node, (now + DAY, now + 3 * DAY));
-            f.put("node", &new.unwrap());
-        }), "tls.cert"),
-        ("the wrong key", Box::new(|f: &Files| {
-            let other = f.cluster.issue_now("node-1", &hosts(), Usage::Node).unwrap();
-            f.write("node.key", &other.key);
-        }), "tls.key"),
-        ("another CA", Box::new(|f: &Files| {
-            let stranger = Authority::new("stranger").unwrap();
-            f.put("node", &stranger.issue_now("node-1", &hosts(), Usage::Node).unwrap());
-        }), "tls.cert"),
-        ("another host", Box::new(|f: &Files| {
-            let elsewhere = vec!["10.9.9.9".to_string()];
-            f.put("node", &f.cluster.issue_now("node-1", &elsewhere, Usage::Node).unwrap());
-        }), "tls.cert"),
-        ("a client certificate", Box::new(|f: &Files| {
-            f.put("node", &f.cluster.issue_now("node-1", &hosts(), Usage::Client).unwrap());
-        }), "tls.cert"),
-        ("no CA", Box::new(|f: &Files| f.write("cluster-ca.pem", "")), "tls.peer_ca"),
-        ("garbage", Box::new(|f: &Files| f.write("client-ca.pem", "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n")), "tls.client_ca"),
+    let cases: Vec<(&str, Spoil, &str)> = vec![
+        (
+            "expired",
+            Box::new(move |f: &Files| {
+                let old =
+                    f.cluster
+                        .issue("node-1", &hosts(), Usage::Node, (now - 3 * DAY, now - DAY));
+                f.put("node", &old.unwrap());
+            }),
+            "tls.cert",
+        ),
+        (
+            "not yet valid",
+            Box::new(move |f: &Files| {
+                let new =
+                    f.cluster
+                        .issue("node-1", &hosts(), Usage::Node, (now + DAY, now + 3 * DAY));
+                f.put("node", &new.unwrap());
+            }),
+            "tls.cert",
+        ),
+        (
+            "the wrong key",
+            Box::new(|f: &Files| {
+                let other = f
+                    .cluster
+                    .issue_now("node-1", &hosts(), Usage::Node)
+                    .unwrap();
+                f.write("node.key", &other.key);
+            }),
+            "tls.key",
+        ),
+        (
+            "another CA",
+            Box::new(|f: &Files| {
+                let stranger = Authority::new("stranger").unwrap();
+                f.put(
+                    "node",
+                    &stranger.issue_now("node-1", &hosts(), Usage::Node).unwrap(),
+                );
+            }),
+            "tls.cert",
+        ),
+        (
+            "another host",
+            Box::new(|f: &Files| {
+                let elsewhere = vec!["10.9.9.9".to_string()];
+                f.put(
+                    "node",
+                    &f.cluster
+                        .issue_now("node-1", &elsewhere, Usage::Node)
+                        .unwrap(),
+                );
+            }),
+            "tls.cert",
+        ),
+        (
+            "a client certificate",
+            Box::new(|f: &Files| {
+                f.put(
+                    "node",
+                    &f.cluster
+                        .issue_now("node-1", &hosts(), Usage::Client)
+                        .unwrap(),
+                );
+            }),
+            "tls.cert",
+        ),
+        (
+            "no CA",
+            Box::new(|f: &Files| f.write("cluster-ca.pem", "")),
+            "tls.peer_ca",
+        ),
+        (
+            "garbage",
+            Box::new(|f: &Files| {
+                f.write(
+                    "client-ca.pem",
+                    "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n",
+                )
+            }),
+            "tls.client_ca",
+        ),
     ];
     for (what, spoil, key) in cases {
         let f = Files::new();
@@ -143,7 +212,10 @@ fn a_failed_reload_keeps_the_old_material_and_a_good_one_moves_on() {
     assert!(e.starts_with("tls.key:"), "{e}");
     assert_eq!(tls.generation(), 0);
     assert!(std::sync::Arc::ptr_eq(&before, &tls.client_port()));
-    let renewed = f.cluster.issue_now("node-1", &hosts(), Usage::Node).unwrap();
+    let renewed = f
+        .cluster
+        .issue_now("node-1", &hosts(), Usage::Node)
+        .unwrap();
     f.put("node", &renewed);
     tls.reload().unwrap();
     assert_eq!(tls.generation(), 1);
@@ -154,7 +226,10 @@ fn a_failed_reload_keeps_the_old_material_and_a_good_one_moves_on() {
 fn a_split_layout_checks_the_peer_certificate() {
     let f = Files::new();
     let stranger = Authority::new("stranger").unwrap();
-    f.put("peer", &stranger.issue_now("node-1", &hosts(), Usage::Node).unwrap());
+    f.put(
+        "peer",
+        &stranger.issue_now("node-1", &hosts(), Usage::Node).unwrap(),
+    );
     let mut config = f.config("peer_listen = \"127.0.0.1:7201\"\n");
     let tls = config.tls.as_mut().unwrap();
     tls.peer_cert = Some(f.dir.path().join("peer.pem"));
@@ -162,7 +237,15 @@ fn a_split_layout_checks_the_peer_certificate() {
     let e = NodeTls::load(&config).err().unwrap();
     assert!(e.starts_with("tls.peer_cert:"), "{e}");
     // Its own client port may be served under any CA: clients trust it.
-    f.put("peer", &f.cluster.issue_now("node-1", &hosts(), Usage::Node).unwrap());
-    f.put("node", &stranger.issue_now("node-1", &hosts(), Usage::Node).unwrap());
+    f.put(
+        "peer",
+        &f.cluster
+            .issue_now("node-1", &hosts(), Usage::Node)
+            .unwrap(),
+    );
+    f.put(
+        "node",
+        &stranger.issue_now("node-1", &hosts(), Usage::Node).unwrap(),
+    );
     assert!(NodeTls::load(&config).unwrap().is_some());
 }

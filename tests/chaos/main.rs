@@ -294,7 +294,9 @@ async fn run(args: &Args) -> serde_json::Value {
 
     // Drain: the workers finish what is queued, then everything stops.
     phase_tx.send_replace(Phase::Drain);
-    let client = nemesis.cluster.client_on(&endpoints, Duration::from_secs(10));
+    let client = nemesis
+        .cluster
+        .client_on(&endpoints, Duration::from_secs(10));
     let drain_until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < drain_until {
         nemesis.watch(500).await;
@@ -389,7 +391,10 @@ async fn wait_converged(nemesis: &mut nemesis::Nemesis) -> bool {
     for _ in 0..60 {
         let mut seen = Vec::new();
         for id in nemesis.cluster.nodes.keys() {
-            let s = nemesis.cluster.status_within(*id, Duration::from_secs(2)).await;
+            let s = nemesis
+                .cluster
+                .status_within(*id, Duration::from_secs(2))
+                .await;
             seen.push(s.ok().map(|s| (s.applied_index, s.digest)));
         }
         let same = seen.iter().all(|s| s.is_some() && *s == seen[0]);

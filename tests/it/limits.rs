@@ -24,18 +24,22 @@ async fn calls_past_the_node_limit_are_refused_and_probes_still_answer() {
     // A long poll on an empty queue holds the one slot while it waits (it
     // tries again while the test's own calls hold the slot); meanwhile
     // other calls are refused.
-    let poll = eventually(Duration::from_secs(10), "the poll to get the slot", async || {
-        let req = LeaseRequest {
-            meta: meta(),
-            worker: "w1".into(),
-            max_tasks: 1,
-            wait_ms: 6_000,
-        };
-        match node.workers().lease(req).await {
-            Err(s) if s.code() == Code::ResourceExhausted => Err(s),
-            other => Ok(other.map(|r| r.into_inner().leases)),
-        }
-    });
+    let poll = eventually(
+        Duration::from_secs(10),
+        "the poll to get the slot",
+        async || {
+            let req = LeaseRequest {
+                meta: meta(),
+                worker: "w1".into(),
+                max_tasks: 1,
+                wait_ms: 6_000,
+            };
+            match node.workers().lease(req).await {
+                Err(s) if s.code() == Code::ResourceExhausted => Err(s),
+                other => Ok(other.map(|r| r.into_inner().leases)),
+            }
+        },
+    );
     let get_queue = async || {
         let req = GetQueueRequest {
             name: "q".into(),
@@ -44,21 +48,28 @@ async fn calls_past_the_node_limit_are_refused_and_probes_still_answer() {
         node.queues().get_queue(req).await
     };
     let meanwhile = async {
-        let refusal = eventually(Duration::from_secs(5), "a call refused", async || {
-            match get_queue().await {
+        let refusal = eventually(
+            Duration::from_secs(5),
+            "a call refused",
+            async || match get_queue().await {
                 Err(s) if s.code() == Code::ResourceExhausted => Ok(s),
                 other => Err(format!("{other:?}")),
-            }
-        })
+            },
+        )
         .await;
         (refusal, get(&addr, "/healthz").await.unwrap().0)
     };
     let (leases, (refusal, probe)) = tokio::join!(poll, meanwhile);
-    assert!(refusal.message().contains("max_concurrent_requests"), "{refusal:?}");
+    assert!(
+        refusal.message().contains("max_concurrent_requests"),
+        "{refusal:?}"
+    );
     assert_eq!(probe, 200, "a probe is never refused");
     let leases = leases.expect("the poll is answered");
     assert!(leases.is_empty(), "nothing to lease: {leases:?}");
-    let queue = get_queue().await.expect("the slot is back once the poll ends");
+    let queue = get_queue()
+        .await
+        .expect("the slot is back once the poll ends");
     assert_eq!(queue.into_inner().queue.unwrap().name, "q");
 }
 

@@ -363,8 +363,13 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<NodeStatusResponse, laneq::client::ClientError> {
         let addr = self.addr(id);
+<<<<<<< HEAD
         self.client_on(&[addr.clone()], timeout)
             .status_of(&addr, timeout)
+=======
+        self.client_on(std::slice::from_ref(&addr), timeout)
+            .node_status_at(&addr, timeout)
+>>>>>>> tls
             .await
     }
 

@@ -27,12 +27,26 @@ fn start(config: &Path, flags: &[&str]) -> Output {
 fn a_half_made_security_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    let nodes = [NodeHosts { id: 1, hosts: vec![] }, NodeHosts { id: 2, hosts: vec![] }];
+    let nodes = [
+        NodeHosts {
+            id: 1,
+            hosts: vec![],
+        },
+        NodeHosts {
+            id: 2,
+            hosts: vec![],
+        },
+    ];
     laneq::certs::create(&certs, &nodes, &[]).unwrap();
     let old = Authority::new("old").unwrap();
     let now = SystemTime::now();
     let expired = old
-        .issue("node-1", &["127.0.0.1".into()], Usage::Node, (now - 3 * DAY, now - DAY))
+        .issue(
+            "node-1",
+            &["127.0.0.1".into()],
+            Usage::Node,
+            (now - 3 * DAY, now - DAY),
+        )
         .unwrap();
     std::fs::write(certs.join("expired.pem"), &expired.cert).unwrap();
     std::fs::write(certs.join("expired.key"), &expired.key).unwrap();
@@ -55,14 +69,44 @@ fn a_half_made_security_config_is_refused_naming_the_key() {
     let good = tls("node-1.pem", "node-1.key", "cluster-ca.pem");
     let cases: Vec<(String, &[&str], &str)> = vec![
         (base.clone(), &[], "tls"),
-        (format!("{base}{}", tls("node-1.pem", "", "cluster-ca.pem")), &[], "tls.key"),
-        (format!("{base}{}", tls("", "node-1.key", "cluster-ca.pem")), &[], "tls.cert"),
-        (format!("{base}{}", tls("node-1.pem", "node-1.key", "")), &[], "tls.peer_ca"),
+        (
+            format!("{base}{}", tls("node-1.pem", "", "cluster-ca.pem")),
+            &[],
+            "tls.key",
+        ),
+        (
+            format!("{base}{}", tls("", "node-1.key", "cluster-ca.pem")),
+            &[],
+            "tls.cert",
+        ),
+        (
+            format!("{base}{}", tls("node-1.pem", "node-1.key", "")),
+            &[],
+            "tls.peer_ca",
+        ),
         (format!("{base}insecure = true\n{good}"), &[], "insecure"),
         (format!("{base}{good}"), &["--insecure"], "insecure"),
-        (format!("{base}{}", tls("node-1.pem", "node-2.key", "cluster-ca.pem")), &[], "tls.key"),
-        (format!("{base}{}", tls("expired.pem", "expired.key", "cluster-ca.pem")), &[], "tls.cert"),
-        (format!("{base}{}", tls("node-1.pem", "node-1.key", "missing.pem")), &[], "tls.peer_ca"),
+        (
+            format!(
+                "{base}{}",
+                tls("node-1.pem", "node-2.key", "cluster-ca.pem")
+            ),
+            &[],
+            "tls.key",
+        ),
+        (
+            format!(
+                "{base}{}",
+                tls("expired.pem", "expired.key", "cluster-ca.pem")
+            ),
+            &[],
+            "tls.cert",
+        ),
+        (
+            format!("{base}{}", tls("node-1.pem", "node-1.key", "missing.pem")),
+            &[],
+            "tls.peer_ca",
+        ),
     ];
     for (i, (text, flags, key)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("c{i}.toml"));
@@ -70,7 +114,10 @@ fn a_half_made_security_config_is_refused_naming_the_key() {
         let o = start(&path, flags);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "case {i} started: {text}");
-        assert!(err.contains(&format!("error: {key}")), "case {i} ({key}): {err}");
+        assert!(
+            err.contains(&format!("error: {key}")),
+            "case {i} ({key}): {err}"
+        );
         assert!(!data.exists(), "case {i} wrote a data dir");
     }
     let e = &String::from_utf8_lossy(&start(&dir.path().join("c8.toml"), &[]).stderr).into_owned();
@@ -84,7 +131,9 @@ async fn an_insecure_node_warns_at_start() {
     let c = Cluster::start(1, Timings::default());
     eventually(WAIT, "the insecure warning", async || {
         let log = c.log_text(1);
-        let warned = log.lines().any(|l| l.contains("WARN") && l.contains("insecure"));
+        let warned = log
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("insecure"));
         warned.then_some(()).ok_or(log)
     })
     .await;
@@ -141,7 +190,10 @@ async fn peers_can_have_a_port_of_their_own() {
             .list_queues(Default::default())
             .await
             .unwrap();
-        assert!(queues.iter().any(|q| q.name == "gpu"), "node {id}: {queues:?}");
+        assert!(
+            queues.iter().any(|q| q.name == "gpu"),
+            "node {id}: {queues:?}"
+        );
     }
 }
 
@@ -153,12 +205,27 @@ fn certs_create_writes_cas_node_and_client_certificates_with_private_keys() {
     let out = Command::new(BIN)
         .args(["certs", "create", "--dir"])
         .arg(dir.path())
-        .args(["--node", "1:node1.example.com,10.0.0.11", "--node", "2:node2"])
+        .args([
+            "--node",
+            "1:node1.example.com,10.0.0.11",
+            "--node",
+            "2:node2",
+        ])
         .args(["--client", "alice"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for name in ["cluster-ca", "client-ca", "node-1", "node-2", "client-alice"] {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "cluster-ca",
+        "client-ca",
+        "node-1",
+        "node-2",
+        "client-alice",
+    ] {
         let mode = |ext: &str| {
             let meta = std::fs::metadata(dir.path().join(format!("{name}.{ext}"))).unwrap();
             meta.permissions().mode() & 0o777
@@ -172,12 +239,17 @@ fn certs_create_writes_cas_node_and_client_certificates_with_private_keys() {
     let sans = cert.subject_alternative_name().unwrap().unwrap();
     let names: Vec<String> = (sans.value.general_names.iter())
         .map(|n| match n {
-            GeneralName::IPAddress(&[a, b, c, d]) => std::net::Ipv4Addr::new(a, b, c, d).to_string(),
+            GeneralName::IPAddress(&[a, b, c, d]) => {
+                std::net::Ipv4Addr::new(a, b, c, d).to_string()
+            }
             other => other.to_string(),
         })
         .collect();
     for host in ["node1.example.com", "10.0.0.11", "127.0.0.1", "localhost"] {
-        assert!(names.iter().any(|n| n.contains(host)), "{host} not in {names:?}");
+        assert!(
+            names.iter().any(|n| n.contains(host)),
+            "{host} not in {names:?}"
+        );
     }
     let alice = std::fs::read(dir.path().join("client-alice.pem")).unwrap();
     let alice = rustls::pki_types::CertificateDer::from(
@@ -205,18 +277,28 @@ async fn the_cli_speaks_tls_with_or_without_a_client_certificate() {
             .args(["queue", "list"])
             .output()
             .unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let ca = certs.join("cluster-ca.pem").display().to_string();
     let cert = certs.join("client-alice.pem").display().to_string();
     let key = certs.join("client-alice.key").display().to_string();
     assert_eq!(run(&["--cacert", &ca]).0, Some(0));
-    assert_eq!(run(&["--cacert", &ca, "--cert", &cert, "--key", &key]).0, Some(0));
+    assert_eq!(
+        run(&["--cacert", &ca, "--cert", &cert, "--key", &key]).0,
+        Some(0)
+    );
     let (code, err) = run(&["--cacert", &ca, "--cert", &cert]);
     assert_eq!(code, Some(2), "a certificate without its key: {err}");
     let (code, err) = run(&["--cacert", "/nonexistent/ca.pem"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     let (code, err) = run(&[]);
-    assert_eq!(code, Some(5), "plaintext to a TLS node is unavailable: {err}");
+    assert_eq!(
+        code,
+        Some(5),
+        "plaintext to a TLS node is unavailable: {err}"
+    );
 }

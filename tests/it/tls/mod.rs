@@ -82,7 +82,9 @@ async fn healthz(
     let mut reply = Vec::new();
     tls.read_to_end(&mut reply).await?;
     if !reply.starts_with(b"HTTP/1.1 200") {
-        return Err(std::io::Error::other(String::from_utf8_lossy(&reply).into_owned()));
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&reply).into_owned(),
+        ));
     }
     let session = tls.get_ref().1;
     let alpn = session.alpn_protocol().unwrap_or_default().to_vec();
@@ -91,7 +93,11 @@ async fn healthz(
 }
 
 fn first_cert(path: &Path) -> CertificateDer<'static> {
-    CertificateDer::pem_file_iter(path).unwrap().next().unwrap().unwrap()
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +140,11 @@ async fn peer_rpcs_need_a_peer_certificate() {
         assert!(s.message().contains("peer certificate"), "{who}: {s:?}");
     }
     let s = peer_vote(&c, 1, &as_holder(&c, Some("node-2"))).await;
-    assert_eq!(s.code(), Code::InvalidArgument, "a peer's empty vote is read: {s:?}");
+    assert_eq!(
+        s.code(),
+        Code::InvalidArgument,
+        "a peer's empty vote is read: {s:?}"
+    );
     assert!(s.message().contains("undecodable"), "{s:?}");
 }
 
@@ -153,8 +163,14 @@ async fn a_handshake_with_a_certificate_of_another_ca_fails() {
     let ca = certs(&c).join("cluster-ca.pem");
     let addr = c.addr(1);
     let refused = healthz(&addr, &ca, Some((&cert, &key))).await;
-    assert!(refused.is_err(), "a stranger's client certificate was accepted");
-    let alice = (certs(&c).join("client-alice.pem"), certs(&c).join("client-alice.key"));
+    assert!(
+        refused.is_err(),
+        "a stranger's client certificate was accepted"
+    );
+    let alice = (
+        certs(&c).join("client-alice.pem"),
+        certs(&c).join("client-alice.key"),
+    );
     healthz(&addr, &ca, Some((&alice.0, &alice.1)))
         .await
         .expect("the client CA's certificate passes");
@@ -163,7 +179,9 @@ async fn a_handshake_with_a_certificate_of_another_ca_fails() {
         ca: stranger_ca.clone(),
         ..Default::default()
     };
-    let e = client_with(&c, 1, tls).list_queues(Default::default()).await;
+    let e = client_with(&c, 1, tls)
+        .list_queues(Default::default())
+        .await;
     assert!(e.is_err(), "a node was trusted under another CA");
     assert!(tls_connect(&addr, &stranger_ca, None, b"h2").await.is_err());
 }
@@ -172,7 +190,15 @@ async fn a_handshake_with_a_certificate_of_another_ca_fails() {
 async fn http_routes_are_served_over_tls_beside_grpc() {
     let c = secure(1).await;
     let ca = certs(&c).join("cluster-ca.pem");
-    let (alpn, _) = healthz(&c.addr(1), &ca, None).await.unwrap();
+    // Connections that never start their handshake hold up no one else's.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(c.addr(1)).await.unwrap());
+    }
+    // Well within the handshake timeout (10 s) that would free the loop.
+    let quick = Duration::from_secs(3);
+    let answer = tokio::time::timeout(quick, healthz(&c.addr(1), &ca, None)).await;
+    let (alpn, _) = answer.expect("not held up by idle connections").unwrap();
     assert_eq!(alpn, b"http/1.1");
     let h2 = tls_connect(&c.addr(1), &ca, None, b"h2").await.unwrap();
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -181,6 +207,7 @@ async fn http_routes_are_served_over_tls_beside_grpc() {
         .await
         .unwrap();
     assert_eq!(status.id, 1);
+    drop(idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,10 +230,10 @@ async fn sighup_reloads_the_certificates_and_a_bad_reload_keeps_them() {
     signal(pid, "HUP");
     let ca = dir.join("cluster-ca.pem");
     eventually(WAIT, "a handshake to see the new certificate", async || {
-        let (_, served) = healthz(&addr, &ca, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        (served == new_cert).then_some(()).ok_or("the old one".to_string())
+        let (_, served) = healthz(&addr, &ca, None).await.map_err(|e| e.to_string())?;
+        (served == new_cert)
+            .then_some(())
+            .ok_or("the old one".to_string())
     })
     .await;
     assert!(tls_connect(&addr, &old_ca, None, b"h2").await.is_err());
@@ -221,4 +248,45 @@ async fn sighup_reloads_the_certificates_and_a_bad_reload_keeps_them() {
     assert!(c.log_text(1).contains("tls.key"), "{}", c.log_text(1));
     let (_, served) = healthz(&addr, &ca, None).await.unwrap();
     assert_eq!(served, new_cert, "a failed reload keeps what the node had");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_agent_and_its_tasks_reach_the_nodes_over_tls() {
+    let c = secure(1).await;
+    c.init(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = crate::support::Agent::start(&c, dir.path(), "w1", 1);
+    let seen = dir.path().join("cacert.txt");
+    // The task calls laneq itself: it needs the agent's CA to get through.
+    let script = format!(
+        "'{}' task progress --iteration 3 || exit 9; echo \"$LANEQ_CACERT\" > '{}'",
+        crate::support::BIN,
+        seen.display()
+    );
+    let client = c.client();
+    let task = client
+        .submit_task(
+            "default",
+            vec!["sh".into(), "-c".into(), script],
+            vec![],
+            None,
+        )
+        .await
+        .unwrap();
+    let done = eventually(WAIT, "the task to succeed", async || {
+        let t = client.get_task(task.id, Default::default()).await;
+        let t = t.map_err(|e| e.to_string())?;
+        match t.state.as_str() {
+            "succeeded" | "failed" => Ok(t),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
+    assert_eq!(done.iteration, Some(3), "the task's own call got through");
+    let ca = certs(&c).join("cluster-ca.pem");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        ca.display().to_string()
+    );
 }
