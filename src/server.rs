@@ -228,15 +228,14 @@ impl Services {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .layer(self.observer.rpc_layer())
             .layer(limit::RequestLimit::new(self.max_requests))
-<<<<<<< HEAD
-            .layer(tower::layer::layer_fn(move |inner| LeaderHint { inner, hints }))
-            .layer(api::auth::AuthLayer::new(self.node.clone(), self.tls.clone()))
-=======
             .layer(tower::layer::layer_fn(move |inner| LeaderHint {
                 inner,
                 hints,
             }))
->>>>>>> tls
+            .layer(api::auth::AuthLayer::new(
+                self.node.clone(),
+                self.tls.clone(),
+            ))
             .add_routes(Routes::from(routes));
         let tls = self.tls.clone();
         let client: Serving = match &tls {

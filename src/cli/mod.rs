@@ -24,8 +24,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::{
-    parse_endpoints, Client, ClientError, ClientOptions, Credentials, ReadConsistency,
-    TlsFiles, DEFAULT_ENDPOINTS,
+    parse_endpoints, Client, ClientError, ClientOptions, Credentials, ReadConsistency, TlsFiles,
+    DEFAULT_ENDPOINTS,
 };
 pub use output::Output;
 
@@ -250,17 +250,17 @@ impl GlobalArgs {
             .pick(self.context.as_deref())?
             .cloned()
             .unwrap_or_default();
+        let tls = self.tls(&ctx)?;
         let endpoints = (self.endpoints.clone())
             .or(ctx.endpoints)
             .unwrap_or_else(|| DEFAULT_ENDPOINTS.to_string());
         Ok(Resolved {
             endpoints: parse_endpoints(&endpoints).map_err(Failure::invalid)?,
-            tls: self.tls(&ctx)?,
+            tls,
             token: self.token.clone().or(ctx.token),
         })
     }
 
-<<<<<<< HEAD
     pub fn client(&self) -> Result<Client, Failure> {
         let r = self.resolve()?;
         let credentials = Credentials::new(r.token.as_deref(), self.on_behalf_of.as_deref())
@@ -283,16 +283,9 @@ impl GlobalArgs {
         };
         let Some(ca) = ca else {
             if cert.is_some() {
-                return Err(Failure::invalid("cert: a client certificate needs --cacert too"));
-=======
-    /// The TLS files of `--cacert`, `--cert` and `--key`; `None` without a CA.
-    pub fn tls(&self) -> Result<Option<TlsFiles>, Failure> {
-        let Some(ca) = &self.cacert else {
-            if self.client_cert.is_some() {
                 return Err(Failure::invalid(
                     "cert: a client certificate needs --cacert too",
                 ));
->>>>>>> tls
             }
             return Ok(None);
         };

@@ -25,11 +25,8 @@ use crate::proto::v1::queues_client::QueuesClient;
 use crate::proto::v1::tokens_client::TokensClient;
 use crate::proto::v1::*;
 
-<<<<<<< HEAD
-pub use credentials::{new_token, Credentials};
-=======
 pub use crate::wire::TlsFiles;
->>>>>>> tls
+pub use credentials::{new_token, Credentials};
 pub use metrics::Range;
 pub use retry::ClientError;
 pub use tasks::TaskFilter;

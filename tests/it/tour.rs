@@ -37,7 +37,11 @@ async fn the_readme_tour_runs_as_written() {
     let c = Cluster::start_secure(3, Timings::default());
     c.init(1).await;
     let config = c.dir.path().join("tour-client.toml");
-    let token = c.admin.get().expect("a secure cluster's admin token").clone();
+    let token = c
+        .admin
+        .get()
+        .expect("a secure cluster's admin token")
+        .clone();
     let ca = c.client_tls(None).unwrap().ca;
     let saved = Command::new(BIN)
         .args(["context", "set", "local", "--use"])

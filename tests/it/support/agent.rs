@@ -24,17 +24,8 @@ impl Agent {
     pub fn start_on(c: &Cluster, dir: &Path, name: &str, slots: u32, queues: &[&str]) -> Self {
         let log = dir.join(format!("{name}.agent.log"));
         let out = fs::File::create(&log).unwrap();
-<<<<<<< HEAD
         let child = c
             .command()
-=======
-        let mut command = Command::new(BIN);
-        if let Some(certs) = &c.certs {
-            command.arg("--cacert").arg(certs.join("cluster-ca.pem"));
-        }
-        let child = command
-            .args(["--endpoints", &c.endpoints().join(",")])
->>>>>>> tls
             .args(["worker", "run", "--name", name])
             .args(queues.iter().flat_map(|q| ["--queue", q]))
             .args(["--slots", &slots.to_string()])

@@ -327,7 +327,12 @@ impl Cluster {
     }
 
     /// A client of `endpoints` that calls with `token`.
-    pub fn client_with(&self, endpoints: &[String], deadline: Duration, token: Option<&str>) -> Client {
+    pub fn client_with(
+        &self,
+        endpoints: &[String],
+        deadline: Duration,
+        token: Option<&str>,
+    ) -> Client {
         let options = ClientOptions {
             deadline,
             tls: self.client_tls(None),
@@ -363,13 +368,8 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<NodeStatusResponse, laneq::client::ClientError> {
         let addr = self.addr(id);
-<<<<<<< HEAD
-        self.client_on(&[addr.clone()], timeout)
-            .status_of(&addr, timeout)
-=======
         self.client_on(std::slice::from_ref(&addr), timeout)
-            .node_status_at(&addr, timeout)
->>>>>>> tls
+            .status_of(&addr, timeout)
             .await
     }
 
@@ -460,7 +460,12 @@ impl Cluster {
         let mut c = Command::new(BIN);
         c.args(["--endpoints", &self.endpoints().join(",")])
             .env("LANEQ_CONFIG", self.dir.path().join("client.toml"));
-        for v in ["LANEQ_TOKEN", "LANEQ_CONTEXT", "LANEQ_ENDPOINTS", "LANEQ_CACERT"] {
+        for v in [
+            "LANEQ_TOKEN",
+            "LANEQ_CONTEXT",
+            "LANEQ_ENDPOINTS",
+            "LANEQ_CACERT",
+        ] {
             c.env_remove(v);
         }
         if let Some(certs) = &self.certs {

@@ -18,5 +18,5 @@ mod node;
 pub use agent::Agent;
 pub use cluster::*;
 pub use eventually::{always, eventually, ok_if};
-pub use http::{get, get_tls, get_with, tls_connect, Metrics, TlsStream};
+pub use http::{get, get_tls, tls_connect, Metrics};
 pub use node::{code, meta, Node, ACTOR};
