@@ -270,9 +270,18 @@ async fn the_cli_speaks_tls_with_or_without_a_client_certificate() {
     let c = super::secure(1).await;
     c.init(1).await;
     let certs = c.certs.clone().unwrap();
-    let run = |extra: &[&str]| {
-        let o = Command::new(BIN)
+    let admin = c.admin.get().expect("the admin's token").clone();
+    let run_as = |token: Option<&str>, extra: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
             .args(["--endpoints", &c.addr(1), "--timeout", "5"])
+            .env("LANEQ_CONFIG", c.dir.path().join("no-client.toml"))
+            .env_remove("LANEQ_CACERT")
+            .env_remove("LANEQ_TOKEN");
+        if let Some(t) = token {
+            command.env("LANEQ_TOKEN", t);
+        }
+        let o = command
             .args(extra)
             .args(["queue", "list"])
             .output()
@@ -282,6 +291,7 @@ async fn the_cli_speaks_tls_with_or_without_a_client_certificate() {
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
     };
+    let run = |extra: &[&str]| run_as(Some(&admin), extra);
     let ca = certs.join("cluster-ca.pem").display().to_string();
     let cert = certs.join("client-alice.pem").display().to_string();
     let key = certs.join("client-alice.key").display().to_string();
@@ -301,4 +311,19 @@ async fn the_cli_speaks_tls_with_or_without_a_client_certificate() {
         Some(5),
         "plaintext to a TLS node is unavailable: {err}"
     );
+
+    // A client certificate names its holder: with a token of that name, it
+    // is an identity of its own, no bearer token needed.
+    let with_cert = ["--cacert", ca.as_str(), "--cert", &cert, "--key", &key];
+    let (code, err) = run_as(None, &with_cert);
+    assert_eq!(code, Some(10), "alice has no token yet: {err}");
+    let (_, digest) = laneq::client::new_token("alice");
+    let no = std::time::Duration::ZERO;
+    (c.client().create_token("alice", "viewer", &[], &[], digest, no))
+        .await
+        .unwrap();
+    let (code, err) = run_as(None, &with_cert);
+    assert_eq!(code, Some(0), "alice's certificate is her identity: {err}");
+    let (code, err) = run_as(None, &["--cacert", &ca]);
+    assert_eq!(code, Some(10), "and without it, nobody: {err}");
 }

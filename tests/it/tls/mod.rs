@@ -206,6 +206,7 @@ async fn http_routes_are_served_over_tls_beside_grpc() {
     assert_eq!(alpn, b"http/1.1");
     let h2 = tls_connect(&c.addr(1), &ca, None, b"h2").await.unwrap();
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    c.init(1).await;
     let status = client_with(&c, 1, as_holder(&c, None))
         .status_of(&c.addr(1), Duration::from_secs(2))
         .await
