@@ -318,10 +318,9 @@ async fn the_cli_speaks_tls_with_or_without_a_client_certificate() {
     let (code, err) = run_as(None, &with_cert);
     assert_eq!(code, Some(10), "alice has no token yet: {err}");
     let (_, digest) = laneq::client::new_token("alice");
-    let no = std::time::Duration::ZERO;
-    (c.client().create_token("alice", "viewer", &[], &[], digest, no))
-        .await
-        .unwrap();
+    let admin_client = c.client();
+    let made = admin_client.create_token("alice", "viewer", &[], &[], digest, Default::default());
+    made.await.unwrap();
     let (code, err) = run_as(None, &with_cert);
     assert_eq!(code, Some(0), "alice's certificate is her identity: {err}");
     let (code, err) = run_as(None, &["--cacert", &ca]);
