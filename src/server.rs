@@ -237,8 +237,7 @@ impl Services {
                 self.tls.clone(),
             ))
             .add_routes(Routes::from(routes));
-        let tls = self.tls.clone();
-        let client: Serving = match &tls {
+        let client: Serving = match &self.tls {
             None => router
                 .serve_with_incoming_shutdown(plain(listeners.client), stopped())
                 .boxed(),
@@ -253,24 +252,35 @@ impl Services {
         let Some(peer_listener) = listeners.peer else {
             return Ok(client);
         };
+        let peer = self.serve_peers(peers, peer_listener, stopped());
+        Ok(futures::future::try_join(client, peer)
+            .map(|r| r.map(|_| ()))
+            .boxed())
+    }
+
+    /// The peer protocol alone on `peer_listen`, a peer certificate
+    /// required in the handshake.
+    fn serve_peers(
+        &self,
+        peers: PeerServer,
+        listener: TcpListener,
+        stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Serving {
         let router = Server::builder()
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .layer(self.observer.rpc_layer())
             .add_service(peers);
-        let peer: Serving = match tls {
+        match self.tls.clone() {
             None => router
-                .serve_with_incoming_shutdown(plain(peer_listener), stopped())
+                .serve_with_incoming_shutdown(plain(listener), stopped)
                 .boxed(),
             Some(t) => {
-                let incoming = crate::tls::incoming(peer_listener, move || t.peer_port());
+                let incoming = crate::tls::incoming(listener, move || t.peer_port());
                 router
-                    .serve_with_incoming_shutdown(incoming, stopped())
+                    .serve_with_incoming_shutdown(incoming, stopped)
                     .boxed()
             }
-        };
-        Ok(futures::future::try_join(client, peer)
-            .map(|r| r.map(|_| ()))
-            .boxed())
+        }
     }
 
     /// The peer protocol, behind the gate that admits peer certificates only.
