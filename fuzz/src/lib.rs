@@ -1,0 +1,30 @@
+//! laneq's fuzz targets, one module each; `fuzz_targets/*.rs` are their
+//! libFuzzer entry points and `src/bin/seeds.rs` writes their seed corpus.
+//! `scripts/fuzz --help` says how to build and run them on stable Rust.
+//!
+//! - [`requests`]: every request message of `laneq.v1` decoded, turned into
+//!   the model writes its handler makes, and checked as the server checks.
+//! - [`model_apply`]: command sequences applied to `model::State`; its
+//!   invariants hold after each, apply is deterministic, and the state
+//!   reloads from its records.
+//! - [`records`]: stored records, log entries and snapshot blobs decoded.
+//! - [`config`]: node configs, endpoint lists, resource amounts and the CLI's
+//!   arguments parsed and checked.
+//!
+//! A target's only verdict is a panic (or an abort): each must return for
+//! any input, whatever it decides about it.
+
+pub mod config;
+pub mod gen;
+pub mod model_apply;
+pub mod records;
+pub mod requests;
+
+/// The first byte picks what the rest of the input is; an empty input is
+/// choice 0 of nothing.
+pub fn split(data: &[u8]) -> (u8, &[u8]) {
+    match data.split_first() {
+        Some((&first, rest)) => (first, rest),
+        None => (0, &[]),
+    }
+}
