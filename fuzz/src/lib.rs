@@ -28,3 +28,30 @@ pub fn split(data: &[u8]) -> (u8, &[u8]) {
         None => (0, &[]),
     }
 }
+
+/// Every input of the seed corpus (`fuzz/corpus/<target>/`), among them the
+/// inputs that once crashed a target, replayed through its target as a
+/// plain test: `cargo test --release` in `fuzz/` (no fuzzing flags needed).
+#[cfg(test)]
+mod tests {
+    fn replay(target: &str, run: fn(&[u8])) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("a corpus dir") {
+            let path = entry.expect("an entry").path();
+            run(&std::fs::read(&path).expect("a seed"));
+            n += 1;
+        }
+        assert!(n > 0, "{} holds no seed", dir.display());
+    }
+
+    #[test]
+    fn the_seed_corpus_replays_without_a_crash() {
+        replay("requests", crate::requests::run);
+        replay("model_apply", crate::model_apply::run);
+        replay("records", crate::records::run);
+        replay("config", crate::config::run);
+    }
+}
