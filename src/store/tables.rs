@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::io;
 
 use super::{io_err, Store};
-use crate::codec::{decode, decode_as, encode, encode_as, format_of, FORMAT_V1, FORMAT_V2};
+use crate::codec::{decode, encode, encode_as, FORMAT_V2};
 use crate::model::MetaRecord;
-use crate::model::{spec, IdempotencyRecord, Key, Queue, State, TaskBody};
+use crate::model::{IdempotencyRecord, Key, State, TaskBody};
 use crate::records::{
     decode_queue, decode_task, SnapshotReader, SnapshotWriter, Table, TASK_FORMAT,
 };
