@@ -85,7 +85,7 @@ pub fn op(u: &mut Unstructured, s: &State) -> Result<Op> {
     Ok(match u.int_in_range(0..=31u8)? {
         0 | 1 => Op::CreateQueue {
             name: pick(u, QUEUES)?,
-            pool: pick(u, POOLS)?,
+            pool: pool(u)?,
             spec: spec(u)?,
         },
         2..=7 => Op::SubmitTasks {
@@ -167,10 +167,13 @@ pub fn op(u: &mut Unstructured, s: &State) -> Result<Op> {
             id: task_id(u, s)?,
             to: move_to(u, s)?,
         },
-        20 | 21 => Op::RegisterWorker(registration(u)?),
+        20 | 21 => Op::RegisterWorker(registration(u, s)?),
         22 | 23 => Op::LeaseTasks {
-            worker: pick(u, WORKERS)?,
-            max_tasks: u.int_in_range(0..=5)?,
+            worker: worker(u, s)?,
+            max_tasks: match u.ratio(1, 16)? {
+                true => 0,
+                false => u.int_in_range(1..=5)?,
+            },
             ttl_ms: ttl(u)?,
         },
         24 => Op::WorkerHeartbeats {
@@ -222,6 +225,28 @@ fn pick(u: &mut Unstructured, names: &[&str]) -> Result<String> {
         return u.arbitrary();
     }
     Ok(u.choose(names)?.to_string())
+}
+
+/// A pool: mostly the default one, where the defaults and most queues are.
+fn pool(u: &mut Unstructured) -> Result<String> {
+    match u.int_in_range(0..=7u8)? {
+        0..=4 => Ok("default".into()),
+        _ => pick(u, POOLS),
+    }
+}
+
+/// A worker's capacity or a queue's quota: often none (no limit), else
+/// room for a few tasks of `amounts`.
+fn limits(u: &mut Unstructured) -> Result<Resources> {
+    let mut out = Resources::new();
+    if u.arbitrary()? {
+        for r in RESOURCES {
+            if u.ratio(1, 2)? {
+                out.insert(r.to_string(), u.int_in_range(0..=16)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A subset of `names` (possibly empty).
@@ -287,7 +312,7 @@ fn spec(u: &mut Unstructured) -> Result<QueueSpec> {
         } else {
             Fairness::ShuffleInterleave
         },
-        quota: amounts(u)?,
+        quota: limits(u)?,
         description: text(u)?,
     })
 }
@@ -331,30 +356,66 @@ fn new_task(u: &mut Unstructured) -> Result<NewTask> {
             0 => u.arbitrary()?,
             _ => Vec::new(),
         },
-        resources: amounts(u)?,
+        resources: match u.arbitrary()? {
+            true => amounts(u)?,
+            false => Resources::new(),
+        },
         max_attempts: u.int_in_range(0..=3)?,
         labels,
     })
 }
 
-fn registration(u: &mut Unstructured) -> Result<Registration> {
-    let mut queues = some(u, QUEUES)?;
-    if queues.is_empty() && !u.ratio(1, 8)? {
-        queues.push(pick(u, QUEUES)?);
+/// A worker: mostly in a pool that exists, on one of its clusters or
+/// none, listening to queues of that pool; now and then anything.
+fn registration(u: &mut Unstructured, s: &State) -> Result<Registration> {
+    let pools: Vec<&str> = s.pools().map(|p| p.name.as_str()).collect();
+    let pool = match u.ratio(1, 8)? {
+        true => pool(u)?,
+        false => u.choose(&pools)?.to_string(),
+    };
+    let clusters: Vec<&str> = s
+        .pool(&pool)
+        .map(|p| p.clusters.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let cluster = match u.int_in_range(0..=7u8)? {
+        0 => pick(u, CLUSTERS)?,
+        1 | 2 if !clusters.is_empty() => u.choose(&clusters)?.to_string(),
+        _ => String::new(),
+    };
+    let mut queues = Vec::new();
+    if u.ratio(1, 8)? {
+        queues = some(u, QUEUES)?;
+    } else {
+        let mine: Vec<&str> = (s.queues().filter(|q| q.pool == pool))
+            .map(|q| q.name.as_str())
+            .collect();
+        for q in &mine {
+            if u.ratio(1, 2)? {
+                queues.push(q.to_string());
+            }
+        }
+        if queues.is_empty() && !mine.is_empty() {
+            queues.push(u.choose(&mine)?.to_string());
+        }
     }
     Ok(Registration {
         name: pick(u, WORKERS)?,
         ip: "10.0.0.1".into(),
-        pool: pick(u, POOLS)?,
-        cluster: if u.arbitrary()? {
-            String::new()
-        } else {
-            pick(u, CLUSTERS)?
-        },
+        pool,
+        cluster,
         queues,
-        capacity: amounts(u)?,
+        capacity: limits(u)?,
         slots: u.int_in_range(0..=4)?,
     })
+}
+
+/// A worker: mostly one that is registered.
+fn worker(u: &mut Unstructured, s: &State) -> Result<String> {
+    let names: Vec<&str> = s.workers().map(|w| w.name.as_str()).collect();
+    match names.is_empty() || u.ratio(1, 8)? {
+        true => pick(u, WORKERS),
+        false => Ok(u.choose(&names)?.to_string()),
+    }
 }
 
 /// A task id: mostly one that exists, now and then one that does not.
@@ -396,7 +457,7 @@ fn move_to(u: &mut Unstructured, s: &State) -> Result<MoveTo> {
 /// A worker's heartbeat: the tasks it holds with their tokens, maybe one
 /// stale or foreign, and maybe a usage report.
 fn report(u: &mut Unstructured, s: &State) -> Result<HeartbeatReport> {
-    let worker = pick(u, WORKERS)?;
+    let worker = worker(u, s)?;
     let mut tasks = Vec::new();
     if let Some(w) = s.worker(&worker) {
         for &id in &w.tasks {

@@ -47,6 +47,55 @@ mod tests {
         assert!(n > 0, "{} holds no seed", dir.display());
     }
 
+    /// The structured generator reaches the task lifecycle: from plain
+    /// pseudo-random bytes, some sequences lease, start, complete, release
+    /// and expire tasks (each accepted by apply), not only refusals.
+    #[test]
+    fn the_generator_reaches_the_task_lifecycle() {
+        use laneq::model::{Op, Reply, State, Writes};
+        let mut accepted = std::collections::BTreeMap::<String, u32>::new();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..300 {
+            let bytes: Vec<u8> = (0..1_500)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut u = arbitrary::Unstructured::new(&bytes);
+            let (mut gen, mut state) = (crate::gen::Gen::new(), State::new());
+            for _ in 0..crate::model_apply::COMMANDS_MAX {
+                let Ok(cmd) = gen.command(&mut u, &state) else {
+                    break;
+                };
+                let r = state.apply(&cmd, &mut Vec::new());
+                if let (Writes::One(w), Ok(reply)) = (&cmd.writes, &r.result) {
+                    let kind = format!("{}", w.op);
+                    let kind = kind.split(' ').next().unwrap_or("").to_string();
+                    let leased = matches!(reply, Reply::Leased { leases } if !leases.is_empty());
+                    if !matches!(w.op, Op::LeaseTasks { .. }) || leased {
+                        *accepted.entry(kind).or_default() += 1;
+                    }
+                }
+            }
+        }
+        println!("{accepted:?}");
+        for kind in [
+            "submit",
+            "lease-tasks",
+            "start-task",
+            "complete-task",
+            "release-task",
+        ] {
+            assert!(
+                accepted.get(kind).copied().unwrap_or(0) > 0,
+                "no {kind}: {accepted:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_seed_corpus_replays_without_a_crash() {
         replay("requests", crate::requests::run);
