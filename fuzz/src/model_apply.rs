@@ -25,7 +25,7 @@ use crate::gen::Gen;
 
 /// Most commands of one structured run: enough for leases, expiry and
 /// clears to meet, few enough for millions of runs.
-pub const COMMANDS_MAX: usize = 48;
+pub const COMMANDS_MAX: usize = 32;
 
 pub fn run(data: &[u8]) {
     let (mode, rest) = crate::split(data);
