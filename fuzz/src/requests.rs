@@ -298,61 +298,54 @@ named_reads!(
     GetWorkerRequest
 );
 
-impl Request for pb::CreatePoolRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::CreatePool {
-            name: self.name,
-            clusters: self.clusters,
-        };
-        write_of(self.meta, op)
-    }
+/// Writes that are their request's meta and one operation, field for field.
+macro_rules! writes {
+    ($($t:ident => |$r:ident| $op:expr;)*) => {
+        $(impl Request for pb::$t {
+            fn outcome(mut self) -> Outcome {
+                let meta = self.meta.take();
+                let $r = self;
+                write_of(meta, $op)
+            }
+        })*
+    };
 }
 
-impl Request for pb::AddClusterRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::AddCluster {
-            pool: self.pool,
-            cluster: self.cluster,
-        };
-        write_of(self.meta, op)
-    }
-}
-
-impl Request for pb::RemoveClusterRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::RemoveCluster {
-            pool: self.pool,
-            cluster: self.cluster,
-        };
-        write_of(self.meta, op)
-    }
-}
-
-impl Request for pb::CreateProjectRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::CreateProject {
-            name: self.name,
-            settings: project_settings(self.settings),
-        };
-        write_of(self.meta, op)
-    }
-}
-
-impl Request for pb::UpdateProjectRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::UpdateProject {
-            name: self.name,
-            settings: project_settings(self.settings),
-            expected_version: self.expected_version,
-        };
-        write_of(self.meta, op)
-    }
-}
-
-impl Request for pb::SetDefaultQueueRequest {
-    fn outcome(self) -> Outcome {
-        write_of(self.meta, Op::SetDefaultQueue { queue: self.queue })
-    }
+writes! {
+    CreatePoolRequest => |r| Op::CreatePool { name: r.name, clusters: r.clusters };
+    AddClusterRequest => |r| Op::AddCluster { pool: r.pool, cluster: r.cluster };
+    RemoveClusterRequest => |r| Op::RemoveCluster { pool: r.pool, cluster: r.cluster };
+    CreateProjectRequest => |r| Op::CreateProject {
+        name: r.name,
+        settings: project_settings(r.settings),
+    };
+    UpdateProjectRequest => |r| Op::UpdateProject {
+        name: r.name,
+        settings: project_settings(r.settings),
+        expected_version: r.expected_version,
+    };
+    SetDefaultQueueRequest => |r| Op::SetDefaultQueue { queue: r.queue };
+    DrainQueueRequest => |r| Op::DrainQueue { name: r.name };
+    ActivateQueueRequest => |r| Op::ActivateQueue { name: r.name };
+    RenameQueueRequest => |r| Op::RenameQueue { name: r.name, new_name: r.new_name };
+    ClearQueueRequest => |r| Op::ClearQueue { name: r.name };
+    DeleteQueueRequest => |r| Op::DeleteQueue { name: r.name, force: r.force };
+    SubmitTasksRequest => |r| Op::SubmitTasks {
+        tasks: r.tasks.into_iter().map(new_task).collect(),
+    };
+    CancelTaskRequest => |r| Op::CancelTask { id: r.id, reason: r.reason };
+    DequeueTaskRequest => |r| Op::DequeueTask { id: r.id, reason: r.reason };
+    StartTaskRequest => |r| Op::StartTask { id: r.id, fencing_token: r.fencing_token };
+    ReportProgressRequest => |r| Op::ReportProgress {
+        id: r.id,
+        fencing_token: r.fencing_token,
+        iteration: r.iteration,
+    };
+    ReleaseTaskRequest => |r| Op::ReleaseTask {
+        id: r.id,
+        fencing_token: r.fencing_token,
+        reason: r.reason,
+    };
 }
 
 impl Request for pb::CreateQueueRequest {
@@ -388,44 +381,6 @@ impl Request for pb::UpdateQueueRequest {
     }
 }
 
-impl Request for pb::DrainQueueRequest {
-    fn outcome(self) -> Outcome {
-        write_of(self.meta, Op::DrainQueue { name: self.name })
-    }
-}
-
-impl Request for pb::ActivateQueueRequest {
-    fn outcome(self) -> Outcome {
-        write_of(self.meta, Op::ActivateQueue { name: self.name })
-    }
-}
-
-impl Request for pb::RenameQueueRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::RenameQueue {
-            name: self.name,
-            new_name: self.new_name,
-        };
-        write_of(self.meta, op)
-    }
-}
-
-impl Request for pb::ClearQueueRequest {
-    fn outcome(self) -> Outcome {
-        write_of(self.meta, Op::ClearQueue { name: self.name })
-    }
-}
-
-impl Request for pb::DeleteQueueRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::DeleteQueue {
-            name: self.name,
-            force: self.force,
-        };
-        write_of(self.meta, op)
-    }
-}
-
 /// `api::tasks::submit_write`.
 fn submit_write(req: pb::SubmitTaskRequest) -> Option<Write> {
     let tasks = vec![new_task(req.task?)];
@@ -441,15 +396,6 @@ impl Request for pb::SubmitTaskRequest {
     }
 }
 
-impl Request for pb::SubmitTasksRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::SubmitTasks {
-            tasks: self.tasks.into_iter().map(new_task).collect(),
-        };
-        write_of(self.meta, op)
-    }
-}
-
 impl Request for pb::SubmitEachRequest {
     fn outcome(self) -> Outcome {
         if self.submits.len() > laneq::model::limits::BATCH_MAX_TASKS {
@@ -457,26 +403,6 @@ impl Request for pb::SubmitEachRequest {
         }
         let writes = self.submits.into_iter().filter_map(submit_write).collect();
         Outcome::Writes(writes, true)
-    }
-}
-
-impl Request for pb::CancelTaskRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::CancelTask {
-            id: self.id,
-            reason: self.reason,
-        };
-        write_of(self.meta, op)
-    }
-}
-
-impl Request for pb::DequeueTaskRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::DequeueTask {
-            id: self.id,
-            reason: self.reason,
-        };
-        write_of(self.meta, op)
     }
 }
 
@@ -569,27 +495,6 @@ fn internal_meta() -> pb::WriteMeta {
     }
 }
 
-impl Request for pb::StartTaskRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::StartTask {
-            id: self.id,
-            fencing_token: self.fencing_token,
-        };
-        write_of(self.meta, op)
-    }
-}
-
-impl Request for pb::ReportProgressRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::ReportProgress {
-            id: self.id,
-            fencing_token: self.fencing_token,
-            iteration: self.iteration,
-        };
-        write_of(self.meta, op)
-    }
-}
-
 /// `api::workers::complete_op`.
 fn complete_op(req: pb::CompleteTaskRequest) -> (Option<pb::WriteMeta>, Op) {
     let op = Op::CompleteTask {
@@ -621,16 +526,5 @@ impl Request for pb::CompleteEachRequest {
             })
             .collect();
         Outcome::Writes(writes, true)
-    }
-}
-
-impl Request for pb::ReleaseTaskRequest {
-    fn outcome(self) -> Outcome {
-        let op = Op::ReleaseTask {
-            id: self.id,
-            fencing_token: self.fencing_token,
-            reason: self.reason,
-        };
-        write_of(self.meta, op)
     }
 }
