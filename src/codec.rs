@@ -20,6 +20,15 @@ pub const FORMAT_V1: u8 = 1;
 /// inline; the log store still reads them.
 pub const FORMAT_V2: u8 = 2;
 
+/// The most bytes the strings and byte strings of one decoded value may
+/// hold together: the largest message a node takes from a peer
+/// (`raft::PEER_MESSAGE_MAX_BYTES`, which is checked against it). bincode
+/// allocates a string's length before it reads the string, so without a
+/// bound a corrupt length, a few bytes of a record or a message, asked for
+/// up to 2^64 bytes and aborted the process (found by `fuzz/`); past this
+/// bound the decode is an error.
+pub const DECODE_MAX_BYTES: usize = 256 << 20;
+
 /// Room most records fit in, so that encoding one does not grow its buffer
 /// field by field (1, 8, 16, ... bytes: six copies for a task).
 const ENCODE_START: usize = 256;
@@ -65,7 +74,8 @@ pub fn format_of(bytes: &[u8]) -> io::Result<(u8, &[u8])> {
 
 /// Decodes a record's body (after its format mark).
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
-    let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+    let config = bincode::config::standard().with_limit::<DECODE_MAX_BYTES>();
+    let (value, used) = bincode::serde::decode_from_slice(body, config)
         .map_err(|e| invalid(format!("corrupt record: {e}")))?;
     if used != body.len() {
         return Err(invalid(format!(
@@ -98,6 +108,25 @@ mod tests {
         let mut trailing = encode(&1u64);
         trailing.push(0);
         assert!(decode::<u64>(&trailing).is_err());
+    }
+
+    /// A length that claims more than a record can hold is an error, not
+    /// an allocation: bincode allocated a string's length before reading
+    /// it, and 17 bytes of a command (found by the `model_apply` fuzz
+    /// target) aborted the process asking for 2^57 bytes.
+    #[test]
+    fn corrupt_lengths_are_errors_not_allocations() {
+        for len in [1u64 << 57, u64::MAX, DECODE_MAX_BYTES as u64 + 1] {
+            let mut bytes = vec![FORMAT_V1, 0xFD]; // a u64 length follows
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(b"short");
+            let err = decode::<String>(&bytes).unwrap_err();
+            assert!(err.to_string().contains("corrupt record"), "{err}");
+            assert!(decode::<Vec<u8>>(&bytes).is_err());
+            assert!(decode::<(u64, String)>(&[&[FORMAT_V1, 7][..], &bytes[1..]].concat()).is_err());
+        }
+        let big = "x".repeat(1 << 20);
+        assert_eq!(decode::<String>(&encode(&big)).unwrap(), big);
     }
 
     /// Payloads are encoded as byte strings (`serde_bytes`), which bincode

@@ -3,6 +3,8 @@
 //!
 //! - [`model`]: the queue model and its pure, deterministic apply (no IO).
 //! - [`codec`], [`wire`], [`gather`], [`clock`], [`config`]: leaves the rest share.
+//! - [`records`]: the stored form of records (tables, earlier formats, the
+//!   snapshot blob), without RocksDB.
 //! - [`store`]: RocksDB: the Raft log, Raft's metadata, the state machine's tables.
 //! - [`raft`]: openraft over the store; [`raft::RaftNode`], the write path.
 //! - [`duties`]: a node's background work (heartbeat batches, expiry, clears).
@@ -26,6 +28,7 @@ pub mod codec;
 pub mod config;
 pub mod gather;
 pub mod model;
+pub mod records;
 pub mod wire;
 pub mod worker;
 

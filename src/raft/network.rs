@@ -37,6 +37,10 @@ use crate::tls::NodeTls;
 /// [`MAX_PAYLOAD_ENTRIES`] entries of at most ~1.1 MiB each (a task's payload
 /// and command at their limits), so a batch always fits.
 pub const PEER_MESSAGE_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+// Whatever a peer's message holds decodes within the codec's bound.
+const _: () = assert!(PEER_MESSAGE_MAX_BYTES <= crate::codec::DECODE_MAX_BYTES);
+
 /// Most entries in one append RPC.
 pub const MAX_PAYLOAD_ENTRIES: u64 = 128;
 /// An append message stops growing past this many bytes (estimated, and

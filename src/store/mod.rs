@@ -7,20 +7,18 @@
 //! `io::Error` and is fatal to the node: it stops rather than run half-working.
 
 mod flusher;
-mod formats;
 mod history;
 mod identity;
-mod snapshot;
 mod tables;
 
+pub use crate::records::{
+    header_of as snapshot_header_of, read_file_header as read_snapshot_file_header, SnapshotReader,
+    SnapshotWriter, Table,
+};
 pub use flusher::Flusher;
 pub use history::HistoryRead;
 pub use identity::Identity;
-pub use snapshot::{
-    header_of as snapshot_header_of, read_file_header as read_snapshot_file_header, SnapshotReader,
-    SnapshotWriter,
-};
-pub use tables::{SmBatch, Table};
+pub use tables::SmBatch;
 
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,

@@ -10,12 +10,13 @@ use rocksdb::{IteratorMode, WriteBatch};
 use std::collections::BTreeMap;
 use std::io;
 
-use super::formats::{decode_task, TASK_FORMAT};
-use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{io_err, Store};
-use crate::codec::{decode, decode_as, encode, encode_as, format_of, FORMAT_V1, FORMAT_V2};
+use crate::codec::{decode, encode, encode_as, FORMAT_V2};
 use crate::model::MetaRecord;
-use crate::model::{spec, IdempotencyRecord, Key, Queue, State, TaskBody};
+use crate::model::{IdempotencyRecord, Key, State, TaskBody};
+use crate::records::{
+    decode_queue, decode_task, SnapshotReader, SnapshotWriter, Table, TASK_FORMAT,
+};
 
 /// The meta key under which the model's scalar fields live.
 const MODEL_META: &[u8] = b"model";
@@ -40,117 +41,6 @@ fn idempotency_row(first_ms: u64, key: &str) -> Vec<u8> {
 /// Whether a row of the idempotency table has the layout of format 1.
 fn is_v1_idempotency_row(row: &[u8]) -> bool {
     row.first().is_some_and(|&b| b != 0)
-}
-
-/// A queue record. Queues are format 2 since a queue can have a clear under
-/// way ([`Queue::clearing`]); a format-1 record, written before, is a queue
-/// with none.
-fn decode_queue(bytes: &[u8]) -> io::Result<Queue> {
-    if format_of(bytes)?.0 != FORMAT_V1 {
-        return decode_as(FORMAT_V2, bytes);
-    }
-    let q: QueueV1 = decode(bytes)?;
-    Ok(Queue {
-        id: q.id,
-        name: q.name,
-        pool: q.pool,
-        spec: q.spec,
-        state: q.state,
-        created_ms: q.created_ms,
-        updated_ms: q.updated_ms,
-        activity_ms: q.activity_ms,
-        version: q.version,
-        recent_waits: q.recent_waits,
-        rr_last_project: q.rr_last_project,
-        clearing: None,
-    })
-}
-
-/// [`Queue`] as format 1 stored it.
-#[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
-struct QueueV1 {
-    id: u64,
-    name: String,
-    pool: String,
-    spec: spec::QueueSpec,
-    state: spec::QueueState,
-    created_ms: u64,
-    updated_ms: u64,
-    activity_ms: u64,
-    version: u64,
-    recent_waits: std::collections::VecDeque<u64>,
-    rr_last_project: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Meta,
-    Queues,
-    Tasks,
-    Idempotency,
-    Pools,
-    Projects,
-    /// Task command lines and payloads, which the in-memory model does not keep.
-    Bodies,
-    Workers,
-    /// The metrics history: tracks, counters and closed buckets (see
-    /// `store::history`).
-    History,
-    /// Access tokens (their secrets' digests only).
-    Tokens,
-}
-
-impl Table {
-    pub const ALL: [Table; 10] = [
-        Table::Meta,
-        Table::Queues,
-        Table::Tasks,
-        Table::Idempotency,
-        Table::Pools,
-        Table::Projects,
-        Table::Bodies,
-        Table::Workers,
-        Table::History,
-        Table::Tokens,
-    ];
-
-    pub(crate) fn cf(self) -> &'static str {
-        match self {
-            Table::Meta => "sm_meta",
-            Table::Queues => "sm_queues",
-            Table::Tasks => "sm_tasks",
-            Table::Idempotency => "sm_idempotency",
-            Table::Pools => "sm_pools",
-            Table::Projects => "sm_projects",
-            Table::Bodies => "sm_bodies",
-            Table::Workers => "sm_workers",
-            Table::History => "sm_history",
-            Table::Tokens => "sm_tokens",
-        }
-    }
-
-    pub(crate) fn tag(self) -> u8 {
-        match self {
-            Table::Meta => 1,
-            Table::Queues => 2,
-            Table::Tasks => 3,
-            Table::Idempotency => 4,
-            Table::Pools => 5,
-            Table::Projects => 6,
-            Table::Bodies => 7,
-            Table::Workers => 8,
-            Table::History => 9,
-            Table::Tokens => 10,
-        }
-    }
-
-    pub(crate) fn from_tag(tag: u8) -> io::Result<Self> {
-        Table::ALL
-            .into_iter()
-            .find(|t| t.tag() == tag)
-            .ok_or_else(|| crate::codec::invalid(format!("unknown table tag {tag}")))
-    }
 }
 
 /// The changes of one or more applied entries, written atomically.
@@ -465,32 +355,6 @@ mod tests {
             vec![idempotency_row(2_000, "b"), idempotency_row(later, "a")]
         );
         assert_eq!(store.sm_load().unwrap(), state);
-    }
-
-    /// A queue record written before queues had `clearing` reads as a queue
-    /// with no clear under way; a new record keeps its clear.
-    #[test]
-    fn queue_records_of_both_formats_read() {
-        let mut queue = State::new().queue("default").unwrap().clone();
-        queue.recent_waits.push_back(7);
-        let old = QueueV1 {
-            id: queue.id,
-            name: queue.name.clone(),
-            pool: queue.pool.clone(),
-            spec: queue.spec.clone(),
-            state: queue.state,
-            created_ms: 1,
-            updated_ms: 2,
-            activity_ms: 3,
-            version: 4,
-            recent_waits: queue.recent_waits.clone(),
-            rr_last_project: "p".into(),
-        };
-        (queue.created_ms, queue.updated_ms, queue.activity_ms) = (1, 2, 3);
-        (queue.version, queue.rr_last_project) = (4, "p".into());
-        assert_eq!(decode_queue(&encode(&old)).unwrap(), queue);
-        queue.clearing = Some(crate::model::Clearing::Delete);
-        assert_eq!(decode_queue(&encode_as(FORMAT_V2, &queue)).unwrap(), queue);
     }
 
     /// Persisting every changed record, exporting a snapshot and importing it

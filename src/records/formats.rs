@@ -3,20 +3,21 @@
 //!
 //! Tasks are format 2 since each transition of a timeline records the log
 //! index that applied it; a format-1 task reads with index 0 on every
-//! transition (not recorded).
+//! transition (not recorded). Queues are format 2 since a queue can have a
+//! clear under way; a format-1 queue reads with none.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
 use crate::codec::{decode, decode_as, format_of, FORMAT_V1, FORMAT_V2};
-use crate::model::{spec, worker, CompactString, Task, TaskState, Transition};
+use crate::model::{spec, worker, CompactString, Queue, Task, TaskState, Transition};
 
 /// The format task records are written in.
-pub(super) const TASK_FORMAT: u8 = FORMAT_V2;
+pub const TASK_FORMAT: u8 = FORMAT_V2;
 
 /// A task record of either format.
-pub(super) fn decode_task(bytes: &[u8]) -> io::Result<Task> {
+pub fn decode_task(bytes: &[u8]) -> io::Result<Task> {
     if format_of(bytes)?.0 != FORMAT_V1 {
         return decode_as(TASK_FORMAT, bytes);
     }
@@ -87,6 +88,47 @@ struct TransitionV1 {
     reason: CompactString,
 }
 
+/// A queue record. Queues are format 2 since a queue can have a clear under
+/// way ([`Queue::clearing`]); a format-1 record, written before, is a queue
+/// with none.
+pub fn decode_queue(bytes: &[u8]) -> io::Result<Queue> {
+    if format_of(bytes)?.0 != FORMAT_V1 {
+        return decode_as(FORMAT_V2, bytes);
+    }
+    let q: QueueV1 = decode(bytes)?;
+    Ok(Queue {
+        id: q.id,
+        name: q.name,
+        pool: q.pool,
+        spec: q.spec,
+        state: q.state,
+        created_ms: q.created_ms,
+        updated_ms: q.updated_ms,
+        activity_ms: q.activity_ms,
+        version: q.version,
+        recent_waits: q.recent_waits,
+        rr_last_project: q.rr_last_project,
+        clearing: None,
+    })
+}
+
+/// [`Queue`] as format 1 stored it.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct QueueV1 {
+    id: u64,
+    name: String,
+    pool: String,
+    spec: spec::QueueSpec,
+    state: spec::QueueState,
+    created_ms: u64,
+    updated_ms: u64,
+    activity_ms: u64,
+    version: u64,
+    recent_waits: std::collections::VecDeque<u64>,
+    rr_last_project: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +187,31 @@ mod tests {
             e.index = 0;
         }
         assert_eq!(decode_task(&encode(&old)).unwrap(), expected);
+    }
+
+    /// A queue record written before queues had `clearing` reads as a queue
+    /// with no clear under way; a new record keeps its clear.
+    #[test]
+    fn queue_records_of_both_formats_read() {
+        let mut queue = State::new().queue("default").unwrap().clone();
+        queue.recent_waits.push_back(7);
+        let old = QueueV1 {
+            id: queue.id,
+            name: queue.name.clone(),
+            pool: queue.pool.clone(),
+            spec: queue.spec.clone(),
+            state: queue.state,
+            created_ms: 1,
+            updated_ms: 2,
+            activity_ms: 3,
+            version: 4,
+            recent_waits: queue.recent_waits.clone(),
+            rr_last_project: "p".into(),
+        };
+        (queue.created_ms, queue.updated_ms, queue.activity_ms) = (1, 2, 3);
+        (queue.version, queue.rr_last_project) = (4, "p".into());
+        assert_eq!(decode_queue(&encode(&old)).unwrap(), queue);
+        queue.clearing = Some(crate::model::Clearing::Delete);
+        assert_eq!(decode_queue(&encode_as(FORMAT_V2, &queue)).unwrap(), queue);
     }
 }
