@@ -120,6 +120,11 @@ fn reload(state: &State, changed: &[Key]) {
                     loaded.load_worker(through(w));
                 }
             }
+            Key::Token(name) => {
+                if let Some(t) = state.token(&name) {
+                    loaded.load_token(through(t));
+                }
+            }
             Key::HistoryTrack(e) => {
                 if let Some(t) = state.history().track(&e) {
                     let (e, t) = through(&(e, t.clone()));

@@ -84,6 +84,7 @@ fn walk(r: &SnapshotReader<'_>) {
             Table::Projects => record(3, value),
             Table::Bodies => record(7, value),
             Table::Workers => record(4, value),
+            Table::Tokens => same::<laneq::model::Token>(value),
             Table::History => match key.first() {
                 Some(b'c') => record(9, value),
                 Some(b't') => record(8, value),
