@@ -23,6 +23,24 @@ pub const LEADER_ADDR_HEADER: &str = "laneq-leader-addr";
 /// Request metadata naming a call in the node's log; the node makes one up
 /// when a call has none, and returns it in the response's metadata.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Request metadata in which an admin names whom a call is for; the node
+/// records it beside the admin's identity in timelines.
+pub const ON_BEHALF_OF_HEADER: &str = "laneq-on-behalf-of";
+
+/// Whether an HTTP request or response is gRPC (by its content type).
+pub fn is_grpc(headers: &tonic::codegen::http::HeaderMap) -> bool {
+    headers
+        .get(tonic::codegen::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A token `<name>.<secret>` split into its name and secret, both
+/// non-empty; the secret is what follows the last dot.
+pub fn split_token(token: &str) -> Option<(&str, &str)> {
+    token
+        .rsplit_once('.')
+        .filter(|(name, secret)| !name.is_empty() && !secret.is_empty())
+}
 
 /// Largest client request or response (a submit carries at most 1 MiB of
 /// payload; a batch of many, up to this).
@@ -225,6 +243,15 @@ mod tests {
         let long = "é".repeat(80); // 160 bytes: cut at a char boundary
         let derived = nth_key(&long, 12);
         assert_eq!(derived, format!("{}/12", "é".repeat(50)));
+    }
+
+    #[test]
+    fn tokens_split_at_their_last_dot() {
+        assert_eq!(split_token("ci.abc"), Some(("ci", "abc")));
+        assert_eq!(split_token("a.b.c"), Some(("a.b", "c")));
+        for bad in ["ciabc", ".abc", "ci.", ""] {
+            assert_eq!(split_token(bad), None, "{bad}");
+        }
     }
 
     #[test]

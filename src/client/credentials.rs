@@ -9,9 +9,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-/// The header an admin's `on behalf of` note travels in (the server's
-/// `api::auth::ON_BEHALF_OF_HEADER`).
-const ON_BEHALF_OF_HEADER: &str = "laneq-on-behalf-of";
+use crate::wire::ON_BEHALF_OF_HEADER;
+
 /// Random bytes in a token's secret.
 const SECRET_BYTES: usize = 32;
 
@@ -79,9 +78,9 @@ impl tonic::service::Interceptor for Credentials {
 
 /// The name part of a token, checking its shape.
 pub fn token_name(token: &str) -> Result<&str, String> {
-    match token.rsplit_once('.') {
-        Some((name, secret)) if !name.is_empty() && !secret.is_empty() => Ok(name),
-        _ => Err("token: expected <name>.<secret>, as `laneq token create` prints it".into()),
+    match crate::wire::split_token(token) {
+        Some((name, _)) => Ok(name),
+        None => Err("token: expected <name>.<secret>, as `laneq token create` prints it".into()),
     }
 }
 

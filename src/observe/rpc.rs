@@ -162,12 +162,6 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
     Some(Code::from_i32(value.parse().ok()?))
 }
 
-fn is_grpc<B>(req: &http::Request<B>) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
-}
-
 /// The layer to add to the node's server.
 #[derive(Clone)]
 pub struct RpcLayer {
@@ -205,7 +199,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        if !is_grpc(&req) {
+        if !crate::wire::is_grpc(req.headers()) {
             return Box::pin(self.inner.call(req));
         }
         let id = request_id(req.headers().get(REQUEST_ID_HEADER));

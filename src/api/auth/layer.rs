@@ -69,7 +69,7 @@ where
         match caller {
             Ok(caller) => Box::pin(with_caller(caller, self.inner.call(req))),
             Err(status) => {
-                let grpc = is_grpc(req.headers());
+                let grpc = crate::wire::is_grpc(req.headers());
                 Box::pin(futures::future::ready(Ok(refusal(status, grpc))))
             }
         }
@@ -157,11 +157,7 @@ fn bearer(value: &http::HeaderValue) -> Result<(&str, &str), Status> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(malformed());
     }
-    let (name, secret) = token.trim().rsplit_once('.').ok_or_else(malformed)?;
-    if name.is_empty() || secret.is_empty() {
-        return Err(malformed());
-    }
-    Ok((name, secret))
+    crate::wire::split_token(token.trim()).ok_or_else(malformed)
 }
 
 /// Compares a digest in time that does not depend on where they differ.
@@ -193,13 +189,6 @@ fn on_behalf_of(headers: &http::HeaderMap, caller: &Caller) -> Result<Option<Str
             ))
         })?;
     Ok(Some(note.to_string()))
-}
-
-fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// The answer to a refused request: a gRPC status, or for plain HTTP (the

@@ -30,9 +30,7 @@ use crate::model::{Op, State, Write, DEFAULT_PROJECT};
 pub use layer::AuthLayer;
 pub use methods::{permission_of, Access};
 
-/// Request header in which an admin names whom a call is for; recorded
-/// beside the admin's identity in timelines.
-pub const ON_BEHALF_OF_HEADER: &str = "laneq-on-behalf-of";
+pub use crate::wire::ON_BEHALF_OF_HEADER;
 /// Longest `on behalf of` note, in bytes: with the longest name and the
 /// words between, an actor fits its 128 bytes.
 pub const ON_BEHALF_OF_MAX_BYTES: usize = 48;
