@@ -41,7 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     check_listed(&public)?;
 
     let fds = protox::compile(files, ["proto"])?;
+    // Maps as BTreeMaps: a message then has one encoding, whatever order its
+    // entries were inserted in (a HashMap's order changes between runs).
     tonic_prost_build::configure()
+        .btree_map(".")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

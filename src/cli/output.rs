@@ -87,18 +87,16 @@ pub fn age(ms: u64) -> String {
     format!("{} ago", duration(now.saturating_sub(ms)))
 }
 
-/// `-` for an empty string, else the string.
 /// Resource amounts as `cpu=4,gpu=1,memory=16Gi`, by name (empty when none).
-pub fn quantities(amounts: &std::collections::HashMap<String, u64>) -> String {
-    let mut parts: Vec<(&String, &u64)> = amounts.iter().collect();
-    parts.sort();
-    parts
+pub fn quantities(amounts: &std::collections::BTreeMap<String, u64>) -> String {
+    amounts
         .iter()
-        .map(|(k, v)| format!("{k}={}", crate::model::spec::format_quantity(k, **v)))
+        .map(|(k, v)| format!("{k}={}", crate::model::spec::format_quantity(k, *v)))
         .collect::<Vec<_>>()
         .join(",")
 }
 
+/// `-` for an empty string, else the string.
 pub fn or_dash(s: &str) -> String {
     if s.is_empty() {
         "-".into()

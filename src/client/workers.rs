@@ -4,7 +4,7 @@
 //! leases and a retried completion is applied once. Nothing here decides
 //! what a worker does with a refusal: that is the agent's business.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{required, write_meta, Client, ClientError, ReadConsistency};
@@ -28,7 +28,7 @@ pub struct WorkerProfile {
     /// The queues it listens to, in its order.
     pub queues: Vec<String>,
     /// cpu in millicores, memory in bytes, others in units.
-    pub capacity: HashMap<String, u64>,
+    pub capacity: BTreeMap<String, u64>,
     /// Most tasks at once (0: no limit but capacity).
     pub slots: u32,
 }

@@ -4,7 +4,7 @@
 //! What cannot be measured is left unset: it never reports a number it did
 //! not read from the machine.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sysinfo::{Networks, System};
@@ -53,9 +53,9 @@ impl UsageSampler {
 
     /// What the machine has: cpu in millicores (logical CPUs), memory in
     /// bytes, and gpu when NVML counts any.
-    pub fn machine_capacity(&mut self) -> HashMap<String, u64> {
+    pub fn machine_capacity(&mut self) -> BTreeMap<String, u64> {
         self.system.refresh_memory();
-        let mut cap = HashMap::new();
+        let mut cap = BTreeMap::new();
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get() as u64);
         if cpus > 0 {
             cap.insert("cpu".to_string(), cpus * 1000);

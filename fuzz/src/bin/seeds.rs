@@ -39,8 +39,11 @@ fn meta(key: &str) -> Option<pb::WriteMeta> {
     })
 }
 
+/// A request's seed, in the file `name`: the message's name, or that name
+/// and `-` and what the seed is about.
 fn request<T: Message>(dir: &Path, name: &str, msg: T) {
-    let i = REQUESTS.iter().position(|r| *r == name).expect(name);
+    let kind = name.split('-').next().expect("a name");
+    let i = REQUESTS.iter().position(|r| *r == kind).expect(name);
     let mut bytes = vec![i as u8];
     bytes.extend(msg.encode_to_vec());
     put(dir, name, &bytes);
@@ -192,6 +195,28 @@ fn requests(dir: &Path) {
                 net_rx_bytes_per_s: Some(1_000),
                 net_tx_bytes_per_s: None,
                 at_ms: 1_700_000_000_000,
+            }),
+        },
+    );
+    // Not a number where a usage figure goes: the node drops it, and its
+    // encoding round-trips though it never equals itself.
+    request(
+        dir,
+        "HeartbeatRequest-nan",
+        pb::HeartbeatRequest {
+            worker: "w1".into(),
+            tasks: Vec::new(),
+            usage: Some(pb::Usage {
+                cpu_pct: Some(f64::NAN),
+                gpus: vec![pb::GpuUsage {
+                    index: 0,
+                    name: "H100".into(),
+                    util_pct: f64::NAN,
+                    memory_used_bytes: 1,
+                    memory_total_bytes: 2,
+                }],
+                at_ms: 1_700_000_000_000,
+                ..Default::default()
             }),
         },
     );

@@ -9,7 +9,7 @@ mod moves;
 mod projects;
 mod queues;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use laneq::proto::v1::*;
 
@@ -25,9 +25,9 @@ fn spec(queue: &str, project: &str, run: &str) -> TaskSpec {
         name: format!("train-{run}"),
         command: vec!["python".into(), "train.py".into()],
         payload: b"{\"lr\": 0.1}".to_vec(),
-        resources: HashMap::from([("gpu".to_string(), 1), ("cpu".to_string(), 4000)]),
+        resources: BTreeMap::from([("gpu".to_string(), 1), ("cpu".to_string(), 4000)]),
         max_attempts: 2,
-        labels: HashMap::from([("team".to_string(), "vision".to_string())]),
+        labels: BTreeMap::from([("team".to_string(), "vision".to_string())]),
     }
 }
 
