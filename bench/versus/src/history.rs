@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::scenarios::{heartbeat_load, laneq_client, laneq_submit, submit_window};
+use crate::paired::{compare, Side};
+use crate::scenarios::{heartbeat_load, laneq_client, laneq_submit};
 use crate::systems::Cluster;
 use crate::Args;
 
@@ -30,64 +31,19 @@ pub async fn history(args: &Args) -> Vec<Value> {
 async fn submits(args: &Args, with: &Cluster, without: &Cluster, rows: &mut Vec<Value>) {
     let counts: Vec<usize> = args.by_size(vec![4], vec![64, 256], vec![64, 256]);
     let rounds = args.by_size(1, 3, 5);
-    let ops = [
-        laneq_submit(laneq_client(with).await),
-        laneq_submit(laneq_client(without).await),
+    let sides = [
+        Side {
+            name: "with history",
+            cluster: with,
+            op: laneq_submit(laneq_client(with).await),
+        },
+        Side {
+            name: "without history",
+            cluster: without,
+            op: laneq_submit(laneq_client(without).await),
+        },
     ];
-    println!("| clients | round | with history ops/s | without ops/s | with / without |");
-    println!("|---:|---:|---:|---:|---:|");
-    for &clients in &counts {
-        let mut ratios = Vec::new();
-        for round in 0..rounds {
-            // Alternate which goes first.
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            let mut per_s = [0.0; 2];
-            for i in order {
-                let (this, other) = if i == 0 {
-                    (with, without)
-                } else {
-                    (without, with)
-                };
-                let name = if i == 0 {
-                    "with history"
-                } else {
-                    "without history"
-                };
-                let mut window_rows = Vec::new();
-                let w = submit_window(
-                    name,
-                    this,
-                    Some(other),
-                    clients,
-                    args.window(),
-                    ops[i].clone(),
-                    &mut window_rows,
-                )
-                .await;
-                for mut r in window_rows {
-                    r["scenario"] = json!("history-submit");
-                    r["round"] = json!(round + 1);
-                    rows.push(r);
-                }
-                per_s[i] = w.outcome.per_s();
-            }
-            let ratio = per_s[0] / per_s[1].max(1.0);
-            ratios.push(ratio);
-            println!(
-                "| {clients} | {} | {:.0} | {:.0} | {ratio:.3} |",
-                round + 1,
-                per_s[0],
-                per_s[1]
-            );
-        }
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "\n{clients} clients: with / without, median {:.3}, range {:.3}-{:.3} over {rounds} rounds\n",
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1]
-        );
-    }
+    compare(args, "history-submit", &sides, &counts, rounds, rows).await;
 }
 
 /// The heartbeat scenario's load, with a usage sample in every heartbeat,

@@ -11,8 +11,10 @@
 mod floor;
 mod history;
 mod load;
+mod paired;
 mod scale;
 mod scenarios;
+mod security;
 mod systems;
 
 use std::path::PathBuf;
@@ -27,7 +29,9 @@ Options:
                         checks that the harness works, not how fast)
   --scenarios LIST      comma-separated, default all: floor, submit, e2e,
                         failover, scale, heartbeats, history (the cost of
-                        the metrics history: with it and without)
+                        the metrics history: with it and without),
+                        security (the cost of TLS and tokens: with them
+                        and without)
   --laneq-bin PATH      the laneq binary (default target/release/laneq)
   --etcd-bin PATH       the etcd binary (default /usr/bin/etcd)
   --out FILE            the JSON results (default bench/results/versus_etcd.json)
@@ -74,7 +78,7 @@ impl Args {
     }
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "floor",
     "submit",
     "e2e",
@@ -82,6 +86,7 @@ const SCENARIOS: [&str; 7] = [
     "scale",
     "heartbeats",
     "history",
+    "security",
 ];
 
 fn parse_args() -> Result<Args, String> {
@@ -181,6 +186,7 @@ async fn main() -> std::process::ExitCode {
             "scale" => scale::scale(&args).await,
             "heartbeats" => scenarios::heartbeats(&args).await,
             "history" => history::history(&args).await,
+            "security" => security::security(&args).await,
             _ => unreachable!("checked in parse_args"),
         };
         records.extend(rows);

@@ -18,13 +18,13 @@ use crate::systems::{cpu_time, Cluster};
 use crate::Args;
 
 const PAYLOAD: usize = 256;
-const QUEUE: &str = "bench";
+pub(crate) const QUEUE: &str = "bench";
 /// Time allowed to one etcd request before the next goes to another member.
 const ATTEMPT: Duration = Duration::from_secs(2);
 
 /// A laneq client with the bench queue created (no depth limit).
 pub(crate) async fn laneq_client(c: &Cluster) -> Client {
-    let client = Client::with_deadline(&c.endpoints, Duration::from_secs(10));
+    let client = c.client(Duration::from_secs(10));
     create_queue(&client, QUEUE).await;
     client
 }

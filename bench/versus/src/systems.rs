@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use laneq::client::Client;
+use laneq::client::{new_token, Client, ClientOptions, Credentials, TlsFiles};
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -99,8 +99,21 @@ pub struct Cluster {
     bin: PathBuf,
     /// Client endpoints, one per node (host:port).
     pub endpoints: Vec<String>,
+    /// How a laneq client reaches it: plaintext, or TLS with a token.
+    options: ClientOptions,
     procs: Vec<Proc>,
     _dir: tempfile::TempDir,
+}
+
+/// How a laneq cluster is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// `insecure = true`: plaintext, no tokens (the other scenarios).
+    Off,
+    /// What `scripts/cluster up` runs: TLS on the client port, mutual TLS
+    /// between the nodes (certificates from `laneq certs create`), and
+    /// every call checked against an admin token.
+    On,
 }
 
 impl Cluster {
@@ -112,7 +125,28 @@ impl Cluster {
     /// A laneq cluster named `name`, with `extra` (TOML) appended to each
     /// node's config before its peers.
     pub async fn laneq_with(bin: &Path, name: &str, extra: &str) -> Cluster {
+        Cluster::laneq_secured(bin, name, extra, Security::Off).await
+    }
+
+    /// A laneq cluster named `name`, secured or not, with `extra` (TOML)
+    /// appended to each node's config before its peers.
+    pub async fn laneq_secured(bin: &Path, name: &str, extra: &str, security: Security) -> Cluster {
         let dir = cluster_dir("laneq");
+        let certs = dir.path().join("certs");
+        let transport = match security {
+            Security::Off => "insecure = true\n".to_string(),
+            Security::On => {
+                make_certs(bin, &certs);
+                let f = |n: &str| certs.join(n).display().to_string();
+                format!(
+                    "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\npeer_ca = \"{}\"\nclient_ca = \"{}\"\n",
+                    f("node-ID.pem"),
+                    f("node-ID.key"),
+                    f("cluster-ca.pem"),
+                    f("client-ca.pem")
+                )
+            }
+        };
         let addrs: Vec<String> = (0..3)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
@@ -120,11 +154,11 @@ impl Cluster {
         for (i, addr) in addrs.iter().enumerate() {
             let id = i + 1;
             let mut text = format!(
-                "id = {id}\ncluster = \"bench\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n\
-                 insecure = true\n",
+                "id = {id}\ncluster = \"bench\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
                 dir.path().join(format!("node{id}")).display()
             );
             text += extra;
+            text += &transport.replace("node-ID", &format!("node-{id}"));
             for (j, peer) in addrs.iter().enumerate() {
                 text += &format!("\n[[peers]]\nid = {}\naddr = \"{peer}\"\n", j + 1);
             }
@@ -143,21 +177,53 @@ impl Cluster {
                 child: None,
             });
         }
+        let (token, digest) = new_token("admin");
+        let options = match security {
+            Security::Off => ClientOptions::default(),
+            Security::On => ClientOptions {
+                tls: Some(TlsFiles {
+                    ca: certs.join("cluster-ca.pem"),
+                    ..Default::default()
+                }),
+                credentials: Credentials::new(Some(&token), None).expect("a token"),
+                ..Default::default()
+            },
+        };
         let mut c = Cluster {
             kind: Kind::Laneq,
             name: name.into(),
             bin: bin.to_path_buf(),
             endpoints: addrs,
+            options,
             procs,
             _dir: dir,
         };
         for i in 0..3 {
             c.start(i);
         }
-        let client = Client::with_deadline(&c.endpoints, Duration::from_secs(30));
-        client.init(None).await.expect("init the laneq cluster");
+        let digest = (security == Security::On).then_some(digest);
+        (c.client(Duration::from_secs(30)).init(digest).await).expect("init the laneq cluster");
         c.wait_ready().await;
         c
+    }
+
+    /// A laneq client of this cluster (TLS and a token where it needs
+    /// them); it connects at its first call.
+    pub fn client(&self, deadline: Duration) -> Client {
+        let options = ClientOptions {
+            deadline,
+            ..self.options.clone()
+        };
+        Client::connect(&self.endpoints, options).expect("the cluster's CA file")
+    }
+
+    /// One laneq node's own status, with this cluster's transport.
+    async fn status(
+        &self,
+        ep: &str,
+        timeout: Duration,
+    ) -> Option<laneq::proto::v1::NodeStatusResponse> {
+        self.client(timeout).status_of(ep, timeout).await.ok()
     }
 
     /// An etcd cluster; `fast` sets heartbeat 10 ms and election 100 ms
@@ -204,6 +270,7 @@ impl Cluster {
                 .iter()
                 .map(|(c, _)| format!("127.0.0.1:{c}"))
                 .collect(),
+            options: ClientOptions::default(),
             procs,
             _dir: dir,
         };
@@ -232,7 +299,7 @@ impl Cluster {
         match self.kind {
             Kind::Laneq => {
                 for (i, ep) in self.endpoints.iter().enumerate() {
-                    if let Ok(s) = Client::node_status(ep, Duration::from_millis(500)).await {
+                    if let Some(s) = self.status(ep, Duration::from_millis(500)).await {
                         if s.role == "leader" {
                             return Some(i);
                         }
@@ -265,7 +332,7 @@ impl Cluster {
         let mut term = 0;
         if self.kind == Kind::Laneq {
             for ep in &self.endpoints {
-                if let Ok(s) = Client::node_status(ep, Duration::from_secs(2)).await {
+                if let Some(s) = self.status(ep, Duration::from_secs(2)).await {
                     term = term.max(s.term);
                 }
             }
@@ -278,15 +345,15 @@ impl Cluster {
     pub async fn wait_caught_up(&self) {
         let mut target = 0;
         for ep in &self.endpoints {
-            if let Ok(s) = Client::node_status(ep, Duration::from_secs(2)).await {
+            if let Some(s) = self.status(ep, Duration::from_secs(2)).await {
                 target = target.max(s.committed_index);
             }
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         for ep in &self.endpoints {
             while Instant::now() < deadline {
-                match Client::node_status(ep, Duration::from_secs(2)).await {
-                    Ok(s) if s.applied_index >= target => break,
+                match self.status(ep, Duration::from_secs(2)).await {
+                    Some(s) if s.applied_index >= target => break,
                     _ => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
@@ -299,7 +366,7 @@ impl Cluster {
         loop {
             let ok = match self.kind {
                 Kind::Laneq => {
-                    let c = Client::with_deadline(&self.endpoints, Duration::from_secs(2));
+                    let c = self.client(Duration::from_secs(2));
                     c.list_queues(laneq::client::ReadConsistency::Linearizable)
                         .await
                         .is_ok()
@@ -334,6 +401,29 @@ impl Drop for Cluster {
             p.kill();
         }
     }
+}
+
+/// A CA, a certificate for each of three nodes on 127.0.0.1, in `dir`,
+/// as `scripts/cluster up` makes them.
+fn make_certs(bin: &Path, dir: &Path) {
+    let out = Command::new(bin)
+        .args(["certs", "create", "--dir"])
+        .arg(dir)
+        .args([
+            "--node",
+            "1:127.0.0.1",
+            "--node",
+            "2:127.0.0.1",
+            "--node",
+            "3:127.0.0.1",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} certs create: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "laneq certs create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// CPU time (user + system) a process has used so far.
