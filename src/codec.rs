@@ -19,6 +19,9 @@ pub const FORMAT_V1: u8 = 1;
 /// (`raft::Proposal`). Format-1 log entries carried the command's fields
 /// inline; the log store still reads them.
 pub const FORMAT_V2: u8 = 2;
+/// Task records since a run records the GPUs it was given
+/// (`records::formats`).
+pub const FORMAT_V3: u8 = 3;
 
 /// The most bytes the strings and byte strings of one decoded value may
 /// hold together: the largest message a node takes from a peer

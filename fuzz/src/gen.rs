@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use arbitrary::{Result, Unstructured};
 use laneq::model::spec::{ClusterSelector, Fairness, QueueSpec, Resources};
-use laneq::model::worker::{GpuUsage, HeartbeatReport, HeldTask, Registration, Usage};
+use laneq::model::worker::{
+    AssignedGpu, GpuUsage, HeartbeatReport, HeldTask, Registration, Usage,
+};
 use laneq::model::{Command, MoveTo, NewTask, Op, ProjectSettings, Stamp, State, Write, Writes};
 
 pub const POOLS: &[&str] = &["default", "p1", "p2"];
@@ -183,9 +185,26 @@ pub fn op(u: &mut Unstructured, s: &State) -> Result<Op> {
             },
             ttl_ms: ttl(u)?,
         },
-        25 | 26 => {
+        25 => {
             let (id, fencing_token) = held(u, s)?;
             Op::StartTask { id, fencing_token }
+        }
+        26 => {
+            let (id, fencing_token) = held(u, s)?;
+            let n = u.int_in_range(0..=3)?;
+            let gpus = (0..n)
+                .map(|_| {
+                    Ok(AssignedGpu {
+                        index: u.int_in_range(0..=3)?,
+                        uuid: format!("GPU-{}", u.int_in_range(0..=3u8)?),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Op::StartTaskOn {
+                id,
+                fencing_token,
+                gpus,
+            }
         }
         27 => {
             let (id, fencing_token) = held(u, s)?;

@@ -13,7 +13,9 @@
 
 use laneq::codec;
 use laneq::model::spec::{ClusterSelector, Fairness, QueueSpec, DEPTH_DEFAULT, PRIORITY_DEFAULT};
-use laneq::model::worker::{GpuUsage, HeartbeatReport, HeldTask, Registration, Usage};
+use laneq::model::worker::{
+    AssignedGpu, GpuUsage, HeartbeatReport, HeldTask, Registration, Usage,
+};
 use laneq::model::{
     validate, validate_write, validate_writes, Command, ModelError, MoveTo, NewTask, Op,
     ProjectSettings, Stamp, State, Write, Writes, DEFAULT_POOL,
@@ -342,7 +344,13 @@ writes! {
     };
     CancelTaskRequest => |r| Op::CancelTask { id: r.id, reason: r.reason };
     DequeueTaskRequest => |r| Op::DequeueTask { id: r.id, reason: r.reason };
-    StartTaskRequest => |r| Op::StartTask { id: r.id, fencing_token: r.fencing_token };
+    StartTaskRequest => |r| Op::StartTaskOn {
+        id: r.id,
+        fencing_token: r.fencing_token,
+        gpus: (r.gpus.into_iter())
+            .map(|g| AssignedGpu { index: g.index, uuid: g.uuid })
+            .collect(),
+    };
     ReportProgressRequest => |r| Op::ReportProgress {
         id: r.id,
         fencing_token: r.fencing_token,

@@ -1,7 +1,7 @@
 //! Model types to protobuf messages and back.
 
 use crate::model::spec::{ClusterSelector, Fairness, QueueSpec, DEPTH_DEFAULT, PRIORITY_DEFAULT};
-use crate::model::worker::{GpuUsage, Usage, Worker};
+use crate::model::worker::{AssignedGpu, GpuUsage, Usage, Worker};
 use crate::model::{
     ModelError, NewTask, Project, ProjectSettings, Queue, State, Task, TaskBody, Transition,
 };
@@ -119,6 +119,21 @@ pub fn task(state: &State, t: &Task, body: Option<TaskBody>) -> pb::Task {
         finished_ms: exec.and_then(|e| e.finished_ms),
         iteration: exec.and_then(|e| e.iteration),
         exit_code: exec.and_then(|e| e.exit_code),
+        gpus: exec.map_or(Vec::new(), |e| e.gpus.iter().map(gpu_to_proto).collect()),
+    }
+}
+
+pub fn gpu_from_proto(g: pb::AssignedGpu) -> AssignedGpu {
+    AssignedGpu {
+        index: g.index,
+        uuid: g.uuid,
+    }
+}
+
+fn gpu_to_proto(g: &AssignedGpu) -> pb::AssignedGpu {
+    pb::AssignedGpu {
+        index: g.index,
+        uuid: g.uuid.clone(),
     }
 }
 

@@ -257,9 +257,10 @@ impl Workers for WorkersApi {
         req: Request<pb::StartTaskRequest>,
     ) -> Result<Response<pb::StartTaskResponse>, Status> {
         let req = req.into_inner();
-        let op = Op::StartTask {
+        let op = Op::StartTaskOn {
             id: req.id,
             fencing_token: req.fencing_token,
+            gpus: req.gpus.into_iter().map(convert::gpu_from_proto).collect(),
         };
         let task = self.task_change(req.meta, op).await?;
         Ok(Response::new(pb::StartTaskResponse { task }))

@@ -34,9 +34,27 @@ pub enum ClusterCmd {
     RemoveNode { id: u64 },
     /// Hand leadership to another voter.
     TransferLeader { id: u64 },
-    /// Every member's role, term, log and applied index, and state digest.
+    /// Every member's role, term, log and applied index, and state digest;
+    /// a member that does not answer is shown as unreachable.
     Status,
+    /// Exits 0 only when every member answers, a leader is known and no
+    /// member's applied index lags the leader's log by more than
+    /// --max-lag entries; otherwise prints each problem and exits 11. For
+    /// monitoring scripts and deploy checks.
+    Health {
+        /// The most log entries a member may have left to apply, behind the
+        /// end of the leader's log.
+        #[arg(long, default_value_t = HEALTH_MAX_LAG_DEFAULT, value_name = "ENTRIES")]
+        max_lag: u64,
+    },
 }
+
+/// `cluster health --max-lag` by default: at full load a member is a few
+/// hundred entries behind between two probes; a member thousands behind is
+/// catching up after a restart or is too slow.
+const HEALTH_MAX_LAG_DEFAULT: u64 = 1_000;
+/// The exit code of `cluster health` when it found a problem.
+const UNHEALTHY: u8 = 11;
 
 fn members_json(members: &[Member]) -> serde_json::Value {
     json!(members
@@ -65,6 +83,7 @@ pub async fn run(g: &GlobalArgs, cmd: ClusterCmd) -> Result<(), Failure> {
             }
         }
         ClusterCmd::Status => status(g, &client).await?,
+        ClusterCmd::Health { max_lag } => health(g, &client, max_lag).await?,
     }
     Ok(())
 }
@@ -137,8 +156,24 @@ fn print_members(g: &GlobalArgs, headline: &str, members: &[Member]) {
     }
 }
 
+/// What every member said of itself, and which is the leader.
+struct Probe {
+    results: Vec<(Member, Result<NodeStatusResponse, ClientError>)>,
+    leader_id: Option<u64>,
+    initialised: bool,
+}
+
+impl Probe {
+    /// The leader's own status, when it answered.
+    fn leader(&self) -> Option<&NodeStatusResponse> {
+        (self.results.iter())
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .find(|s| Some(s.id) == self.leader_id)
+    }
+}
+
 /// Asks any node for the membership, then every member for its own status.
-async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
+async fn probe(client: &Client) -> Result<Probe, ClientError> {
     let membership = client.membership().await?;
     let mut members = membership.members.clone();
     if members.is_empty() {
@@ -166,6 +201,17 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
         .find(|s| Role::parse(&s.role) == Some(Role::Leader))
         .map(|s| s.id)
         .or(membership.leader_id);
+    Ok(Probe {
+        initialised: !membership.members.is_empty(),
+        results,
+        leader_id,
+    })
+}
+
+async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
+    let Probe {
+        results, leader_id, ..
+    } = probe(client).await?;
     let rows: Vec<StatusRow> = results.iter().map(|(m, r)| StatusRow::of(m, r)).collect();
     match g.output {
         Output::Json => {
@@ -188,6 +234,79 @@ async fn status(g: &GlobalArgs, client: &Client) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `cluster health`: every problem found, exit [`UNHEALTHY`] when any.
+async fn health(g: &GlobalArgs, client: &Client, max_lag: u64) -> Result<(), Failure> {
+    let (problems, probe) = match probe(client).await {
+        Ok(p) => (health_problems(&p, max_lag), Some(p)),
+        Err(e) => (vec![format!("no node answers: {e}")], None),
+    };
+    let leader_id = probe.as_ref().and_then(|p| p.leader_id);
+    let healthy = problems.is_empty();
+    match g.output {
+        Output::Json => {
+            let members: Vec<_> = (probe.iter().flat_map(|p| &p.results))
+                .map(|(m, r)| StatusRow::of(m, r).json())
+                .collect();
+            output::json(&json!({
+                "healthy": healthy, "leader_id": leader_id, "max_lag": max_lag,
+                "problems": problems, "members": members,
+            }))
+        }
+        Output::Table if healthy => {
+            let p = probe.as_ref().expect("a healthy cluster answered");
+            let leader = leader_id.expect("a healthy cluster has a leader");
+            println!(
+                "healthy: {} members answer, node {leader} leads, none lags by more than {max_lag} entries",
+                p.results.len()
+            );
+        }
+        Output::Table => {
+            println!("unhealthy:");
+            for problem in &problems {
+                println!("  - {problem}");
+            }
+        }
+    }
+    match healthy {
+        true => Ok(()),
+        false => Err(Failure {
+            message: format!("the cluster is unhealthy ({} problem(s))", problems.len()),
+            code: UNHEALTHY,
+        }),
+    }
+}
+
+/// What keeps a probed cluster from being healthy, in words.
+fn health_problems(p: &Probe, max_lag: u64) -> Vec<String> {
+    if !p.initialised {
+        return vec!["the cluster is not initialised (laneq cluster init)".into()];
+    }
+    let mut problems = Vec::new();
+    for (m, r) in &p.results {
+        if let Err(e) = r {
+            problems.push(format!("node {} ({}) is unreachable: {e}", m.id, m.addr));
+        }
+    }
+    let Some(leader) = p.leader() else {
+        problems.push(match p.leader_id {
+            Some(id) => format!("node {id} is said to lead but does not answer"),
+            None => "no leader: an election is under way, or a majority is down".into(),
+        });
+        return problems;
+    };
+    for (m, r) in &p.results {
+        let Ok(s) = r else { continue };
+        let lag = leader.last_log_index.saturating_sub(s.applied_index);
+        if lag > max_lag {
+            problems.push(format!(
+                "node {} lags the leader by {lag} entries (applied {}, the leader's log ends at {}; --max-lag {max_lag})",
+                m.id, s.applied_index, leader.last_log_index
+            ));
+        }
+    }
+    problems
 }
 
 /// One member's line of `cluster status`: what it said of itself, or
@@ -244,5 +363,66 @@ impl<'a> StatusRow<'a> {
             self.applied_index.to_string(),
             self.digest.clone(),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: u64, role: &str, last_log: u64, applied: u64) -> NodeStatusResponse {
+        NodeStatusResponse {
+            id,
+            role: role.into(),
+            last_log_index: last_log,
+            applied_index: applied,
+            ..Default::default()
+        }
+    }
+
+    fn member(id: u64) -> Member {
+        Member {
+            id,
+            addr: format!("n{id}:7100"),
+            kind: "voter".into(),
+        }
+    }
+
+    fn probe(results: Vec<Result<NodeStatusResponse, ClientError>>) -> Probe {
+        let leader_id = (results.iter())
+            .filter_map(|r| r.as_ref().ok())
+            .find(|s| s.role == "leader")
+            .map(|s| s.id);
+        Probe {
+            results: (1..).map(member).zip(results).collect(),
+            leader_id,
+            initialised: true,
+        }
+    }
+
+    #[test]
+    fn a_member_past_the_lag_is_a_problem() {
+        let p = probe(vec![
+            Ok(status(1, "leader", 5_000, 5_000)),
+            Ok(status(2, "follower", 4_990, 4_990)),
+            Ok(status(3, "follower", 5_000, 3_000)),
+        ]);
+        assert_eq!(health_problems(&p, 1_000).len(), 1);
+        assert!(health_problems(&p, 1_000)[0].starts_with("node 3 lags the leader by 2000 entries"));
+        assert!(health_problems(&p, 2_000).is_empty());
+    }
+
+    #[test]
+    fn no_leader_is_a_problem() {
+        let p = probe(vec![
+            Ok(status(1, "candidate", 5, 5)),
+            Ok(status(2, "follower", 5, 5)),
+        ]);
+        let problems = health_problems(&p, 1_000);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("no leader"), "{problems:?}");
+        let mut p = probe(vec![]);
+        p.initialised = false;
+        assert!(health_problems(&p, 0)[0].contains("not initialised"));
     }
 }

@@ -188,6 +188,7 @@ pub fn task_json(t: &Task, full: bool) -> serde_json::Value {
         "finished_ms": t.finished_ms,
         "iteration": t.iteration,
         "exit_code": t.exit_code,
+        "gpus": t.gpus.iter().map(|g| json!({"index": g.index, "uuid": g.uuid})).collect::<Vec<_>>(),
         "idempotency_key": t.idempotency_key,
         "created_ms": t.created_ms,
         "updated_ms": t.updated_ms,
@@ -203,6 +204,14 @@ pub fn task_json(t: &Task, full: bool) -> serde_json::Value {
         v["payload"] = json!(String::from_utf8_lossy(&t.payload));
     }
     v
+}
+
+/// The GPUs of its run, as `0 (GPU-8f3c...), 2 (GPU-...)`; `-` for none.
+pub fn gpus_text(t: &Task) -> String {
+    let each: Vec<String> = (t.gpus.iter())
+        .map(|g| format!("{} ({})", g.index, g.uuid))
+        .collect();
+    output::or_dash(&each.join(", "))
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -243,6 +252,7 @@ fn print_task(t: &Task) {
         ("runtime", super::worker::runtime(t)),
         ("iteration", opt(t.iteration)),
         ("exit code", opt(t.exit_code)),
+        ("gpus", gpus_text(t)),
         ("condition", output::or_dash(&t.condition)),
         ("idempotency key", t.idempotency_key.clone()),
         ("created", output::time(t.created_ms)),

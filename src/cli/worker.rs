@@ -66,6 +66,17 @@ pub struct RunArgs {
     /// machine's CPUs, memory and NVIDIA GPUs.
     #[arg(long)]
     capacity: Option<String>,
+    /// Only these GPUs (NVML indices, as `nvidia-smi -L` lists them), e.g.
+    /// 0,2. Default: every GPU of the machine. Each task that asks for
+    /// gpu=N is given N of them that no other running task holds, through
+    /// CUDA_VISIBLE_DEVICES (indices, with CUDA_DEVICE_ORDER=PCI_BUS_ID) and
+    /// NVIDIA_VISIBLE_DEVICES (UUIDs).
+    #[arg(long, value_delimiter = ',', value_name = "INDEX,...")]
+    gpus: Option<Vec<u32>>,
+    /// Leave every GPU visible to tasks that ask for none (by default they
+    /// get CUDA_VISIBLE_DEVICES empty, which hides the GPUs from CUDA).
+    #[arg(long)]
+    gpus_visible_to_all: bool,
     /// Most tasks at once (0: as many as its capacity allows, leased one
     /// at a time).
     #[arg(long, default_value_t = 1)]
@@ -132,6 +143,8 @@ impl RunArgs {
             lease_wait,
             deadline,
             tls: resolved.tls,
+            gpus: self.gpus.clone(),
+            gpus_visible_to_all: self.gpus_visible_to_all,
         })
     }
 }
@@ -236,6 +249,7 @@ fn held_json(t: &Task) -> serde_json::Value {
         "iteration": t.iteration,
         "started_ms": t.started_ms,
         "runtime_ms": runtime_ms,
+        "gpus": t.gpus.iter().map(|g| json!({"index": g.index, "uuid": g.uuid})).collect::<Vec<_>>(),
         "name": t.name,
     })
 }
@@ -329,6 +343,12 @@ pub fn worker_json(w: &Worker) -> serde_json::Value {
     })
 }
 
+/// A task's GPUs by index, `0,2`; `-` for none.
+fn gpu_indexes(t: &Task) -> String {
+    let each: Vec<String> = t.gpus.iter().map(|g| g.index.to_string()).collect();
+    output::or_dash(&each.join(","))
+}
+
 fn print_worker(w: &Worker, tasks: &[Task]) {
     let u = w.usage.clone().unwrap_or_default();
     let slots = match w.slots {
@@ -356,8 +376,11 @@ fn print_worker(w: &Worker, tasks: &[Task]) {
         pairs.push(("gpus", "-".into()));
     }
     for g in &u.gpus {
+        let holder = (tasks.iter())
+            .find(|t| t.state == "running" && t.gpus.iter().any(|a| a.index == g.index))
+            .map_or("free".to_string(), |t| format!("task {}", t.id));
         let text = format!(
-            "{} {}: {:.0}%, {}/{}",
+            "{} {}: {:.0}%, {}/{}, {holder}",
             g.index,
             g.name,
             g.util_pct,
@@ -380,12 +403,15 @@ fn print_worker(w: &Worker, tasks: &[Task]) {
                     t.attempt.to_string(),
                     runtime(t),
                     iteration(t),
+                    gpu_indexes(t),
                     output::or_dash(&t.name),
                 ]
             })
             .collect();
         output::table(
-            &["id", "queue", "state", "attempt", "runtime", "iter", "name"],
+            &[
+                "id", "queue", "state", "attempt", "runtime", "iter", "gpus", "name",
+            ],
             &rows,
         );
     }

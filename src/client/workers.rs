@@ -97,12 +97,19 @@ impl Client {
         self.unary(req, WorkersClient::heartbeat).await
     }
 
-    /// Says that a leased task's command has started.
-    pub async fn start_task(&self, id: u64, fencing_token: u64) -> Result<Task, ClientError> {
+    /// Says that a leased task's command has started, on `gpus` (none for
+    /// a task that asked for none).
+    pub async fn start_task(
+        &self,
+        id: u64,
+        fencing_token: u64,
+        gpus: Vec<AssignedGpu>,
+    ) -> Result<Task, ClientError> {
         let req = StartTaskRequest {
             meta: write_meta(None),
             id,
             fencing_token,
+            gpus,
         };
         let resp = self.unary(req, WorkersClient::start_task).await?;
         required(resp.task, "start_task", "task")

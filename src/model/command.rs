@@ -215,6 +215,14 @@ pub enum Op {
     RevokeToken {
         name: String,
     },
+    /// Starts a leased task on the GPUs its worker gave it (none for a task
+    /// that asked for none). What nodes propose since GPUs are recorded;
+    /// [`Op::StartTask`], from logs written before, starts on none.
+    StartTaskOn {
+        id: u64,
+        fencing_token: u64,
+        gpus: Vec<worker::AssignedGpu>,
+    },
 }
 
 /// A task as submitted.
@@ -341,6 +349,7 @@ impl std::fmt::Display for Op {
                 write!(f, "create-token {name} ({})", role.as_str())
             }
             Op::RevokeToken { name } => write!(f, "revoke-token {name}"),
+            Op::StartTaskOn { id, .. } => write!(f, "start-task {id}"),
         }
     }
 }

@@ -71,6 +71,10 @@ pub const WORKERS_MAX: usize = 100_000;
 pub const LEASE_MAX_TASKS: u32 = 64;
 /// Most tasks in a worker's heartbeat.
 pub const HEARTBEAT_TASKS_MAX: usize = 1_024;
+/// The most GPUs one task may be started on.
+pub const TASK_GPUS_MAX: usize = 64;
+/// The longest GPU UUID a worker may report (NVML's are 40 bytes).
+pub const GPU_UUID_MAX_BYTES: usize = 96;
 /// Most client writes in one log entry (coalesced by the leader, or one
 /// `SubmitEach` call of at most [`BATCH_MAX_TASKS`]).
 pub const COALESCED_WRITES_MAX: usize = 1_000;

@@ -143,4 +143,45 @@ pub struct Execution {
     pub finished_ms: Option<u64>,
     pub iteration: Option<u64>,
     pub exit_code: Option<i32>,
+    /// The GPUs its worker gave the current (or last) run, from its start;
+    /// none for a task that asked for none.
+    pub gpus: Vec<AssignedGpu>,
+}
+
+/// A GPU that a worker gave a task for its run: the device's index on
+/// the worker's machine (NVML's, in PCI bus order) and its UUID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedGpu {
+    pub index: u32,
+    pub uuid: String,
+}
+
+impl AssignedGpu {
+    /// Checks a start's GPU list: within the limits, no device twice.
+    pub fn validate_list(gpus: &[AssignedGpu]) -> Result<(), ModelError> {
+        if gpus.len() > limits::TASK_GPUS_MAX {
+            return Err(ModelError::invalid(
+                "gpus",
+                format!(
+                    "{} GPUs; a task runs on at most {}",
+                    gpus.len(),
+                    limits::TASK_GPUS_MAX
+                ),
+            ));
+        }
+        for (i, g) in gpus.iter().enumerate() {
+            validate::text(
+                &format!("gpus[{i}].uuid"),
+                &g.uuid,
+                limits::GPU_UUID_MAX_BYTES,
+            )?;
+            if gpus[..i].iter().any(|o| o.index == g.index) {
+                return Err(ModelError::invalid(
+                    "gpus",
+                    format!("GPU {} is given twice", g.index),
+                ));
+            }
+        }
+        Ok(())
+    }
 }

@@ -1,12 +1,32 @@
-//! The machine's NVIDIA GPUs, as a worker reports them: how many there are
-//! and each one's utilisation and video memory, read through NVML.
+//! The machine's NVIDIA GPUs, as a worker reports them: which there are
+//! (index and UUID) and each one's utilisation and video memory, read
+//! through NVML.
 //!
 //! NVML is loaded at run time (the library is dlopened, not linked), so one
 //! binary runs on machines with and without NVIDIA. A build without the
 //! `gpu` cargo feature (a client-only build) has no NVML at all and reports
 //! no GPUs, like a machine without them.
 
-use crate::proto::v1::GpuUsage;
+use crate::proto::v1::{AssignedGpu, GpuUsage};
+
+/// A test hook: this many fake GPUs (`GPU-fake-0`, ...) instead of NVML's,
+/// so that per-task assignment can be tested on machines without NVIDIA.
+/// They report no usage.
+pub const FAKE_GPUS_ENV: &str = "LANEQ_WORKER_FAKE_GPUS";
+
+/// The fake GPUs of [`FAKE_GPUS_ENV`], when it is set.
+fn fake_devices() -> Option<Vec<AssignedGpu>> {
+    let n: u32 = std::env::var(FAKE_GPUS_ENV).ok()?.trim().parse().ok()?;
+    tracing::warn!("{FAKE_GPUS_ENV}={n}: {n} fake GPUs, not the machine's");
+    Some(
+        (0..n)
+            .map(|index| AssignedGpu {
+                index,
+                uuid: format!("GPU-fake-{index}"),
+            })
+            .collect(),
+    )
+}
 
 /// NVML, when it could be loaded.
 pub struct Gpus {
@@ -30,9 +50,21 @@ impl Gpus {
         self.nvml.is_some()
     }
 
-    /// How many GPUs NVML counts, when it can.
-    pub fn count(&self) -> Option<u32> {
-        self.nvml.as_ref().and_then(|n| n.device_count().ok())
+    /// The GPUs, by index with their UUIDs (a GPU whose UUID cannot be read
+    /// is left out: it cannot be named to a task).
+    pub fn devices(&self) -> Vec<AssignedGpu> {
+        if let Some(fake) = fake_devices() {
+            return fake;
+        }
+        let Some(nvml) = &self.nvml else {
+            return Vec::new();
+        };
+        (0..nvml.device_count().unwrap_or(0))
+            .filter_map(|index| {
+                let uuid = nvml.device_by_index(index).ok()?.uuid().ok()?;
+                Some(AssignedGpu { index, uuid })
+            })
+            .collect()
     }
 
     /// Each GPU's usage now. A GPU whose numbers cannot be read is left
@@ -70,8 +102,8 @@ impl Gpus {
         false
     }
 
-    pub fn count(&self) -> Option<u32> {
-        None
+    pub fn devices(&self) -> Vec<AssignedGpu> {
+        fake_devices().unwrap_or_default()
     }
 
     pub fn sample(&self) -> Vec<GpuUsage> {

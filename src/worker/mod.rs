@@ -1,7 +1,8 @@
 //! The worker agent behind `laneq worker run`: it registers, long-polls
 //! Lease for as many tasks as it has free slots, runs each leased task as a
 //! child process (`run.rs`), and heartbeats the tasks it holds with the
-//! machine's usage (`heartbeat.rs`, `usage.rs`, `gpus.rs`).
+//! machine's usage (`heartbeat.rs`, `usage.rs`, `gpus.rs`). Each task that
+//! asks for GPUs is given its own (`assign.rs`).
 //!
 //! Its life has three phases. `Running` leases and runs. The first SIGTERM
 //! (or Ctrl-C) moves to `Draining`: no new leases, running tasks finish and
@@ -13,6 +14,8 @@
 //! The agent never decides where a task goes and never retries a refusal:
 //! the cluster's dispatcher and fencing tokens do that.
 
+mod assign;
+mod cgroup;
 mod gpus;
 mod heartbeat;
 pub mod output;
@@ -61,6 +64,10 @@ pub struct Config {
     /// TLS to the nodes (the CLI's `--cacert`, `--cert`, `--key`); `None`:
     /// plaintext. Tasks are given the same files (`LANEQ_CACERT`, ...).
     pub tls: Option<crate::client::TlsFiles>,
+    /// Only these GPUs (NVML indices); `None`: all of the machine's.
+    pub gpus: Option<Vec<u32>>,
+    /// Tasks that ask for no GPU still see them all.
+    pub gpus_visible_to_all: bool,
 }
 
 impl Config {
@@ -116,6 +123,8 @@ pub(crate) struct Agent {
     held: Mutex<BTreeMap<u64, Held>>,
     /// A runner finished: a slot may be free.
     slot_freed: Notify,
+    /// The GPUs it may use, and which task holds which.
+    gpus: Mutex<assign::GpuPool>,
     phase: watch::Sender<Phase>,
 }
 
@@ -223,9 +232,27 @@ pub async fn run(mut config: Config) -> Result<(), AgentError> {
     let mut sampler = tokio::task::spawn_blocking(usage::UsageSampler::new)
         .await
         .map_err(|e| AgentError::Setup(format!("usage sampler: {e}")))?;
+    let devices = assign::restrict(sampler.gpu_devices(), config.gpus.as_deref())
+        .map_err(AgentError::Setup)?;
     let reg = &mut config.registration;
     if reg.capacity.is_empty() {
         reg.capacity = sampler.machine_capacity();
+        if !devices.is_empty() {
+            reg.capacity.insert("gpu".to_string(), devices.len() as u64);
+        }
+    }
+    if let Some(&n) = reg.capacity.get("gpu") {
+        if n > devices.len() as u64 {
+            return Err(AgentError::Setup(format!(
+                "--capacity gpu={n}: this worker may use {} GPU(s){}",
+                devices.len(),
+                if config.gpus.is_some() {
+                    " (--gpus)"
+                } else {
+                    ""
+                }
+            )));
+        }
     }
     if reg.ip.is_empty() {
         reg.ip = config
@@ -241,6 +268,7 @@ pub async fn run(mut config: Config) -> Result<(), AgentError> {
         config,
         held: Mutex::new(BTreeMap::new()),
         slot_freed: Notify::new(),
+        gpus: Mutex::new(assign::GpuPool::new(devices)),
         phase,
     });
     let signals = tokio::spawn(watch_signals(agent.clone()));

@@ -1,5 +1,6 @@
-//! Running one leased task: StartTask, spawn its command (no shell) with its
-//! environment and its output going to `<log-dir>/<id>-<attempt>.log`,
+//! Running one leased task: take its GPUs, StartTask, spawn its command (no
+//! shell) with its environment (its GPUs only) and its output going to
+//! `<log-dir>/<id>-<attempt>.log`,
 //! report its iteration now and then, and report how it ended. A refusal
 //! of the lease (FAILED_PRECONDITION: a stale fencing token) or a
 //! revocation kills the child and forgets the task without reporting
@@ -21,7 +22,7 @@ use super::process::{self, KILL_GRACE};
 use super::{Agent, Phase, Stop};
 use crate::client::workers::Outcome;
 use crate::client::{ClientError, ReadConsistency};
-use crate::proto::v1::{Lease, Task};
+use crate::proto::v1::{AssignedGpu, Lease, Task};
 use crate::wire::new_idempotency_key;
 
 /// ReportProgress is sent at most this often (heartbeats carry the
@@ -74,7 +75,15 @@ async fn run_leased(agent: &Arc<Agent>, task: Task, token: u64, mut job: Job) {
     if *job.stop_rx.borrow() == Stop::Release {
         return release(agent, id, token).await;
     }
-    if let Err(e) = agent.client.start_task(id, token).await {
+    let wanted = task.resources.get("gpu").copied().unwrap_or(0) as usize;
+    let Some(gpus) = Grant::take(agent, id, wanted) else {
+        // The cluster counts this worker's GPUs as the agent does, so this
+        // is a capacity set above what the agent holds free: the task goes
+        // back to be run elsewhere.
+        tracing::warn!("{wanted} GPU(s) asked for, fewer free: given back");
+        return release(agent, id, token).await;
+    };
+    if let Err(e) = agent.client.start_task(id, token, gpus.list.clone()).await {
         if refused(&e) {
             tracing::warn!("start refused ({e}): dropped");
         } else {
@@ -82,20 +91,65 @@ async fn run_leased(agent: &Arc<Agent>, task: Task, token: u64, mut job: Job) {
         }
         return;
     }
+    let ended = run_started(agent, task, token, &mut job, &gpus.list).await;
+    // Free before the cluster hears of it: it may lease them again at once.
+    drop(gpus);
+    match ended {
+        Ended::Complete(outcome) => complete(agent, id, token, outcome).await,
+        Ended::Release => release(agent, id, token).await,
+        Ended::Dropped => {}
+    }
+}
+
+/// How a started task's run ended, to be reported once its GPUs are free.
+enum Ended {
+    Complete(Outcome),
+    /// The agent is aborting: give the lease back.
+    Release,
+    /// The lease is no longer ours: report nothing.
+    Dropped,
+}
+
+/// The GPUs a task holds while it runs; given back when dropped.
+struct Grant<'a> {
+    agent: &'a Agent,
+    task: u64,
+    list: Vec<AssignedGpu>,
+}
+
+impl<'a> Grant<'a> {
+    fn take(agent: &'a Agent, task: u64, n: usize) -> Option<Self> {
+        let list = agent.gpus.lock().expect("gpus poisoned").take(task, n)?;
+        Some(Self { agent, task, list })
+    }
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.agent.gpus.lock().expect("gpus poisoned");
+        pool.give_back(self.task);
+    }
+}
+
+async fn run_started(
+    agent: &Arc<Agent>,
+    task: Task,
+    token: u64,
+    job: &mut Job,
+    gpus: &[AssignedGpu],
+) -> Ended {
+    let id = task.id;
     let task = match with_body(agent, task).await {
         Ok(t) => t,
-        Err(e) => return complete(agent, id, token, failure(e)).await,
+        Err(e) => return Ended::Complete(failure(e)),
     };
     let files = match prepare(agent, &task).await {
         Ok(f) => f,
-        Err(e) => return complete(agent, id, token, failure(e)).await,
+        Err(e) => return Ended::Complete(failure(e)),
     };
-    let mut child = match spawn(agent, &task, token, &files) {
+    let mut child = match spawn(agent, &task, token, &files, gpus) {
         Ok(c) => c,
-        Err(e) => {
-            let outcome = process::spawn_failure(&task.command[0], &e);
-            return complete(agent, id, token, outcome).await;
-        }
+        Err(e) => return Ended::Complete(process::spawn_failure(&task.command[0], &e)),
     };
     tracing::info!(log = %files.log.display(), command = ?task.command, "started");
     let pumps = pump_output(&mut child, files.log_file, &job.progress);
@@ -120,7 +174,7 @@ async fn run_leased(agent: &Arc<Agent>, task: Task, token: u64, mut job: Job) {
                 Err(e) => failure(format!("worker: cannot wait for the command: {e}")),
             };
             final_progress(agent, (id, token), &job.progress, &reported).await;
-            complete(agent, id, token, outcome).await;
+            Ended::Complete(outcome)
         }
         Err(stop) => {
             let status = process::stop(&mut child, KILL_GRACE).await;
@@ -131,8 +185,9 @@ async fn run_leased(agent: &Arc<Agent>, task: Task, token: u64, mut job: Job) {
                 None => "gone".to_string(),
             };
             tracing::warn!("stopped ({stop:?}): {how}");
-            if stop == Stop::Release {
-                release(agent, id, token).await;
+            match stop {
+                Stop::Release => Ended::Release,
+                _ => Ended::Dropped,
             }
         }
     }
@@ -188,8 +243,19 @@ async fn prepare(agent: &Agent, task: &Task) -> Result<Files, String> {
     })
 }
 
-fn spawn(agent: &Agent, task: &Task, token: u64, files: &Files) -> std::io::Result<Child> {
+fn spawn(
+    agent: &Agent,
+    task: &Task,
+    token: u64,
+    files: &Files,
+    gpus: &[AssignedGpu],
+) -> std::io::Result<Child> {
     let mut command = Command::new(&task.command[0]);
+    if !gpus.is_empty() || !agent.config.gpus_visible_to_all {
+        for (name, value) in gpu_env(gpus) {
+            command.env(name, value);
+        }
+    }
     // A task that calls laneq reaches the nodes as the agent does.
     if let Some(t) = &agent.config.token {
         command.env("LANEQ_TOKEN", t);
@@ -215,6 +281,24 @@ fn spawn(agent: &Agent, task: &Task, token: u64, files: &Files) -> std::io::Resu
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
+}
+
+/// The environment that shows a task its GPUs and hides the others: CUDA
+/// by index, in PCI bus order (NVML's order, which `nvidia-smi` shows; CUDA's
+/// own default order puts the fastest first), and the NVIDIA container
+/// runtime by UUID. A task given none sees none.
+pub fn gpu_env(gpus: &[AssignedGpu]) -> [(&'static str, String); 3] {
+    let indexes: Vec<String> = gpus.iter().map(|g| g.index.to_string()).collect();
+    let uuids: Vec<&str> = gpus.iter().map(|g| g.uuid.as_str()).collect();
+    let nvidia = match uuids.is_empty() {
+        true => "void".to_string(),
+        false => uuids.join(","),
+    };
+    [
+        ("CUDA_DEVICE_ORDER", "PCI_BUS_ID".to_string()),
+        ("CUDA_VISIBLE_DEVICES", indexes.join(",")),
+        ("NVIDIA_VISIBLE_DEVICES", nvidia),
+    ]
 }
 
 /// Copies stdout and stderr into the log file.

@@ -51,23 +51,30 @@ impl UsageSampler {
         }
     }
 
-    /// What the machine has: cpu in millicores (logical CPUs), memory in
-    /// bytes, and gpu when NVML counts any.
+    /// What the machine offers: cpu in millicores (logical CPUs) and
+    /// memory in bytes, each within the limits of the cgroups the worker
+    /// runs in (a container's, not the host's). GPUs are the agent's to
+    /// count: `--gpus` may restrict them.
     pub fn machine_capacity(&mut self) -> BTreeMap<String, u64> {
         self.system.refresh_memory();
+        let limits = super::cgroup::limits();
+        let within = |have: u64, limit: Option<u64>| limit.map_or(have, |l| have.min(l));
         let mut cap = BTreeMap::new();
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get() as u64);
-        if cpus > 0 {
-            cap.insert("cpu".to_string(), cpus * 1000);
+        let cpu = within(cpus * 1000, limits.cpu_millis);
+        if cpu > 0 {
+            cap.insert("cpu".to_string(), cpu);
         }
-        let memory = self.system.total_memory();
+        let memory = within(self.system.total_memory(), limits.memory_bytes);
         if memory > 0 {
             cap.insert("memory".to_string(), memory);
         }
-        if let Some(n) = self.gpus.count().filter(|&n| n > 0) {
-            cap.insert("gpu".to_string(), u64::from(n));
-        }
         cap
+    }
+
+    /// The machine's GPUs (NVML's, or the fakes of a test).
+    pub fn gpu_devices(&self) -> Vec<crate::proto::v1::AssignedGpu> {
+        self.gpus.devices()
     }
 
     /// One sample. Blocking (it reads /proc and NVML): call it from a

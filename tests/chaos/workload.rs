@@ -295,7 +295,7 @@ async fn run_task(
 ) {
     let rec = &load.recorder;
     let sent_ms = rec.now();
-    let r = client.start_task(task, token).await;
+    let r = client.start_task(task, token, Vec::new()).await;
     let outcome = done(&r);
     rec.record(&worker, "", Call::Start { task, token }, sent_ms, &outcome);
     if let Outcome::Refused(_) = outcome {

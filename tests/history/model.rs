@@ -17,7 +17,10 @@ pub fn call(op: &Op) -> Call {
         Op::LeaseTasks { worker, .. } => Call::Lease {
             worker: worker.clone(),
         },
-        Op::StartTask { id, fencing_token } => Call::Start {
+        Op::StartTask { id, fencing_token }
+        | Op::StartTaskOn {
+            id, fencing_token, ..
+        } => Call::Start {
             task: *id,
             token: *fencing_token,
         },

@@ -453,3 +453,46 @@ async fn a_follower_behind_by_large_entries_catches_up() {
         .unwrap();
     assert_eq!(q.queued, 24_000);
 }
+
+/// `cluster health` exits 0 on a whole cluster, 11 naming the member that
+/// does not answer, and 0 again once it is back and caught up; `cluster
+/// status` marks it unreachable meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_health_names_an_unreachable_member() {
+    let mut c = Cluster::start(3, Timings::default());
+    let leader = c.init(1).await;
+    let (code, out, err) = c.cli(&["cluster", "health"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("healthy: 3 members answer, node {leader} leads")),
+        "{out}"
+    );
+
+    let down = c.followers(leader)[0];
+    c.kill(down);
+    let (code, out, err) = c.cli(&["cluster", "health", "-o", "json"]);
+    assert_eq!(code, Some(11), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["healthy"], false, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    let problem = problems[0].as_str().unwrap();
+    assert!(
+        problem.starts_with(&format!("node {down} (")) && problem.contains("unreachable"),
+        "{problem}"
+    );
+    assert!(err.contains("unhealthy (1 problem(s))"), "{err}");
+    let (code, out, _) = c.cli(&["cluster", "status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("unreachable"), "{out}");
+
+    c.start_node(down);
+    let index = c.status(leader).await.unwrap().applied_index;
+    c.wait_converged(&[1, 2, 3], index).await;
+    let what = "cluster health to exit 0 again";
+    eventually(Duration::from_secs(20), what, async || {
+        let (code, out, err) = c.cli(&["cluster", "health"]);
+        ok_if(code == Some(0), format!("{out}{err}"))
+    })
+    .await;
+}

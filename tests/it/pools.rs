@@ -347,7 +347,7 @@ async fn check_in_flight_counts(c: &Cluster) {
     assert!(v["avg_wait_ms"].is_null(), "leased, not started: {v}");
 
     for l in &leases {
-        let t = client.start_task(l.task.as_ref().unwrap().id, l.fencing_token);
+        let t = client.start_task(l.task.as_ref().unwrap().id, l.fencing_token, Vec::new());
         assert_eq!(t.await.unwrap().state, "running");
     }
     let waited_at_most = submitted.elapsed().as_millis() as u64;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use laneq::codec::{self, FORMAT_V2};
 use laneq::model::spec::QueueSpec;
-use laneq::model::worker::{HeartbeatReport, HeldTask, Registration};
+use laneq::model::worker::{AssignedGpu, HeartbeatReport, HeldTask, Registration};
 use laneq::model::{Command, Key, NewTask, Op, Stamp, State, Write, Writes};
 use laneq::proto::v1 as pb;
 use laneq::records::{SnapshotWriter, Table, TASK_FORMAT};
@@ -316,9 +316,13 @@ fn history() -> (Vec<Command>, State, Vec<Key>) {
             max_tasks: 2,
             ttl_ms: 10_000,
         },
-        Op::StartTask {
+        Op::StartTaskOn {
             id: 1,
             fencing_token: 1,
+            gpus: vec![AssignedGpu {
+                index: 0,
+                uuid: "GPU-0".into(),
+            }],
         },
         Op::ReportProgress {
             id: 1,

@@ -165,6 +165,7 @@ pub fn authorize(state: &State, write: &Write) -> Result<(), Status> {
             state.worker(worker).map(|w| w.pool.clone()),
         ),
         Op::StartTask { id, .. }
+        | Op::StartTaskOn { id, .. }
         | Op::ReportProgress { id, .. }
         | Op::CompleteTask { id, .. }
         | Op::ReleaseTask { id, .. } => (Permission::Work, None, pool_of_task(id)),

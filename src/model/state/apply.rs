@@ -150,6 +150,7 @@ impl State {
             | Op::LeaseTasks { .. }
             | Op::WorkerHeartbeats { .. }
             | Op::StartTask { .. }
+            | Op::StartTaskOn { .. }
             | Op::ReportProgress { .. }
             | Op::CompleteTask { .. }
             | Op::ReleaseTask { .. }
@@ -173,7 +174,14 @@ impl State {
                 ttl_ms,
             } => self.lease_tasks(worker, *max_tasks, *ttl_ms, seed, changed),
             Op::WorkerHeartbeats { reports, ttl_ms } => self.heartbeats(reports, *ttl_ms, changed),
-            Op::StartTask { id, fencing_token } => self.start_task(*id, *fencing_token, changed),
+            Op::StartTask { id, fencing_token } => {
+                self.start_task(*id, *fencing_token, &[], changed)
+            }
+            Op::StartTaskOn {
+                id,
+                fencing_token,
+                gpus,
+            } => self.start_task(*id, *fencing_token, gpus, changed),
             Op::ReportProgress {
                 id,
                 fencing_token,

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use super::{Key, State};
 use crate::model::limits::{EXPIRE_MAX_PER_COMMAND, RECENT_WAITS, WORKERS_MAX};
-use crate::model::worker::{Execution, HeartbeatReport, Registration, Worker, WorkerState};
+use crate::model::worker::{
+    AssignedGpu, Execution, HeartbeatReport, Registration, Worker, WorkerState,
+};
 use crate::model::{LeaseView, ModelError, Reply, TaskState};
 
 /// The actor of transitions laneq makes by itself (expiry).
@@ -215,6 +217,7 @@ impl State {
         &mut self,
         id: u64,
         token: u64,
+        gpus: &[AssignedGpu],
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         let task = self.held(id, token)?;
@@ -229,10 +232,19 @@ impl State {
             task.worker().unwrap_or_default().to_string(),
             self.clock_ms.saturating_sub(task.created_ms),
         );
-        self.transition(id, TaskState::Running, &worker, "started", None, changed);
+        let reason = match gpus {
+            [] => "started".to_string(),
+            gpus => {
+                let indexes: Vec<String> = gpus.iter().map(|g| g.index.to_string()).collect();
+                format!("started on GPU {}", indexes.join(","))
+            }
+        };
+        self.transition(id, TaskState::Running, &worker, &reason, None, changed);
         let now = self.clock_ms;
         let exec = self.tasks.get_mut(&id).and_then(|t| t.execution.as_mut());
-        exec.expect("a held task has an execution").started_ms = Some(now);
+        let exec = exec.expect("a held task has an execution");
+        exec.started_ms = Some(now);
+        exec.gpus = gpus.to_vec();
         if let Some(q) = self.queues.get_mut(&queue) {
             q.recent_waits.push_back(waited);
             if q.recent_waits.len() > RECENT_WAITS {

@@ -9,7 +9,7 @@
 use crate::model::limits::{self, CLUSTERS_PER_POOL_MAX};
 use crate::model::spec::{self, QueueSpec};
 use crate::model::validate;
-use crate::model::worker::HeartbeatReport;
+use crate::model::worker::{AssignedGpu, HeartbeatReport};
 use crate::model::{ModelError, MoveTo, NewTask, Op, ProjectSettings, Write, Writes};
 
 /// Checks a write's shape without looking at any state. Shared by the API
@@ -48,6 +48,7 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
         } => lease_tasks(worker, *max_tasks, *ttl_ms),
         Op::WorkerHeartbeats { reports, ttl_ms } => heartbeats(reports, *ttl_ms),
         Op::StartTask { .. } | Op::ReportProgress { .. } => Ok(()),
+        Op::StartTaskOn { gpus, .. } => AssignedGpu::validate_list(gpus),
         Op::CompleteTask { condition, .. } => {
             validate::text("condition", condition, limits::REASON_MAX_BYTES)
         }

@@ -22,6 +22,20 @@ impl Agent {
 
     /// An agent leasing from `queues`, in that order.
     pub fn start_on(c: &Cluster, dir: &Path, name: &str, slots: u32, queues: &[&str]) -> Self {
+        Self::start_with(c, dir, name, slots, queues, &[], &[])
+    }
+
+    /// An agent leasing from `queues`, with more `args` for `worker run`
+    /// and more `env`.
+    pub fn start_with(
+        c: &Cluster,
+        dir: &Path,
+        name: &str,
+        slots: u32,
+        queues: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("{name}.agent.log"));
         let out = fs::File::create(&log).unwrap();
         let child = c
@@ -30,9 +44,11 @@ impl Agent {
             .args(queues.iter().flat_map(|q| ["--queue", q]))
             .args(["--slots", &slots.to_string()])
             .args(["--heartbeat-ms", "300", "--lease-wait-ms", "2000"])
+            .args(args)
             .arg("--log-dir")
             .arg(dir.join(name))
             .current_dir(dir)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

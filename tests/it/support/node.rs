@@ -209,6 +209,7 @@ impl Node {
             meta: meta(),
             id,
             fencing_token: token,
+            gpus: Vec::new(),
         };
         let r = self.workers().start_task(req).await?;
         Ok(r.into_inner().task.unwrap())

@@ -7,6 +7,7 @@
 //! finishes while its queue drains. No test here waits on the clock for an
 //! outcome: each polls for it.
 
+mod gpus;
 mod runs;
 mod views;
 
