@@ -70,6 +70,7 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
         max_requests: config.max_concurrent_requests,
     };
     let server = tokio::spawn(services.serve(listeners, stop_rx)?);
+    crate::observe::systemd::ready();
     if init {
         tokio::spawn(init_when_ready(node.clone()));
     }

@@ -107,6 +107,7 @@ impl Health {
 
     /// From now on NOT_SERVING, whatever the node's state.
     pub async fn drain(&self) {
+        super::systemd::stopping();
         self.readiness
             .store(Readiness::Draining as u8, Ordering::Release);
         self.publish(false).await;
@@ -144,6 +145,7 @@ impl Health {
         let serving = now == Readiness::Serving;
         if before != now {
             tracing::info!(readiness = now.as_str(), "health");
+            super::systemd::status(now.as_str());
         }
         if (before == Readiness::Serving) != serving || before == Readiness::Starting {
             self.publish(serving).await;

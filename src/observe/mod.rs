@@ -8,7 +8,8 @@
 //! - `process`: CPU, memory and open files, from `/proc/self`;
 //! - `rpc`: the tower layer that gives each gRPC call a span, a request id,
 //!   a log line and its samples;
-//! - `otel` (cargo feature `otel`): the OpenTelemetry exporter of spans.
+//! - `otel` (cargo feature `otel`): the OpenTelemetry exporter of spans;
+//! - `systemd`: READY=1, STATUS= and STOPPING=1 for a `Type=notify` unit.
 //!
 //! The histograms and counters that storage and Raft record as they work
 //! are statics of the leaf `crate::meter`; this module registers them.
@@ -25,6 +26,7 @@ pub mod otel;
 mod process;
 mod replicated;
 mod rpc;
+pub mod systemd;
 
 use std::path::PathBuf;
 use std::sync::Arc;

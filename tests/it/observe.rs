@@ -506,3 +506,63 @@ async fn each_call_is_logged_with_its_request_id_code_and_latency() {
         "{line}"
     );
 }
+
+/// Receives what a node sends to `NOTIFY_SOCKET`, as systemd would.
+struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl NotifySocket {
+    fn bind() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        NotifySocket {
+            socket,
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// Polls until a message with the line `line` arrives; returns every
+    /// message read meanwhile.
+    async fn wait_for(&self, line: &str) -> Vec<String> {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let what = format!("the node to send {line:?} to NOTIFY_SOCKET");
+        eventually(Duration::from_secs(20), &what, async || {
+            let mut seen = seen.lock().unwrap();
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = self.socket.recv(&mut buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            let found = seen.iter().any(|m| m.lines().any(|l| l == line));
+            ok_if(found, seen.clone())
+        })
+        .await;
+        seen.into_inner().unwrap()
+    }
+}
+
+/// Under systemd (`Type=notify`): READY=1 once the node takes calls, even
+/// before a leader is known (init needs the nodes started), its readiness
+/// as STATUS= as it changes, and STOPPING=1 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let mut c = Cluster::configure(1, Timings::default());
+    let notify = NotifySocket::bind();
+    let env = [("NOTIFY_SOCKET", notify.path.as_os_str())];
+    c.start_node_env(1, &[], "info", &env);
+    let seen = notify.wait_for("READY=1").await;
+    assert!(
+        seen.iter().all(|m| !m.contains("STATUS=serving")),
+        "ready before serving: {seen:?}"
+    );
+    c.init(1).await;
+    notify.wait_for("STATUS=serving").await;
+    let status = c.terminate(1).await;
+    assert!(status.success(), "{status:?}");
+    notify.wait_for("STOPPING=1").await;
+}

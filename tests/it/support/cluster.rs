@@ -227,6 +227,17 @@ impl Cluster {
 
     /// Starts a node with extra flags and `rust_log` as its `RUST_LOG`.
     pub fn start_node_logging(&mut self, id: u64, flags: &[&str], rust_log: &str) {
+        self.start_node_env(id, flags, rust_log, &[]);
+    }
+
+    /// Starts a node with extra flags, `rust_log` and more `env`.
+    pub fn start_node_env(
+        &mut self,
+        id: u64,
+        flags: &[&str],
+        rust_log: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) {
         let node = self.nodes.get_mut(&id).unwrap();
         assert!(node.child.is_none(), "node {id} is already running");
         let log = fs::OpenOptions::new()
@@ -239,6 +250,7 @@ impl Cluster {
             .arg(&node.config)
             .args(flags)
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
