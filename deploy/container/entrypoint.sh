@@ -85,6 +85,9 @@ id=$((ordinal + 1))
 replicas=${LANEQ_REPLICAS:-3}
 number LANEQ_REPLICAS "$replicas"
 port=${LANEQ_PORT:-7101}
+case $port in
+tcp://*) die "LANEQ_PORT=$port comes from a Service named laneq through service links: set enableServiceLinks: false in the pod" ;;
+esac
 number LANEQ_PORT "$port"
 listen_host=${LANEQ_LISTEN_HOST:-0.0.0.0}
 cluster=${LANEQ_CLUSTER_NAME:-laneq}
