@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 
 use arbitrary::{Result, Unstructured};
 use laneq::model::spec::{ClusterSelector, Fairness, QueueSpec, Resources};
-use laneq::model::worker::{
-    AssignedGpu, GpuUsage, HeartbeatReport, HeldTask, Registration, Usage,
-};
+use laneq::model::worker::{AssignedGpu, GpuUsage, HeartbeatReport, HeldTask, Registration, Usage};
 use laneq::model::{Command, MoveTo, NewTask, Op, ProjectSettings, Stamp, State, Write, Writes};
 
 pub const POOLS: &[&str] = &["default", "p1", "p2"];

@@ -13,9 +13,7 @@
 
 use laneq::codec;
 use laneq::model::spec::{ClusterSelector, Fairness, QueueSpec, DEPTH_DEFAULT, PRIORITY_DEFAULT};
-use laneq::model::worker::{
-    AssignedGpu, GpuUsage, HeartbeatReport, HeldTask, Registration, Usage,
-};
+use laneq::model::worker::{AssignedGpu, GpuUsage, HeartbeatReport, HeldTask, Registration, Usage};
 use laneq::model::{
     validate, validate_write, validate_writes, Command, ModelError, MoveTo, NewTask, Op,
     ProjectSettings, Stamp, State, Write, Writes, DEFAULT_POOL,

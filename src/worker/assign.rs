@@ -8,11 +8,17 @@ use std::collections::BTreeMap;
 
 use crate::proto::v1::AssignedGpu;
 
-/// The worker's GPUs: free ones by index, held ones by task.
+/// Who holds GPUs: a task's run under one lease, as (task id, fencing
+/// token). A task leased to this worker again (its old lease expired while
+/// the old run is still being stopped) is another holder: the old run's
+/// GPUs are not the new run's until the old run gives them back.
+pub type Holder = (u64, u64);
+
+/// The worker's GPUs: free ones by index, held ones by holder.
 #[derive(Debug, Default)]
 pub struct GpuPool {
     free: BTreeMap<u32, AssignedGpu>,
-    held: BTreeMap<u64, Vec<AssignedGpu>>,
+    held: BTreeMap<Holder, Vec<AssignedGpu>>,
 }
 
 impl GpuPool {
@@ -23,10 +29,10 @@ impl GpuPool {
         }
     }
 
-    /// Gives `task` `n` free GPUs; `None` (and nothing taken) when fewer
-    /// are free. A task that already holds some keeps those.
-    pub fn take(&mut self, task: u64, n: usize) -> Option<Vec<AssignedGpu>> {
-        if let Some(held) = self.held.get(&task) {
+    /// Gives `holder` `n` free GPUs; `None` (and nothing taken) when fewer
+    /// are free. A holder that already holds some keeps those.
+    pub fn take(&mut self, holder: Holder, n: usize) -> Option<Vec<AssignedGpu>> {
+        if let Some(held) = self.held.get(&holder) {
             return Some(held.clone());
         }
         if self.free.len() < n {
@@ -37,14 +43,14 @@ impl GpuPool {
             .filter_map(|i| self.free.remove(i))
             .collect();
         if !gpus.is_empty() {
-            self.held.insert(task, gpus.clone());
+            self.held.insert(holder, gpus.clone());
         }
         Some(gpus)
     }
 
-    /// Frees what `task` holds.
-    pub fn give_back(&mut self, task: u64) {
-        for g in self.held.remove(&task).unwrap_or_default() {
+    /// Frees what `holder` holds.
+    pub fn give_back(&mut self, holder: Holder) {
+        for g in self.held.remove(&holder).unwrap_or_default() {
             self.free.insert(g.index, g);
         }
     }
@@ -100,24 +106,32 @@ mod tests {
     fn tasks_get_different_gpus_and_freed_ones_are_reused() {
         let mut pool = GpuPool::new(devices(4));
         let got: Vec<Vec<u32>> = (1..=4)
-            .map(|task| indexes(&pool.take(task, 1).unwrap()))
+            .map(|task| indexes(&pool.take((task, 1), 1).unwrap()))
             .collect();
         assert_eq!(got, vec![vec![0], vec![1], vec![2], vec![3]]);
-        assert_eq!(pool.take(5, 1), None, "none free");
-        pool.give_back(3);
-        assert_eq!(indexes(&pool.take(5, 1).unwrap()), vec![2]);
+        assert_eq!(pool.take((5, 1), 1), None, "none free");
+        pool.give_back((3, 1));
+        assert_eq!(indexes(&pool.take((5, 1), 1).unwrap()), vec![2]);
+        // Task 1 leased again under token 2 while its old run holds GPU 0.
+        assert_eq!(
+            pool.take((1, 2), 1),
+            None,
+            "the old run's GPU is not the new run's"
+        );
+        pool.give_back((1, 1));
+        assert_eq!(indexes(&pool.take((1, 2), 1).unwrap()), vec![0]);
     }
 
     #[test]
     fn a_two_gpu_task_waits_for_two() {
         let mut pool = GpuPool::new(devices(2));
-        pool.take(1, 1).unwrap();
-        assert_eq!(pool.take(2, 2), None);
+        pool.take((1, 1), 1).unwrap();
+        assert_eq!(pool.take((2, 1), 2), None);
         assert_eq!(pool.free(), 1, "a refused take takes nothing");
-        pool.give_back(1);
-        assert_eq!(indexes(&pool.take(2, 2).unwrap()), vec![0, 1]);
-        assert_eq!(pool.take(3, 0), Some(vec![]), "a task without GPUs");
-        pool.give_back(3);
+        pool.give_back((1, 1));
+        assert_eq!(indexes(&pool.take((2, 1), 2).unwrap()), vec![0, 1]);
+        assert_eq!(pool.take((3, 1), 0), Some(vec![]), "a task without GPUs");
+        pool.give_back((3, 1));
         assert_eq!(pool.free(), 0);
     }
 

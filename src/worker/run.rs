@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 use tracing::Instrument;
 
+use super::assign::Holder;
 use super::output::{self, Progress};
 use super::process::{self, KILL_GRACE};
 use super::{Agent, Phase, Stop};
@@ -76,7 +77,7 @@ async fn run_leased(agent: &Arc<Agent>, task: Task, token: u64, mut job: Job) {
         return release(agent, id, token).await;
     }
     let wanted = task.resources.get("gpu").copied().unwrap_or(0) as usize;
-    let Some(gpus) = Grant::take(agent, id, wanted) else {
+    let Some(gpus) = Grant::take(agent, (id, token), wanted) else {
         // The cluster counts this worker's GPUs as the agent does, so this
         // is a capacity set above what the agent holds free: the task goes
         // back to be run elsewhere.
@@ -110,24 +111,28 @@ enum Ended {
     Dropped,
 }
 
-/// The GPUs a task holds while it runs; given back when dropped.
+/// The GPUs a task's run holds; given back when dropped.
 struct Grant<'a> {
     agent: &'a Agent,
-    task: u64,
+    holder: Holder,
     list: Vec<AssignedGpu>,
 }
 
 impl<'a> Grant<'a> {
-    fn take(agent: &'a Agent, task: u64, n: usize) -> Option<Self> {
-        let list = agent.gpus.lock().expect("gpus poisoned").take(task, n)?;
-        Some(Self { agent, task, list })
+    fn take(agent: &'a Agent, holder: Holder, n: usize) -> Option<Self> {
+        let list = agent.gpus.lock().expect("gpus poisoned").take(holder, n)?;
+        Some(Self {
+            agent,
+            holder,
+            list,
+        })
     }
 }
 
 impl Drop for Grant<'_> {
     fn drop(&mut self) {
         let mut pool = self.agent.gpus.lock().expect("gpus poisoned");
-        pool.give_back(self.task);
+        pool.give_back(self.holder);
     }
 }
 
