@@ -229,8 +229,14 @@ mod tests {
         assert_eq!(encode(&Op::BatchSlot)[1], 25);
         let revoke = Op::RevokeToken { name: "a".into() };
         assert_eq!(encode(&revoke)[1], 27);
-        let unknown = [1u8, 1, 2, 0, 0, 28];
+        let start = Op::StartTaskOn {
+            id: 1,
+            fencing_token: 1,
+            gpus: Vec::new(),
+        };
+        assert_eq!(encode(&start)[1], 28);
+        let unknown = [1u8, 1, 2, 0, 0, 29];
         let e = decode::<Command>(&unknown).unwrap_err().to_string();
-        assert!(e.contains("28"), "{e}");
+        assert!(e.contains("29"), "{e}");
     }
 }
