@@ -229,8 +229,13 @@ mod tests {
         assert_eq!(encode(&Op::BatchSlot)[1], 25);
         let revoke = Op::RevokeToken { name: "a".into() };
         assert_eq!(encode(&revoke)[1], 27);
-        let unknown = [1u8, 1, 2, 0, 0, 28];
+        let remove = Op::RemoveWorker {
+            name: "w".into(),
+            force: false,
+        };
+        assert_eq!(encode(&remove)[1], 31);
+        let unknown = [1u8, 1, 2, 0, 0, 32];
         let e = decode::<Command>(&unknown).unwrap_err().to_string();
-        assert!(e.contains("28"), "{e}");
+        assert!(e.contains("32"), "{e}");
     }
 }

@@ -15,7 +15,8 @@ use crate::codec::{decode, encode, encode_as, FORMAT_V2};
 use crate::model::MetaRecord;
 use crate::model::{IdempotencyRecord, Key, State, TaskBody};
 use crate::records::{
-    decode_queue, decode_task, SnapshotReader, SnapshotWriter, Table, TASK_FORMAT,
+    decode_queue, decode_task, retention_queue_key, SnapshotReader, SnapshotWriter, Table,
+    RETENTION_ORG_KEY, TASK_FORMAT,
 };
 
 /// The meta key under which the model's scalar fields live.
@@ -91,10 +92,23 @@ impl SmBatch {
                 state.token(name).map(encode),
             ),
             Key::Body(id, body) => (Table::Bodies, id.to_be_bytes().to_vec(), Some(encode(body))),
-            Key::Task(id) => (
-                Table::Tasks,
-                id.to_be_bytes().to_vec(),
-                state.task(*id).map(|t| encode_as(TASK_FORMAT, t)),
+            Key::Task(id) => {
+                let task = state.task(*id).map(|t| encode_as(TASK_FORMAT, t));
+                if task.is_none() {
+                    // A task is removed (collected) with its body.
+                    self.puts.push((Table::Bodies, id.to_be_bytes().to_vec(), None));
+                }
+                (Table::Tasks, id.to_be_bytes().to_vec(), task)
+            }
+            Key::OrgRetention => (
+                Table::Retention,
+                RETENTION_ORG_KEY.to_vec(),
+                Some(encode(state.retention())),
+            ),
+            Key::QueueRetention(id) => (
+                Table::Retention,
+                retention_queue_key(*id),
+                state.queue_retention(*id).map(encode),
             ),
             Key::Idempotency(first_ms, key) => (
                 Table::Idempotency,
@@ -180,6 +194,13 @@ impl Store {
         for item in db.iterator_cf(self.cf(Table::Tokens.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
             state.load_token(decode(&v)?);
+        }
+        for item in db.iterator_cf(self.cf(Table::Retention.cf()), IteratorMode::Start) {
+            let (k, v) = item.map_err(io_err)?;
+            match &*k {
+                RETENTION_ORG_KEY => state.load_org_retention(decode(&v)?),
+                _ => state.load_queue_retention(decode(&v)?),
+            }
         }
         for item in db.iterator_cf(self.cf(Table::Queues.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;

@@ -81,12 +81,12 @@ impl State {
         let result = validate_write(write).and_then(|()| self.apply_op(write, seed, changed));
         // A malformed key cannot be remembered; every other outcome is, so a
         // retry answers the same even when the first attempt was refused.
-        // Heartbeat batches and expiry, which nodes write by themselves
+        // Heartbeat batches, expiry and collects, which nodes write by themselves
         // several times a second and which are harmless to apply twice, are
         // not remembered: their records would pile up for a day.
         let internal = matches!(
             write.op,
-            Op::WorkerHeartbeats { .. } | Op::ExpireLeases { .. }
+            Op::WorkerHeartbeats { .. } | Op::ExpireLeases { .. } | Op::CollectExpired
         );
         if !internal && crate::model::validate::idempotency_key(key).is_ok() {
             self.insert_idempotency(IdempotencyRecord {
@@ -145,6 +145,18 @@ impl State {
             Op::MoveTask { id, to } => self.move_task(*id, to, actor, changed),
             Op::CreateToken { .. } => self.create_token(&write.op, actor, changed),
             Op::RevokeToken { name } => self.revoke_token(name, changed),
+            Op::SetRetention {
+                age_ms,
+                count,
+                lost_worker_ttl_ms,
+            } => self.set_retention(*age_ms, *count, *lost_worker_ttl_ms, changed),
+            Op::SetQueueRetention {
+                name,
+                age_ms,
+                count,
+            } => self.set_queue_retention(name, *age_ms, *count, changed),
+            Op::CollectExpired => self.collect_expired(changed),
+            Op::RemoveWorker { name, force } => self.remove_worker(name, *force, actor, changed),
             Op::BatchSlot => Err(ModelError::invalid("op", "not an operation")),
             Op::RegisterWorker(_)
             | Op::LeaseTasks { .. }
