@@ -102,12 +102,18 @@ mod tests {
         let r = Retention::of_queue(&org, Some(&own));
         assert_eq!((r.age_ms, r.count), (0, RETENTION_COUNT_DEFAULT));
         assert!(!r.lets_go(0, RETENTION_COUNT_DEFAULT, u64::MAX), "age off");
-        assert!(r.lets_go(0, RETENTION_COUNT_DEFAULT + 1, 0), "over the count");
+        assert!(
+            r.lets_go(0, RETENTION_COUNT_DEFAULT + 1, 0),
+            "over the count"
+        );
         let d = Retention::of_queue(&org, None);
         assert_eq!(d, org.tasks);
         assert!(d.lets_go(5, 1, 5 + RETENTION_AGE_DEFAULT_MS));
         assert!(!d.lets_go(5, 1, 4 + RETENTION_AGE_DEFAULT_MS));
-        let off = Retention { age_ms: 0, count: 0 };
+        let off = Retention {
+            age_ms: 0,
+            count: 0,
+        };
         assert!(!off.lets_go(0, u64::MAX, u64::MAX), "both off keeps all");
     }
 }

@@ -96,7 +96,8 @@ impl SmBatch {
                 let task = state.task(*id).map(|t| encode_as(TASK_FORMAT, t));
                 if task.is_none() {
                     // A task is removed (collected) with its body.
-                    self.puts.push((Table::Bodies, id.to_be_bytes().to_vec(), None));
+                    self.puts
+                        .push((Table::Bodies, id.to_be_bytes().to_vec(), None));
                 }
                 (Table::Tasks, id.to_be_bytes().to_vec(), task)
             }

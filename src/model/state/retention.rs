@@ -62,7 +62,9 @@ impl State {
     }
 
     fn lost_worker_due(&self, now_ms: u64) -> bool {
-        self.workers.values().any(|w| self.worker_expired(w, now_ms))
+        self.workers
+            .values()
+            .any(|w| self.worker_expired(w, now_ms))
     }
 
     /// A lost worker, holding nothing, not seen for the lost-worker TTL.
@@ -98,11 +100,15 @@ impl State {
         changed: &mut Vec<Key>,
     ) -> Result<Reply, ModelError> {
         let id = self.queue_id("name", name)?;
-        let mut own = self.queue_retention.get(&id).copied().unwrap_or(QueueRetention {
-            queue: id,
-            age_ms: None,
-            count: None,
-        });
+        let mut own = self
+            .queue_retention
+            .get(&id)
+            .copied()
+            .unwrap_or(QueueRetention {
+                queue: id,
+                age_ms: None,
+                count: None,
+            });
         own.age_ms = age_ms.unwrap_or(own.age_ms);
         own.count = count.unwrap_or(own.count);
         if own.is_default() {

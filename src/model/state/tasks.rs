@@ -199,7 +199,10 @@ impl State {
     ) {
         let now = self.clock_ms;
         let task = self.tasks.get_mut(&id).expect("task exists");
-        debug_assert!(!task.state.terminal(), "a finished task never changes state");
+        debug_assert!(
+            !task.state.terminal(),
+            "a finished task never changes state"
+        );
         super::index::count(&mut self.in_flight, &mut self.queued_per_run, task, false);
         let left_queue = task.state == TaskState::Queued && to != TaskState::Queued;
         if left_queue {

@@ -98,7 +98,10 @@ fn set_retention(
     if age_ms.is_none() && count.is_none() && lost_worker_ttl_ms.is_none() {
         return Err(nothing_to_change());
     }
-    for (field, ms) in [("age_ms", age_ms), ("lost_worker_ttl_ms", lost_worker_ttl_ms)] {
+    for (field, ms) in [
+        ("age_ms", age_ms),
+        ("lost_worker_ttl_ms", lost_worker_ttl_ms),
+    ] {
         if ms.is_some_and(|ms| ms > limits::RETENTION_AGE_MAX_MS) {
             return Err(ModelError::invalid(
                 field,

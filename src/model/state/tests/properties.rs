@@ -10,7 +10,7 @@ use super::harness::for_seeds;
 use super::steps::run_random;
 use super::{batch, cmd};
 use crate::model::state::{Key, State};
-use crate::model::{MoveTo, NewTask, Op, ProjectSettings, Write};
+use crate::model::{MoveTo, NewTask, Op, ProjectSettings, Reply, Write};
 
 /// One random command over a small universe of names, so that commands
 /// collide: every op kind, valid and invalid.
@@ -200,7 +200,7 @@ pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
             tasks: (0..rng.random_range(1..5)).map(|_| new_task(rng)).collect(),
         },
         39 => random_token_op(rng, project, pool),
-        40..=44 => random_retention_op(rng, queue),
+        40 => random_retention_op(rng, queue),
         _ => Op::SubmitTasks {
             tasks: vec![new_task(rng)],
         },
@@ -219,7 +219,9 @@ fn random_retention_op(rng: &mut StdRng, queue: String) -> Op {
         },
         1 => Op::SetQueueRetention {
             name: queue,
-            age_ms: rng.random_bool(0.7).then(|| rng.random_bool(0.8).then(|| age(rng))),
+            age_ms: rng
+                .random_bool(0.7)
+                .then(|| rng.random_bool(0.8).then(|| age(rng))),
             count: Some(rng.random_bool(0.8).then(|| rng.random_range(0..5))),
         },
         2 => Op::RemoveWorker {
@@ -359,6 +361,7 @@ fn model_part(s: &State) -> State {
 fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
     let mut succeeded = std::collections::BTreeSet::new();
     let mut refused = 0u64;
+    let mut collected = 0u64;
     for seed in 0..200u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut run = |rng: &mut StdRng| {
@@ -384,6 +387,9 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
                 let r = s.apply(&c, &mut changed);
                 if r.result.is_ok() && !r.replayed {
                     succeeded.insert(c.to_string().split(' ').next().unwrap().to_string());
+                }
+                if let Ok(Reply::Collected { tasks, .. }) = r.result {
+                    collected += tasks;
                 }
                 if r.result.is_err() {
                     assert!(model_part(&s) == before, "refused {c} changed the model");
@@ -442,6 +448,7 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
         );
     }
     assert!(refused > 1000, "only {refused} refusals");
+    assert!(collected > 20, "collects removed only {collected} tasks");
 }
 
 #[test]
