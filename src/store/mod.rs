@@ -9,6 +9,8 @@
 mod flusher;
 mod history;
 mod identity;
+#[cfg(test)]
+mod month;
 mod tables;
 
 pub use crate::records::{

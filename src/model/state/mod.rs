@@ -40,6 +40,9 @@ mod workers;
 
 pub(crate) use index::run_key;
 
+#[cfg(test)]
+pub(crate) use apply::CHECK_EACH_APPLY;
+
 /// The name of the queue that always exists.
 pub const DEFAULT_QUEUE: &str = "default";
 /// The id of the default queue.
