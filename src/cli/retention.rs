@@ -113,8 +113,12 @@ pub struct QueueRetentionArgs {
     count: Option<String>,
 }
 
+/// A change to one rule of a queue: `None` keeps it, `Some(None)` follows
+/// the organisation's again, `Some(Some(v))` sets it.
+type RuleChange = Option<Option<u64>>;
+
 impl QueueRetentionArgs {
-    fn rules(&self) -> Result<(Option<Option<u64>>, Option<Option<u64>>), Failure> {
+    fn rules(&self) -> Result<(RuleChange, RuleChange), Failure> {
         let rule = |flag: &str, text: &Option<String>, age| {
             (text.as_deref())
                 .map(|t| match parse_rule(flag, t, age, true)? {

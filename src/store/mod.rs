@@ -11,6 +11,7 @@ mod history;
 mod identity;
 #[cfg(test)]
 mod month;
+mod retention;
 mod tables;
 
 pub use crate::records::{

@@ -15,8 +15,7 @@ use crate::codec::{decode, encode, encode_as, FORMAT_V2};
 use crate::model::MetaRecord;
 use crate::model::{IdempotencyRecord, Key, State, TaskBody};
 use crate::records::{
-    decode_queue, decode_task, retention_queue_key, SnapshotReader, SnapshotWriter, Table,
-    RETENTION_ORG_KEY, TASK_FORMAT,
+    decode_queue, decode_task, SnapshotReader, SnapshotWriter, Table, TASK_FORMAT,
 };
 
 /// The meta key under which the model's scalar fields live.
@@ -101,16 +100,10 @@ impl SmBatch {
                 }
                 (Table::Tasks, id.to_be_bytes().to_vec(), task)
             }
-            Key::OrgRetention => (
-                Table::Retention,
-                RETENTION_ORG_KEY.to_vec(),
-                Some(encode(state.retention())),
-            ),
-            Key::QueueRetention(id) => (
-                Table::Retention,
-                retention_queue_key(*id),
-                state.queue_retention(*id).map(encode),
-            ),
+            Key::OrgRetention | Key::QueueRetention(_) => {
+                let (k, v) = super::retention::change(state, key);
+                (Table::Retention, k, v)
+            }
             Key::Idempotency(first_ms, key) => (
                 Table::Idempotency,
                 idempotency_row(*first_ms, key),
@@ -196,13 +189,7 @@ impl Store {
             let (_, v) = item.map_err(io_err)?;
             state.load_token(decode(&v)?);
         }
-        for item in db.iterator_cf(self.cf(Table::Retention.cf()), IteratorMode::Start) {
-            let (k, v) = item.map_err(io_err)?;
-            match &*k {
-                RETENTION_ORG_KEY => state.load_org_retention(decode(&v)?),
-                _ => state.load_queue_retention(decode(&v)?),
-            }
-        }
+        self.retention_load(&mut state)?;
         for item in db.iterator_cf(self.cf(Table::Queues.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
             state.load_queue(decode_queue(&v)?);

@@ -78,12 +78,7 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
             name,
             age_ms,
             count,
-        } => {
-            validate::name("name", name)?;
-            // `Some(None)`, back to the organisation's rule, is a change.
-            let own = |rule: &Option<Option<u64>>| rule.map(|r| r.unwrap_or(0));
-            set_retention(own(age_ms), own(count), None)
-        }
+        } => set_queue_retention(name, *age_ms, *count),
         Op::CollectExpired => Ok(()),
     }
 }
@@ -114,6 +109,18 @@ fn set_retention(
         }
     }
     Ok(())
+}
+
+/// A queue's own rules: its name, and at least one rule changed.
+fn set_queue_retention(
+    name: &str,
+    age_ms: Option<Option<u64>>,
+    count: Option<Option<u64>>,
+) -> Result<(), ModelError> {
+    validate::name("name", name)?;
+    // `Some(None)`, back to the organisation's rule, is a change.
+    let own = |rule: Option<Option<u64>>| rule.map(|r| r.unwrap_or(0));
+    set_retention(own(age_ms), own(count), None)
 }
 
 fn nothing_to_change() -> ModelError {
