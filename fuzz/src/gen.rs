@@ -82,7 +82,7 @@ impl Gen {
 
 /// One operation of any kind, weighted towards the task lifecycle.
 pub fn op(u: &mut Unstructured, s: &State) -> Result<Op> {
-    Ok(match u.int_in_range(0..=31u8)? {
+    Ok(match u.int_in_range(0..=35u8)? {
         0 | 1 => Op::CreateQueue {
             name: pick(u, QUEUES)?,
             pool: pool(u)?,
@@ -230,9 +230,40 @@ pub fn op(u: &mut Unstructured, s: &State) -> Result<Op> {
                 reason: text(u)?,
             }
         }
+        32..=35 => retention(u)?,
         _ => Op::ExpireLeases {
             worker_timeout_ms: ttl(u)?,
         },
+    })
+}
+
+/// A retention change (short rules, so that collects find work), a
+/// collect, or a worker's removal.
+fn retention(u: &mut Unstructured) -> Result<Op> {
+    let rule = |u: &mut Unstructured| -> Result<Option<u64>> {
+        Ok(match u.int_in_range(0..=3u8)? {
+            0 => None,
+            1 => Some(0),
+            2 => Some(u.int_in_range(0..=5)?),
+            _ => Some(ttl(u)?),
+        })
+    };
+    Ok(match u.int_in_range(0..=4u8)? {
+        0 => Op::SetRetention {
+            age_ms: rule(u)?,
+            count: rule(u)?,
+            lost_worker_ttl_ms: rule(u)?,
+        },
+        1 => Op::SetQueueRetention {
+            name: pick(u, QUEUES)?,
+            age_ms: u.arbitrary::<bool>()?.then(|| rule(u)).transpose()?,
+            count: u.arbitrary::<bool>()?.then(|| rule(u)).transpose()?,
+        },
+        2 => Op::RemoveWorker {
+            name: pick(u, WORKERS)?,
+            force: u.arbitrary()?,
+        },
+        _ => Op::CollectExpired,
     })
 }
 

@@ -144,6 +144,12 @@ fn reload(state: &State, changed: &[Key]) {
                 assert_eq!(through(&row.point), row.point, "a history row");
             }
             Key::HistoryExpire { .. } => {}
+            Key::OrgRetention => loaded.load_org_retention(through(state.retention())),
+            Key::QueueRetention(id) => {
+                if let Some(own) = state.queue_retention(id) {
+                    loaded.load_queue_retention(through(own));
+                }
+            }
         }
     }
     loaded.check_invariants();

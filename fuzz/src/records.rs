@@ -85,6 +85,10 @@ fn walk(r: &SnapshotReader<'_>) {
             Table::Bodies => record(7, value),
             Table::Workers => record(4, value),
             Table::Tokens => same::<laneq::model::Token>(value),
+            Table::Retention if key == rec::RETENTION_ORG_KEY => {
+                same::<laneq::model::retention::OrgRetention>(value)
+            }
+            Table::Retention => same::<laneq::model::retention::QueueRetention>(value),
             Table::History => match key.first() {
                 Some(b'c') => record(9, value),
                 Some(b't') => record(8, value),

@@ -106,6 +106,9 @@ requests!(
     ReleaseTaskRequest,
     GetWorkerRequest,
     ListWorkersRequest,
+    SetRetentionRequest,
+    SetQueueRetentionRequest,
+    RemoveWorkerRequest,
 );
 
 pub fn run(data: &[u8]) {
@@ -359,6 +362,26 @@ writes! {
         fencing_token: r.fencing_token,
         reason: r.reason,
     };
+    SetRetentionRequest => |r| Op::SetRetention {
+        age_ms: r.age_ms,
+        count: r.count,
+        lost_worker_ttl_ms: r.lost_worker_ttl_ms,
+    };
+    SetQueueRetentionRequest => |r| Op::SetQueueRetention {
+        name: r.name,
+        age_ms: retention_rule(r.age_ms),
+        count: retention_rule(r.count),
+    };
+    RemoveWorkerRequest => |r| Op::RemoveWorker { name: r.name, force: r.force };
+}
+
+/// `api::queues::rule`.
+fn retention_rule(r: Option<pb::RetentionRule>) -> Option<Option<u64>> {
+    use pb::retention_rule::Rule;
+    match r?.rule? {
+        Rule::Default(_) => Some(None),
+        Rule::Value(v) => Some(Some(v)),
+    }
 }
 
 impl Request for pb::CreateQueueRequest {

@@ -71,6 +71,30 @@ pub fn queue(state: &State, q: &Queue) -> pb::Queue {
             .map(|w| w.name.clone())
             .collect(),
         clearing: q.clearing.map_or("", |c| c.as_str()).to_string(),
+        retention: Some(queue_retention(state, q.id)),
+    }
+}
+
+/// A queue's retention: its own rules, those in force, what it keeps.
+pub fn queue_retention(state: &State, queue: u64) -> pb::QueueRetention {
+    let own = state.queue_retention(queue);
+    let rules = state.retention_of(queue);
+    pb::QueueRetention {
+        own_age_ms: own.and_then(|o| o.age_ms),
+        own_count: own.and_then(|o| o.count),
+        age_ms: rules.age_ms,
+        count: rules.count,
+        finished_kept: state.finished_kept(queue),
+    }
+}
+
+/// The organisation's retention.
+pub fn retention(state: &State) -> pb::Retention {
+    let r = state.retention();
+    pb::Retention {
+        age_ms: r.tasks.age_ms,
+        count: r.tasks.count,
+        lost_worker_ttl_ms: r.lost_worker_ttl_ms,
     }
 }
 

@@ -95,8 +95,10 @@ pub struct ConfigApi {
 
 impl ConfigApi {
     fn config(&self) -> pb::OrgConfig {
+        let state = self.node.sm().state();
         pb::OrgConfig {
-            default_queue: self.node.sm().state().default_queue().name.clone(),
+            default_queue: state.default_queue().name.clone(),
+            retention: Some(super::convert::retention(&state)),
         }
     }
 }
@@ -121,6 +123,24 @@ impl Config for ConfigApi {
         let op = Op::SetDefaultQueue { queue: req.queue };
         match propose(&self.node, req.meta, op).await?.0 {
             Reply::Config => Ok(Response::new(pb::SetDefaultQueueResponse {
+                config: Some(self.config()),
+            })),
+            other => Err(key_reused(other)),
+        }
+    }
+
+    async fn set_retention(
+        &self,
+        req: Request<pb::SetRetentionRequest>,
+    ) -> Result<Response<pb::SetRetentionResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::SetRetention {
+            age_ms: req.age_ms,
+            count: req.count,
+            lost_worker_ttl_ms: req.lost_worker_ttl_ms,
+        };
+        match propose(&self.node, req.meta, op).await?.0 {
+            Reply::Config => Ok(Response::new(pb::SetRetentionResponse {
                 config: Some(self.config()),
             })),
             other => Err(key_reused(other)),

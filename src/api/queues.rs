@@ -134,6 +134,20 @@ impl Queues for QueuesApi {
         Ok(Response::new(pb::DeleteQueueResponse { dequeued }))
     }
 
+    async fn set_queue_retention(
+        &self,
+        req: Request<pb::SetQueueRetentionRequest>,
+    ) -> Result<Response<pb::SetQueueRetentionResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::SetQueueRetention {
+            name: req.name,
+            age_ms: rule(req.age_ms),
+            count: rule(req.count),
+        };
+        let queue = self.change(req.meta, op).await?;
+        Ok(Response::new(pb::SetQueueRetentionResponse { queue }))
+    }
+
     async fn create_queue(
         &self,
         req: Request<pb::CreateQueueRequest>,
@@ -176,5 +190,15 @@ impl Queues for QueuesApi {
         let state = self.node.sm().state();
         let queues = state.queues().map(|q| convert::queue(&state, q)).collect();
         Ok(Response::new(pb::ListQueuesResponse { queues }))
+    }
+}
+
+/// A rule change as the model takes it: unset keeps the rule, `default`
+/// follows the organisation's again, a value sets it.
+fn rule(r: Option<pb::RetentionRule>) -> Option<Option<u64>> {
+    use pb::retention_rule::Rule;
+    match r?.rule? {
+        Rule::Default(_) => Some(None),
+        Rule::Value(v) => Some(Some(v)),
     }
 }

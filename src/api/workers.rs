@@ -335,6 +335,23 @@ impl Workers for WorkersApi {
         Ok(Response::new(pb::ReleaseTaskResponse { task }))
     }
 
+    async fn remove_worker(
+        &self,
+        req: Request<pb::RemoveWorkerRequest>,
+    ) -> Result<Response<pb::RemoveWorkerResponse>, Status> {
+        let req = req.into_inner();
+        let op = Op::RemoveWorker {
+            name: req.name,
+            force: req.force,
+        };
+        match super::propose(&self.node, req.meta, op).await?.0 {
+            Reply::WorkerRemoved { requeued, .. } => {
+                Ok(Response::new(pb::RemoveWorkerResponse { requeued }))
+            }
+            other => Err(super::key_reused(other)),
+        }
+    }
+
     async fn get_worker(
         &self,
         req: Request<pb::GetWorkerRequest>,

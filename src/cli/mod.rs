@@ -11,6 +11,7 @@ mod output;
 mod pool;
 mod project;
 mod queue;
+mod retention;
 mod submit;
 mod task;
 mod token;

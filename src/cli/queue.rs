@@ -97,6 +97,8 @@ pub enum QueueCmd {
     /// Queued tasks and waits over time, per queue and for all queues
     /// (the replicated history every node keeps).
     Metrics(super::metrics::QueueMetricsArgs),
+    /// Show or change how long the queue keeps finished tasks.
+    Retention(super::retention::QueueRetentionArgs),
 }
 
 #[derive(Args, Debug)]
@@ -359,6 +361,7 @@ pub async fn run(g: &GlobalArgs, cmd: QueueCmd) -> Result<(), Failure> {
             print_list(g, &client.list_queues(g.consistency()).await?)
         }
         QueueCmd::Metrics(args) => super::metrics::queue_metrics(g, args).await?,
+        QueueCmd::Retention(args) => super::retention::queue(g, args).await?,
         QueueCmd::Update {
             name, edit: true, ..
         } => match edit::edit_queue(&client, &name).await? {

@@ -45,6 +45,18 @@ Example:
     Stats(super::metrics::WorkerStatsArgs),
     /// Active (holding a task) and total workers over time.
     Activity(super::metrics::ActivityArgs),
+    /// Remove a worker now (a lost one goes by itself after
+    /// `laneq config set lost-worker-ttl`, 1d by default). Refused while
+    /// it holds tasks, unless --force.
+    Remove {
+        /// The worker's name.
+        name: String,
+        /// Put the tasks it holds back at the front of their queues first
+        /// (their attempt does not count); the worker, if still running,
+        /// is told to stop them at its next heartbeat.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +171,7 @@ pub async fn run(g: &GlobalArgs, cmd: WorkerCmd) -> Result<(), Failure> {
             })
         }
         WorkerCmd::List => list(g).await,
+        WorkerCmd::Remove { name, force } => super::retention::remove_worker(g, &name, force).await,
         WorkerCmd::Stats(args) => super::metrics::worker_stats(g, args).await,
         WorkerCmd::Activity(args) => super::metrics::worker_activity(g, args).await,
         WorkerCmd::Get { name } => {

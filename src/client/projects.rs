@@ -1,4 +1,4 @@
-//! Project and organisation-config calls.
+//! Project and organisation-config calls, the retention among them.
 
 use super::{required, write_meta, Client, ClientError, ReadConsistency};
 use crate::proto::v1::config_client::ConfigClient;
@@ -78,5 +78,54 @@ impl Client {
         };
         let resp = self.unary(req, ConfigClient::set_default_queue).await?;
         required(resp.config, "set_default_queue", "config")
+    }
+
+    /// Changes the organisation's retention: how long finished tasks are
+    /// kept (`age_ms`), how many per queue (`count`), and how long a lost
+    /// worker is kept. `None` keeps a rule; 0 turns it off.
+    pub async fn set_retention(
+        &self,
+        age_ms: Option<u64>,
+        count: Option<u64>,
+        lost_worker_ttl_ms: Option<u64>,
+    ) -> Result<OrgConfig, ClientError> {
+        let req = SetRetentionRequest {
+            meta: write_meta(None),
+            age_ms,
+            count,
+            lost_worker_ttl_ms,
+        };
+        let resp = self.unary(req, ConfigClient::set_retention).await?;
+        required(resp.config, "set_retention", "config")
+    }
+
+    /// Changes a queue's own retention rules: `None` keeps a rule,
+    /// `Some(None)` follows the organisation's again, `Some(Some(n))` sets
+    /// it (0: off for this queue).
+    pub async fn set_queue_retention(
+        &self,
+        name: &str,
+        age_ms: Option<Option<u64>>,
+        count: Option<Option<u64>>,
+    ) -> Result<Queue, ClientError> {
+        use retention_rule::Rule;
+        let rule = |r: Option<Option<u64>>| {
+            r.map(|r| RetentionRule {
+                rule: Some(r.map_or(Rule::Default(true), Rule::Value)),
+            })
+        };
+        let req = SetQueueRetentionRequest {
+            meta: write_meta(None),
+            name: name.to_string(),
+            age_ms: rule(age_ms),
+            count: rule(count),
+        };
+        let resp = self
+            .unary(
+                req,
+                crate::proto::v1::queues_client::QueuesClient::set_queue_retention,
+            )
+            .await?;
+        required(resp.queue, "set_queue_retention", "queue")
     }
 }

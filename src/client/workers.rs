@@ -182,6 +182,18 @@ impl Client {
         required(resp.worker, "get_worker", "worker")
     }
 
+    /// Removes a worker; `force` puts the tasks it holds back in their
+    /// queues first (refused without it). Returns how many went back.
+    pub async fn remove_worker(&self, name: &str, force: bool) -> Result<u64, ClientError> {
+        let req = RemoveWorkerRequest {
+            meta: write_meta(None),
+            name: name.to_string(),
+            force,
+        };
+        let resp = self.unary(req, WorkersClient::remove_worker).await?;
+        Ok(resp.requeued)
+    }
+
     pub async fn list_workers(&self, c: ReadConsistency) -> Result<Vec<Worker>, ClientError> {
         let req = ListWorkersRequest {
             consistency: c.proto(),

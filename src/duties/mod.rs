@@ -5,6 +5,8 @@
 //! - `expiry`: the leader expires leases and marks silent workers lost;
 //! - `clears`: the leader finishes clears and forced deletes that their
 //!   client left half done (and the API runs its own through the same code);
+//! - `retention`: the leader removes finished tasks and lost workers that
+//!   the retention lets go, in bounded steps;
 //! - `reservations`: the tasks that this node's lease polls are proposing
 //!   leases for, which the other polls look past.
 //!
@@ -17,6 +19,7 @@ mod clears;
 mod expiry;
 mod heartbeats;
 mod reservations;
+mod retention;
 
 use std::sync::Arc;
 
@@ -51,6 +54,7 @@ pub fn spawn(node: &Arc<RaftNode>, hub: &Arc<WorkerHub>) {
     tokio::spawn(heartbeats::run(node.clone(), hub.clone()));
     tokio::spawn(expiry::run(node.clone(), hub.settings.clone()));
     tokio::spawn(clears::run(node.clone()));
+    tokio::spawn(retention::run(node.clone()));
 }
 
 /// The term this node leads in, if it leads.

@@ -223,6 +223,33 @@ pub enum Op {
         fencing_token: u64,
         gpus: Vec<worker::AssignedGpu>,
     },
+    /// Changes the organisation's retention (see `retention`); a field left
+    /// `None` keeps its value, 0 turns a rule off.
+    SetRetention {
+        age_ms: Option<u64>,
+        count: Option<u64>,
+        lost_worker_ttl_ms: Option<u64>,
+    },
+    /// Changes a queue's own retention rules: `None` keeps a rule as it is,
+    /// `Some(None)` makes it follow the organisation's again, `Some(Some(n))`
+    /// sets it (0: off).
+    SetQueueRetention {
+        name: String,
+        age_ms: Option<Option<u64>>,
+        count: Option<Option<u64>>,
+    },
+    /// On the leader: removes finished tasks that the retention lets go and
+    /// lost workers past their TTL, by the stamped time, at most
+    /// [`limits::COLLECT_MAX_PER_COMMAND`] tasks; the leader repeats while
+    /// [`Reply::Collected`] says more remains.
+    CollectExpired,
+    /// Removes a worker. Refused while it holds tasks, unless `force`,
+    /// which first puts them back at the front of their queues (the
+    /// attempt does not count).
+    RemoveWorker {
+        name: String,
+        force: bool,
+    },
 }
 
 /// A task as submitted.
@@ -350,6 +377,10 @@ impl std::fmt::Display for Op {
             }
             Op::RevokeToken { name } => write!(f, "revoke-token {name}"),
             Op::StartTaskOn { id, .. } => write!(f, "start-task {id}"),
+            Op::SetRetention { .. } => write!(f, "set-retention"),
+            Op::SetQueueRetention { name, .. } => write!(f, "set-queue-retention {name}"),
+            Op::CollectExpired => write!(f, "collect-expired"),
+            Op::RemoveWorker { name, force } => write!(f, "remove-worker {name} force={force}"),
         }
     }
 }
@@ -412,6 +443,19 @@ pub enum Reply {
     /// A token was created or revoked.
     Token {
         name: String,
+    },
+    /// A collect removed `tasks` finished tasks and `workers` lost workers;
+    /// `remaining` says that more is collectable at the same time.
+    Collected {
+        tasks: u64,
+        workers: u64,
+        remaining: bool,
+    },
+    /// A worker was removed; `requeued` of its tasks went back to their
+    /// queues (a forced removal).
+    WorkerRemoved {
+        name: String,
+        requeued: u64,
     },
 }
 

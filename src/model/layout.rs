@@ -235,8 +235,13 @@ mod tests {
             gpus: Vec::new(),
         };
         assert_eq!(encode(&start)[1], 28);
-        let unknown = [1u8, 1, 2, 0, 0, 29];
+        let remove = Op::RemoveWorker {
+            name: "w".into(),
+            force: false,
+        };
+        assert_eq!(encode(&remove)[1], 32);
+        let unknown = [1u8, 1, 2, 0, 0, 33];
         let e = decode::<Command>(&unknown).unwrap_err().to_string();
-        assert!(e.contains("29"), "{e}");
+        assert!(e.contains("33"), "{e}");
     }
 }

@@ -89,3 +89,18 @@ pub const DISPATCH_LOOKAHEAD: usize = 16;
 /// Shortest and longest lease TTL and worker timeout a node may ask for.
 pub const TTL_MIN_MS: u64 = 100;
 pub const TTL_MAX_MS: u64 = 3_600_000;
+/// Most finished tasks one collect removes; the leader repeats while more
+/// is collectable, so no single apply does unbounded work.
+pub const COLLECT_MAX_PER_COMMAND: usize = 1_000;
+/// Most lost workers one collect removes.
+pub const COLLECT_WORKERS_MAX_PER_COMMAND: usize = 1_000;
+/// The organisation's retention until it sets one: a finished task is kept
+/// 7 days after it finished...
+pub const RETENTION_AGE_DEFAULT_MS: u64 = 7 * 24 * 3_600_000;
+/// ...and a queue keeps at most its last 100,000 finished tasks.
+pub const RETENTION_COUNT_DEFAULT: u64 = 100_000;
+/// A lost worker is removed once it has not come back for a day.
+pub const LOST_WORKER_TTL_DEFAULT_MS: u64 = 24 * 3_600_000;
+/// Longest retention age or lost-worker TTL: ten years, in ms (0 turns a
+/// rule off instead).
+pub const RETENTION_AGE_MAX_MS: u64 = 10 * 366 * 24 * 3_600_000;

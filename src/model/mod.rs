@@ -16,6 +16,7 @@
 //! - `state`: the [`State`] and its apply, one file per area, and its
 //!   invariants; `order` is its index of each queue's order, `dispatch` the
 //!   choice of tasks to lease.
+//! - `retention`: how long finished tasks and lost workers are kept.
 //! - `history`: the metrics history and per-queue counters apply keeps.
 //! - `limits`, `error`: every bound, and the refusals apply returns.
 
@@ -29,6 +30,7 @@ pub mod order;
 mod pool;
 mod project;
 mod queue;
+pub mod retention;
 pub mod spec;
 pub(crate) mod state;
 mod task;

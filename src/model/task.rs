@@ -145,6 +145,13 @@ impl Task {
         self.execution.as_ref().map(|e| e.worker.as_str())
     }
 
+    /// When a finished task finished (its last transition), which its
+    /// retention counts from; `None` while it is not finished.
+    pub fn finished_ms(&self) -> Option<u64> {
+        let last = self.timeline.last().map_or(self.updated_ms, |t| t.at_ms);
+        self.state.terminal().then_some(last)
+    }
+
     /// What this replica knows of the lease with `fencing_token`: the one
     /// rule behind both the refusal of a stale token in apply and the
     /// revokes a heartbeat answers with.

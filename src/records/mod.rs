@@ -34,10 +34,24 @@ pub enum Table {
     History,
     /// Access tokens (their secrets' digests only).
     Tokens,
+    /// The retention: the organisation's under `org`, a queue's own rules
+    /// under `q` and its id (see [`retention_queue_key`]).
+    Retention,
+}
+
+/// The row of the organisation's retention in [`Table::Retention`].
+pub const RETENTION_ORG_KEY: &[u8] = b"org";
+
+/// The row of a queue's own retention rules in [`Table::Retention`]: `q`,
+/// then the queue id, big-endian.
+pub fn retention_queue_key(queue: u64) -> Vec<u8> {
+    let mut key = vec![b'q'];
+    key.extend_from_slice(&queue.to_be_bytes());
+    key
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Meta,
         Table::Queues,
         Table::Tasks,
@@ -48,6 +62,7 @@ impl Table {
         Table::Workers,
         Table::History,
         Table::Tokens,
+        Table::Retention,
     ];
 
     pub fn cf(self) -> &'static str {
@@ -62,6 +77,7 @@ impl Table {
             Table::Workers => "sm_workers",
             Table::History => "sm_history",
             Table::Tokens => "sm_tokens",
+            Table::Retention => "sm_retention",
         }
     }
 
@@ -77,6 +93,7 @@ impl Table {
             Table::Workers => 8,
             Table::History => 9,
             Table::Tokens => 10,
+            Table::Retention => 11,
         }
     }
 

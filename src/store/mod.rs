@@ -9,6 +9,9 @@
 mod flusher;
 mod history;
 mod identity;
+#[cfg(test)]
+mod month;
+mod retention;
 mod tables;
 
 pub use crate::records::{

@@ -91,11 +91,19 @@ impl SmBatch {
                 state.token(name).map(encode),
             ),
             Key::Body(id, body) => (Table::Bodies, id.to_be_bytes().to_vec(), Some(encode(body))),
-            Key::Task(id) => (
-                Table::Tasks,
-                id.to_be_bytes().to_vec(),
-                state.task(*id).map(|t| encode_as(TASK_FORMAT, t)),
-            ),
+            Key::Task(id) => {
+                let task = state.task(*id).map(|t| encode_as(TASK_FORMAT, t));
+                if task.is_none() {
+                    // A task is removed (collected) with its body.
+                    self.puts
+                        .push((Table::Bodies, id.to_be_bytes().to_vec(), None));
+                }
+                (Table::Tasks, id.to_be_bytes().to_vec(), task)
+            }
+            Key::OrgRetention | Key::QueueRetention(_) => {
+                let (k, v) = super::retention::change(state, key);
+                (Table::Retention, k, v)
+            }
             Key::Idempotency(first_ms, key) => (
                 Table::Idempotency,
                 idempotency_row(*first_ms, key),
@@ -181,6 +189,7 @@ impl Store {
             let (_, v) = item.map_err(io_err)?;
             state.load_token(decode(&v)?);
         }
+        self.retention_load(&mut state)?;
         for item in db.iterator_cf(self.cf(Table::Queues.cf()), IteratorMode::Start) {
             let (_, v) = item.map_err(io_err)?;
             state.load_queue(decode_queue(&v)?);

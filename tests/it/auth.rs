@@ -68,7 +68,8 @@ fn allowed(role: &str, path: &str) -> bool {
         method,
         "SubmitTask" | "SubmitTasks" | "SubmitEach" | "CancelTask" | "DequeueTask" | "MoveTask"
     );
-    let worker = service == "Workers" && !read;
+    // Removing a worker is the admin's, not a worker's.
+    let worker = service == "Workers" && !read && method != "RemoveWorker";
     if service == "Tokens" {
         return role == "admin";
     }

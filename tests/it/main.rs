@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod observe;
 mod pools;
+mod retention;
 mod tasks;
 mod tls;
 mod tour;

@@ -268,6 +268,45 @@ fn requests(dir: &Path) {
             addr: "127.0.0.1:7104".into(),
         },
     );
+    retention_requests(dir);
+}
+
+/// The retention's requests: the organisation's, a queue's, a removal.
+fn retention_requests(dir: &Path) {
+    request(
+        dir,
+        "SetRetentionRequest",
+        pb::SetRetentionRequest {
+            meta: meta("k-retention"),
+            age_ms: Some(7 * 86_400_000),
+            count: Some(100_000),
+            lost_worker_ttl_ms: None,
+        },
+    );
+    use pb::retention_rule::Rule;
+    request(
+        dir,
+        "SetQueueRetentionRequest",
+        pb::SetQueueRetentionRequest {
+            meta: meta("k-queue-retention"),
+            name: "train".into(),
+            age_ms: Some(pb::RetentionRule {
+                rule: Some(Rule::Value(2 * 86_400_000)),
+            }),
+            count: Some(pb::RetentionRule {
+                rule: Some(Rule::Default(true)),
+            }),
+        },
+    );
+    request(
+        dir,
+        "RemoveWorkerRequest",
+        pb::RemoveWorkerRequest {
+            meta: meta("k-remove"),
+            name: "gpu-7".into(),
+            force: true,
+        },
+    );
 }
 
 /// A short scripted history: a pool, a queue, a project, a worker, tasks

@@ -44,11 +44,12 @@ pub fn permission_of(path: &str) -> Access {
         ("Projects", _) => needs(Admin),
         ("Config", "GetConfig") => needs(Read),
         ("Config", "SetDefaultQueue") => needs(ManageQueues),
+        ("Config", "SetRetention") => needs(Admin),
         ("Queues", "GetQueue" | "ListQueues") => needs(Read),
         (
             "Queues",
             "CreateQueue" | "UpdateQueue" | "DrainQueue" | "ActivateQueue" | "RenameQueue"
-            | "ClearQueue" | "DeleteQueue",
+            | "ClearQueue" | "DeleteQueue" | "SetQueueRetention",
         ) => needs(ManageQueues),
         ("Tasks", "SubmitTask" | "SubmitTasks" | "SubmitEach") => needs(SubmitTasks),
         ("Tasks", "GetTask" | "ListTasks") => needs(Read),
@@ -59,6 +60,7 @@ pub fn permission_of(path: &str) -> Access {
             "RegisterWorker" | "Lease" | "Heartbeat" | "StartTask" | "ReportProgress"
             | "CompleteTask" | "CompleteEach" | "ReleaseTask",
         ) => needs(Work),
+        ("Workers", "RemoveWorker") => needs(Admin),
         ("Metrics", _) | ("Watch", _) => needs(Read),
         // Tokens, and any method not listed above.
         _ => needs(Admin),
@@ -93,7 +95,8 @@ mod tests {
             .iter()
             .filter(|m| permission_of(m) == Access::Needs(Permission::Admin))
             .collect();
-        // Admin's own: membership, pools, projects and tokens. A method
+        // Admin's own: membership, pools, projects, tokens, the retention
+        // and removing a worker. A method
         // that falls through to admin by accident shows up here.
         let expected = [
             "/laneq.v1.Cluster/AddNode",
@@ -107,6 +110,8 @@ mod tests {
             "/laneq.v1.Tokens/CreateToken",
             "/laneq.v1.Tokens/ListTokens",
             "/laneq.v1.Tokens/RevokeToken",
+            "/laneq.v1.Config/SetRetention",
+            "/laneq.v1.Workers/RemoveWorker",
         ];
         let mut admin_only: Vec<&str> = admin_only.iter().map(|s| s.as_str()).collect();
         let mut expected = expected.to_vec();

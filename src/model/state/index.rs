@@ -1,5 +1,6 @@
 //! The derived indexes of the state: queue ids by name, each queue's order
-//! and its split by project, lease expiries, in-flight and per-run counts.
+//! and its split by project, lease expiries, in-flight and per-run counts,
+//! finished tasks by the time they finished.
 //! Apply keeps them in step with the records through these functions.
 //!
 //! **Architecture Invariant:** an index holds nothing that the records do not
@@ -78,6 +79,12 @@ impl State {
             if task.state.in_flight() {
                 self.lease_expiry.insert((expires, task.id));
             }
+        }
+        if let Some(at_ms) = task.finished_ms() {
+            self.finished
+                .entry(task.queue)
+                .or_default()
+                .insert((at_ms, task.id));
         }
         self.count(&task, true);
         self.next_task_id = self.next_task_id.max(task.id + 1);

@@ -37,6 +37,8 @@ impl State {
             "per-run counts"
         );
         self.check_orders(&rebuilt);
+        assert_eq!(rebuilt.finished, self.finished, "finished tasks index");
+        self.check_retention();
         if let Some((&max_id, _)) = self.tasks.last_key_value() {
             assert!(self.next_task_id > max_id, "task ids only grow");
         }

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::history::{Entity, History, Row, Settings};
 use super::order::QueueOrder;
+use super::retention::{OrgRetention, QueueRetention};
 use super::spec::{QueueSpec, QueueState, Resources};
 use super::worker::Worker;
 use super::{CompactString, IdempotencyRecord, Pool, Project, Queue, Task, TaskBody, Token};
@@ -28,6 +29,7 @@ mod pools;
 mod projects;
 mod queries;
 mod queues;
+mod retention;
 mod tasks;
 mod tokens;
 
@@ -37,6 +39,9 @@ pub(crate) mod tests;
 mod workers;
 
 pub(crate) use index::run_key;
+
+#[cfg(test)]
+pub(crate) use apply::CHECK_EACH_APPLY;
 
 /// The name of the queue that always exists.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -71,6 +76,10 @@ pub enum Key {
     Token(String),
     /// A queue's cumulative counters, by queue id.
     QueueCounters(u64),
+    /// The organisation's retention.
+    OrgRetention,
+    /// A queue's own retention rules, by queue id.
+    QueueRetention(u64),
     /// A closed bucket of the history, which the state does not keep: the
     /// key carries the row. Before [`Key::HistoryExpire`] in the order, so
     /// that a batch writes a row before it drops expired ones.
@@ -133,6 +142,10 @@ pub struct State {
     workers: BTreeMap<String, Worker>,
     /// Access tokens by name.
     tokens: BTreeMap<String, Token>,
+    /// How long finished tasks and lost workers are kept.
+    retention: OrgRetention,
+    /// Queues' own retention rules, by queue id (none: the organisation's).
+    queue_retention: BTreeMap<u64, QueueRetention>,
     /// Derived: queue ids by name.
     queue_ids: BTreeMap<String, u64>,
     /// Derived: the queued tasks of each queue, in order (O(log n) positions).
@@ -147,6 +160,10 @@ pub struct State {
     queued_per_run: BTreeMap<(CompactString, CompactString), u64>,
     /// Derived: idempotency keys by first use, for expiry.
     idempotency_by_time: BTreeSet<(u64, String)>,
+    /// Derived: the finished tasks of each queue id (a deleted queue's
+    /// too), as (finished time, id), oldest first: what a collect removes,
+    /// in O(log n) a task.
+    finished: BTreeMap<u64, BTreeSet<(u64, u64)>>,
     /// The metrics history's tracks and the per-queue counters.
     history: History,
 }
@@ -172,6 +189,8 @@ impl State {
             projects: BTreeMap::new(),
             workers: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            retention: OrgRetention::default(),
+            queue_retention: BTreeMap::new(),
             tasks: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             queue_ids: BTreeMap::new(),
@@ -181,6 +200,7 @@ impl State {
             in_flight: BTreeMap::new(),
             queued_per_run: BTreeMap::new(),
             idempotency_by_time: BTreeSet::new(),
+            finished: BTreeMap::new(),
             history: History::new(Settings::default()),
         };
         state.pools.insert(

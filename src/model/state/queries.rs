@@ -125,6 +125,11 @@ impl State {
         self.idempotency.get(key)
     }
 
+    /// How many idempotency keys are remembered.
+    pub fn idempotency_count(&self) -> usize {
+        self.idempotency.len()
+    }
+
     /// Number of queued tasks in a queue.
     pub fn queued(&self, queue: u64) -> usize {
         self.pending.get(&queue).map_or(0, QueueOrder::len)

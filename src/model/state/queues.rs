@@ -191,6 +191,7 @@ impl State {
                     self.pending.remove(&id);
                     changed.push(Key::Queue(id));
                     self.forget_counters(id, changed);
+                    self.forget_queue_retention(id, changed);
                 }
             }
         }

@@ -199,6 +199,10 @@ impl State {
     ) {
         let now = self.clock_ms;
         let task = self.tasks.get_mut(&id).expect("task exists");
+        debug_assert!(
+            !task.state.terminal(),
+            "a finished task never changes state"
+        );
         super::index::count(&mut self.in_flight, &mut self.queued_per_run, task, false);
         let left_queue = task.state == TaskState::Queued && to != TaskState::Queued;
         if left_queue {
@@ -215,6 +219,9 @@ impl State {
         record(task, now, self.log_index, actor, reason);
         super::index::count(&mut self.in_flight, &mut self.queued_per_run, task, true);
         let queue = task.queue;
+        if let Some(at_ms) = task.finished_ms() {
+            self.finished.entry(queue).or_default().insert((at_ms, id));
+        }
         if left_queue {
             let (project, rank) = (task.project.clone(), task.rank);
             self.unindex_project(queue, &project, id, rank);

@@ -172,14 +172,14 @@ impl State {
     /// The ids, of the (task id, fencing token) leases a worker says it
     /// holds, whose lease this replica knows to be over
     /// ([`LeaseView::Over`]), in the order given: what a heartbeat tells the
-    /// worker to stop. A lease not yet applied here, or a task unknown here,
-    /// is not revoked.
+    /// worker to stop. A lease not yet applied here, or a task not yet
+    /// submitted here, is not revoked; a task that existed and is gone (the
+    /// retention collected it, finished) is.
     pub fn revoked(&self, held: impl IntoIterator<Item = (u64, u64)>) -> Vec<u64> {
         held.into_iter()
-            .filter(|&(id, token)| {
-                self.tasks
-                    .get(&id)
-                    .is_some_and(|t| t.lease_view(token) == LeaseView::Over)
+            .filter(|&(id, token)| match self.tasks.get(&id) {
+                Some(t) => t.lease_view(token) == LeaseView::Over,
+                None => id < self.next_task_id,
             })
             .map(|(id, _)| id)
             .collect()
@@ -325,7 +325,7 @@ impl State {
     /// Puts an in-flight task back at the front of its queue (or, if its
     /// queue is gone, fails it). `counts` says whether the attempt it used
     /// counts against its max attempts.
-    fn requeue_front(
+    pub(super) fn requeue_front(
         &mut self,
         id: u64,
         actor: &str,

@@ -69,8 +69,66 @@ pub fn validate_write(write: &Write) -> Result<(), ModelError> {
             ttl_ms,
             ..
         } => create_token(name, *role, projects, pools, secret_sha256, *ttl_ms),
-        Op::RevokeToken { name } => validate::name("name", name),
+        Op::RevokeToken { name } | Op::RemoveWorker { name, .. } => validate::name("name", name),
+        Op::SetRetention {
+            age_ms,
+            count,
+            lost_worker_ttl_ms,
+        } => set_retention(*age_ms, *count, *lost_worker_ttl_ms),
+        Op::SetQueueRetention {
+            name,
+            age_ms,
+            count,
+        } => set_queue_retention(name, *age_ms, *count),
+        Op::CollectExpired => Ok(()),
     }
+}
+
+/// The organisation's retention: at least one rule, ages within
+/// [`limits::RETENTION_AGE_MAX_MS`] (0 turns a rule off).
+fn set_retention(
+    age_ms: Option<u64>,
+    count: Option<u64>,
+    lost_worker_ttl_ms: Option<u64>,
+) -> Result<(), ModelError> {
+    if age_ms.is_none() && count.is_none() && lost_worker_ttl_ms.is_none() {
+        return Err(nothing_to_change());
+    }
+    for (field, ms) in [
+        ("age_ms", age_ms),
+        ("lost_worker_ttl_ms", lost_worker_ttl_ms),
+    ] {
+        if ms.is_some_and(|ms| ms > limits::RETENTION_AGE_MAX_MS) {
+            return Err(ModelError::invalid(
+                field,
+                format!(
+                    "{} ms is over the limit of {} ms (ten years); 0 turns the rule off",
+                    ms.unwrap_or_default(),
+                    limits::RETENTION_AGE_MAX_MS
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A queue's own rules: its name, and at least one rule changed.
+fn set_queue_retention(
+    name: &str,
+    age_ms: Option<Option<u64>>,
+    count: Option<Option<u64>>,
+) -> Result<(), ModelError> {
+    validate::name("name", name)?;
+    // `Some(None)`, back to the organisation's rule, is a change.
+    let own = |rule: Option<Option<u64>>| rule.map(|r| r.unwrap_or(0));
+    set_retention(own(age_ms), own(count), None)
+}
+
+fn nothing_to_change() -> ModelError {
+    ModelError::invalid(
+        "retention",
+        "names no rule to change; give an age, a count or a lost-worker TTL",
+    )
 }
 
 /// A token's name, its scope for its role, a digest of the right size and

@@ -5,7 +5,7 @@
 //! `dispatch` (priority, fairness, runs, against a brute-force `reference`),
 //! and `properties` (invariants, determinism and reloads over random
 //! commands). `harness` and `steps` drive random states for the dispatch and
-//! lease properties.
+//! lease properties. `retention` tests the collect, over `steady` work.
 
 mod apply;
 mod clears;
@@ -17,6 +17,8 @@ mod projects;
 mod properties;
 mod queues;
 mod reference;
+mod retention;
+pub(crate) mod steady;
 mod steps;
 mod tasks;
 mod tokens;

@@ -10,7 +10,7 @@ use super::harness::for_seeds;
 use super::steps::run_random;
 use super::{batch, cmd};
 use crate::model::state::{Key, State};
-use crate::model::{MoveTo, NewTask, Op, ProjectSettings, Write};
+use crate::model::{MoveTo, NewTask, Op, ProjectSettings, Reply, Write};
 
 /// One random command over a small universe of names, so that commands
 /// collide: every op kind, valid and invalid.
@@ -200,9 +200,35 @@ pub(crate) fn random_op(rng: &mut StdRng, state: &State) -> Op {
             tasks: (0..rng.random_range(1..5)).map(|_| new_task(rng)).collect(),
         },
         39 => random_token_op(rng, project, pool),
+        40 => random_retention_op(rng, queue),
         _ => Op::SubmitTasks {
             tasks: vec![new_task(rng)],
         },
+    }
+}
+
+/// Retention rules short enough to let go within a random sequence (which
+/// advances a second a command), a collect, or a worker's removal.
+fn random_retention_op(rng: &mut StdRng, queue: String) -> Op {
+    let age = |rng: &mut StdRng| rng.random_range(0..4) * 20_000;
+    match rng.random_range(0..6) {
+        0 => Op::SetRetention {
+            age_ms: rng.random_bool(0.7).then(|| age(rng)),
+            count: rng.random_bool(0.5).then(|| rng.random_range(0..5)),
+            lost_worker_ttl_ms: Some(age(rng)),
+        },
+        1 => Op::SetQueueRetention {
+            name: queue,
+            age_ms: rng
+                .random_bool(0.7)
+                .then(|| rng.random_bool(0.8).then(|| age(rng))),
+            count: Some(rng.random_bool(0.8).then(|| rng.random_range(0..5))),
+        },
+        2 => Op::RemoveWorker {
+            name: format!("w{}", rng.random_range(0..3)),
+            force: rng.random_bool(0.5),
+        },
+        _ => Op::CollectExpired,
     }
 }
 
@@ -271,7 +297,17 @@ fn reload(a: &State, changed: &[Key]) -> State {
             }
             Key::Pool(n) => reloaded.load_pool(a.pool(&n).unwrap().clone()),
             Key::Project(n) => reloaded.load_project(a.project(&n).unwrap().clone()),
-            Key::Task(id) => reloaded.load_task(a.task(id).unwrap().clone()),
+            Key::Task(id) => {
+                if let Some(t) = a.task(id) {
+                    reloaded.load_task(t.clone())
+                }
+            }
+            Key::OrgRetention => reloaded.load_org_retention(*a.retention()),
+            Key::QueueRetention(id) => {
+                if let Some(own) = a.queue_retention(id) {
+                    reloaded.load_queue_retention(*own)
+                }
+            }
             Key::Idempotency(first_ms, k) => {
                 if let Some(r) = a.idempotency(&k).filter(|r| r.first_ms == first_ms) {
                     reloaded.load_idempotency(r.clone())
@@ -325,6 +361,7 @@ fn model_part(s: &State) -> State {
 fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
     let mut succeeded = std::collections::BTreeSet::new();
     let mut refused = 0u64;
+    let mut collected = 0u64;
     for seed in 0..200u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut run = |rng: &mut StdRng| {
@@ -350,6 +387,9 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
                 let r = s.apply(&c, &mut changed);
                 if r.result.is_ok() && !r.replayed {
                     succeeded.insert(c.to_string().split(' ').next().unwrap().to_string());
+                }
+                if let Ok(Reply::Collected { tasks, .. }) = r.result {
+                    collected += tasks;
                 }
                 if r.result.is_err() {
                     assert!(model_part(&s) == before, "refused {c} changed the model");
@@ -396,6 +436,10 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
         "update-project",
         "report-progress",
         "batch",
+        "set-retention",
+        "set-queue-retention",
+        "collect-expired",
+        "remove-worker",
     ];
     for kind in kinds {
         assert!(
@@ -404,6 +448,7 @@ fn random_sequences_keep_invariants_are_deterministic_and_reload_equal() {
         );
     }
     assert!(refused > 1000, "only {refused} refusals");
+    assert!(collected > 20, "collects removed only {collected} tasks");
 }
 
 #[test]
