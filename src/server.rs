@@ -61,9 +61,13 @@ pub async fn run(config: NodeConfig, init: bool) -> Result<(), String> {
     let observer = Observer::start(node.clone(), config.data_dir.clone()).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watch = api::watch_server(node.clone(), &config.watch, stop_rx.clone());
+    // Its own peer connections: the relays of task logs are long streams.
+    let from = config.peer_listen.as_deref().unwrap_or(&config.listen);
+    let network = crate::raft::PeerNetwork::new(from, tls.clone());
     let services = Services {
         node: node.clone(),
         hub,
+        logs: api::Logs::new(node.clone(), network, stop_rx.clone()),
         observer: observer.clone(),
         watch,
         tls,
@@ -186,6 +190,8 @@ impl Listeners {
 struct Services {
     node: Arc<RaftNode>,
     hub: Arc<WorkerHub>,
+    /// Task logs: the worker streams open here, and the relays.
+    logs: Arc<api::Logs>,
     observer: Arc<Observer>,
     watch: WatchServer<api::WatchApi>,
     /// `None`: plaintext (an insecure node).
@@ -216,6 +222,7 @@ impl Services {
         let mut grpc = RoutesBuilder::default();
         if !split {
             grpc.add_service(peers.clone());
+            grpc.add_service(self.relay_service());
         }
         self.add_api(&mut grpc)?;
         let routes = grpc
@@ -253,7 +260,8 @@ impl Services {
         let Some(peer_listener) = listeners.peer else {
             return Ok(client);
         };
-        let peer = self.serve_peers(peers, peer_listener, stopped());
+        let relay = self.relay_service();
+        let peer = self.serve_peers(peers, relay, peer_listener, stopped());
         Ok(futures::future::try_join(client, peer)
             .map(|r| r.map(|_| ()))
             .boxed())
@@ -264,13 +272,15 @@ impl Services {
     fn serve_peers(
         &self,
         peers: PeerServer,
+        relay: RelayServer,
         listener: TcpListener,
         stopped: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Serving {
         let router = Server::builder()
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .layer(self.observer.rpc_layer())
-            .add_service(peers);
+            .add_service(peers)
+            .add_service(relay);
         match self.tls.clone() {
             None => router
                 .serve_with_incoming_shutdown(plain(listener), stopped)
@@ -296,6 +306,14 @@ impl Services {
         InterceptedService::new(server, gate)
     }
 
+    /// The relay of task logs between nodes, behind the same gate.
+    fn relay_service(&self) -> RelayServer {
+        let gate = PeerGate {
+            tls: self.tls.clone(),
+        };
+        InterceptedService::new(api::log_relay_server(self.logs.clone()), gate)
+    }
+
     fn add_api(&self, grpc: &mut RoutesBuilder) -> Result<(), String> {
         let node = &self.node;
         grpc.add_service(api::cluster_server(node.clone(), self.hub.clone()))
@@ -304,9 +322,13 @@ impl Services {
             .add_service(api::queues_server(node.clone()))
             .add_service(api::projects_server(node.clone()))
             .add_service(api::config_server(node.clone()))
-            .add_service(api::workers_server(node.clone(), self.hub.clone()))
+            .add_service(api::workers_server(
+                node.clone(),
+                self.hub.clone(),
+                self.logs.clone(),
+            ))
             .add_service(api::tokens_server(node.clone()))
-            .add_service(api::tasks_server(node.clone()))
+            .add_service(api::tasks_server(node.clone(), self.logs.clone()))
             .add_service(self.watch.clone())
             .add_service(self.observer.health().service());
         add_reflection(grpc)
@@ -314,6 +336,10 @@ impl Services {
 }
 
 type PeerServer = InterceptedService<RaftPeerServer<PeerService>, PeerGate>;
+type RelayServer = InterceptedService<
+    crate::proto::raft::log_relay_server::LogRelayServer<api::RelayApi>,
+    PeerGate,
+>;
 
 /// A plaintext listener's connections, Nagle off on each: a small reply (a
 /// heartbeat's ack, a read's answer) must not wait for the peer's delayed

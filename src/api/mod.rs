@@ -8,6 +8,7 @@ pub mod auth;
 mod cluster;
 mod convert;
 mod error;
+mod logs;
 mod metrics;
 mod pools;
 mod projects;
@@ -31,6 +32,7 @@ use crate::proto::v1::WriteMeta;
 use crate::raft::RaftNode;
 use crate::wire::CLIENT_MESSAGE_MAX_BYTES;
 
+pub use logs::{log_relay_server, Logs, RelayApi};
 pub use watch::{watch_server, WatchApi};
 
 pub fn cluster_server(
@@ -68,8 +70,9 @@ pub fn queues_server(node: Arc<RaftNode>) -> QueuesServer<queues::QueuesApi> {
 pub fn workers_server(
     node: Arc<RaftNode>,
     hub: Arc<crate::duties::WorkerHub>,
+    logs: Arc<Logs>,
 ) -> crate::proto::v1::workers_server::WorkersServer<workers::WorkersApi> {
-    crate::proto::v1::workers_server::WorkersServer::new(workers::WorkersApi { node, hub })
+    crate::proto::v1::workers_server::WorkersServer::new(workers::WorkersApi { node, hub, logs })
         .max_decoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
         .max_encoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
 }
@@ -80,8 +83,8 @@ pub fn tokens_server(
     crate::proto::v1::tokens_server::TokensServer::new(tokens::TokensApi { node })
 }
 
-pub fn tasks_server(node: Arc<RaftNode>) -> TasksServer<tasks::TasksApi> {
-    TasksServer::new(tasks::TasksApi { node })
+pub fn tasks_server(node: Arc<RaftNode>, logs: Arc<Logs>) -> TasksServer<tasks::TasksApi> {
+    TasksServer::new(tasks::TasksApi { node, logs })
         .max_decoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
         .max_encoding_message_size(CLIENT_MESSAGE_MAX_BYTES)
 }

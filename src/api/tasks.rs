@@ -21,7 +21,13 @@ const BODY_WAIT: Duration = Duration::from_secs(1);
 
 pub struct TasksApi {
     pub(super) node: Arc<RaftNode>,
+    pub(super) logs: Arc<super::logs::Logs>,
 }
+
+/// A task log as `TaskLogs` sends it.
+type LogChunks = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::TaskLogsChunk, Status>> + Send + 'static>,
+>;
 
 impl TasksApi {
     /// Proposes a change to one task and answers with the task after it.
@@ -111,6 +117,18 @@ fn submit_write(req: pb::SubmitTaskRequest) -> Result<Write, Status> {
 
 #[tonic::async_trait]
 impl Tasks for TasksApi {
+    type TaskLogsStream = LogChunks;
+
+    async fn task_logs(
+        &self,
+        req: Request<pb::TaskLogsRequest>,
+    ) -> Result<Response<LogChunks>, Status> {
+        use futures::StreamExt;
+        let chunks = self.logs.task_logs(req.into_inner()).await?;
+        let chunks = chunks.map(|c| c.map(|data| pb::TaskLogsChunk { data }));
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
     async fn submit_task(
         &self,
         req: Request<pb::SubmitTaskRequest>,

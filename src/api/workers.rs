@@ -25,6 +25,7 @@ const LEASE_WAIT_MAX: Duration = Duration::from_secs(60);
 pub struct WorkersApi {
     pub(super) node: Arc<RaftNode>,
     pub(super) hub: Arc<WorkerHub>,
+    pub(super) logs: Arc<super::logs::Logs>,
 }
 
 impl WorkersApi {
@@ -113,6 +114,18 @@ impl WorkersApi {
 
 #[tonic::async_trait]
 impl Workers for WorkersApi {
+    type ServeLogsStream = super::logs::AskStream;
+
+    async fn serve_logs(
+        &self,
+        req: Request<tonic::Streaming<pb::LogUpload>>,
+    ) -> Result<Response<Self::ServeLogsStream>, Status> {
+        self.logs
+            .serve_logs(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn register_worker(
         &self,
         req: Request<pb::RegisterWorkerRequest>,

@@ -6,6 +6,7 @@
 
 mod batch;
 pub mod credentials;
+mod logs;
 pub mod metrics;
 mod projects;
 mod retry;

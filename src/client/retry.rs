@@ -196,7 +196,7 @@ impl Client {
             .len()
     }
 
-    fn pick(&self) -> (usize, String, Channel) {
+    pub(super) fn pick(&self) -> (usize, String, Channel) {
         let eps = self.inner.endpoints.lock().expect("endpoints poisoned");
         let i = self.inner.preferred.load(Ordering::Relaxed) % eps.len();
         (i, eps[i].0.clone(), eps[i].1.clone())
@@ -209,7 +209,7 @@ impl Client {
         self.advance(self.inner.preferred.load(Ordering::Relaxed) % n);
     }
 
-    fn advance(&self, from: usize) {
+    pub(super) fn advance(&self, from: usize) {
         let n = self.len();
         let _ = self.inner.preferred.compare_exchange(
             from,

@@ -2,7 +2,8 @@
 //! Lease for as many tasks as it has free slots, runs each leased task as a
 //! child process (`run.rs`), and heartbeats the tasks it holds with the
 //! machine's usage (`heartbeat.rs`, `usage.rs`, `gpus.rs`). Each task that
-//! asks for GPUs is given its own (`assign.rs`).
+//! asks for GPUs is given its own (`assign.rs`). It serves its tasks' log
+//! files to the cluster over one stream (`logs.rs`).
 //!
 //! Its life has three phases. `Running` leases and runs. The first SIGTERM
 //! (or Ctrl-C) moves to `Draining`: no new leases, running tasks finish and
@@ -18,6 +19,7 @@ mod assign;
 mod cgroup;
 mod gpus;
 mod heartbeat;
+mod logs;
 pub mod output;
 pub mod process;
 mod run;
@@ -111,6 +113,8 @@ pub enum Stop {
 /// A task the agent holds a lease on.
 struct Held {
     token: u64,
+    /// Which attempt of the task this lease runs (its log file's name).
+    attempt: u32,
     progress: Arc<Progress>,
     stop: Arc<watch::Sender<Stop>>,
 }
@@ -164,6 +168,13 @@ impl Agent {
                 iteration: h.progress.get(),
             })
             .collect()
+    }
+
+    /// Whether attempt `attempt` of task `id` is held (its runner may still
+    /// write its log).
+    fn runs(&self, id: u64, attempt: u32) -> bool {
+        let held = self.held.lock().expect("held poisoned");
+        held.get(&id).is_some_and(|h| h.attempt == attempt)
     }
 
     /// Tells the runner of task `id` to stop if it still holds `token`.
@@ -283,10 +294,12 @@ async fn serve(agent: Arc<Agent>, sampler: usage::UsageSampler) -> Result<(), Ag
         _ = agent.reached(Phase::Draining) => return Ok(()),
     }
     let beats = tokio::spawn(heartbeat::run(agent.clone(), sampler));
+    let logs = tokio::spawn(logs::run(agent.clone()));
     let mut runners = JoinSet::new();
     lease_loop(&agent, &mut runners).await;
     finish(&agent, &mut runners).await;
     beats.abort();
+    logs.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -351,6 +364,7 @@ fn take(agent: &Arc<Agent>, runners: &mut JoinSet<()>, lease: Lease) {
         id,
         Held {
             token,
+            attempt: task.attempt,
             progress: progress.clone(),
             stop: stop.clone(),
         },

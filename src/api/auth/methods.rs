@@ -52,13 +52,13 @@ pub fn permission_of(path: &str) -> Access {
             | "ClearQueue" | "DeleteQueue" | "SetQueueRetention",
         ) => needs(ManageQueues),
         ("Tasks", "SubmitTask" | "SubmitTasks" | "SubmitEach") => needs(SubmitTasks),
-        ("Tasks", "GetTask" | "ListTasks") => needs(Read),
+        ("Tasks", "GetTask" | "ListTasks" | "TaskLogs") => needs(Read),
         ("Tasks", "CancelTask" | "DequeueTask" | "MoveTask") => needs(ManageTasks),
         ("Workers", "GetWorker" | "ListWorkers") => needs(Read),
         (
             "Workers",
             "RegisterWorker" | "Lease" | "Heartbeat" | "StartTask" | "ReportProgress"
-            | "CompleteTask" | "CompleteEach" | "ReleaseTask",
+            | "CompleteTask" | "CompleteEach" | "ReleaseTask" | "ServeLogs",
         ) => needs(Work),
         ("Workers", "RemoveWorker") => needs(Admin),
         ("Metrics", _) | ("Watch", _) => needs(Read),
