@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 pub mod context;
 mod edit;
+mod logs;
 mod metrics;
 mod output;
 mod pool;

@@ -29,6 +29,17 @@ pub enum TaskCmd {
         #[arg(long, short = 'w')]
         watch: bool,
     },
+    /// Print a task's output from any machine: the worker that ran it
+    /// serves its log file through the cluster. Raw bytes to stdout; with
+    /// `-o json`, JSON lines `{"data": "..."}` cut at line ends. Exit 7 when
+    /// the task has not run yet or its worker is not connected (its output
+    /// is then only on that machine, in its log dir).
+    #[command(after_help = "Examples:
+  laneq task logs 42                 the latest attempt's output so far
+  laneq task logs 42 -f              and what it writes, until its run ends
+  laneq task logs 42 --tail 20 -f    the last 20 lines, then follow
+  laneq task logs 42 --attempt 1     the first attempt's output (on its worker)")]
+    Logs(super::logs::LogsArgs),
     /// List tasks, newest last. With --queue and no --state, the queued
     /// tasks of that queue in queue order (the next to run first).
     List(ListArgs),
@@ -289,6 +300,7 @@ pub async fn run(g: &GlobalArgs, cmd: TaskCmd) -> Result<(), Failure> {
             }
         }
         TaskCmd::List(args) => list(g, &client, args).await?,
+        TaskCmd::Logs(args) => return super::logs::run(g, args).await,
         TaskCmd::Cancel { id, reason } => {
             let t = client.cancel_task(id, &reason).await?;
             match g.output {

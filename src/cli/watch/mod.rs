@@ -64,7 +64,7 @@ async fn each<E>(
 /// Prints one JSON object on a line of its own (stdout is flushed at each
 /// newline). Once stdout is closed (`laneq ... --watch | head -3`), the
 /// watch is over: the process exits 0 (where `println!` would panic).
-fn json_line(value: &serde_json::Value) {
+pub(super) fn json_line(value: &serde_json::Value) {
     use std::io::Write;
     if writeln!(std::io::stdout().lock(), "{value}").is_err() {
         std::process::exit(0);

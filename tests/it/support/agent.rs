@@ -36,10 +36,27 @@ impl Agent {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn(c.command(), dir, name, slots, queues, args, env)
+    }
+
+    /// An agent that knows node `node` only, so that it talks to that one.
+    pub fn start_via(c: &Cluster, dir: &Path, name: &str, node: u64) -> Self {
+        let command = c.command_on(&[c.addr(node)]);
+        Self::spawn(command, dir, name, 1, &["default"], &[], &[])
+    }
+
+    fn spawn(
+        mut command: std::process::Command,
+        dir: &Path,
+        name: &str,
+        slots: u32,
+        queues: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("{name}.agent.log"));
         let out = fs::File::create(&log).unwrap();
-        let child = c
-            .command()
+        let child = command
             .args(["worker", "run", "--name", name])
             .args(queues.iter().flat_map(|q| ["--queue", q]))
             .args(["--slots", &slots.to_string()])

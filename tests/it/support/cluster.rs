@@ -469,8 +469,13 @@ impl Cluster {
     /// secure cluster, and a client config of the test's own: never the
     /// user's contexts or token.
     pub fn command(&self) -> Command {
+        self.command_on(&self.endpoints())
+    }
+
+    /// [`Cluster::command`] pointed at `endpoints` only.
+    pub fn command_on(&self, endpoints: &[String]) -> Command {
         let mut c = Command::new(BIN);
-        c.args(["--endpoints", &self.endpoints().join(",")])
+        c.args(["--endpoints", &endpoints.join(",")])
             .env("LANEQ_CONFIG", self.dir.path().join("client.toml"));
         for v in [
             "LANEQ_TOKEN",

@@ -8,6 +8,7 @@
 //! outcome: each polls for it.
 
 mod gpus;
+mod logs;
 mod runs;
 mod views;
 
