@@ -8,6 +8,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::StreamExt;
 use laneq::client::{Client, ClientOptions, Credentials, ReadConsistency, TaskFilter};
 use laneq::proto::v1::{ProjectSettings, SubmitTaskRequest, TaskSpec, WriteMeta};
 use prost::Message;
@@ -49,8 +50,8 @@ fn public_methods() -> Vec<String> {
 }
 
 /// What the spec gives each role, written out apart from the server's own
-/// table: a read is a Get, List or Watch, the metrics, the membership and a
-/// node's status; tokens are the admin's alone.
+/// table: a read is a Get, List or Watch, the metrics, the membership, a
+/// node's status and a task's logs; tokens are the admin's alone.
 fn allowed(role: &str, path: &str) -> bool {
     let method = path.rsplit('/').next().unwrap();
     let service = path
@@ -62,7 +63,7 @@ fn allowed(role: &str, path: &str) -> bool {
         .iter()
         .any(|p| method.starts_with(p))
         || service == "Metrics"
-        || matches!(method, "Membership" | "NodeStatus")
+        || matches!(method, "Membership" | "NodeStatus" | "TaskLogs")
         || (service == "Watch");
     let task_writes = matches!(
         method,
@@ -323,6 +324,21 @@ async fn bound_roles_act_only_on_their_projects_and_pools() {
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
     let e = worker.submit(spec("ml"), None).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    // A worker's log stream only for a worker of its pools.
+    let hello = laneq::proto::v1::LogUpload {
+        worker: "w-default".into(),
+        ..Default::default()
+    };
+    let e = worker
+        .serve_logs(futures::stream::iter([hello]).chain(futures::stream::pending()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("pool \"default\""), "{e}");
+    // A submitter reads the logs of any task, as it reads the tasks.
+    let mut logs = Box::pin(sub.task_logs(web, 0, false, 0));
+    let e = logs.next().await.unwrap().unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     assert_eq!(
         everything(&admin).await,
         before,
