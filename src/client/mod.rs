@@ -6,7 +6,6 @@
 
 mod batch;
 pub mod credentials;
-mod logs;
 pub mod metrics;
 mod projects;
 mod retry;

@@ -129,3 +129,37 @@ impl Client {
         required(resp.task, "move_task", "task")
     }
 }
+
+/// Task logs: a task's output as a stream of bytes from any node.
+impl Client {
+    /// Task `id`'s output (its latest attempt when `attempt` is 0), its
+    /// last `tail_lines` lines (0: all) and, with `follow`, what it writes
+    /// until its run ends. Chunks are raw bytes, cut anywhere. Opening goes
+    /// through the retry loop; a stream that breaks ends with its error.
+    pub fn task_logs(
+        &self,
+        id: u64,
+        attempt: u32,
+        follow: bool,
+        tail_lines: u64,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>, ClientError>> + Send + 'static {
+        let req = TaskLogsRequest {
+            id,
+            attempt,
+            follow,
+            tail_lines,
+        };
+        let client = self.clone();
+        let open = async move {
+            // The node may ask its peers in turn: the whole deadline.
+            client.unary_long(req, TasksClient::task_logs).await
+        };
+        use futures::StreamExt;
+        futures::stream::once(open).flat_map(|opened| match opened {
+            Ok(chunks) => chunks
+                .map(|c| c.map(|c| c.data).map_err(ClientError::Status))
+                .boxed(),
+            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+        })
+    }
+}

@@ -202,3 +202,27 @@ impl Client {
         Ok(resp.workers)
     }
 }
+
+/// The worker agent's side of `Workers.ServeLogs`: the one stream over
+/// which the cluster asks it for its tasks' logs.
+impl Client {
+    /// Opens a worker's `ServeLogs` stream on the node tried first (the
+    /// next one after a failure): `uploads` starts with the message that
+    /// names the worker. One attempt, no retry: the agent reconnects.
+    pub async fn serve_logs(
+        &self,
+        uploads: impl futures::Stream<Item = LogUpload> + Send + 'static,
+    ) -> Result<tonic::Streaming<LogAsk>, ClientError> {
+        let (index, addr, channel) = self.pick();
+        let mut workers: WorkersClient<_> =
+            super::retry::Service::connect(channel, self.inner.credentials.clone());
+        match workers.serve_logs(uploads).await {
+            Ok(asks) => Ok(asks.into_inner()),
+            Err(status) => {
+                self.advance(index);
+                tracing::debug!(node = addr, error = %status, "log stream refused");
+                Err(ClientError::Status(status))
+            }
+        }
+    }
+}
