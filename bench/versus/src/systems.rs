@@ -133,18 +133,21 @@ impl Cluster {
     pub async fn laneq_secured(bin: &Path, name: &str, extra: &str, security: Security) -> Cluster {
         let dir = cluster_dir("laneq");
         let certs = dir.path().join("certs");
-        let transport = match security {
-            Security::Off => "insecure = true\n".to_string(),
+        // A top-level key (before `extra`, whose tables would take it in)
+        // or a table of its own (after it).
+        let (top, tls) = match security {
+            Security::Off => ("insecure = true\n", String::new()),
             Security::On => {
                 make_certs(bin, &certs);
                 let f = |n: &str| certs.join(n).display().to_string();
-                format!(
+                let table = format!(
                     "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\npeer_ca = \"{}\"\nclient_ca = \"{}\"\n",
                     f("node-ID.pem"),
                     f("node-ID.key"),
                     f("cluster-ca.pem"),
                     f("client-ca.pem")
-                )
+                );
+                ("", table)
             }
         };
         let addrs: Vec<String> = (0..3)
@@ -157,8 +160,9 @@ impl Cluster {
                 "id = {id}\ncluster = \"bench\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
                 dir.path().join(format!("node{id}")).display()
             );
+            text += top;
             text += extra;
-            text += &transport.replace("node-ID", &format!("node-{id}"));
+            text += &tls.replace("node-ID", &format!("node-{id}"));
             for (j, peer) in addrs.iter().enumerate() {
                 text += &format!("\n[[peers]]\nid = {}\naddr = \"{peer}\"\n", j + 1);
             }
