@@ -199,7 +199,7 @@ pub fn task_json(t: &Task, full: bool) -> serde_json::Value {
         "finished_ms": t.finished_ms,
         "iteration": t.iteration,
         "exit_code": t.exit_code,
-        "gpus": t.gpus.iter().map(|g| json!({"index": g.index, "uuid": g.uuid})).collect::<Vec<_>>(),
+        "gpus": gpus_json(t),
         "idempotency_key": t.idempotency_key,
         "created_ms": t.created_ms,
         "updated_ms": t.updated_ms,
@@ -217,8 +217,15 @@ pub fn task_json(t: &Task, full: bool) -> serde_json::Value {
     v
 }
 
+/// The GPUs of its run as JSON: `[{"index": 0, "uuid": "GPU-8f3c..."}]`.
+pub fn gpus_json(t: &Task) -> serde_json::Value {
+    (t.gpus.iter())
+        .map(|g| json!({"index": g.index, "uuid": g.uuid}))
+        .collect()
+}
+
 /// The GPUs of its run, as `0 (GPU-8f3c...), 2 (GPU-...)`; `-` for none.
-pub fn gpus_text(t: &Task) -> String {
+fn gpus_text(t: &Task) -> String {
     let each: Vec<String> = (t.gpus.iter())
         .map(|g| format!("{} ({})", g.index, g.uuid))
         .collect();

@@ -262,7 +262,7 @@ fn held_json(t: &Task) -> serde_json::Value {
         "iteration": t.iteration,
         "started_ms": t.started_ms,
         "runtime_ms": runtime_ms,
-        "gpus": t.gpus.iter().map(|g| json!({"index": g.index, "uuid": g.uuid})).collect::<Vec<_>>(),
+        "gpus": super::task::gpus_json(t),
         "name": t.name,
     })
 }
