@@ -1,4 +1,5 @@
-//! `laneq.v1.Cluster`: init, membership changes, leader transfer, status.
+//! `laneq.v1.Cluster`: init, membership changes, leader transfer, status,
+//! and snapshots for backup (in `backup`).
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ pub struct ClusterApi {
     pub(super) node: Arc<RaftNode>,
     /// For the lease polls waiting in the node's status.
     pub(super) hub: Arc<WorkerHub>,
+    /// One snapshot save at a time (see `backup`).
+    pub(super) saving: Arc<tokio::sync::Semaphore>,
 }
 
 fn members(node: &RaftNode) -> Vec<pb::Member> {
@@ -190,5 +193,16 @@ impl Cluster for ClusterApi {
             cluster: self.node.cluster.clone(),
             lease_polls_waiting: self.hub.reservations.polls_waiting(),
         }))
+    }
+
+    type SaveSnapshotStream = super::backup::SnapshotStream;
+
+    async fn save_snapshot(
+        &self,
+        _req: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        super::backup::save_snapshot(self.node.clone(), self.saving.clone())
+            .await
+            .map(Response::new)
     }
 }

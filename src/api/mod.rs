@@ -5,6 +5,7 @@
 //! change goes through `RaftNode::write`, so through the log.
 
 pub mod auth;
+mod backup;
 mod cluster;
 mod convert;
 mod error;
@@ -39,7 +40,11 @@ pub fn cluster_server(
     node: Arc<RaftNode>,
     hub: Arc<crate::duties::WorkerHub>,
 ) -> ClusterServer<cluster::ClusterApi> {
-    ClusterServer::new(cluster::ClusterApi { node, hub })
+    ClusterServer::new(cluster::ClusterApi {
+        node,
+        hub,
+        saving: Arc::new(tokio::sync::Semaphore::new(1)),
+    })
 }
 
 pub fn metrics_server(

@@ -47,6 +47,10 @@ pub enum ClusterCmd {
         #[arg(long, default_value_t = HEALTH_MAX_LAG_DEFAULT, value_name = "ENTRIES")]
         max_lag: u64,
     },
+    /// Back up the whole cluster to a file, and check such files (restore
+    /// one with `laneq node restore`).
+    #[command(subcommand)]
+    Snapshot(super::snapshot::SnapshotCmd),
 }
 
 /// `cluster health --max-lag` by default: at full load a member is a few
@@ -84,6 +88,7 @@ pub async fn run(g: &GlobalArgs, cmd: ClusterCmd) -> Result<(), Failure> {
         }
         ClusterCmd::Status => status(g, &client).await?,
         ClusterCmd::Health { max_lag } => health(g, &client, max_lag).await?,
+        ClusterCmd::Snapshot(cmd) => super::snapshot::run(g, &client, cmd).await?,
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod pool;
 mod project;
 mod queue;
 mod retention;
+mod snapshot;
 mod submit;
 mod task;
 mod token;
@@ -151,10 +152,13 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct NodeArgs {
+    #[command(subcommand)]
+    pub action: Option<NodeCmd>,
     /// The node's TOML config (see cluster/local/node1.toml).
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required = true)]
+    pub config: Option<PathBuf>,
     /// Override the config's node id.
     #[arg(long)]
     pub id: Option<u64>,
@@ -181,6 +185,15 @@ pub struct NodeArgs {
     /// 3-node cluster gives each a third of the cores (scripts/cluster).
     #[arg(long, env = "LANEQ_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Build a node's data dir from a `laneq cluster snapshot save` file,
+    /// for a new cluster whose voters are the config's peers. Restore each
+    /// member from the same file, then start them: they serve the same
+    /// queues, tasks and positions, and need no `cluster init`.
+    Restore(snapshot::RestoreArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -372,6 +385,13 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Node(NodeArgs {
+            action: Some(NodeCmd::Restore(args)),
+            ..
+        }) => {
+            init_logging(LogFormat::Text, "warn");
+            snapshot::restore(&cli.global, args)
+        }
         Command::Node(args) => {
             init_node_logging(args.log_format);
             run_node(args).await
@@ -417,7 +437,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn run_node(args: NodeArgs) -> Result<(), Failure> {
-    let mut config = crate::config::NodeConfig::load(&args.config)?;
+    let path = args
+        .config
+        .expect("clap requires --config without a subcommand");
+    let mut config = crate::config::NodeConfig::load(&path)?;
     if let Some(id) = args.id {
         config.id = id;
     }

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod metrics;
 mod projects;
 mod retry;
+mod snapshot;
 mod tasks;
 mod watch;
 pub mod workers;

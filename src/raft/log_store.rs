@@ -20,9 +20,9 @@ use crate::codec::{
 };
 use crate::store::{Flusher, Store};
 
-const VOTE: &str = "vote";
-const PURGED: &str = "last_purged";
-const COMMITTED: &str = "committed";
+pub(super) const VOTE: &str = "vote";
+pub(super) const PURGED: &str = "last_purged";
+pub(super) const COMMITTED: &str = "committed";
 
 /// Most entries kept in memory.
 const RECENT_MAX_ENTRIES: usize = 4096;

@@ -7,6 +7,7 @@
 //! outside this module, but for what the simulation needs to wire a node
 //! (`RaftNode::start_with`, `Raft`, `TypeConfig`).
 
+mod backup;
 mod coalesce;
 mod error;
 mod forward;
@@ -20,6 +21,7 @@ pub mod runtime;
 mod service;
 mod state_machine;
 
+pub use backup::{restore, Restored, Taken};
 pub use coalesce::{ProposeError, Stamper, WallClock};
 pub use error::NodeError;
 pub use forward::noting_forwards;

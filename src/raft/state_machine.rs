@@ -26,11 +26,11 @@ use crate::model::history::Settings as HistorySettings;
 use crate::model::{Key, Response, State};
 use crate::store::{SmBatch, SnapshotReader, Store};
 
-const APPLIED: &str = "applied";
-const MEMBERSHIP: &str = "membership";
-const DIGEST: &str = "digest";
-const SNAPSHOT_DIR: &str = "snapshot";
-const SNAPSHOT_FILE: &str = "current";
+pub(super) const APPLIED: &str = "applied";
+pub(super) const MEMBERSHIP: &str = "membership";
+pub(super) const DIGEST: &str = "digest";
+/// The snapshot file, under the data dir.
+pub(super) const SNAPSHOT_PATH: &str = "snapshot/current";
 /// Entries of at least this many bytes in all make a long apply: about ten
 /// submits of a 256 B payload.
 const LONG_APPLY_BYTES: usize = 4096;
@@ -72,6 +72,10 @@ impl SmShared {
     /// written once, with the task, and never change.
     pub fn task_body(&self, id: u64) -> io::Result<Option<crate::model::TaskBody>> {
         self.store.task_body(id)
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Read access to the model as of the last apply.
@@ -230,7 +234,7 @@ impl StateMachine {
     }
 
     fn snapshot_path(&self) -> std::path::PathBuf {
-        self.store.dir().join(SNAPSHOT_DIR).join(SNAPSHOT_FILE)
+        self.store.dir().join(SNAPSHOT_PATH)
     }
 }
 
@@ -393,7 +397,11 @@ const SNAPSHOT_SYNC_BYTES: usize = 4 << 20;
 /// as new. A build that began before an install can end after it; putting
 /// its older snapshot back would leave the log purged past the current
 /// snapshot, and the node would refuse to start again.
-fn save_snapshot_file(store: &Store, path: &std::path::Path, blob: &[u8]) -> io::Result<()> {
+pub(super) fn save_snapshot_file(
+    store: &Store,
+    path: &std::path::Path,
+    blob: &[u8],
+) -> io::Result<()> {
     static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _saving = SAVING
         .lock()
@@ -435,6 +443,30 @@ fn save_snapshot_file(store: &Store, path: &std::path::Path, blob: &[u8]) -> io:
     Ok(())
 }
 
+/// The state machine as a snapshot blob, read from one consistent RocksDB
+/// view while apply goes on, with its meta (last applied, membership) as of
+/// that view.
+pub(super) fn export(store: &Store) -> io::Result<(SnapshotMeta, Vec<u8>)> {
+    let mut meta_out = None;
+    let blob = store.sm_export(|table| {
+        let last_log_id: Option<LogId> =
+            table.get(APPLIED).map(|b| decode(b)).transpose()?.flatten();
+        let last_membership: StoredMembership = table
+            .get(MEMBERSHIP)
+            .map(|b| decode(b))
+            .transpose()?
+            .unwrap_or_default();
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+        };
+        let header = encode(&meta);
+        meta_out = Some(meta);
+        Ok(header)
+    })?;
+    Ok((meta_out.expect("header callback ran"), blob))
+}
+
 /// Builds a snapshot from one consistent RocksDB view while apply goes on.
 pub struct SnapshotBuilder {
     store: Store,
@@ -449,25 +481,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let path = self.path.clone();
         let start = std::time::Instant::now();
         self.store.background(move || -> io::Result<Snapshot> {
-            let mut meta_out = None;
-            let blob = store.sm_export(|table| {
-                let last_log_id: Option<LogId> =
-                    table.get(APPLIED).map(|b| decode(b)).transpose()?.flatten();
-                let last_membership: StoredMembership = table
-                    .get(MEMBERSHIP)
-                    .map(|b| decode(b))
-                    .transpose()?
-                    .unwrap_or_default();
-                let meta = SnapshotMeta {
-                    last_log_id,
-                    last_membership,
-                };
-                let header = encode(&meta);
-                meta_out = Some(meta);
-                Ok(header)
-            })?;
+            let (meta, blob) = export(&store)?;
             save_snapshot_file(&store, &path, &blob)?;
-            let meta = meta_out.expect("header callback ran");
             crate::store::release_free_memory();
             meter::observe_since(&meter::SNAPSHOT_BUILD_SECONDS, start);
             meter::SNAPSHOT_BYTES.set(blob.len() as i64);

@@ -1,6 +1,7 @@
 //! The stored form of the state machine's records, apart from RocksDB: the
 //! tables they belong to ([`Table`]), the decoders of the record formats
-//! earlier releases wrote (`formats`), and the snapshot blob (`snapshot`).
+//! earlier releases wrote (`formats`), the snapshot blob (`snapshot`) and
+//! the backup file that wraps one (`backup`).
 //! `store` keeps them in RocksDB; they live here, outside the `server`
 //! feature, so that they build without RocksDB and the fuzz targets
 //! (`fuzz/`) reach every decoder of bytes that come from disk or a peer.
@@ -8,9 +9,11 @@
 //! **Architecture Invariant:** pure: bytes in, a record or an `io::Error`
 //! out, never a panic; no RocksDB and no openraft.
 
+mod backup;
 mod formats;
 mod snapshot;
 
+pub use backup::{Backup, BackupInfo, BackupWriter};
 pub use formats::{decode_queue, decode_task, TASK_FORMAT};
 pub use snapshot::{header_of, read_file_header, SnapshotReader, SnapshotWriter};
 

@@ -70,16 +70,21 @@ impl Identity {
                         ),
                     ));
                 }
-                std::fs::create_dir_all(dir)?;
-                let tmp = dir.join(format!("{FILE}.tmp"));
-                let text = toml::to_string(self).map_err(io::Error::other)?;
-                std::fs::write(&tmp, text)?;
-                std::fs::File::open(&tmp)?.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                Ok(())
+                self.write(dir)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes the identity into `dir` (durably), whatever it holds.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        let text = toml::to_string(self).map_err(io::Error::other)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dir.join(FILE))?;
+        std::fs::File::open(dir)?.sync_all()
     }
 }
 
