@@ -12,6 +12,7 @@ mod support;
 
 mod architecture;
 mod auth;
+mod backup;
 mod bad_input;
 mod cluster;
 mod limits;

@@ -8,6 +8,7 @@
 //! `scenario`, `system`, `clients`, `ops_per_s`, `p50_ms`, `p99_ms` and
 //! whatever else the scenario measures.
 
+mod backup;
 mod floor;
 mod history;
 mod load;
@@ -31,7 +32,8 @@ Options:
                         failover, scale, heartbeats, history (the cost of
                         the metrics history: with it and without),
                         security (the cost of TLS and tokens: with them
-                        and without)
+                        and without), backup (snapshot save and restore
+                        of 1M queued tasks)
   --laneq-bin PATH      the laneq binary (default target/release/laneq)
   --etcd-bin PATH       the etcd binary (default /usr/bin/etcd)
   --out FILE            the JSON results (default bench/results/versus_etcd.json)
@@ -78,7 +80,7 @@ impl Args {
     }
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "floor",
     "submit",
     "e2e",
@@ -87,6 +89,7 @@ const SCENARIOS: [&str; 8] = [
     "heartbeats",
     "history",
     "security",
+    "backup",
 ];
 
 fn parse_args() -> Result<Args, String> {
@@ -187,6 +190,7 @@ async fn main() -> std::process::ExitCode {
             "heartbeats" => scenarios::heartbeats(&args).await,
             "history" => history::history(&args).await,
             "security" => security::security(&args).await,
+            "backup" => backup::backup(&args).await,
             _ => unreachable!("checked in parse_args"),
         };
         records.extend(rows);

@@ -32,11 +32,11 @@ struct Size {
     samples: usize,
 }
 
-fn queue_name(i: usize) -> String {
+pub(crate) fn queue_name(i: usize) -> String {
     format!("scale-{i:04}")
 }
 
-fn task(queue: String) -> TaskSpec {
+pub(crate) fn task(queue: String) -> TaskSpec {
     TaskSpec {
         queue,
         command: vec!["true".into()],
@@ -65,7 +65,12 @@ fn rss_kib(c: &Cluster) -> Vec<u64> {
 /// Submits `count` tasks spread round-robin over the queues, in batches of
 /// [`BATCH`] from [`LOADERS`] concurrent clients. Returns the ids and the
 /// time it took.
-async fn load(client: &Client, queues: usize, first: usize, count: usize) -> (Vec<u64>, Duration) {
+pub(crate) async fn load(
+    client: &Client,
+    queues: usize,
+    first: usize,
+    count: usize,
+) -> (Vec<u64>, Duration) {
     let start = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut handles = Vec::new();

@@ -131,6 +131,53 @@ impl Cluster {
     /// A laneq cluster named `name`, secured or not, with `extra` (TOML)
     /// appended to each node's config before its peers.
     pub async fn laneq_secured(bin: &Path, name: &str, extra: &str, security: Security) -> Cluster {
+        let (mut c, digest) = Cluster::laneq_configured(bin, name, extra, security);
+        for i in 0..3 {
+            c.start(i);
+        }
+        let digest = (security == Security::On).then_some(digest);
+        (c.client(Duration::from_secs(30)).init(digest).await).expect("init the laneq cluster");
+        c.wait_ready().await;
+        c
+    }
+
+    /// A new plaintext laneq cluster whose members are each restored from
+    /// `file` (`laneq node restore`) and then started, without init. Returns
+    /// it and how long each member's restore took.
+    pub async fn laneq_restored(bin: &Path, file: &Path) -> (Cluster, Vec<Duration>) {
+        let (mut c, _) = Cluster::laneq_configured(bin, "laneq-restored", "", Security::Off);
+        let mut took = Vec::new();
+        for i in 0..3 {
+            let config = c.procs[i].args[2].clone();
+            let start = std::time::Instant::now();
+            let o = Command::new(bin)
+                .args(["node", "restore"])
+                .arg(file)
+                .args(["--config", &config])
+                .output()
+                .expect("run laneq node restore");
+            assert!(
+                o.status.success(),
+                "laneq node restore: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            took.push(start.elapsed());
+        }
+        for i in 0..3 {
+            c.start(i);
+        }
+        c.wait_ready().await;
+        (c, took)
+    }
+
+    /// A laneq cluster's configs, nothing started, and the digest of the
+    /// admin token that a secure one's init is to store.
+    fn laneq_configured(
+        bin: &Path,
+        name: &str,
+        extra: &str,
+        security: Security,
+    ) -> (Cluster, Vec<u8>) {
         let dir = cluster_dir("laneq");
         let certs = dir.path().join("certs");
         // A top-level key (before `extra`, whose tables would take it in)
@@ -193,7 +240,7 @@ impl Cluster {
                 ..Default::default()
             },
         };
-        let mut c = Cluster {
+        let c = Cluster {
             kind: Kind::Laneq,
             name: name.into(),
             bin: bin.to_path_buf(),
@@ -202,13 +249,7 @@ impl Cluster {
             procs,
             _dir: dir,
         };
-        for i in 0..3 {
-            c.start(i);
-        }
-        let digest = (security == Security::On).then_some(digest);
-        (c.client(Duration::from_secs(30)).init(digest).await).expect("init the laneq cluster");
-        c.wait_ready().await;
-        c
+        (c, digest)
     }
 
     /// A laneq client of this cluster (TLS and a token where it needs
