@@ -6,8 +6,9 @@
 //!   decoders of every format (`records::decode_task`,
 //!   `records::decode_queue`). What decodes must encode to bytes that
 //!   decode to the same value.
-//! - 14: a snapshot blob as is (`SnapshotReader::parse`, `header_of`); the
-//!   checksum refuses nearly all.
+//! - 14: a snapshot blob as is (`SnapshotReader::parse`, `header_of`), and
+//!   a backup file as is (`Backup::parse`: its lengths are read before its
+//!   checksum); the checksums refuse nearly all.
 //! - 15: a snapshot blob whose content is the rest of the input, with the
 //!   magic in front and its checksum computed here, so that the parser's
 //!   walk over the records and each record's decoding by its table are
@@ -51,6 +52,11 @@ pub fn run(data: &[u8]) {
             let _ = rec::header_of(rest);
             if let Ok(r) = SnapshotReader::parse(rest) {
                 walk(&r);
+            }
+            if let Ok(b) = rec::Backup::parse(rest) {
+                if let Ok(r) = SnapshotReader::parse(b.blob) {
+                    walk(&r);
+                }
             }
         }
         15 => {

@@ -149,6 +149,18 @@ fn check(file: &[u8]) -> Result<(BackupInfo, &[u8]), Failure> {
     Ok((backup.info, backup.blob))
 }
 
+/// "3 tasks in 1 queue".
+fn holds(info: &BackupInfo) -> String {
+    let s = |n: u64| if n == 1 { "" } else { "s" };
+    format!(
+        "{} task{} in {} queue{}",
+        info.tasks,
+        s(info.tasks),
+        info.queues,
+        s(info.queues)
+    )
+}
+
 fn io_failure(path: &Path, e: std::io::Error) -> Failure {
     Failure::from(format!("{}: {e}", path.display()))
 }
@@ -205,10 +217,7 @@ fn print_info(
                     ),
                 ),
                 ("taken", output::time(info.taken_at_ms)),
-                (
-                    "holds",
-                    format!("{} tasks in {} queues", info.tasks, info.queues),
-                ),
+                ("holds", holds(info)),
                 ("version", info.version.clone()),
             ];
             if let Some(s) = seconds {
@@ -258,10 +267,7 @@ pub fn restore(g: &GlobalArgs, args: RestoreArgs) -> Result<(), Failure> {
                 ("node", config.id.to_string()),
                 ("cluster", identity),
                 ("index", format!("{} (term {})", info.index, info.term)),
-                (
-                    "holds",
-                    format!("{} tasks in {} queues", info.tasks, info.queues),
-                ),
+                ("holds", holds(info)),
                 ("members", members.join(", ")),
             ]);
             println!(
