@@ -267,7 +267,7 @@ pub fn restore(g: &GlobalArgs, args: RestoreArgs) -> Result<(), Failure> {
                 ("node", config.id.to_string()),
                 ("cluster", identity),
                 ("index", format!("{} (term {})", info.index, info.term)),
-                ("holds", holds(info)),
+                ("holds", holds(&info)),
                 ("members", members.join(", ")),
             ]);
             println!(
