@@ -95,13 +95,14 @@ mod tests {
             .iter()
             .filter(|m| permission_of(m) == Access::Needs(Permission::Admin))
             .collect();
-        // Admin's own: membership, pools, projects, tokens, the retention
-        // and removing a worker. A method
+        // Admin's own: membership, backups, pools, projects, tokens, the
+        // retention and removing a worker. A method
         // that falls through to admin by accident shows up here.
         let expected = [
             "/laneq.v1.Cluster/AddNode",
             "/laneq.v1.Cluster/RemoveNode",
             "/laneq.v1.Cluster/TransferLeader",
+            "/laneq.v1.Cluster/SaveSnapshot",
             "/laneq.v1.Pools/CreatePool",
             "/laneq.v1.Pools/AddCluster",
             "/laneq.v1.Pools/RemoveCluster",
