@@ -5,11 +5,11 @@
 //! write is applied once.
 
 mod batch;
+mod cluster;
 pub mod credentials;
 pub mod metrics;
 mod projects;
 mod retry;
-mod snapshot;
 mod tasks;
 mod watch;
 pub mod workers;
@@ -435,67 +435,5 @@ impl Client {
         self.unary(req, TokensClient::revoke_token)
             .await
             .map(|_| ())
-    }
-
-    pub async fn add_node(&self, id: u64, addr: &str) -> Result<AddNodeResponse, ClientError> {
-        let req = AddNodeRequest {
-            id,
-            addr: addr.to_string(),
-        };
-        self.unary_long(req, ClusterClient::add_node).await
-    }
-
-    pub async fn remove_node(&self, id: u64) -> Result<RemoveNodeResponse, ClientError> {
-        let req = RemoveNodeRequest { id };
-        self.unary(req, ClusterClient::remove_node).await
-    }
-
-    pub async fn transfer_leader(&self, id: u64) -> Result<TransferLeaderResponse, ClientError> {
-        let req = TransferLeaderRequest { id };
-        self.unary(req, ClusterClient::transfer_leader).await
-    }
-
-    pub async fn membership(&self) -> Result<MembershipResponse, ClientError> {
-        self.unary(MembershipRequest {}, ClusterClient::membership)
-            .await
-    }
-
-    /// Asks one node, and only that node, for its own status (no retries),
-    /// over plaintext.
-    pub async fn node_status(
-        addr: &str,
-        timeout: Duration,
-    ) -> Result<NodeStatusResponse, ClientError> {
-        let ch = crate::wire::endpoint_channel(addr);
-        Self::status_over(ch, addr, timeout, Credentials::default()).await
-    }
-
-    /// [`Client::node_status`] with this client's transport (TLS or not)
-    /// and credentials.
-    pub async fn status_of(
-        &self,
-        addr: &str,
-        timeout: Duration,
-    ) -> Result<NodeStatusResponse, ClientError> {
-        let ch = crate::wire::channel(addr, self.inner.tls.as_ref());
-        Self::status_over(ch, addr, timeout, self.inner.credentials.clone()).await
-    }
-
-    async fn status_over(
-        ch: Channel,
-        addr: &str,
-        timeout: Duration,
-        credentials: Credentials,
-    ) -> Result<NodeStatusResponse, ClientError> {
-        let mut req = tonic::Request::new(NodeStatusRequest {});
-        req.set_timeout(timeout);
-        let mut c = ClusterClient::with_interceptor(ch, credentials);
-        match tokio::time::timeout(timeout, c.node_status(req)).await {
-            Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(s)) => Err(ClientError::Status(s)),
-            Err(_) => Err(ClientError::Unavailable(format!(
-                "{addr}: no answer within {timeout:?}"
-            ))),
-        }
     }
 }
