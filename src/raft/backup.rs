@@ -33,9 +33,9 @@ pub struct Taken {
 }
 
 impl RaftNode {
-    /// On the leader: confirms leadership (a read barrier, so that every
-    /// write acknowledged before the call is in it), then copies the state
-    /// from one consistent RocksDB view on a background thread.
+    /// Refused but on the leader; there, passes a linearizable read
+    /// barrier, so that a copy taken after it holds every write
+    /// acknowledged before the call.
     pub async fn check_backup(&self) -> Result<(), NodeError> {
         if !self.raft.is_leader() {
             return Err(self.not_leader());
@@ -43,19 +43,20 @@ impl RaftNode {
         self.linearize().await.map(drop)
     }
 
-    /// Takes the copy (after [`RaftNode::check_backup`]).
+    /// Takes the copy (after [`RaftNode::check_backup`]), from one
+    /// consistent RocksDB view on a background thread while apply goes on.
     pub async fn take_backup(&self) -> Result<Taken, NodeError> {
         let store = self.sm.store().clone();
-        let fatal = |e: io::Error| NodeError::Unavailable(format!("take the snapshot: {e}"));
+        let failed = |e: io::Error| NodeError::Unavailable(format!("take the snapshot: {e}"));
         let (meta, blob) = store
             .clone()
             .background(move || export(&store))
             .await
-            .map_err(fatal)?;
+            .map_err(failed)?;
         let log_id = meta
             .last_log_id
             .ok_or_else(|| NodeError::Unavailable("nothing is applied yet".into()))?;
-        let (tasks, queues) = count(&blob).map_err(fatal)?;
+        let (tasks, queues) = count(&blob).map_err(failed)?;
         Ok(Taken {
             index: log_id.index(),
             term: log_id.committed_leader_id().term,
