@@ -48,7 +48,7 @@ impl RaftNode {
     pub async fn take_backup(&self) -> Result<Taken, NodeError> {
         let store = self.sm.store().clone();
         let failed = |e: io::Error| NodeError::Unavailable(format!("take the snapshot: {e}"));
-        let (meta, blob) = store
+        let (meta, exported) = store
             .clone()
             .background(move || export(&store))
             .await
@@ -56,28 +56,14 @@ impl RaftNode {
         let log_id = meta
             .last_log_id
             .ok_or_else(|| NodeError::Unavailable("nothing is applied yet".into()))?;
-        let (tasks, queues) = count(&blob).map_err(failed)?;
         Ok(Taken {
             index: log_id.index(),
             term: log_id.committed_leader_id().term,
-            tasks,
-            queues,
-            blob,
+            tasks: exported.records(Table::Tasks),
+            queues: exported.records(Table::Queues),
+            blob: exported.blob,
         })
     }
-}
-
-/// The tasks and queues of a blob, checking its checksum on the way.
-fn count(blob: &[u8]) -> io::Result<(u64, u64)> {
-    let (mut tasks, mut queues) = (0, 0);
-    for record in SnapshotReader::parse(blob)?.records() {
-        match record?.0 {
-            Table::Tasks => tasks += 1,
-            Table::Queues => queues += 1,
-            _ => {}
-        }
-    }
-    Ok((tasks, queues))
 }
 
 /// What [`restore`] built.
@@ -123,7 +109,7 @@ pub fn restore(blob: &[u8], config: &NodeConfig) -> io::Result<Restored> {
     store.raft_meta_put(VOTE, &encode(&Vote::new(term, config.id)), false)?;
     let (snapshot_meta, snapshot) = export(&store)?;
     debug_assert_eq!(snapshot_meta.last_log_id, Some(log_id));
-    save_snapshot_file(&store, &dir.join(SNAPSHOT_PATH), &snapshot)?;
+    save_snapshot_file(&store, &dir.join(SNAPSHOT_PATH), &snapshot.blob)?;
     store.sync()?;
     drop(store);
     Identity::new(config.id, &config.cluster).write(dir)?;
@@ -221,7 +207,13 @@ mod tests {
     async fn a_restored_dir_is_a_snapshot_install_with_the_new_membership() {
         let tmp = tempfile::tempdir().unwrap();
         let (state, log_id) = source(&tmp.path().join("old"), 25);
-        let (_, blob) = export(&Store::open(&tmp.path().join("old")).unwrap()).unwrap();
+        let (_, exported) = export(&Store::open(&tmp.path().join("old")).unwrap()).unwrap();
+        let counts = (
+            exported.records(Table::Tasks),
+            exported.records(Table::Queues),
+        );
+        assert_eq!(counts, (25, 2), "the export counts its records");
+        let blob = exported.blob;
 
         let dir = tmp.path().join("new");
         let r = restore(&blob, &config(&dir, 2, "restored")).unwrap();
@@ -265,7 +257,10 @@ mod tests {
     fn a_restore_refuses_a_used_dir_and_a_node_outside_its_peers() {
         let tmp = tempfile::tempdir().unwrap();
         source(&tmp.path().join("old"), 1);
-        let (_, blob) = export(&Store::open(&tmp.path().join("old")).unwrap()).unwrap();
+        let blob = export(&Store::open(&tmp.path().join("old")).unwrap())
+            .unwrap()
+            .1
+            .blob;
         let used = tmp.path().join("old");
         let e = restore(&blob, &config(&used, 1, "x")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");

@@ -24,7 +24,7 @@ use crate::codec::{decode, encode};
 use crate::meter;
 use crate::model::history::Settings as HistorySettings;
 use crate::model::{Key, Response, State};
-use crate::store::{SmBatch, SnapshotReader, Store};
+use crate::store::{Exported, SmBatch, SnapshotReader, Store};
 
 pub(super) const APPLIED: &str = "applied";
 pub(super) const MEMBERSHIP: &str = "membership";
@@ -446,9 +446,9 @@ pub(super) fn save_snapshot_file(
 /// The state machine as a snapshot blob, read from one consistent RocksDB
 /// view while apply goes on, with its meta (last applied, membership) as of
 /// that view.
-pub(super) fn export(store: &Store) -> io::Result<(SnapshotMeta, Vec<u8>)> {
+pub(super) fn export(store: &Store) -> io::Result<(SnapshotMeta, Exported)> {
     let mut meta_out = None;
-    let blob = store.sm_export(|table| {
+    let exported = store.sm_export(|table| {
         let last_log_id: Option<LogId> =
             table.get(APPLIED).map(|b| decode(b)).transpose()?.flatten();
         let last_membership: StoredMembership = table
@@ -464,7 +464,7 @@ pub(super) fn export(store: &Store) -> io::Result<(SnapshotMeta, Vec<u8>)> {
         meta_out = Some(meta);
         Ok(header)
     })?;
-    Ok((meta_out.expect("header callback ran"), blob))
+    Ok((meta_out.expect("header callback ran"), exported))
 }
 
 /// Builds a snapshot from one consistent RocksDB view while apply goes on.
@@ -481,7 +481,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let path = self.path.clone();
         let start = std::time::Instant::now();
         self.store.background(move || -> io::Result<Snapshot> {
-            let (meta, blob) = export(&store)?;
+            let (meta, exported) = export(&store)?;
+            let blob = exported.blob;
             save_snapshot_file(&store, &path, &blob)?;
             crate::store::release_free_memory();
             meter::observe_since(&meter::SNAPSHOT_BUILD_SECONDS, start);

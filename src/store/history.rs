@@ -293,7 +293,7 @@ mod tests {
             assert_eq!(loaded, state, "seed {seed}: reload");
             assert!(state.all_queue_counters().count() > 0);
 
-            let blob = store.sm_export(|_| Ok(vec![])).unwrap();
+            let blob = store.sm_export(|_| Ok(vec![])).unwrap().blob;
             let other_dir = tempfile::tempdir().unwrap();
             let other = Store::open(other_dir.path()).unwrap();
             let mut imported = other

@@ -21,7 +21,7 @@ pub use crate::records::{
 pub use flusher::Flusher;
 pub use history::HistoryRead;
 pub use identity::Identity;
-pub use tables::SmBatch;
+pub use tables::{Exported, SmBatch};
 
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,

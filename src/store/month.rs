@@ -84,7 +84,7 @@ fn a_month_of_steady_work_stays_flat_after_the_retention_window() {
         }
         w.s.check_invariants();
         assert_eq!(w.counted(), (w.submitted, w.outcomes), "day {day}");
-        let snapshot = store.sm_export(|_| Ok(vec![])).unwrap().len() as u64;
+        let snapshot = store.sm_export(|_| Ok(vec![])).unwrap().blob.len() as u64;
         let (q0, q9) = (w.s.queue("q0").unwrap().id, w.s.queue("q9").unwrap().id);
         let row = (
             w.s.tasks_after(0).count() as u64,

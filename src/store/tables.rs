@@ -131,6 +131,22 @@ impl SmBatch {
     }
 }
 
+/// A snapshot blob ([`Store::sm_export`]) and how many records of each
+/// table it holds.
+pub struct Exported {
+    pub blob: Vec<u8>,
+    /// By table, in the order of [`Table::ALL`].
+    records: [u64; Table::ALL.len()],
+}
+
+impl Exported {
+    /// The records of `table` in the blob.
+    pub fn records(&self, table: Table) -> u64 {
+        let at = Table::ALL.iter().position(|t| *t == table);
+        self.records[at.expect("every table is in Table::ALL")]
+    }
+}
+
 impl Store {
     /// Writes a batch of state machine changes atomically.
     pub fn sm_commit(&self, batch: SmBatch) -> io::Result<()> {
@@ -222,12 +238,13 @@ impl Store {
     }
 
     /// Writes every state machine record, read from one consistent RocksDB
-    /// snapshot, into a snapshot blob. Apply may go on meanwhile. `header`
-    /// gets the meta table as of that snapshot and returns the blob's header.
+    /// snapshot, into a snapshot blob, counting them by table. Apply may go
+    /// on meanwhile. `header` gets the meta table as of that snapshot and
+    /// returns the blob's header.
     pub fn sm_export(
         &self,
         header: impl FnOnce(&BTreeMap<String, Vec<u8>>) -> io::Result<Vec<u8>>,
-    ) -> io::Result<Vec<u8>> {
+    ) -> io::Result<Exported> {
         let db = self.db();
         let snap = db.snapshot();
         let mut meta = BTreeMap::new();
@@ -236,13 +253,18 @@ impl Store {
             meta.insert(String::from_utf8_lossy(&k).into_owned(), v.to_vec());
         }
         let mut w = SnapshotWriter::new(&header(&meta)?);
-        for table in Table::ALL {
+        let mut records = [0; Table::ALL.len()];
+        for (table, count) in Table::ALL.into_iter().zip(&mut records) {
             for item in snap.iterator_cf(self.cf(table.cf()), IteratorMode::Start) {
                 let (k, v) = item.map_err(io_err)?;
                 w.record(table, &k, &v);
+                *count += 1;
             }
         }
-        Ok(w.finish())
+        Ok(Exported {
+            blob: w.finish(),
+            records,
+        })
     }
 
     /// Replaces every state machine table with the records of a snapshot, in
@@ -298,7 +320,7 @@ mod tests {
             workers += state.workers().count();
             tasks += state.tasks_after(0).count();
             assert_eq!(store.sm_load().unwrap(), state, "seed {seed}: reload");
-            let blob = store.sm_export(|_| Ok(vec![seed as u8])).unwrap();
+            let blob = store.sm_export(|_| Ok(vec![seed as u8])).unwrap().blob;
             let b = tempfile::tempdir().unwrap();
             let other = Store::open(b.path()).unwrap();
             let imported = other
@@ -419,7 +441,10 @@ mod tests {
         }
         assert_eq!(store.sm_load().unwrap(), state);
 
-        let blob = store.sm_export(|meta| Ok(meta["applied"].clone())).unwrap();
+        let blob = store
+            .sm_export(|meta| Ok(meta["applied"].clone()))
+            .unwrap()
+            .blob;
         let b = tempfile::tempdir().unwrap();
         let other = Store::open(b.path()).unwrap();
         // Stale records in the target must disappear.
